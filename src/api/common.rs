@@ -1,0 +1,291 @@
+//! Spec parts shared by more than one resource: database endpoints, Secret references and the
+//! selection of databases, schemas, tables and columns.
+//!
+//! Plain data only: validation lives in [`crate::api::validate`], behaviour elsewhere.
+
+use std::collections::BTreeMap;
+
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A database engine Ferry can read from or write to.
+///
+/// `mysql` (MySQL 8), `mariadb` (MariaDB 10.6 and later), `postgresql` (PostgreSQL 12 and later;
+/// row filters and column lists need 15), `redis` (Redis 6 and later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Mysql,
+    Mariadb,
+    Postgresql,
+    Redis,
+}
+
+impl Engine {
+    /// The engine's name as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Mysql => "mysql",
+            Engine::Mariadb => "mariadb",
+            Engine::Postgresql => "postgresql",
+            Engine::Redis => "redis",
+        }
+    }
+
+    /// Whether the engine speaks the MySQL protocol (MySQL or MariaDB).
+    pub fn is_mysql_family(self) -> bool {
+        matches!(self, Engine::Mysql | Engine::Mariadb)
+    }
+
+    /// Whether the engine has a database → schema → table hierarchy.
+    pub fn has_schemas(self) -> bool {
+        matches!(self, Engine::Postgresql)
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key of a Secret in the same namespace as the resource that refers to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret. It must live in the same namespace as the resource; Ferry never reads
+    /// Secrets from other namespaces.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret's `data` whose value is used.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// How the connection to a database is encrypted.
+///
+/// `disable`: plain TCP. `require`: TLS, certificate not verified. `verify-ca`: TLS, the server
+/// certificate must be signed by the CA in `caSecretRef`. `verify-full`: as `verify-ca`, and the
+/// certificate must also name `host`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    #[default]
+    Disable,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Transport encryption of a database connection.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// TLS mode: `disable`, `require`, `verify-ca` or `verify-full`. Default `disable`.
+    #[serde(default)]
+    pub mode: TlsMode,
+    /// Secret key holding the PEM-encoded CA certificate that signs the server certificate.
+    /// Required for `verify-ca` and `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+}
+
+/// Where a database is and how to log in to it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// Database engine: `mysql`, `mariadb`, `postgresql` or `redis`. Cannot be changed after the
+    /// resource is created.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("engine is immutable: create a new resource to change it"))]
+    pub engine: Engine,
+    /// Host name or IP address the worker pods connect to (a Service name works inside the
+    /// cluster).
+    #[schemars(length(min = 1, max = 253))]
+    pub host: String,
+    /// TCP port, 1–65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Database to connect to. Required for PostgreSQL (the database that holds the selected
+    /// schemas); optional for MySQL and MariaDB; for Redis, the logical database number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// User name to log in as. Required except for Redis servers without ACL users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The Secret key holding the password. Passwords are never written inline in the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// Transport encryption. Default: no TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// How much of the source is selected.
+///
+/// `all`: every user database (schema) of the source. `database`: the whole databases listed in
+/// `databases`. `table`: the tables listed under each database.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectScope {
+    All,
+    Database,
+    #[default]
+    Table,
+}
+
+/// Which objects are transferred or compared, and what they are called on the target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectSelection {
+    /// Selection scope: `all`, `database` or `table` (default `table`).
+    #[serde(default)]
+    pub scope: ObjectScope,
+    /// Database on the target that receives every selected object, whatever its source
+    /// database. When unset each database keeps its name (or its `mappedName`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_database: Option<String>,
+    /// Selected databases. Empty only with scope `all`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseSelection>,
+}
+
+/// One source database and what is selected in it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSelection {
+    /// Database name on the source.
+    #[schemars(length(min = 1, max = 128))]
+    pub name: String,
+    /// Database name on the target. Default: the same as `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_name: Option<String>,
+    /// Select every table of the database (every schema on PostgreSQL). Table-level settings
+    /// (filters, column selection) cannot be combined with it.
+    #[serde(default)]
+    pub all: bool,
+    /// Schemas of a PostgreSQL database and the tables selected in them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<SchemaSelection>,
+    /// Tables of a MySQL or MariaDB database. On PostgreSQL, tables listed here belong to the
+    /// `public` schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableSelection>,
+}
+
+/// One PostgreSQL schema and what is selected in it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaSelection {
+    /// Schema name on the source.
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// Schema name on the target. Default: the same as `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_name: Option<String>,
+    /// Select every table of the schema. Cannot be combined with table-level settings.
+    #[serde(default)]
+    pub all: bool,
+    /// Tables selected in the schema.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableSelection>,
+}
+
+/// One source table, its row filter, its column selection and its name on the target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSelection {
+    /// Table name on the source.
+    #[schemars(length(min = 1, max = 128))]
+    pub name: String,
+    /// Table name on the target. Default: the same as `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapped_name: Option<String>,
+    /// Row filter: an SQL boolean expression over the table's columns (the body of a WHERE
+    /// clause, e.g. `region = 'eu' AND id > 1000`). Only matching rows are transferred, in the
+    /// full and in the incremental phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Which columns are transferred and under which names. Default: every column, same names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<ColumnSelection>,
+}
+
+/// Column selection and renaming for one table. `include` and `exclude` are exclusive.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnSelection {
+    /// Only these columns are transferred. Primary key columns must be included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Every column but these is transferred. Primary key columns cannot be excluded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Column renames: source column name → target column name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+}
+
+/// A reference to a resource by name in the same namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LocalObjectRef {
+    /// Name of the referenced resource, in the same namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+impl ObjectSelection {
+    /// Every selected table with its source and target coordinates, in manifest order.
+    ///
+    /// `schema` is `None` for engines without schemas. Databases or schemas selected with
+    /// `all: true` yield no entries here: their tables are only known after listing the source.
+    pub fn tables(&self, engine: Engine) -> Vec<SelectedTable<'_>> {
+        let mut out = Vec::new();
+        for db in &self.databases {
+            let target_db = self.target_database.as_deref().or(db.mapped_name.as_deref()).unwrap_or(&db.name);
+            let default_schema = engine.has_schemas().then_some("public");
+            for table in &db.tables {
+                out.push(SelectedTable {
+                    database: &db.name,
+                    schema: default_schema,
+                    table,
+                    target_database: target_db,
+                    target_schema: default_schema,
+                });
+            }
+            for schema in &db.schemas {
+                for table in &schema.tables {
+                    out.push(SelectedTable {
+                        database: &db.name,
+                        schema: Some(&schema.name),
+                        table,
+                        target_database: target_db,
+                        target_schema: Some(schema.mapped_name.as_deref().unwrap_or(&schema.name)),
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A table picked by an [`ObjectSelection`], with where it lands on the target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelectedTable<'a> {
+    /// Source database.
+    pub database: &'a str,
+    /// Source schema, for engines that have schemas.
+    pub schema: Option<&'a str>,
+    /// The table's selection entry (name, mapped name, filter, columns).
+    pub table: &'a TableSelection,
+    /// Target database after mapping.
+    pub target_database: &'a str,
+    /// Target schema after mapping, for engines that have schemas.
+    pub target_schema: Option<&'a str>,
+}
+
+impl SelectedTable<'_> {
+    /// The table's name on the target after mapping.
+    pub fn target_table(&self) -> &str {
+        self.table.mapped_name.as_deref().unwrap_or(&self.table.name)
+    }
+}

@@ -1,0 +1,603 @@
+//! The SyncJob resource: one migration or replication job from a source to a target database.
+
+use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::common::{Endpoint, ObjectSelection};
+use super::phase::SyncJobPhase;
+
+/// What the job is for. `migration`: move a database once (typically `FULL_INCR_TRANS` until
+/// cut-over). `sync`: keep a target continuously in step with a source. `disasterRecovery`: keep a
+/// standby copy ready to take over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum JobType {
+    #[default]
+    Migration,
+    Sync,
+    DisasterRecovery,
+}
+
+/// What the job transfers. `FULL_TRANS`: the existing data once, then the job is complete.
+/// `INCR_TRANS`: only changes made from the job's start on. `FULL_INCR_TRANS`: the existing data,
+/// then every change, continuously.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TaskType {
+    #[serde(rename = "FULL_TRANS")]
+    FullTrans,
+    #[serde(rename = "INCR_TRANS")]
+    IncrTrans,
+    #[default]
+    #[serde(rename = "FULL_INCR_TRANS")]
+    FullIncrTrans,
+}
+
+impl TaskType {
+    /// The task type as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::FullTrans => "FULL_TRANS",
+            TaskType::IncrTrans => "INCR_TRANS",
+            TaskType::FullIncrTrans => "FULL_INCR_TRANS",
+        }
+    }
+
+    /// Whether the job copies existing data.
+    pub fn has_full(self) -> bool {
+        matches!(self, TaskType::FullTrans | TaskType::FullIncrTrans)
+    }
+
+    /// Whether the job streams changes.
+    pub fn has_incremental(self) -> bool {
+        matches!(self, TaskType::IncrTrans | TaskType::FullIncrTrans)
+    }
+}
+
+/// Size of the transfer worker pod. `micro`: 0.25 CPU / 256Mi; `small`: 0.5 CPU / 512Mi;
+/// `medium`: 1 CPU / 1Gi; `high`: 2 CPU / 4Gi (requests; limits are twice the memory).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeType {
+    Micro,
+    #[default]
+    Small,
+    Medium,
+    High,
+}
+
+/// What a row that is missing or already present on the target does in the incremental phase.
+/// `ignore`: skip the change and keep the target row. `overwrite`: make the target row equal to
+/// the source row (insert becomes upsert, update of a missing row inserts it). `stop`: fail the
+/// job with the conflicting key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictPolicy {
+    Ignore,
+    #[default]
+    Overwrite,
+    Stop,
+}
+
+/// A kind of DDL statement replayed in the incremental phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DdlKind {
+    CreateTable,
+    AlterTable,
+    DropTable,
+    RenameTable,
+    TruncateTable,
+    CreateIndex,
+    DropIndex,
+}
+
+/// A kind of row change replayed in the incremental phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DmlType {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// DDL replay in the incremental phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DdlPolicy {
+    /// Replay DDL on selected tables on the target. When false, DDL is ignored; a DDL that makes
+    /// the job unable to continue stops it with a clear error.
+    #[serde(default)]
+    pub enabled: bool,
+    /// DDL kinds that are replayed. Empty means every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<DdlKind>,
+    /// Never replay DROP DATABASE (or DROP SCHEMA), even with DDL replay on. Default true.
+    #[serde(default = "default_true")]
+    pub skip_drop_database: bool,
+}
+
+impl Default for DdlPolicy {
+    fn default() -> Self {
+        DdlPolicy { enabled: false, kinds: Vec::new(), skip_drop_database: true }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_dml_types() -> Vec<DmlType> {
+    vec![DmlType::Insert, DmlType::Update, DmlType::Delete]
+}
+
+/// How the job treats conflicts, DDL, row changes and indexes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Conflict policy in the incremental phase: `ignore`, `overwrite` (default) or `stop`.
+    #[serde(default)]
+    pub conflict: ConflictPolicy,
+    /// DDL replay in the incremental phase. Default: off.
+    #[serde(default)]
+    pub ddl: DdlPolicy,
+    /// Row change kinds replayed in the incremental phase. Default: insert, update, delete.
+    #[serde(default = "default_dml_types")]
+    #[schemars(length(min = 1, max = 3))]
+    pub dml_types: Vec<DmlType>,
+    /// Create the source's secondary indexes on the target (after the full transfer has loaded
+    /// the data). Default true.
+    #[serde(default = "default_true")]
+    pub indexes: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            conflict: ConflictPolicy::default(),
+            ddl: DdlPolicy::default(),
+            dml_types: default_dml_types(),
+            indexes: true,
+        }
+    }
+}
+
+/// A daily window, in UTC, during which the full transfer reads at most `mbPerSecond`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpeedLimit {
+    /// Start of the window, UTC, on the hour: `hh:00` (e.g. `16:00`).
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):00$"))]
+    pub begin: String,
+    /// End of the window, UTC, inclusive: `hh:59` (e.g. `15:59`). An end before the begin wraps
+    /// past midnight; `16:00`–`15:59` covers the whole day.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):59$"))]
+    pub end: String,
+    /// Read rate cap inside the window, in MB/s, 1–9999.
+    #[schemars(range(min = 1, max = 9999))]
+    pub mb_per_second: u32,
+}
+
+/// Lag and recovery thresholds that raise conditions, Events and alerts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Alarm {
+    /// Incremental lag, in seconds, above which the `LagOverThreshold` condition turns true and a
+    /// warning Event is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub delay_seconds: Option<u32>,
+    /// Recovery point objective, in seconds: the data loss the job may risk. Feeds alert rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub rpo_seconds: Option<u32>,
+    /// Recovery time objective, in seconds. Feeds alert rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub rto_seconds: Option<u32>,
+}
+
+/// Overrides for the worker pods of this job.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerOverrides {
+    /// CPU and memory of the worker container; replaces what `nodeType` gives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Node labels the worker pods must run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the worker pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Container image of the worker pods. Default: the operator's own image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+/// Parallelism and batching of the transfer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tuning {
+    /// Chunks read from the source at once during the full transfer. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub read_parallelism: Option<u32>,
+    /// Connections writing to the target at once during the full transfer. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub write_parallelism: Option<u32>,
+    /// Rows per chunk in the full transfer. Default 50000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 10000000))]
+    pub batch_rows: Option<u32>,
+    /// Source transactions grouped into one target transaction in the incremental phase.
+    /// Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub apply_batch_transactions: Option<u32>,
+}
+
+/// Precheck behaviour.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrecheckSpec {
+    /// Skip every skippable failed precheck item and start anyway.
+    #[serde(default)]
+    pub skip: bool,
+    /// Names of failed precheck items to skip (the `item` of `status.precheck.items`). Only
+    /// skippable items can be skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_items: Vec<String>,
+}
+
+/// Automatic retries of a failed worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// How many times a failed worker is restarted from its checkpoint before the job stays
+    /// failed. Default 5; 0 disables retries.
+    #[serde(default = "default_retry_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub limit: u32,
+    /// Delay before the first retry, in seconds; each further retry doubles it, up to one hour.
+    /// Default 10.
+    #[serde(default = "default_backoff")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub backoff_seconds: u32,
+}
+
+fn default_retry_limit() -> u32 {
+    5
+}
+
+fn default_backoff() -> u32 {
+    10
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { limit: default_retry_limit(), backoff_seconds: default_backoff() }
+    }
+}
+
+fn default_expired_days() -> u32 {
+    14
+}
+
+/// A database migration or replication job: Ferry prechecks both databases, copies the existing
+/// data (full transfer), then streams every change (incremental transfer), and reports each step
+/// in `status`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ferry.dev",
+    doc = "A database migration or replication job.",
+    version = "v1alpha1",
+    kind = "SyncJob",
+    plural = "syncjobs",
+    singular = "syncjob",
+    shortname = "sj",
+    category = "ferry",
+    namespaced,
+    status = "SyncJobStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.taskType"}"#,
+    printcolumn = r#"{"name":"Source","type":"string","jsonPath":".spec.source.engine"}"#,
+    printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.target.engine"}"#,
+    printcolumn = r#"{"name":"Progress","type":"string","jsonPath":".status.progress.percentText"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.progress.lagSeconds","description":"Incremental lag in seconds"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncJobSpec {
+    /// Job type: `migration` (default), `sync` or `disasterRecovery`.
+    #[serde(default)]
+    pub job_type: JobType,
+    /// What is transferred: `FULL_TRANS`, `INCR_TRANS` or `FULL_INCR_TRANS` (default). Cannot be
+    /// changed after creation.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("taskType is immutable"))]
+    pub task_type: TaskType,
+    /// Free-text description, at most 256 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub description: Option<String>,
+    /// The database data is read from.
+    pub source: Endpoint,
+    /// The database data is written to.
+    pub target: Endpoint,
+    /// The databases, schemas, tables and columns transferred, with their target names and row
+    /// filters.
+    pub objects: ObjectSelection,
+    /// Conflict, DDL, row-change and index policy.
+    #[serde(default)]
+    pub policy: Policy,
+    /// Read-rate caps for the full transfer: at most 3 non-overlapping daily UTC windows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("size(self) <= 3").message("at most 3 speed limit windows"))]
+    pub speed_limits: Vec<SpeedLimit>,
+    /// Lag thresholds that raise conditions, Events and alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<Alarm>,
+    /// Days a job may stay failed before it is stopped and its source resources (replication
+    /// slot, publication) are released: 14–100, default 14.
+    #[serde(default = "default_expired_days")]
+    #[schemars(range(min = 14, max = 100))]
+    pub expired_days: u32,
+    /// Worker pod size: `micro`, `small` (default), `medium` or `high`.
+    #[serde(default)]
+    pub node_type: NodeType,
+    /// Worker pod overrides: resources, node selector, tolerations, image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerOverrides>,
+    /// Parallelism and batch sizes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Tuning>,
+    /// Automatic retries of a failed worker.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Pause the job: the worker stops at a checkpoint and the phase becomes `PAUSING`. Setting
+    /// it back to false resumes from that checkpoint.
+    #[serde(default)]
+    pub paused: bool,
+    /// End the job without deleting it: the worker stops and the source resources (replication
+    /// slot, publication) are released. Cannot be undone.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("oldSelf == false || self == true").message("a stopped job cannot be restarted; create a new one"))]
+    pub stopped: bool,
+    /// Scheduled start (RFC 3339). Until then the job waits in `WAITING_FOR_START`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// Precheck skips.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precheck: Option<PrecheckSpec>,
+}
+
+/// Outcome of one precheck item: `PASSED`, `ALARM` (a warning; the job may start) or `FAILED`
+/// (the job cannot start unless the item is skipped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PrecheckResult {
+    Passed,
+    Alarm,
+    Failed,
+}
+
+/// One check made before the job starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrecheckItem {
+    /// Name of the check, e.g. `source.walLevel`; the name `precheck.skipItems` refers to.
+    pub item: String,
+    /// `PASSED`, `ALARM` or `FAILED`.
+    pub result: PrecheckResult,
+    /// Why the check did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What to do to make it pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+    /// Whether the job may start with this item skipped.
+    #[serde(default)]
+    pub skippable: bool,
+    /// Whether the item was skipped through `spec.precheck`.
+    #[serde(default)]
+    pub skipped: bool,
+}
+
+/// Results of the precheck.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrecheckStatus {
+    /// Whether every item passed, raised an alarm or was skipped. Unset while running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed: Option<bool>,
+    /// The spec generation these results were computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Percent of the checks done, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<u32>,
+    /// Percent of the items that passed, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passed_rate: Option<f64>,
+    /// Every check with its result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<PrecheckItem>,
+}
+
+/// The stage a worker reports it is in.
+///
+/// `starting`: connecting and preparing. `full`: copying existing data. `fullComplete`: existing
+/// data copied. `incremental`: streaming changes. `stopped`: stopped cleanly at a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TransferStage {
+    Starting,
+    Full,
+    FullComplete,
+    Incremental,
+    Stopped,
+}
+
+/// Transfer state of one table.
+///
+/// `pending`: not started. `copying`: full transfer running. `copied`: full transfer done.
+/// `indexing`: creating secondary indexes. `streaming`: changes are being applied. `failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum TableState {
+    Pending,
+    Copying,
+    Copied,
+    Indexing,
+    Streaming,
+    Failed,
+}
+
+/// Progress of one table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableProgress {
+    /// Source table, qualified (`database.table` or `schema.table`).
+    pub name: String,
+    /// Transfer state of the table.
+    pub state: TableState,
+    /// Rows written to the target in the full transfer.
+    #[serde(default)]
+    pub rows: u64,
+    /// Rows the source statistics estimate for the table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<u64>,
+}
+
+/// Progress reported by the worker.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Stage the worker is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<TransferStage>,
+    /// Full transfer progress, 0–100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
+    /// `percent` formatted for `kubectl get` (e.g. `42%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_text: Option<String>,
+    /// Incremental lag: seconds between a change's commit on the source and its commit on the
+    /// target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
+    /// Estimated seconds until the full transfer completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_seconds: Option<u64>,
+    /// Rows written to the target (full transfer plus applied changes).
+    #[serde(default)]
+    pub rows_transferred: u64,
+    /// Bytes read from the source.
+    #[serde(default)]
+    pub bytes_transferred: u64,
+    /// Rows per second over the last reporting interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<f64>,
+    /// Per-table progress.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableProgress>,
+}
+
+/// The source position up to which changes are committed on the target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Engine-specific position: a PostgreSQL LSN (`0/16B3748`), a MariaDB GTID list
+    /// (`0-1-42`), a MySQL GTID set, or `binlog.000003:1234`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<String>,
+    /// Source commit time of the last change covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_time: Option<Time>,
+    /// When the checkpoint last advanced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
+}
+
+/// The worker pod currently serving the job.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerStatus {
+    /// Name of the worker pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// Worker attempt number; it grows with each restart (retry, resume, spec change).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Container restarts of the current pod.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// The last error that failed the job or one of its steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// Stable error code, e.g. `SOURCE_CONNECT` or `SPEC_INVALID`.
+    pub code: String,
+    /// What went wrong, without secrets.
+    pub message: String,
+    /// When it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// Observed state of a SyncJob.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncJobStatus {
+    /// Lifecycle phase, with the spellings of the reference services (`CREATING`,
+    /// `CONFIGURATION`, `FULL_TRANSFER_STARTED`, `INCRE_TRANSFER_STARTED`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<SyncJobPhase>,
+    /// The spec generation the phase and conditions reflect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled`, `PrecheckPassed`, `FullTransferComplete` and
+    /// `LagOverThreshold`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Precheck results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precheck: Option<PrecheckStatus>,
+    /// Transfer progress reported by the worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Position up to which changes are on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+    /// The worker pod serving the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerStatus>,
+    /// When the full transfer started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_start_time: Option<Time>,
+    /// When the full transfer completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_complete_time: Option<Time>,
+    /// When the incremental transfer started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incr_start_time: Option<Time>,
+    /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// When the job first failed without recovering since; `expiredDays` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_since: Option<Time>,
+    /// Automatic retries made since the job last ran healthily.
+    #[serde(default)]
+    pub retries: u32,
+    /// When the phase last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_since: Option<Time>,
+}

@@ -1,0 +1,601 @@
+//! Checks of a spec that the OpenAPI schema cannot express (or that must also hold when no API
+//! server is in the loop, as with `ferry run`). Every violation is reported, each with the path
+//! of the field at fault, so a user fixes them all in one edit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::batch::{BatchJobSpec, merge_patch};
+use super::common::{
+    ColumnSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SecretKeyRef, TableSelection, TlsMode,
+};
+use super::compare::{CompareModeKind, CompareTaskSpec};
+use super::syncjob::{SpeedLimit, SyncJobSpec};
+
+/// One violation: which field and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    /// Path of the field, e.g. `spec.objects.databases[0].tables[1].filter`.
+    pub path: String,
+    /// Why the value is not accepted.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Joins violations into one line for a condition message or an error.
+pub fn describe(errors: &[FieldError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// A spec that can check itself.
+pub trait Validate {
+    /// Every violation in the spec; empty when it is valid.
+    fn validate(&self) -> Vec<FieldError>;
+}
+
+/// Collects violations under a path prefix.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+}
+
+/// Longest identifier each engine accepts (PostgreSQL's NAMEDATALEN - 1; MySQL's 64).
+fn max_identifier(engine: Engine) -> usize {
+    match engine {
+        Engine::Postgresql => 63,
+        Engine::Mysql | Engine::Mariadb => 64,
+        Engine::Redis => 512,
+    }
+}
+
+fn check_name(errs: &mut Errors, path: &str, name: &str, engine: Engine) {
+    if name.trim().is_empty() {
+        errs.push(path, "must not be empty");
+    } else if name.len() > max_identifier(engine) {
+        errs.push(path, format!("{} allows at most {} bytes in a name", engine, max_identifier(engine)));
+    } else if name.contains('\0') {
+        errs.push(path, "must not contain a NUL character");
+    }
+}
+
+fn check_secret_ref(errs: &mut Errors, path: &str, r: &SecretKeyRef) {
+    if r.name.trim().is_empty() {
+        errs.push(format!("{path}.name"), "must name a Secret in the same namespace");
+    }
+    if r.key.trim().is_empty() {
+        errs.push(format!("{path}.key"), "must name a key of the Secret");
+    }
+}
+
+fn check_endpoint(errs: &mut Errors, path: &str, ep: &Endpoint) {
+    if ep.host.trim().is_empty() {
+        errs.push(format!("{path}.host"), "must not be empty");
+    }
+    if ep.port == 0 {
+        errs.push(format!("{path}.port"), "must be between 1 and 65535");
+    }
+    match ep.engine {
+        Engine::Postgresql => {
+            if ep.database.as_deref().is_none_or(|d| d.trim().is_empty()) {
+                errs.push(format!("{path}.database"), "PostgreSQL needs the database to connect to");
+            }
+        }
+        Engine::Redis => {
+            if let Some(db) = &ep.database
+                && db.parse::<u32>().is_err()
+            {
+                errs.push(format!("{path}.database"), "a Redis database is a number (0, 1, …)");
+            }
+        }
+        Engine::Mysql | Engine::Mariadb => {
+            if ep.database.as_deref().is_some_and(|d| d.trim().is_empty()) {
+                errs.push(format!("{path}.database"), "must not be empty when set");
+            }
+        }
+    }
+    if ep.engine != Engine::Redis && ep.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        errs.push(format!("{path}.user"), format!("{} needs a user to log in as", ep.engine));
+    }
+    if let Some(r) = &ep.password_secret_ref {
+        check_secret_ref(errs, &format!("{path}.passwordSecretRef"), r);
+    }
+    if let Some(tls) = &ep.tls {
+        let needs_ca = matches!(tls.mode, TlsMode::VerifyCa | TlsMode::VerifyFull);
+        match &tls.ca_secret_ref {
+            None if needs_ca => errs
+                .push(format!("{path}.tls.caSecretRef"), "verify-ca and verify-full need the CA certificate's Secret"),
+            Some(r) => check_secret_ref(errs, &format!("{path}.tls.caSecretRef"), r),
+            None => {}
+        }
+    }
+}
+
+fn check_columns(errs: &mut Errors, path: &str, cols: &ColumnSelection, engine: Engine) {
+    if !cols.include.is_empty() && !cols.exclude.is_empty() {
+        errs.push(path, "set either include or exclude, not both");
+    }
+    for (kind, list) in [("include", &cols.include), ("exclude", &cols.exclude)] {
+        let mut seen = BTreeSet::new();
+        for (i, c) in list.iter().enumerate() {
+            check_name(errs, &format!("{path}.{kind}[{i}]"), c, engine);
+            if !seen.insert(c) {
+                errs.push(format!("{path}.{kind}[{i}]"), format!("column {c:?} is listed twice"));
+            }
+        }
+    }
+    let mut targets = BTreeMap::new();
+    for (from, to) in &cols.rename {
+        let p = format!("{path}.rename.{from}");
+        check_name(errs, &p, to, engine);
+        if cols.exclude.contains(from) {
+            errs.push(&p, format!("column {from:?} is excluded, so it cannot be renamed"));
+        }
+        if !cols.include.is_empty() && !cols.include.contains(from) {
+            errs.push(&p, format!("column {from:?} is not in include, so it cannot be renamed"));
+        }
+        if let Some(other) = targets.insert(to, from) {
+            errs.push(&p, format!("columns {other:?} and {from:?} are both renamed to {to:?}"));
+        }
+    }
+}
+
+fn check_table(errs: &mut Errors, path: &str, t: &TableSelection, engine: Engine, parent_all: bool) {
+    check_name(errs, &format!("{path}.name"), &t.name, engine);
+    if let Some(m) = &t.mapped_name {
+        check_name(errs, &format!("{path}.mappedName"), m, engine);
+    }
+    if let Some(f) = &t.filter {
+        if parent_all {
+            errs.push(
+                format!("{path}.filter"),
+                "a row filter cannot be set on a table of a database or schema selected with all: true; \
+                 set all: false and list the tables",
+            );
+        } else if f.trim().is_empty() {
+            errs.push(format!("{path}.filter"), "must not be empty when set");
+        } else if f.contains(';') {
+            errs.push(format!("{path}.filter"), "must be a single boolean expression, without ';'");
+        }
+    }
+    if let Some(c) = &t.columns {
+        if parent_all {
+            errs.push(
+                format!("{path}.columns"),
+                "a column selection cannot be set on a table of a database or schema selected with all: true",
+            );
+        }
+        check_columns(errs, &format!("{path}.columns"), c, engine);
+    }
+}
+
+/// Checks the object selection of a job whose source is `engine`.
+fn check_objects(errs: &mut Errors, path: &str, o: &ObjectSelection, engine: Engine) {
+    if let Some(t) = &o.target_database {
+        check_name(errs, &format!("{path}.targetDatabase"), t, engine);
+    }
+    match o.scope {
+        ObjectScope::All if !o.databases.is_empty() => errs.push(
+            format!("{path}.databases"),
+            "scope all selects every database; leave databases empty or use scope database",
+        ),
+        ObjectScope::Database | ObjectScope::Table if o.databases.is_empty() => {
+            errs.push(format!("{path}.databases"), "list at least one database")
+        }
+        _ => {}
+    }
+    let mut seen_db = BTreeSet::new();
+    // Target coordinates (database, schema, table) already claimed, with the path that claimed them.
+    let mut targets: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    let mut db_targets: BTreeMap<String, String> = BTreeMap::new();
+    for (i, db) in o.databases.iter().enumerate() {
+        let dp = format!("{path}.databases[{i}]");
+        check_name(errs, &format!("{dp}.name"), &db.name, engine);
+        if let Some(m) = &db.mapped_name {
+            check_name(errs, &format!("{dp}.mappedName"), m, engine);
+            if o.target_database.is_some() {
+                errs.push(
+                    format!("{dp}.mappedName"),
+                    "cannot be combined with objects.targetDatabase, which already names the target database",
+                );
+            }
+        }
+        if !seen_db.insert(&db.name) {
+            errs.push(format!("{dp}.name"), format!("database {:?} is listed twice", db.name));
+        }
+        let target_db = o.target_database.clone().or(db.mapped_name.clone()).unwrap_or(db.name.clone());
+        if o.target_database.is_none()
+            && let Some(other) = db_targets.insert(target_db.clone(), dp.clone())
+        {
+            errs.push(
+                format!("{dp}.mappedName"),
+                format!("{other} is already mapped onto target database {target_db:?}"),
+            );
+        }
+        if o.scope == ObjectScope::Database && (!db.tables.is_empty() || !db.schemas.is_empty()) {
+            errs.push(&dp, "scope database takes whole databases; use scope table to pick schemas or tables");
+        }
+        if o.scope == ObjectScope::Table && !db.all && db.tables.is_empty() && db.schemas.is_empty() {
+            errs.push(&dp, "select tables (tables or schemas) or set all: true");
+        }
+        if !engine.has_schemas() && !db.schemas.is_empty() {
+            errs.push(
+                format!("{dp}.schemas"),
+                format!("{engine} has no schemas; list tables directly under the database"),
+            );
+        }
+        let mut claim = |errs: &mut Errors, tp: String, schema: &str, table: &TableSelection, target_schema: &str| {
+            let target = table.mapped_name.clone().unwrap_or(table.name.clone());
+            let key = (target_db.clone(), target_schema.to_owned(), target.clone());
+            if let Some(other) = targets.insert(key, tp.clone()) {
+                let qualified = if engine.has_schemas() {
+                    format!("{target_db}.{target_schema}.{target}")
+                } else {
+                    format!("{target_db}.{target}")
+                };
+                errs.push(
+                    format!("{tp}.mappedName"),
+                    format!("{other} is already mapped onto target table {qualified:?}"),
+                );
+            }
+            let _ = schema;
+        };
+        let default_schema = if engine.has_schemas() { "public" } else { "" };
+        let mut seen_tables = BTreeSet::new();
+        for (j, t) in db.tables.iter().enumerate() {
+            let tp = format!("{dp}.tables[{j}]");
+            check_table(errs, &tp, t, engine, db.all);
+            if !seen_tables.insert((default_schema, t.name.as_str())) {
+                errs.push(format!("{tp}.name"), format!("table {:?} is listed twice", t.name));
+            }
+            claim(errs, tp, default_schema, t, default_schema);
+        }
+        let mut seen_schemas = BTreeSet::new();
+        let mut schema_targets: BTreeMap<String, String> = BTreeMap::new();
+        for (k, s) in db.schemas.iter().enumerate() {
+            let sp = format!("{dp}.schemas[{k}]");
+            check_name(errs, &format!("{sp}.name"), &s.name, engine);
+            if let Some(m) = &s.mapped_name {
+                check_name(errs, &format!("{sp}.mappedName"), m, engine);
+            }
+            if !seen_schemas.insert(&s.name) {
+                errs.push(format!("{sp}.name"), format!("schema {:?} is listed twice", s.name));
+            }
+            let target_schema = s.mapped_name.clone().unwrap_or(s.name.clone());
+            if let Some(other) = schema_targets.insert(target_schema.clone(), sp.clone()) {
+                errs.push(
+                    format!("{sp}.mappedName"),
+                    format!("{other} is already mapped onto target schema {target_schema:?}"),
+                );
+            }
+            if o.scope == ObjectScope::Table && !s.all && s.tables.is_empty() {
+                errs.push(&sp, "select tables or set all: true");
+            }
+            for (j, t) in s.tables.iter().enumerate() {
+                let tp = format!("{sp}.tables[{j}]");
+                check_table(errs, &tp, t, engine, db.all || s.all);
+                if !seen_tables.insert((s.name.as_str(), t.name.as_str())) {
+                    errs.push(
+                        format!("{tp}.name"),
+                        format!("table {:?} is listed twice in schema {:?}", t.name, s.name),
+                    );
+                }
+                claim(errs, tp, &s.name, t, &target_schema);
+            }
+        }
+    }
+}
+
+/// Parses `hh:mm` into the hour, checking the minutes are `want_minutes`.
+fn parse_hour(text: &str, want_minutes: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    let hour: u32 = h.parse().ok()?;
+    (h.len() == 2 && hour < 24 && m == want_minutes).then_some(hour)
+}
+
+/// The set of UTC hours a window covers (wrapping past midnight when end < begin).
+fn window_hours(begin: u32, end: u32) -> BTreeSet<u32> {
+    if begin <= end { (begin..=end).collect() } else { (begin..24).chain(0..=end).collect() }
+}
+
+fn check_speed_limits(errs: &mut Errors, path: &str, limits: &[SpeedLimit]) {
+    if limits.len() > 3 {
+        errs.push(path, format!("at most 3 windows, got {}", limits.len()));
+    }
+    let mut covered: Vec<(usize, BTreeSet<u32>)> = Vec::new();
+    for (i, l) in limits.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let begin = parse_hour(&l.begin, "00");
+        let end = parse_hour(&l.end, "59");
+        if begin.is_none() {
+            errs.push(format!("{p}.begin"), format!("{:?} is not a UTC time on the hour (hh:00)", l.begin));
+        }
+        if end.is_none() {
+            errs.push(format!("{p}.end"), format!("{:?} is not a UTC time ending an hour (hh:59)", l.end));
+        }
+        if !(1..=9999).contains(&l.mb_per_second) {
+            errs.push(format!("{p}.mbPerSecond"), "must be between 1 and 9999 MB/s");
+        }
+        if let (Some(b), Some(e)) = (begin, end) {
+            let hours = window_hours(b, e);
+            for (j, other) in &covered {
+                if !hours.is_disjoint(other) {
+                    errs.push(&p, format!("overlaps {path}[{j}]"));
+                }
+            }
+            covered.push((i, hours));
+        }
+    }
+}
+
+/// Whether a source/target pair can be served by Ferry's engines.
+pub fn supported_pair(source: Engine, target: Engine) -> bool {
+    match source {
+        Engine::Postgresql => target == Engine::Postgresql,
+        Engine::Mysql | Engine::Mariadb => target.is_mysql_family(),
+        Engine::Redis => target == Engine::Redis,
+    }
+}
+
+impl Validate for SyncJobSpec {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        check_endpoint(&mut errs, "spec.source", &self.source);
+        check_endpoint(&mut errs, "spec.target", &self.target);
+        if !supported_pair(self.source.engine, self.target.engine) {
+            errs.push(
+                "spec.target.engine",
+                format!(
+                    "{} → {} is not supported; the target must be of the same family as the source",
+                    self.source.engine, self.target.engine
+                ),
+            );
+        }
+        if self.source.host == self.target.host
+            && self.source.port == self.target.port
+            && self.source.database == self.target.database
+            && self.objects.target_database.is_none()
+        {
+            errs.push("spec.target", "source and target are the same database; a job would write onto what it reads");
+        }
+        if self.source.engine != Engine::Redis {
+            check_objects(&mut errs, "spec.objects", &self.objects, self.source.engine);
+        }
+        if let Some(d) = &self.description
+            && d.chars().count() > 256
+        {
+            errs.push("spec.description", "at most 256 characters");
+        }
+        if !(14..=100).contains(&self.expired_days) {
+            errs.push("spec.expiredDays", format!("must be between 14 and 100 days, got {}", self.expired_days));
+        }
+        check_speed_limits(&mut errs, "spec.speedLimits", &self.speed_limits);
+        let dml = &self.policy.dml_types;
+        if dml.is_empty() {
+            errs.push("spec.policy.dmlTypes", "list at least one of insert, update, delete");
+        }
+        if dml.iter().collect::<BTreeSet<_>>().len() != dml.len() {
+            errs.push("spec.policy.dmlTypes", "a change kind is listed twice");
+        }
+        if let Some(a) = &self.alarm {
+            for (name, v) in
+                [("delaySeconds", a.delay_seconds), ("rpoSeconds", a.rpo_seconds), ("rtoSeconds", a.rto_seconds)]
+            {
+                if let Some(v) = v
+                    && !(1..=86400).contains(&v)
+                {
+                    errs.push(format!("spec.alarm.{name}"), "must be between 1 and 86400 seconds");
+                }
+            }
+        }
+        if let Some(t) = &self.tuning {
+            for (name, v, lo, hi) in [
+                ("readParallelism", t.read_parallelism, 1, 64),
+                ("writeParallelism", t.write_parallelism, 1, 64),
+                ("batchRows", t.batch_rows, 100, 10_000_000),
+                ("applyBatchTransactions", t.apply_batch_transactions, 1, 100_000),
+            ] {
+                if let Some(v) = v
+                    && !(lo..=hi).contains(&v)
+                {
+                    errs.push(format!("spec.tuning.{name}"), format!("must be between {lo} and {hi}"));
+                }
+            }
+        }
+        if self.retry.limit > 100 {
+            errs.push("spec.retry.limit", "must be between 0 and 100");
+        }
+        if !(1..=3600).contains(&self.retry.backoff_seconds) {
+            errs.push("spec.retry.backoffSeconds", "must be between 1 and 3600");
+        }
+        if let Some(p) = &self.precheck {
+            for (i, item) in p.skip_items.iter().enumerate() {
+                if item.trim().is_empty() {
+                    errs.push(format!("spec.precheck.skipItems[{i}]"), "must name a precheck item");
+                }
+            }
+        }
+        if let Some(w) = &self.worker
+            && w.image.as_deref().is_some_and(|i| i.trim().is_empty())
+        {
+            errs.push("spec.worker.image", "must not be empty when set");
+        }
+        errs.0
+    }
+}
+
+/// Checks a five-field cron expression: minute, hour, day of month, month, day of week.
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "a schedule has 5 fields (minute hour day-of-month month day-of-week), got {}",
+            fields.len()
+        ));
+    }
+    let ranges = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
+    for (field, (name, lo, hi)) in fields.iter().zip(ranges) {
+        for part in field.split(',') {
+            let (range, step) = match part.split_once('/') {
+                Some((r, s)) => (r, Some(s)),
+                None => (part, None),
+            };
+            if let Some(s) = step
+                && s.parse::<u32>().map_or(true, |s| s == 0)
+            {
+                return Err(format!("{name}: step {s:?} is not a positive number"));
+            }
+            if range == "*" {
+                continue;
+            }
+            let bounds: Vec<&str> = range.splitn(2, '-').collect();
+            for b in &bounds {
+                let v: u32 = b.parse().map_err(|_| format!("{name}: {b:?} is not a number"))?;
+                if v < lo || v > hi {
+                    return Err(format!("{name}: {v} is outside {lo}–{hi}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Validate for CompareTaskSpec {
+    fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        match (&self.sync_job_ref, &self.source, &self.target) {
+            (Some(r), src, tgt) => {
+                if r.name.trim().is_empty() {
+                    errs.push("spec.syncJobRef.name", "must name a SyncJob");
+                }
+                if src.is_some() || tgt.is_some() {
+                    errs.push("spec.syncJobRef", "give either syncJobRef or source and target, not both");
+                }
+            }
+            (None, Some(src), Some(tgt)) => {
+                check_endpoint(&mut errs, "spec.source", src);
+                check_endpoint(&mut errs, "spec.target", tgt);
+                match &self.objects {
+                    None => errs.push("spec.objects", "required when no syncJobRef is given"),
+                    Some(o) => check_objects(&mut errs, "spec.objects", o, src.engine),
+                }
+            }
+            (None, _, _) => errs.push("spec.syncJobRef", "give a syncJobRef, or both source and target"),
+        }
+        if let (Some(r), Some(o)) = (&self.sync_job_ref, &self.objects)
+            && !r.name.is_empty()
+            && o.databases.is_empty()
+            && o.scope != ObjectScope::All
+        {
+            errs.push(
+                "spec.objects.databases",
+                "list the databases to compare, or leave objects unset to compare all of the job's",
+            );
+        }
+        if let Some(m) = &self.mode {
+            match (m.kind, m.percent) {
+                (CompareModeKind::Sample, None) => {
+                    errs.push("spec.mode.percent", "sample mode needs the percent of chunks to compare")
+                }
+                (CompareModeKind::Sample, Some(p)) if !(1..=100).contains(&p) => {
+                    errs.push("spec.mode.percent", "must be between 1 and 100")
+                }
+                (CompareModeKind::Full, Some(_)) => errs.push("spec.mode.percent", "only applies to sample mode"),
+                _ => {}
+            }
+        }
+        if let Some(s) = &self.schedule
+            && let Err(e) = check_cron(s)
+        {
+            errs.push("spec.schedule", e);
+        }
+        if let Some(t) = &self.throttle {
+            if t.rows_per_second == Some(0) {
+                errs.push("spec.throttle.rowsPerSecond", "must be at least 1");
+            }
+            if let Some(p) = t.parallelism
+                && !(1..=64).contains(&p)
+            {
+                errs.push("spec.throttle.parallelism", "must be between 1 and 64");
+            }
+        }
+        errs.0
+    }
+}
+
+/// Whether `name` is a DNS-1123 label (what Kubernetes accepts as part of a resource name).
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+impl BatchJobSpec {
+    /// Checks the batch and every item's merged spec, naming child violations under the item
+    /// (`spec.jobs[2]: spec.source.port: …`). `batch_name` bounds the child names' length.
+    pub fn validate_named(&self, batch_name: &str) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        if !self.template.is_object() {
+            errs.push("spec.template", "must be an object holding (part of) a SyncJob spec");
+        }
+        if self.jobs.is_empty() {
+            errs.push("spec.jobs", "list at least one job");
+        }
+        if self.max_concurrent == Some(0) {
+            errs.push("spec.maxConcurrent", "must be at least 1");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, item) in self.jobs.iter().enumerate() {
+            let p = format!("spec.jobs[{i}]");
+            if !is_dns_label(&item.name) {
+                errs.push(format!("{p}.name"), "must be lowercase letters, digits and '-', at most 63 characters");
+            } else if !batch_name.is_empty() && !is_dns_label(&format!("{batch_name}-{}", item.name)) {
+                errs.push(
+                    format!("{p}.name"),
+                    format!("child name {batch_name}-{} is longer than 63 characters", item.name),
+                );
+            }
+            if !seen.insert(&item.name) {
+                errs.push(format!("{p}.name"), format!("item {:?} is listed twice", item.name));
+            }
+            match self.child_spec(item) {
+                Ok(spec) => {
+                    for e in spec.validate() {
+                        errs.push(&p, e.to_string());
+                    }
+                }
+                Err(e) => errs.push(&p, e),
+            }
+        }
+        errs.0
+    }
+}
+
+impl Validate for BatchJobSpec {
+    fn validate(&self) -> Vec<FieldError> {
+        self.validate_named("")
+    }
+}
+
+impl BatchJobSpec {
+    /// The SyncJob spec of one item: the template with the item's overrides merged in.
+    pub fn child_spec(&self, item: &super::batch::BatchItem) -> Result<SyncJobSpec, String> {
+        let mut merged = self.template.clone();
+        if let Some(o) = &item.overrides {
+            merge_patch(&mut merged, o);
+        }
+        serde_json::from_value(merged)
+            .map_err(|e| format!("template merged with overrides is not a valid SyncJob spec: {e}"))
+    }
+}

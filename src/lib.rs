@@ -1,0 +1,8 @@
+//! Ferry: a Kubernetes operator for database migration, continuous sync and data verification.
+//!
+//! `api` holds the resources, `lifecycle` decides phases, `testkit` starts throwaway database
+//! servers for tests and demos.
+
+pub mod api;
+pub mod lifecycle;
+pub mod testkit;

@@ -1,0 +1,16 @@
+//! The pure lifecycle: phases, their allowed transitions and the SyncJob state machine.
+//!
+//! This module decides and nothing else: it touches neither a Kubernetes client nor a
+//! database, and takes the clock as an argument. Controllers and `ferry run` observe the world,
+//! call [`plan`], and carry out the returned actions.
+
+pub mod conditions;
+pub mod syncjob;
+mod transitions;
+
+pub use syncjob::{
+    Action, Observed, Plan, PrecheckState, ReleaseState, WorkerState, blocking_items, mark_skipped, plan,
+};
+
+#[cfg(test)]
+mod tests;
