@@ -8,6 +8,7 @@ pub mod common;
 pub mod compare;
 pub mod crd;
 pub mod fixtures;
+pub mod manifest;
 pub mod phase;
 pub mod schema;
 pub mod syncjob;

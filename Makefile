@@ -1,0 +1,27 @@
+# Ferry's two entry points. `make test` is what CI runs (.ci/run).
+CARGO ?= cargo
+
+.PHONY: test deps lint crds crds-check
+
+## test: install what is missing, then format check, clippy, CRD drift check and every test
+test: deps lint crds-check
+	$(CARGO) test --locked
+
+## deps: system packages the tests need (apt as root, else the command to run)
+deps:
+	@scripts/install-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+## crds: regenerate crds/ from the Rust types
+crds:
+	$(CARGO) run --locked --quiet -- crd --out-dir crds
+
+## crds-check: fail when crds/ differs from what the Rust types generate
+crds-check: crds
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && [ -n "$$(git status --porcelain -- crds)" ]; then \
+		git status --short -- crds; git --no-pager diff --stat -- crds; \
+		echo "error: crds/ is stale; commit the regenerated files (make crds)" >&2; exit 1; \
+	fi
