@@ -4,5 +4,7 @@
 //! servers for tests and demos.
 
 pub mod api;
+pub mod engine;
 pub mod lifecycle;
+pub mod run;
 pub mod testkit;

@@ -22,6 +22,21 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
+    /// Run a SyncJob locally, without a cluster: precheck, full transfer, change stream.
+    ///
+    /// FILE holds the manifests as one would `kubectl apply` them: the Secrets and one SyncJob.
+    /// Ctrl-C (or SIGTERM) stops at a checkpoint; running again resumes from it.
+    Run {
+        /// The manifest file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Rewrite the job's status as JSON in this file at least once a second.
+        #[arg(long)]
+        status_file: Option<PathBuf>,
+        /// After a clean stop, release the replication slot and publication.
+        #[arg(long)]
+        release: bool,
+    },
     /// Print the version.
     Version,
 }
@@ -36,11 +51,35 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Run { file, status_file, release } => {
+            init_tracing();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("RUNTIME: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(ferry::run::run(ferry::run::Options { file, status_file, release })) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    println!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Version => {
             println!("ferry {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn crd(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {

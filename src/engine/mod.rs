@@ -1,0 +1,90 @@
+//! The data path: reading a consistent copy of the selected tables, streaming changes, writing
+//! both to the target with exactly-once checkpoints.
+//!
+//! This module knows nothing of Kubernetes. It takes a job spec, the passwords and a progress
+//! sink; the worker wires it to the API, `ferry run` to the terminal. Each engine family sits in
+//! its own module behind the traits below, so a new engine is a new module.
+
+pub mod error;
+pub mod model;
+pub mod postgres;
+pub mod progress;
+pub mod sql;
+pub mod throttle;
+
+pub use error::{EngineError, Side};
+pub use model::{Cell, Change, ChangeBatch, ColumnDef, KeyRange, TableDef, Transaction};
+pub use progress::{ProgressSink, Tracker};
+
+/// Passwords of the two endpoints, read from the referenced Secrets by whoever runs the engine.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    /// Source password, if the source needs one.
+    pub source_password: Option<String>,
+    /// Target password, if the target needs one.
+    pub target_password: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a password, not even in a debug dump.
+        f.debug_struct("Credentials")
+            .field("source_password", &self.source_password.as_ref().map(|_| "<redacted>"))
+            .field("target_password", &self.target_password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+use tokio::sync::watch;
+
+use crate::api::{Engine, PrecheckItem, PrecheckResult, SyncJobSpec};
+
+/// How a transfer run ended without error.
+pub use postgres::Outcome;
+
+/// Everything one run of a job needs: its identity (`namespace/name`), spec, passwords,
+/// progress and stop signal.
+pub struct Job<'a> {
+    /// Identity of the job (`namespace/name`), which keys its bookkeeping and names its slot.
+    pub id: &'a str,
+    /// The spec.
+    pub spec: &'a SyncJobSpec,
+    /// Passwords.
+    pub credentials: &'a Credentials,
+    /// Progress sink.
+    pub tracker: Tracker,
+    /// Turns true when the job must stop at the next checkpoint.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Runs a job with the engine its endpoints call for.
+pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
+    match (job.spec.source.engine, job.spec.target.engine) {
+        (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
+        (s, t) => Err(EngineError::Unsupported(format!("{s} → {t} transfers are not implemented yet"))),
+    }
+}
+
+/// Runs the precheck for a job's endpoints.
+pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
+    match (spec.source.engine, spec.target.engine) {
+        (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
+        (s, t) => vec![PrecheckItem {
+            item: "engines".into(),
+            result: PrecheckResult::Failed,
+            reason: Some(format!("{s} → {t} transfers are not implemented yet")),
+            fix: Some("use a PostgreSQL → PostgreSQL job".into()),
+            skippable: false,
+            skipped: false,
+        }],
+    }
+}
+
+/// Releases what a job holds on its source (replication slot, publication) and its bookkeeping
+/// on the target. Safe to repeat.
+pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<(), EngineError> {
+    match spec.source.engine {
+        Engine::Postgresql => postgres::release(id, spec, credentials).await,
+        other => Err(EngineError::Unsupported(format!("releasing {other} sources is not implemented yet"))),
+    }
+}

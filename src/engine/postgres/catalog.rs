@@ -1,0 +1,249 @@
+//! Reading the source catalog: which tables the selection means, their columns, types, keys,
+//! indexes and the user-defined types they need.
+
+use tokio_postgres::Client;
+
+use crate::api::{ObjectScope, ObjectSelection, TableSelection};
+use crate::engine::error::{Context, EngineError, Result, Side};
+use crate::engine::model::{ColumnDef, TableDef};
+
+/// A selected PostgreSQL table with what the PostgreSQL engine needs beyond [`TableDef`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgTable {
+    /// The engine-neutral definition.
+    pub def: TableDef,
+    /// Whether every selected column has a built-in type, so binary COPY carries it between
+    /// databases (user-defined types have database-specific OIDs in the binary format).
+    pub binary: bool,
+    /// `CREATE INDEX` statements of the secondary indexes, for the target after the load.
+    pub indexes: Vec<IndexDef>,
+    /// Whether `REPLICA IDENTITY FULL` is set (needed for tables without a key).
+    pub replica_identity_full: bool,
+}
+
+/// A secondary index of a source table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: String,
+    /// Whether it is UNIQUE.
+    pub unique: bool,
+    /// What follows `USING` in the index definition: method, columns, INCLUDE, WHERE.
+    pub using: String,
+}
+
+/// A user-defined enum type some selected column uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnumType {
+    /// Schema of the type.
+    pub schema: String,
+    /// Type name.
+    pub name: String,
+    /// Labels in sort order.
+    pub labels: Vec<String>,
+}
+
+/// Resolves the selection into tables: explicit ones in manifest order, then those of
+/// databases and schemas selected with `all`. The source session is the one of
+/// `spec.source.database`; tables of other databases are not reachable from it.
+pub async fn resolve(client: &Client, selection: &ObjectSelection, source_db: &str) -> Result<Vec<PgTable>> {
+    let mut wanted: Vec<(String, String, String, String, Option<&TableSelection>)> = Vec::new();
+    if selection.scope == ObjectScope::All {
+        for (schema, table) in list_tables(client, None).await? {
+            wanted.push((schema.clone(), table.clone(), schema, table, None));
+        }
+    }
+    for db in &selection.databases {
+        if db.name != source_db {
+            return Err(EngineError::Unsupported(format!(
+                "spec.objects: database {:?} is not spec.source.database {source_db:?}; a PostgreSQL job reads one database",
+                db.name
+            )));
+        }
+        if db.all || selection.scope == ObjectScope::Database {
+            for (schema, table) in list_tables(client, None).await? {
+                let explicit = db.schemas.iter().find(|s| s.name == schema);
+                let target_schema = explicit.and_then(|s| s.mapped_name.clone()).unwrap_or(schema.clone());
+                let sel = explicit.and_then(|s| s.tables.iter().find(|t| t.name == table));
+                let target = sel.and_then(|t| t.mapped_name.clone()).unwrap_or(table.clone());
+                wanted.push((schema, table, target_schema, target, sel));
+            }
+            continue;
+        }
+        for t in &db.tables {
+            wanted.push((
+                "public".into(),
+                t.name.clone(),
+                "public".into(),
+                t.mapped_name.clone().unwrap_or(t.name.clone()),
+                Some(t),
+            ));
+        }
+        for s in &db.schemas {
+            let target_schema = s.mapped_name.clone().unwrap_or(s.name.clone());
+            if s.all {
+                for (schema, table) in list_tables(client, Some(&s.name)).await? {
+                    let sel = s.tables.iter().find(|t| t.name == table);
+                    let target = sel.and_then(|t| t.mapped_name.clone()).unwrap_or(table.clone());
+                    wanted.push((schema, table, target_schema.clone(), target, sel));
+                }
+            } else {
+                for t in &s.tables {
+                    let target = t.mapped_name.clone().unwrap_or(t.name.clone());
+                    wanted.push((s.name.clone(), t.name.clone(), target_schema.clone(), target, Some(t)));
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(wanted.len());
+    for (schema, name, target_schema, target_name, sel) in wanted {
+        out.push(describe(client, &schema, &name, target_schema, target_name, sel).await?);
+    }
+    Ok(out)
+}
+
+/// User tables of one schema, or of every user schema.
+async fn list_tables(client: &Client, only: Option<&str>) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_ferry') AND n.nspname NOT LIKE 'pg\\_%' \
+               AND ($1::text IS NULL OR n.nspname = $1) ORDER BY 1, 2",
+            &[&only],
+        )
+        .await
+        .ctx(Side::Source, || "listing tables".into())?;
+    Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Reads one table's columns, key, indexes and statistics.
+async fn describe(
+    client: &Client,
+    schema: &str,
+    name: &str,
+    target_schema: String,
+    target_name: String,
+    sel: Option<&TableSelection>,
+) -> Result<PgTable> {
+    let what = || format!("describing {schema}.{name}");
+    let rel = client
+        .query_opt(
+            "SELECT c.oid, greatest(c.reltuples, 0)::int8, c.relreplident::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
+            &[&schema, &name],
+        )
+        .await
+        .ctx(Side::Source, what)?
+        .ok_or_else(|| EngineError::MissingTable(format!("{schema}.{name}")))?;
+    let oid: u32 = rel.get(0);
+    let estimated: i64 = rel.get(1);
+    let ident: String = rel.get(2);
+    let cols = client
+        .query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
+                    (a.atttypid < 16384 AND coalesce(nullif(t.typelem, 0), 0) < 16384) \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .ctx(Side::Source, what)?;
+    let columns_sel = sel.and_then(|s| s.columns.as_ref());
+    let mut columns = Vec::with_capacity(cols.len());
+    let mut binary = true;
+    for r in &cols {
+        let col: String = r.get(0);
+        let selected = match columns_sel {
+            Some(c) if !c.include.is_empty() => c.include.contains(&col),
+            Some(c) => !c.exclude.contains(&col),
+            None => true,
+        };
+        if selected && !r.get::<_, bool>(3) {
+            binary = false;
+        }
+        let target = columns_sel.and_then(|c| c.rename.get(&col)).cloned().unwrap_or(col.clone());
+        columns.push(ColumnDef { name: col, target_name: target, type_sql: r.get(1), nullable: r.get(2), selected });
+    }
+    let key_rows = client
+        .query(
+            "SELECT a.attname FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+             WHERE i.indrelid = $1 AND i.indisprimary ORDER BY k.ord",
+            &[&oid],
+        )
+        .await
+        .ctx(Side::Source, what)?;
+    let mut key = Vec::new();
+    for r in &key_rows {
+        let k: String = r.get(0);
+        let Some(pos) = columns.iter().position(|c| c.name == k) else { continue };
+        if !columns[pos].selected {
+            return Err(EngineError::Unsupported(format!(
+                "{schema}.{name}: primary key column {k:?} must be selected (spec.objects … columns)"
+            )));
+        }
+        key.push(pos);
+    }
+    let idx_rows = client
+        .query(
+            "SELECT ci.relname, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+             JOIN pg_class ci ON ci.oid = i.indexrelid WHERE i.indrelid = $1 AND NOT i.indisprimary ORDER BY 1",
+            &[&oid],
+        )
+        .await
+        .ctx(Side::Source, what)?;
+    let indexes = idx_rows
+        .iter()
+        .filter_map(|r| {
+            let def: String = r.get(2);
+            let using = def.split_once(" USING ")?.1.to_owned();
+            Some(IndexDef { name: r.get(0), unique: r.get(1), using })
+        })
+        .collect();
+    Ok(PgTable {
+        def: TableDef {
+            schema: schema.to_owned(),
+            name: name.to_owned(),
+            target_schema,
+            target_name,
+            columns,
+            key,
+            filter: sel.and_then(|s| s.filter.clone()),
+            estimated_rows: estimated.max(0) as u64,
+        },
+        binary,
+        indexes,
+        replica_identity_full: ident == "f",
+    })
+}
+
+/// The enum types the selected columns use (directly or as array elements).
+pub async fn enum_types(client: &Client, tables: &[PgTable]) -> Result<Vec<EnumType>> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT n.nspname, t.typname, e.enumsortorder, e.enumlabel \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace \
+             JOIN pg_type at ON at.oid = a.atttypid \
+             JOIN pg_type t ON t.oid = CASE WHEN at.typelem <> 0 THEN at.typelem ELSE at.oid END \
+             JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid \
+             WHERE a.attnum > 0 AND NOT a.attisdropped AND (cn.nspname, c.relname) IN \
+                   (SELECT x.s, x.t FROM unnest($1::text[], $2::text[]) AS x(s, t)) \
+             ORDER BY 1, 2, 3",
+            &[
+                &tables.iter().map(|t| t.def.schema.clone()).collect::<Vec<_>>(),
+                &tables.iter().map(|t| t.def.name.clone()).collect::<Vec<_>>(),
+            ],
+        )
+        .await
+        .ctx(Side::Source, || "reading enum types".into())?;
+    let mut out: Vec<EnumType> = Vec::new();
+    for r in rows {
+        let (schema, name, label): (String, String, String) = (r.get(0), r.get(1), r.get(3));
+        match out.last_mut() {
+            Some(e) if e.schema == schema && e.name == name => e.labels.push(label),
+            _ => out.push(EnumType { schema, name, labels: vec![label] }),
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,441 @@
+//! PostgreSQL → PostgreSQL: a publication and a logical replication slot with an exported
+//! snapshot on the source; parallel binary COPY of primary-key chunks; pgoutput changes applied
+//! on the target with the checkpoint in the same transaction.
+//!
+//! The order of things, and why it is safe to kill the worker anywhere:
+//! 1. The slot is created before anything is read, so its stream starts at or before every
+//!    snapshot the chunks are read in. The slot, its start position and the chunk plan are
+//!    recorded in `_ferry` on the target in one transaction.
+//! 2. Each chunk is loaded and marked done in one target transaction. A restarted worker copies
+//!    only the chunks not marked done, in fresh snapshots (the exported one is gone), and records
+//!    the position each was read at.
+//! 3. The stream is applied from the checkpoint (the slot's start at first). Up to the newest
+//!    position a chunk was read at, changes are applied idempotently (insert → upsert, delete →
+//!    delete if present): the target may already hold their effect.
+//! 4. Each batch of changes commits with its checkpoint; the slot is acknowledged only after
+//!    that commit, so a crash replays at most what the target has not committed.
+
+pub mod catalog;
+pub mod connect;
+pub mod precheck;
+pub mod source;
+pub mod stream;
+pub mod target;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_postgres::Client;
+
+use self::catalog::PgTable;
+use self::source::Snapshot;
+use self::stream::{Changes, SlotSnapshot};
+use self::target::{Applier, fmt_lsn};
+use super::Credentials;
+use super::Job;
+use super::error::{Context, EngineError, Result, Side};
+use super::model::ChangeBatch;
+use super::throttle::Throttle;
+use crate::api::{SyncJobSpec, TableState, TransferStage};
+use crate::engine::sql::{pg_ident, pg_qualified};
+
+/// How a run ended without error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A `FULL_TRANS` job copied everything and released its slot.
+    Completed,
+    /// A stop was requested and the job stopped at a checkpoint.
+    Stopped,
+}
+
+/// Names of what a job holds on the source, derived from the job's identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceNames {
+    /// Replication slot.
+    pub slot: String,
+    /// Publication.
+    pub publication: String,
+}
+
+impl SourceNames {
+    /// `ferry_<job>_<hash>`: readable, unique per job, at most 63 bytes, only `[a-z0-9_]`.
+    pub fn for_job(job: &str) -> SourceNames {
+        let hash = job.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        let readable: String = job
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(40)
+            .collect();
+        let slot = format!("ferry_{readable}_{:08x}", hash as u32);
+        SourceNames { publication: slot.clone(), slot }
+    }
+}
+
+impl Job<'_> {
+    // PostgreSQL sessions of the job's endpoints.
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn source(&self) -> Result<Client> {
+        connect::connect(&self.spec.source, self.credentials.source_password.as_deref(), Side::Source).await
+    }
+
+    async fn target(&self) -> Result<Client> {
+        connect::connect(&self.spec.target, self.credentials.target_password.as_deref(), Side::Target).await
+    }
+
+    fn source_db(&self) -> &str {
+        self.spec.source.database.as_deref().unwrap_or("postgres")
+    }
+}
+
+/// The slot's position, if the slot exists.
+pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<u64>> {
+    let row = client
+        .query_opt(
+            "SELECT coalesce(confirmed_flush_lsn, restart_lsn)::text FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ctx(Side::Source, || format!("looking up replication slot {slot}"))?;
+    Ok(row.and_then(|r| r.get::<_, Option<String>>(0)).as_deref().and_then(target::parse_lsn))
+}
+
+/// Drops the slot (waiting for a previous worker's connection to let go) and the publication.
+pub async fn drop_source_objects(client: &Client, names: &SourceNames) -> Result<()> {
+    for attempt in 0..30 {
+        let res = client
+            .query(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&names.slot],
+            )
+            .await;
+        match res {
+            Ok(_) => break,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::OBJECT_IN_USE) && attempt < 29 => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(EngineError::query(
+                    Side::Source,
+                    format!("dropping slot {}", names.slot),
+                    connect::describe_pg_error(&e),
+                ));
+            }
+        }
+    }
+    client
+        .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", pg_ident(&names.publication)))
+        .await
+        .ctx(Side::Source, || format!("dropping publication {}", names.publication))
+}
+
+/// `CREATE PUBLICATION` for the selected tables, with their column lists and row filters.
+fn publication_sql(name: &str, tables: &[PgTable]) -> String {
+    let parts: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            let d = &t.def;
+            let mut s = pg_qualified(&d.schema, &d.name);
+            if d.columns.iter().any(|c| !c.selected) {
+                let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
+                s.push_str(&format!(" ({})", cols.join(", ")));
+            }
+            if let Some(f) = &d.filter {
+                s.push_str(&format!(" WHERE ({f})"));
+            }
+            s
+        })
+        .collect();
+    format!("CREATE PUBLICATION {} FOR TABLE {}", pg_ident(name), parts.join(", "))
+}
+
+/// Runs the job until it completes (`FULL_TRANS`), is stopped, or fails.
+pub async fn run(job: Job<'_>) -> Result<Outcome> {
+    let spec = job.spec;
+    let names = SourceNames::for_job(job.id);
+    let src = job.source().await?;
+    let mut tgt = job.target().await?;
+    target::ensure_bookkeeping(&tgt).await?;
+    let tables = catalog::resolve(&src, &spec.objects, job.source_db()).await?;
+    job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
+    job.tracker.stage(TransferStage::Starting);
+
+    let mut state = target::job_state(&tgt, job.id).await?;
+    if let Some(s) = &state
+        && slot_position(&src, &s.slot).await?.is_none()
+    {
+        // The slot is gone (dropped by hand, or a release): what the target holds can no longer
+        // be brought up to date, so start over.
+        tracing::warn!(job = job.id, slot = %s.slot, "replication slot missing: starting the transfer over");
+        truncate_targets(&tgt, &tables).await?;
+        state = None;
+    }
+    let mut held_snapshot = None;
+    let state = match state {
+        Some(s) => s,
+        None => {
+            drop_source_objects(&src, &names).await?;
+            src.batch_execute(&publication_sql(&names.publication, &tables))
+                .await
+                .ctx(Side::Source, || format!("creating publication {}", names.publication))?;
+            let slot = SlotSnapshot::create(
+                &spec.source,
+                job.credentials.source_password.as_deref(),
+                &names.slot,
+                &names.publication,
+            )
+            .await?;
+            let start = slot_position(&src, &names.slot)
+                .await?
+                .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
+            let enums = catalog::enum_types(&src, &tables).await?;
+            target::create_structure(&tgt, &tables, &enums).await?;
+            let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
+            let mut plan = Vec::new();
+            if spec.task_type.has_full() {
+                for t in &tables {
+                    plan.push((t.def.display_name(), source::plan_chunks(&src, t, rows_per_chunk).await?));
+                }
+            }
+            target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan).await?;
+            held_snapshot = Some(slot);
+            target::job_state(&tgt, job.id)
+                .await?
+                .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
+        }
+    };
+
+    if spec.task_type.has_full() && !state.full_done {
+        let snapshot = match &held_snapshot {
+            Some(s) => Snapshot::Exported(s.name().to_owned()),
+            None => Snapshot::Fresh,
+        };
+        job.tracker.stage(TransferStage::Full);
+        full_transfer(&job, &tgt, &tables, snapshot, state.start_lsn).await?;
+        if job.stopping() {
+            return Ok(Outcome::Stopped);
+        }
+        if spec.policy.indexes {
+            for t in 0..tables.len() {
+                job.tracker.table_state(t, TableState::Indexing);
+            }
+            let skipped = target::create_indexes(&tgt, &tables).await?;
+            for s in skipped {
+                tracing::warn!(index = %s, "index refers to renamed or unselected columns; not created");
+            }
+        }
+        target::finish_full(&tgt, job.id).await?;
+        for t in 0..tables.len() {
+            job.tracker.table_state(t, TableState::Copied);
+        }
+        job.tracker.stage(TransferStage::FullComplete);
+    } else if !spec.task_type.has_full() && !state.full_done {
+        target::finish_full(&tgt, job.id).await?;
+    }
+    let state = target::job_state(&tgt, job.id)
+        .await?
+        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
+    let safe_end = state.safe_end_lsn.unwrap_or(state.start_lsn);
+    let from = state.checkpoint_lsn.unwrap_or(state.start_lsn);
+
+    if !spec.task_type.has_incremental() {
+        if safe_end > from {
+            // Chunks were read in newer snapshots after a restart: replay up to the newest one
+            // so the copy is consistent as of that moment.
+            let changes = open_changes(&job, held_snapshot, &names, &tables, from).await?;
+            apply_stream(&job, changes, &tables, safe_end, Some(safe_end)).await?;
+        } else {
+            drop(held_snapshot);
+        }
+        drop_source_objects(&src, &names).await?;
+        return Ok(Outcome::Completed);
+    }
+
+    for t in 0..tables.len() {
+        job.tracker.table_state(t, TableState::Streaming);
+    }
+    job.tracker.stage(TransferStage::Incremental);
+    let changes = open_changes(&job, held_snapshot, &names, &tables, from).await?;
+    apply_stream(&job, changes, &tables, safe_end, None).await?;
+    Ok(Outcome::Stopped)
+}
+
+async fn open_changes(
+    job: &Job<'_>,
+    held: Option<SlotSnapshot>,
+    names: &SourceNames,
+    tables: &[PgTable],
+    from: u64,
+) -> Result<Changes> {
+    match held {
+        Some(slot) => slot.into_changes(tables, from).await,
+        None => {
+            let pw = job.credentials.source_password.as_deref();
+            Changes::open(&job.spec.source, pw, &names.slot, &names.publication, tables, from).await
+        }
+    }
+}
+
+async fn truncate_targets(tgt: &Client, tables: &[PgTable]) -> Result<()> {
+    for t in tables {
+        let sql = format!("TRUNCATE {}", pg_qualified(&t.def.target_schema, &t.def.target_name));
+        if let Err(e) = tgt.batch_execute(&sql).await
+            && e.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+        {
+            return Err(EngineError::query(
+                Side::Target,
+                format!("emptying {}", t.def.display_target()),
+                connect::describe_pg_error(&e),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Copies every pending chunk with `readParallelism` readers, each with its own source and
+/// target sessions.
+async fn full_transfer(
+    job: &Job<'_>,
+    tgt: &Client,
+    tables: &[PgTable],
+    snapshot: Snapshot,
+    start_lsn: u64,
+) -> Result<()> {
+    let pending = target::pending_chunks(tgt, job.id).await?;
+    let done = target::copied_rows(tgt, job.id).await?;
+    for (i, t) in tables.iter().enumerate() {
+        if let Some(rows) = done.get(&t.def.display_name()) {
+            job.tracker.add(Some(i), *rows, 0);
+        }
+    }
+    let parallel = job.spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2).max(1) as usize;
+    let throttle = Arc::new(Throttle::new(&job.spec.speed_limits));
+    let next = Arc::new(AtomicUsize::new(0));
+    let pending = Arc::new(pending);
+    let workers = (0..parallel.min(pending.len().max(1))).map(|_| {
+        let (next, pending, throttle, snapshot) =
+            (Arc::clone(&next), Arc::clone(&pending), Arc::clone(&throttle), snapshot.clone());
+        async move {
+            let src = job.source().await?;
+            let mut dst = job.target().await?;
+            loop {
+                if job.stopping() {
+                    return Ok(());
+                }
+                let Some(chunk) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok(()) };
+                let Some(ti) = tables.iter().position(|t| t.def.display_name() == chunk.table) else { continue };
+                let table = &tables[ti];
+                job.tracker.table_state(ti, TableState::Copying);
+                let (read_lsn, data) = source::read_chunk(&src, table, &chunk.range, &snapshot, start_lsn).await?;
+                let tracker = job.tracker.clone();
+                let throttle = Arc::clone(&throttle);
+                let data = data.then(move |r| {
+                    let (tracker, throttle) = (tracker.clone(), Arc::clone(&throttle));
+                    async move {
+                        let buf = r?;
+                        let n = buf.len() as u64;
+                        throttle.take(n).await;
+                        tracker.add(None, 0, n);
+                        Ok(buf)
+                    }
+                });
+                let rows = target::write_chunk(&mut dst, job.id, table, chunk.chunk, read_lsn, data).await?;
+                source::end_read(&src).await?;
+                job.tracker.add(Some(ti), rows, 0);
+            }
+        }
+    });
+    futures::future::try_join_all(workers).await?;
+    Ok(())
+}
+
+/// Applies the change stream until stopped, or (with `until`) until a transaction ending at or
+/// past that position is applied.
+async fn apply_stream(
+    job: &Job<'_>,
+    mut changes: Changes,
+    tables: &[PgTable],
+    safe_end: u64,
+    until: Option<u64>,
+) -> Result<()> {
+    let spec = job.spec;
+    let mut applier = Applier::new(job.target().await?, job.id, tables.to_vec(), spec.policy.conflict);
+    let max_tx = spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100).max(1) as usize;
+    let mut stop = job.stop.clone();
+    let result = loop {
+        if *stop.borrow() {
+            break Ok(());
+        }
+        let first = tokio::select! {
+            t = changes.next_within(Duration::from_secs(1)) => t,
+            _ = stop.changed() => continue,
+        };
+        let first = match first {
+            None => {
+                // Nothing arrived for a second: the target is caught up.
+                job.tracker.lag(0);
+                continue;
+            }
+            Some(None) => break Err(EngineError::Stream("the replication connection closed".into())),
+            Some(Some(t)) => t?,
+        };
+        let mut batch = ChangeBatch { transactions: vec![first], idempotent: false };
+        while batch.transactions.len() < max_tx && batch.len() < 10_000 {
+            match changes.next_within(Duration::from_millis(2)).await {
+                Some(Some(t)) => batch.transactions.push(t?),
+                Some(None) | None => break,
+            }
+        }
+        batch.idempotent = batch.transactions.first().is_some_and(|t| t.end <= safe_end);
+        let Some(end) = batch.end() else { continue };
+        let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
+        applier.apply(&batch, commit_time).await?;
+        changes.acknowledge(end);
+        job.tracker.add(None, batch.len() as u64, 0);
+        job.tracker.checkpoint(fmt_lsn(end), commit_time);
+        if until.is_some_and(|u| end >= u) {
+            break Ok(());
+        }
+    };
+    changes.close().await;
+    result
+}
+
+/// Releases what the job holds: the slot and publication on the source, its bookkeeping on the
+/// target. Safe to repeat.
+pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<()> {
+    let names = SourceNames::for_job(id);
+    let src = connect::connect(&spec.source, credentials.source_password.as_deref(), Side::Source).await?;
+    drop_source_objects(&src, &names).await?;
+    if let Ok(tgt) = connect::connect(&spec.target, credentials.target_password.as_deref(), Side::Target).await {
+        let has = tgt
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = '_ferry'", &[])
+            .await
+            .ctx(Side::Target, || "looking up _ferry".into())?
+            .is_some();
+        if has {
+            target::forget_job(&tgt, id).await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_are_valid_identifiers_and_differ_per_job() {
+        let a = SourceNames::for_job("default/orders-pg");
+        let b = SourceNames::for_job("other/orders-pg");
+        assert!(a.slot.starts_with("ferry_default_orders_pg_"), "{}", a.slot);
+        assert_ne!(a.slot, b.slot);
+        let long = SourceNames::for_job(&"x".repeat(300));
+        assert!(long.slot.len() <= 63);
+        assert!(a.slot.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+    }
+}

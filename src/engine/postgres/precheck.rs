@@ -1,0 +1,307 @@
+//! Checks made before a PostgreSQL job starts, each with its reason and its fix.
+
+use tokio_postgres::Client;
+
+use super::catalog::{self, PgTable};
+use super::connect;
+use super::target;
+use crate::api::{ConflictPolicy, PrecheckItem, PrecheckResult, SyncJobSpec};
+use crate::engine::Credentials;
+use crate::engine::error::{EngineError, Side};
+
+fn item(
+    name: &str,
+    result: PrecheckResult,
+    reason: Option<String>,
+    fix: Option<&str>,
+    skippable: bool,
+) -> PrecheckItem {
+    PrecheckItem { item: name.to_owned(), result, reason, fix: fix.map(str::to_owned), skippable, skipped: false }
+}
+
+fn passed(name: &str) -> PrecheckItem {
+    item(name, PrecheckResult::Passed, None, None, false)
+}
+
+/// Runs every check; a check that cannot run because an earlier one failed is not listed.
+pub async fn run(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
+    let mut items = Vec::new();
+    let src = connect_item(&mut items, "source.connection", spec, credentials, Side::Source).await;
+    let tgt = connect_item(&mut items, "target.connection", spec, credentials, Side::Target).await;
+    let mut tables = Vec::new();
+    if let Some(src) = &src {
+        source_checks(&mut items, src, spec).await;
+        tables = tables_item(&mut items, src, spec).await;
+    }
+    if let Some(tgt) = &tgt {
+        target_checks(&mut items, tgt, spec, &tables).await;
+    }
+    if let (Some(src), Some(tgt)) = (&src, &tgt) {
+        items.push(versions(src, tgt).await);
+    }
+    items
+}
+
+async fn connect_item(
+    items: &mut Vec<PrecheckItem>,
+    name: &str,
+    spec: &SyncJobSpec,
+    creds: &Credentials,
+    side: Side,
+) -> Option<Client> {
+    let (ep, pw) = match side {
+        Side::Source => (&spec.source, creds.source_password.as_deref()),
+        Side::Target => (&spec.target, creds.target_password.as_deref()),
+    };
+    match connect::connect(ep, pw, side).await {
+        Ok(c) => {
+            items.push(passed(name));
+            Some(c)
+        }
+        Err(e) => {
+            let message = match &e {
+                EngineError::Connect { message, .. } => message.clone(),
+                other => other.to_string(),
+            };
+            let fix = if message.contains("password authentication failed") || message.contains("authentication") {
+                "check spec.SIDE.user and the password in the Secret spec.SIDE.passwordSecretRef names"
+            } else if message.contains("does not exist") {
+                "check spec.SIDE.database: the database must exist"
+            } else {
+                "check spec.SIDE.host and port, and that the database accepts connections from the worker (pg_hba.conf, firewalls)"
+            };
+            let side_name = side.to_string();
+            items.push(PrecheckItem {
+                item: name.to_owned(),
+                result: PrecheckResult::Failed,
+                reason: Some(format!("cannot connect to {}:{}: {message}", ep.host, ep.port)),
+                fix: Some(fix.replace("SIDE", &side_name)),
+                skippable: false,
+                skipped: false,
+            });
+            None
+        }
+    }
+}
+
+async fn setting(client: &Client, name: &str) -> Option<String> {
+    client.query_one("SELECT current_setting($1)", &[&name]).await.ok().map(|r| r.get(0))
+}
+
+async fn source_checks(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJobSpec) {
+    let wal = setting(src, "wal_level").await.unwrap_or_default();
+    items.push(if wal == "logical" {
+        passed("source.walLevel")
+    } else {
+        item(
+            "source.walLevel",
+            PrecheckResult::Failed,
+            Some(format!("wal_level is {wal:?}; logical replication needs \"logical\"")),
+            Some("set wal_level = logical in postgresql.conf (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL"),
+            false,
+        )
+    });
+    let free = src
+        .query_one(
+            "SELECT current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)::int, \
+                    current_setting('max_wal_senders')::int - (SELECT count(*) FROM pg_stat_replication)::int",
+            &[],
+        )
+        .await
+        .ok()
+        .map(|r| (r.get::<_, i32>(0), r.get::<_, i32>(1)));
+    if let Some((slots, senders)) = free {
+        items.push(if slots > 0 {
+            passed("source.replicationSlots")
+        } else {
+            item(
+                "source.replicationSlots",
+                PrecheckResult::Failed,
+                Some("every replication slot is in use (max_replication_slots)".into()),
+                Some("raise max_replication_slots and restart, or drop unused slots (SELECT pg_drop_replication_slot(…))"),
+                false,
+            )
+        });
+        items.push(if senders > 0 {
+            passed("source.walSenders")
+        } else {
+            item(
+                "source.walSenders",
+                PrecheckResult::Failed,
+                Some("every WAL sender is in use (max_wal_senders)".into()),
+                Some("raise max_wal_senders and restart PostgreSQL"),
+                false,
+            )
+        });
+    }
+    let privilege = src
+        .query_one("SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user", &[])
+        .await
+        .ok()
+        .map(|r| r.get::<_, bool>(0))
+        .unwrap_or(false);
+    let user = spec.source.user.clone().unwrap_or_default();
+    items.push(if privilege {
+        passed("source.replicationPrivilege")
+    } else {
+        item(
+            "source.replicationPrivilege",
+            PrecheckResult::Failed,
+            Some(format!("user {user:?} has neither REPLICATION nor SUPERUSER")),
+            Some("ALTER ROLE <user> REPLICATION, and GRANT SELECT on the selected tables"),
+            false,
+        )
+    });
+}
+
+async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJobSpec) -> Vec<PgTable> {
+    let db = spec.source.database.as_deref().unwrap_or("postgres");
+    match catalog::resolve(src, &spec.objects, db).await {
+        Ok(tables) => {
+            items.push(passed("source.tablesExist"));
+            let keyless: Vec<String> = tables
+                .iter()
+                .filter(|t| t.def.key.is_empty() && !t.replica_identity_full)
+                .map(|t| t.def.display_name())
+                .collect();
+            if spec.task_type.has_incremental() {
+                items.push(if keyless.is_empty() {
+                    passed("source.primaryKeys")
+                } else {
+                    item(
+                        "source.primaryKeys",
+                        PrecheckResult::Alarm,
+                        Some(format!(
+                            "tables without a primary key: {}; their updates and deletes cannot be replicated (nor run on the source, once published) without REPLICA IDENTITY FULL",
+                            keyless.join(", ")
+                        )),
+                        Some("add a primary key, or ALTER TABLE … REPLICA IDENTITY FULL"),
+                        true,
+                    )
+                });
+            }
+            let risky: Vec<String> = tables
+                .iter()
+                .filter(|t| {
+                    let key_only = t.def.columns.iter().any(|c| !c.selected);
+                    (t.def.filter.is_some() || key_only) && !t.replica_identity_full
+                })
+                .map(|t| t.def.display_name())
+                .collect();
+            if spec.task_type.has_incremental() && !risky.is_empty() {
+                items.push(item(
+                    "source.filterIdentity",
+                    PrecheckResult::Failed,
+                    Some(format!(
+                        "tables with a row filter or column selection: {}; PostgreSQL rejects UPDATE and DELETE on a published \
+                         table whose filter or column list leaves out replica identity columns",
+                        risky.join(", ")
+                    )),
+                    Some("ALTER TABLE … REPLICA IDENTITY FULL, or skip this item when the filters use only primary key columns and every primary key column is selected"),
+                    true,
+                ));
+            }
+            tables
+        }
+        Err(e) => {
+            let fix = match &e {
+                EngineError::MissingTable(_) => "check the names under spec.objects, or create the table on the source",
+                _ => "check spec.objects and the user's SELECT privileges",
+            };
+            items.push(item("source.tablesExist", PrecheckResult::Failed, Some(e.to_string()), Some(fix), false));
+            Vec::new()
+        }
+    }
+}
+
+async fn target_checks(items: &mut Vec<PrecheckItem>, tgt: &Client, spec: &SyncJobSpec, tables: &[PgTable]) {
+    let writable = tgt
+        .batch_execute(
+            "BEGIN; CREATE TEMP TABLE ferry_precheck (x int); INSERT INTO ferry_precheck VALUES (1); ROLLBACK",
+        )
+        .await;
+    let read_only = setting(tgt, "transaction_read_only").await.as_deref() == Some("on");
+    items.push(match writable {
+        Ok(()) if !read_only => passed("target.writable"),
+        Ok(()) => item(
+            "target.writable",
+            PrecheckResult::Failed,
+            Some("the target session is read-only (a standby, or default_transaction_read_only)".into()),
+            Some("point spec.target at a primary that accepts writes"),
+            false,
+        ),
+        Err(e) => item(
+            "target.writable",
+            PrecheckResult::Failed,
+            Some(format!("cannot write on the target: {}", connect::describe_pg_error(&e))),
+            Some("grant the user CREATE on the database and TEMP, or point spec.target at a primary"),
+            false,
+        ),
+    });
+    let create = tgt.query_one("SELECT has_database_privilege(current_user, current_database(), 'CREATE')", &[]).await;
+    if let Ok(row) = create
+        && !row.get::<_, bool>(0)
+    {
+        items.push(item(
+            "target.createPrivilege",
+            PrecheckResult::Failed,
+            Some("the user cannot create schemas in the target database".into()),
+            Some("GRANT CREATE ON DATABASE <db> TO <user>"),
+            false,
+        ));
+    }
+    if spec.task_type.has_full() && !tables.is_empty() {
+        match target::non_empty_tables(tgt, tables).await {
+            Ok(full) if full.is_empty() => items.push(passed("target.empty")),
+            Ok(full) => {
+                let allowed = spec.policy.conflict != ConflictPolicy::Stop;
+                items.push(item(
+                    "target.empty",
+                    if allowed { PrecheckResult::Alarm } else { PrecheckResult::Failed },
+                    Some(format!("target tables already hold rows: {}", full.join(", "))),
+                    Some("empty the target tables, or accept merging into them (policy.conflict overwrite or ignore; skip this item)"),
+                    true,
+                ))
+            }
+            Err(e) => items.push(item("target.empty", PrecheckResult::Alarm, Some(e.to_string()), None, true)),
+        }
+    }
+}
+
+async fn version_num(client: &Client) -> u32 {
+    setting(client, "server_version_num").await.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+async fn versions(src: &Client, tgt: &Client) -> PrecheckItem {
+    let (s, t) = (version_num(src).await, version_num(tgt).await);
+    if s < 100_000 {
+        item(
+            "versions",
+            PrecheckResult::Failed,
+            Some(format!("source PostgreSQL {} is older than 10, which has no logical replication", s / 10_000)),
+            Some("upgrade the source to PostgreSQL 12 or later"),
+            false,
+        )
+    } else if s < 150_000 {
+        item(
+            "versions",
+            PrecheckResult::Alarm,
+            Some(format!(
+                "source PostgreSQL {} is older than 15: row filters and column lists are not replicated",
+                s / 10_000
+            )),
+            Some("upgrade the source to PostgreSQL 15, or drop filter and column selection"),
+            true,
+        )
+    } else if t / 10_000 < s / 10_000 {
+        item(
+            "versions",
+            PrecheckResult::Alarm,
+            Some(format!("target PostgreSQL {} is older than source {}", t / 10_000, s / 10_000)),
+            Some("types or syntax new in the source version may not load; prefer a target at least as new"),
+            true,
+        )
+    } else {
+        passed("versions")
+    }
+}

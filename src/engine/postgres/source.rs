@@ -1,0 +1,141 @@
+//! The PostgreSQL source's table reads: chunk planning over the primary key and COPY of one
+//! chunk inside a consistent snapshot.
+
+use futures::{Stream, StreamExt};
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::catalog::PgTable;
+use super::connect::describe_pg_error;
+use super::target::parse_lsn;
+use crate::engine::error::{Context, EngineError, Result, Side};
+use crate::engine::model::KeyRange;
+use crate::engine::sql::{pg_ident, pg_qualified};
+
+const S: Side = Side::Source;
+
+/// Splits a table into primary-key ranges of about `rows_per_chunk` rows. Tables without a key,
+/// or small enough, are one chunk. The boundaries need not come from the snapshot: the ranges
+/// cover the whole key space whatever they are.
+pub async fn plan_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) -> Result<Vec<KeyRange>> {
+    let d = &table.def;
+    if d.key.is_empty() || d.estimated_rows <= rows_per_chunk {
+        return Ok(vec![KeyRange::default()]);
+    }
+    let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+    let keys = keys.join(", ");
+    let texts: Vec<String> = (1..=d.key.len()).map(|i| format!("k{i}")).collect();
+    let inner: Vec<String> =
+        d.key_columns().enumerate().map(|(i, c)| format!("{}::text AS k{}", pg_ident(&c.name), i + 1)).collect();
+    let sql = format!(
+        "SELECT {} FROM (SELECT {}, row_number() OVER (ORDER BY {keys}) AS rn FROM {}) s WHERE rn % $1 = 0 ORDER BY rn",
+        texts.join(", "),
+        inner.join(", "),
+        pg_qualified(&d.schema, &d.name),
+    );
+    let every = rows_per_chunk as i64;
+    let rows = client.query(&sql, &[&every]).await.ctx(S, || format!("planning chunks of {}", d.display_name()))?;
+    let bounds: Vec<Vec<String>> =
+        rows.iter().map(|r| (0..d.key.len()).map(|i| r.get::<_, String>(i)).collect()).collect();
+    let mut ranges = Vec::with_capacity(bounds.len() + 1);
+    let mut lo = None;
+    for b in bounds {
+        ranges.push(KeyRange { lo: lo.take(), hi: Some(b.clone()) });
+        lo = Some(b);
+    }
+    ranges.push(KeyRange { lo, hi: None });
+    Ok(ranges)
+}
+
+/// The query that selects a chunk's rows. Bounds are read from session settings the reader sets
+/// through bound parameters, since COPY itself takes none.
+pub fn chunk_query(table: &PgTable, range: &KeyRange) -> String {
+    let d = &table.def;
+    let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
+    let mut conds = Vec::new();
+    let key_tuple = |prefix: &str| -> (String, String) {
+        let names: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+        let vals: Vec<String> = d
+            .key_columns()
+            .enumerate()
+            .map(|(i, c)| format!("current_setting('ferry.{prefix}{i}')::{}", c.type_sql))
+            .collect();
+        (format!("({})", names.join(", ")), format!("({})", vals.join(", ")))
+    };
+    if range.lo.is_some() {
+        let (k, v) = key_tuple("lo");
+        conds.push(format!("{k} >= {v}"));
+    }
+    if range.hi.is_some() {
+        let (k, v) = key_tuple("hi");
+        conds.push(format!("{k} < {v}"));
+    }
+    if let Some(f) = &d.filter {
+        conds.push(format!("({f})"));
+    }
+    let mut sql = format!("SELECT {} FROM {}", cols.join(", "), pg_qualified(&d.schema, &d.name));
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    sql
+}
+
+/// How a chunk reader sees the source.
+#[derive(Clone, Debug)]
+pub enum Snapshot {
+    /// The slot's exported snapshot (first pass: every chunk sees the slot's start position).
+    Exported(String),
+    /// A fresh snapshot per chunk (after a restart, when the exported one is gone).
+    Fresh,
+}
+
+/// Opens a read-only repeatable-read transaction on `client` in `snapshot`, sets the chunk's
+/// bounds, and returns the source position the snapshot is at (an upper bound for a fresh one)
+/// with the COPY data stream. The transaction ends when the stream is dropped and the session is
+/// reused or closed.
+pub async fn read_chunk(
+    client: &Client,
+    table: &PgTable,
+    range: &KeyRange,
+    snapshot: &Snapshot,
+    start_lsn: u64,
+) -> Result<(u64, impl Stream<Item = Result<bytes::Bytes>> + Send + use<>)> {
+    let what = || format!("reading {}", table.def.display_name());
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.ctx(S, what)?;
+    let read_lsn = match snapshot {
+        Snapshot::Exported(name) => {
+            // The name is the server's own snapshot identifier, not user input.
+            client
+                .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", name.replace('\'', "''")))
+                .await
+                .ctx(S, what)?;
+            start_lsn
+        }
+        Snapshot::Fresh => {
+            let row = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.ctx(S, what)?;
+            parse_lsn(row.get(0)).unwrap_or(start_lsn)
+        }
+    };
+    for (prefix, bound) in [("lo", &range.lo), ("hi", &range.hi)] {
+        if let Some(values) = bound {
+            for (i, v) in values.iter().enumerate() {
+                let name = format!("ferry.{prefix}{i}");
+                let params: [&(dyn ToSql + Sync); 2] = [&name, v];
+                client.execute("SELECT set_config($1, $2, true)", &params).await.ctx(S, what)?;
+            }
+        }
+    }
+    let format = if table.binary { " (FORMAT binary)" } else { "" };
+    let sql = format!("COPY ({}) TO STDOUT{format}", chunk_query(table, range));
+    let stream = client.copy_out(&sql).await.map_err(|e| EngineError::query(S, what(), describe_pg_error(&e)))?;
+    let name = table.def.display_name();
+    let stream =
+        stream.map(move |r| r.map_err(|e| EngineError::query(S, format!("reading {name}"), describe_pg_error(&e))));
+    Ok((read_lsn, stream))
+}
+
+/// Ends the chunk's read transaction.
+pub async fn end_read(client: &Client) -> Result<()> {
+    client.batch_execute("COMMIT").await.ctx(S, || "ending a snapshot read".into())
+}

@@ -1,0 +1,652 @@
+//! The PostgreSQL target: structure, bookkeeping in the `_ferry` schema, bulk load of chunks,
+//! and changes applied with their checkpoint in one transaction.
+
+use std::collections::HashMap;
+
+use futures::{SinkExt, TryStreamExt, future::try_join_all};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Statement};
+
+use super::catalog::{EnumType, PgTable};
+use super::connect::describe_pg_error;
+use crate::api::ConflictPolicy;
+use crate::engine::error::{Context, EngineError, Result, Side};
+use crate::engine::model::{Cell, Change, ChangeBatch, KeyRange};
+use crate::engine::sql::{pg_ident, pg_qualified};
+
+const T: Side = Side::Target;
+
+/// The bookkeeping schema on the target.
+pub const SCHEMA: &str = "_ferry";
+
+/// Creates the `_ferry` schema and its tables if missing.
+pub async fn ensure_bookkeeping(client: &Client) -> Result<()> {
+    client
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS _ferry;
+             CREATE TABLE IF NOT EXISTS _ferry.jobs (
+                 job text PRIMARY KEY,
+                 slot text NOT NULL,
+                 publication text NOT NULL,
+                 start_lsn pg_lsn NOT NULL,
+                 full_done boolean NOT NULL DEFAULT false,
+                 safe_end_lsn pg_lsn,
+                 checkpoint_lsn pg_lsn,
+                 checkpoint_time timestamptz,
+                 updated_at timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE IF NOT EXISTS _ferry.chunks (
+                 job text NOT NULL,
+                 table_name text NOT NULL,
+                 chunk integer NOT NULL,
+                 lo text[],
+                 hi text[],
+                 done boolean NOT NULL DEFAULT false,
+                 rows bigint,
+                 read_lsn pg_lsn,
+                 PRIMARY KEY (job, table_name, chunk));",
+        )
+        .await
+        .ctx(T, || "creating the _ferry bookkeeping schema".into())
+}
+
+/// What the target remembers of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobState {
+    /// Replication slot on the source.
+    pub slot: String,
+    /// Publication on the source.
+    pub publication: String,
+    /// Where the slot's stream starts (the snapshot's position).
+    pub start_lsn: u64,
+    /// Whether every chunk is copied and the indexes exist.
+    pub full_done: bool,
+    /// The stream must be applied idempotently up to here (the newest snapshot a chunk was read in).
+    pub safe_end_lsn: Option<u64>,
+    /// The last source position whose changes are committed here.
+    pub checkpoint_lsn: Option<u64>,
+}
+
+/// Formats an LSN as PostgreSQL writes it (`16/B374D848`).
+pub fn fmt_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// Parses `16/B374D848`.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// Reads the job's state, if the target has seen the job before.
+pub async fn job_state(client: &Client, job: &str) -> Result<Option<JobState>> {
+    let row = client
+        .query_opt(
+            "SELECT slot, publication, start_lsn::text, full_done, safe_end_lsn::text, checkpoint_lsn::text \
+             FROM _ferry.jobs WHERE job = $1",
+            &[&job],
+        )
+        .await
+        .ctx(T, || "reading the job's checkpoint".into())?;
+    Ok(row.map(|r| JobState {
+        slot: r.get(0),
+        publication: r.get(1),
+        start_lsn: parse_lsn(r.get(2)).unwrap_or(0),
+        full_done: r.get(3),
+        safe_end_lsn: r.get::<_, Option<String>>(4).as_deref().and_then(parse_lsn),
+        checkpoint_lsn: r.get::<_, Option<String>>(5).as_deref().and_then(parse_lsn),
+    }))
+}
+
+/// Records a new job with its slot and start position, and its chunk plan, in one transaction.
+pub async fn record_job(
+    client: &mut Client,
+    job: &str,
+    slot: &str,
+    publication: &str,
+    start_lsn: u64,
+    chunks: &[(String, Vec<KeyRange>)],
+) -> Result<()> {
+    let tx = client.transaction().await.ctx(T, || "starting a transaction".into())?;
+    tx.execute("DELETE FROM _ferry.chunks WHERE job = $1", &[&job]).await.ctx(T, || "clearing old chunks".into())?;
+    tx.execute(
+        "INSERT INTO _ferry.jobs (job, slot, publication, start_lsn) VALUES ($1, $2, $3, $4::text::pg_lsn) \
+         ON CONFLICT (job) DO UPDATE SET slot = $2, publication = $3, start_lsn = $4::text::pg_lsn, full_done = false, \
+           safe_end_lsn = NULL, checkpoint_lsn = NULL, checkpoint_time = NULL, updated_at = now()",
+        &[&job, &slot, &publication, &fmt_lsn(start_lsn)],
+    )
+    .await
+    .ctx(T, || "recording the job".into())?;
+    let insert = tx
+        .prepare("INSERT INTO _ferry.chunks (job, table_name, chunk, lo, hi) VALUES ($1, $2, $3, $4, $5)")
+        .await
+        .ctx(T, || "recording the chunk plan".into())?;
+    for (table, ranges) in chunks {
+        for (i, r) in ranges.iter().enumerate() {
+            let n = i as i32;
+            tx.execute(&insert, &[&job, table, &n, &r.lo, &r.hi]).await.ctx(T, || "recording the chunk plan".into())?;
+        }
+    }
+    tx.commit().await.ctx(T, || "recording the job".into())
+}
+
+/// A chunk still to copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingChunk {
+    /// Source table, `schema.name`.
+    pub table: String,
+    /// Chunk number within the table.
+    pub chunk: i32,
+    /// Key range.
+    pub range: KeyRange,
+}
+
+/// The chunks not yet copied, in plan order.
+pub async fn pending_chunks(client: &Client, job: &str) -> Result<Vec<PendingChunk>> {
+    let rows = client
+        .query("SELECT table_name, chunk, lo, hi FROM _ferry.chunks WHERE job = $1 AND NOT done ORDER BY table_name, chunk", &[&job])
+        .await
+        .ctx(T, || "reading the chunk ledger".into())?;
+    Ok(rows
+        .iter()
+        .map(|r| PendingChunk { table: r.get(0), chunk: r.get(1), range: KeyRange { lo: r.get(2), hi: r.get(3) } })
+        .collect())
+}
+
+/// Rows already copied per table (for progress after a restart).
+pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
+    let rows = client
+        .query(
+            "SELECT table_name, coalesce(sum(rows), 0)::int8 FROM _ferry.chunks WHERE job = $1 AND done GROUP BY 1",
+            &[&job],
+        )
+        .await
+        .ctx(T, || "reading the chunk ledger".into())?;
+    Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64)).collect())
+}
+
+/// Marks the full transfer done and sets the end of the idempotent window: the newest position a
+/// chunk was read at.
+pub async fn finish_full(client: &Client, job: &str) -> Result<u64> {
+    let row = client
+        .query_one(
+            "UPDATE _ferry.jobs j SET full_done = true, updated_at = now(), \
+               safe_end_lsn = greatest(j.start_lsn, (SELECT max(read_lsn) FROM _ferry.chunks c WHERE c.job = j.job)) \
+             WHERE job = $1 RETURNING safe_end_lsn::text",
+            &[&job],
+        )
+        .await
+        .ctx(T, || "marking the full transfer complete".into())?;
+    Ok(parse_lsn(row.get(0)).unwrap_or(0))
+}
+
+/// Removes the job's bookkeeping (after a release).
+pub async fn forget_job(client: &Client, job: &str) -> Result<()> {
+    client.execute("DELETE FROM _ferry.chunks WHERE job = $1", &[&job]).await.ctx(T, || "forgetting the job".into())?;
+    client.execute("DELETE FROM _ferry.jobs WHERE job = $1", &[&job]).await.ctx(T, || "forgetting the job".into())?;
+    Ok(())
+}
+
+/// Creates the enum types, schemas and tables (columns, NOT NULL, primary key) that are
+/// missing. Secondary indexes come after the load ([`create_indexes`]).
+pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[EnumType]) -> Result<()> {
+    let mut schemas: Vec<&str> = tables.iter().map(|t| t.def.target_schema.as_str()).collect();
+    schemas.extend(enums.iter().map(|e| e.schema.as_str()));
+    schemas.sort();
+    schemas.dedup();
+    for s in schemas {
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", pg_ident(s)))
+            .await
+            .ctx(T, || format!("creating schema {s}"))?;
+    }
+    for e in enums {
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = $1 AND t.typname = $2",
+                &[&e.schema, &e.name],
+            )
+            .await
+            .ctx(T, || format!("looking up type {}.{}", e.schema, e.name))?
+            .is_some();
+        if exists {
+            continue;
+        }
+        // DDL takes no parameters: the server itself quotes the labels, bound as values.
+        let ddl: String = client
+            .query_one(
+                "SELECT format('CREATE TYPE %s AS ENUM (%s)', $1::text, \
+                   (SELECT string_agg(quote_literal(l), ', ' ORDER BY o) FROM unnest($2::text[]) WITH ORDINALITY AS x(l, o)))",
+                &[&pg_qualified(&e.schema, &e.name), &e.labels],
+            )
+            .await
+            .ctx(T, || format!("preparing type {}.{}", e.schema, e.name))?
+            .get(0);
+        client.batch_execute(&ddl).await.ctx(T, || format!("creating type {}.{}", e.schema, e.name))?;
+    }
+    for t in tables {
+        let d = &t.def;
+        let mut cols: Vec<String> = d
+            .selected()
+            .map(|c| {
+                format!("{} {}{}", pg_ident(&c.target_name), c.type_sql, if c.nullable { "" } else { " NOT NULL" })
+            })
+            .collect();
+        if !d.key.is_empty() {
+            let key: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
+            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            pg_qualified(&d.target_schema, &d.target_name),
+            cols.join(", ")
+        );
+        client.batch_execute(&ddl).await.ctx(T, || format!("creating table {}", d.display_target()))?;
+    }
+    Ok(())
+}
+
+/// Creates the source's secondary indexes on the target tables, skipping those that exist or
+/// that refer to renamed or unselected columns.
+pub async fn create_indexes(client: &Client, tables: &[PgTable]) -> Result<Vec<String>> {
+    let mut skipped = Vec::new();
+    for t in tables {
+        let d = &t.def;
+        let renamed_or_dropped = d.columns.iter().any(|c| !c.selected || c.name != c.target_name);
+        for idx in &t.indexes {
+            if renamed_or_dropped
+                && d.columns.iter().any(|c| (!c.selected || c.name != c.target_name) && idx.using.contains(&c.name))
+            {
+                skipped.push(format!("{}.{}", d.display_target(), idx.name));
+                continue;
+            }
+            let name =
+                if d.target_name == d.name { idx.name.clone() } else { format!("{}_{}", d.target_name, idx.name) };
+            let ddl = format!(
+                "CREATE {}INDEX IF NOT EXISTS {} ON {} USING {}",
+                if idx.unique { "UNIQUE " } else { "" },
+                pg_ident(&name),
+                pg_qualified(&d.target_schema, &d.target_name),
+                idx.using
+            );
+            client.batch_execute(&ddl).await.ctx(T, || format!("creating index {name} on {}", d.display_target()))?;
+        }
+    }
+    Ok(skipped)
+}
+
+/// Whether the target tables hold rows already (precheck; not an error for `overwrite`).
+pub async fn non_empty_tables(client: &Client, tables: &[PgTable]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in tables {
+        let d = &t.def;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+                &[&d.target_schema, &d.target_name],
+            )
+            .await
+            .ctx(T, || format!("looking up {}", d.display_target()))?
+            .is_some();
+        if exists {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", pg_qualified(&d.target_schema, &d.target_name));
+            let any: bool =
+                client.query_one(&sql, &[]).await.ctx(T, || format!("reading {}", d.display_target()))?.get(0);
+            if any {
+                out.push(d.display_target());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The COPY statement that loads a table's selected columns.
+pub fn copy_in_sql(t: &PgTable) -> String {
+    let cols: Vec<String> = t.def.selected().map(|c| pg_ident(&c.target_name)).collect();
+    format!(
+        "COPY {} ({}) FROM STDIN{}",
+        pg_qualified(&t.def.target_schema, &t.def.target_name),
+        cols.join(", "),
+        if t.binary { " (FORMAT binary)" } else { "" }
+    )
+}
+
+/// Loads one chunk's COPY data and marks the chunk done, in one target transaction: a chunk is
+/// either entirely on the target and in the ledger, or neither.
+pub async fn write_chunk<S>(
+    client: &mut Client,
+    job: &str,
+    table: &PgTable,
+    chunk: i32,
+    read_lsn: u64,
+    data: S,
+) -> Result<u64>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes>> + Send,
+{
+    let name = table.def.display_name();
+    let what = || format!("loading {name} chunk {chunk}");
+    let tx = client.transaction().await.ctx(T, what)?;
+    let sink = tx
+        .copy_in::<_, bytes::Bytes>(&copy_in_sql(table))
+        .await
+        .map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
+    futures::pin_mut!(sink);
+    futures::pin_mut!(data);
+    while let Some(buf) = data.try_next().await? {
+        sink.send(buf).await.map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
+    }
+    let rows = sink.as_mut().finish().await.map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
+    let rows_i = rows as i64;
+    tx.execute(
+        "UPDATE _ferry.chunks SET done = true, rows = $1, read_lsn = $2::text::pg_lsn WHERE job = $3 AND table_name = $4 AND chunk = $5",
+        &[&rows_i, &fmt_lsn(read_lsn), &job, &name, &chunk],
+    )
+    .await
+    .ctx(T, what)?;
+    tx.commit().await.ctx(T, what)?;
+    Ok(rows)
+}
+
+/// Applies batches of changes with their checkpoint, caching the statements it prepares.
+pub struct Applier {
+    client: Client,
+    job: String,
+    tables: Vec<PgTable>,
+    conflict: ConflictPolicy,
+    statements: HashMap<StatementKey, Statement>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum StatementKey {
+    Upsert {
+        table: usize,
+        ignore: bool,
+    },
+    Insert {
+        table: usize,
+    },
+    /// Update of the columns marked present, matched on the key.
+    Update {
+        table: usize,
+        present: Vec<bool>,
+    },
+    Delete {
+        table: usize,
+    },
+    Truncate {
+        tables: Vec<usize>,
+    },
+}
+
+/// How one change is executed: statement and text parameters, and what zero affected rows means.
+struct Step {
+    key: StatementKey,
+    params: Vec<Option<String>>,
+    table: usize,
+    must_affect: bool,
+}
+
+impl Applier {
+    /// An applier writing through `client` (a session of its own).
+    pub fn new(client: Client, job: &str, tables: Vec<PgTable>, conflict: ConflictPolicy) -> Applier {
+        Applier { client, job: job.to_owned(), tables, conflict, statements: HashMap::new() }
+    }
+
+    fn cast(&self, table: usize, col: usize, n: usize) -> String {
+        format!("${n}::text::{}", self.tables[table].def.columns[col].type_sql)
+    }
+
+    /// `(k1, k2) = ($n::t1, $n+1::t2)`-style key match, or all-column match for keyless tables.
+    fn match_clause(&self, table: usize, first: usize) -> (String, Vec<usize>) {
+        let d = &self.tables[table].def;
+        let cols: Vec<usize> = if d.key.is_empty() {
+            (0..d.columns.len()).filter(|&i| d.columns[i].selected).collect()
+        } else {
+            d.key.clone()
+        };
+        let parts: Vec<String> = cols
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                format!(
+                    "{} IS NOT DISTINCT FROM {}",
+                    pg_ident(&d.columns[c].target_name),
+                    self.cast(table, c, first + i)
+                )
+            })
+            .collect();
+        (parts.join(" AND "), cols)
+    }
+
+    fn sql(&self, key: &StatementKey) -> String {
+        match key {
+            StatementKey::Insert { table } | StatementKey::Upsert { table, .. } => {
+                let d = &self.tables[*table].def;
+                let sel: Vec<usize> = (0..d.columns.len()).filter(|&i| d.columns[i].selected).collect();
+                let names: Vec<String> = sel.iter().map(|&c| pg_ident(&d.columns[c].target_name)).collect();
+                let values: Vec<String> = sel.iter().enumerate().map(|(i, &c)| self.cast(*table, c, i + 1)).collect();
+                let mut sql = format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    pg_qualified(&d.target_schema, &d.target_name),
+                    names.join(", "),
+                    values.join(", ")
+                );
+                if let StatementKey::Upsert { ignore, .. } = key
+                    && !d.key.is_empty()
+                {
+                    let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
+                    let sets: Vec<String> = sel
+                        .iter()
+                        .filter(|c| !d.key.contains(c))
+                        .map(|&c| format!("{0} = EXCLUDED.{0}", pg_ident(&d.columns[c].target_name)))
+                        .collect();
+                    if *ignore || sets.is_empty() {
+                        sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", ")));
+                    } else {
+                        sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", keys.join(", "), sets.join(", ")));
+                    }
+                }
+                sql
+            }
+            StatementKey::Update { table, present } => {
+                let d = &self.tables[*table].def;
+                let set_cols: Vec<usize> =
+                    (0..d.columns.len()).filter(|&i| d.columns[i].selected && present[i]).collect();
+                let sets: Vec<String> = set_cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &c)| format!("{} = {}", pg_ident(&d.columns[c].target_name), self.cast(*table, c, i + 1)))
+                    .collect();
+                let (clause, _) = self.match_clause(*table, set_cols.len() + 1);
+                let target = pg_qualified(&d.target_schema, &d.target_name);
+                if d.key.is_empty() {
+                    format!(
+                        "UPDATE {target} SET {} WHERE ctid = (SELECT ctid FROM {target} WHERE {clause} LIMIT 1)",
+                        sets.join(", ")
+                    )
+                } else {
+                    format!("UPDATE {target} SET {} WHERE {clause}", sets.join(", "))
+                }
+            }
+            StatementKey::Delete { table } => {
+                let d = &self.tables[*table].def;
+                let (clause, _) = self.match_clause(*table, 1);
+                let target = pg_qualified(&d.target_schema, &d.target_name);
+                if d.key.is_empty() {
+                    format!("DELETE FROM {target} WHERE ctid = (SELECT ctid FROM {target} WHERE {clause} LIMIT 1)")
+                } else {
+                    format!("DELETE FROM {target} WHERE {clause}")
+                }
+            }
+            StatementKey::Truncate { tables } => {
+                let names: Vec<String> = tables
+                    .iter()
+                    .map(|&t| pg_qualified(&self.tables[t].def.target_schema, &self.tables[t].def.target_name))
+                    .collect();
+                format!("TRUNCATE {}", names.join(", "))
+            }
+        }
+    }
+
+    fn text(cell: &Cell) -> Option<String> {
+        match cell {
+            Cell::Text(s) => Some(s.clone()),
+            Cell::Null | Cell::Unchanged => None,
+        }
+    }
+
+    /// Turns one change into the statements that apply it.
+    fn steps(&self, change: &Change, idempotent: bool) -> Vec<Step> {
+        let overwrite = idempotent || self.conflict == ConflictPolicy::Overwrite;
+        let stop = !idempotent && self.conflict == ConflictPolicy::Stop;
+        let selected = |table: usize, row: &[Cell]| -> Vec<Option<String>> {
+            let d = &self.tables[table].def;
+            row.iter().zip(&d.columns).filter(|(_, c)| c.selected).map(|(v, _)| Self::text(v)).collect()
+        };
+        let match_params = |table: usize, row: &[Cell]| -> Vec<Option<String>> {
+            let d = &self.tables[table].def;
+            if d.key.is_empty() {
+                row.iter().zip(&d.columns).filter(|(_, c)| c.selected).map(|(v, _)| Self::text(v)).collect()
+            } else {
+                d.key.iter().map(|&k| row.get(k).and_then(Self::text)).collect()
+            }
+        };
+        match change {
+            Change::Insert { table, row } => {
+                let key = if stop || self.tables[*table].def.key.is_empty() {
+                    StatementKey::Insert { table: *table }
+                } else {
+                    StatementKey::Upsert { table: *table, ignore: !overwrite }
+                };
+                vec![Step { key, params: selected(*table, row), table: *table, must_affect: false }]
+            }
+            Change::Update { table, old_key, row } => {
+                let d = &self.tables[*table].def;
+                let complete = !row.contains(&Cell::Unchanged);
+                let mut steps = Vec::new();
+                let mut key_source: &[Cell] = row;
+                if let Some(old) = old_key {
+                    if complete && overwrite && !d.key.is_empty() {
+                        steps.push(Step {
+                            key: StatementKey::Delete { table: *table },
+                            params: match_params(*table, old),
+                            table: *table,
+                            must_affect: false,
+                        });
+                    } else {
+                        key_source = old;
+                    }
+                }
+                if complete && overwrite && !d.key.is_empty() {
+                    steps.push(Step {
+                        key: StatementKey::Upsert { table: *table, ignore: false },
+                        params: selected(*table, row),
+                        table: *table,
+                        must_affect: false,
+                    });
+                } else {
+                    let present: Vec<bool> = row.iter().map(|c| *c != Cell::Unchanged).collect();
+                    let mut params: Vec<Option<String>> = row
+                        .iter()
+                        .zip(&d.columns)
+                        .filter(|(c, col)| col.selected && **c != Cell::Unchanged)
+                        .map(|(v, _)| Self::text(v))
+                        .collect();
+                    params.extend(match_params(*table, key_source));
+                    steps.push(Step {
+                        key: StatementKey::Update { table: *table, present },
+                        params,
+                        table: *table,
+                        must_affect: stop,
+                    });
+                }
+                steps
+            }
+            Change::Delete { table, old } => {
+                vec![Step {
+                    key: StatementKey::Delete { table: *table },
+                    params: match_params(*table, old),
+                    table: *table,
+                    must_affect: stop,
+                }]
+            }
+            Change::Truncate { tables } => {
+                vec![Step {
+                    key: StatementKey::Truncate { tables: tables.clone() },
+                    params: vec![],
+                    table: tables.first().copied().unwrap_or(0),
+                    must_affect: false,
+                }]
+            }
+        }
+    }
+
+    async fn statement(&mut self, key: &StatementKey) -> Result<Statement> {
+        if let Some(s) = self.statements.get(key) {
+            return Ok(s.clone());
+        }
+        let sql = self.sql(key);
+        let params = sql.matches("::text::").count();
+        let types = vec![Type::TEXT; params];
+        let stmt = self
+            .client
+            .prepare_typed(&sql, &types)
+            .await
+            .map_err(|e| EngineError::query(T, format!("preparing {sql}"), describe_pg_error(&e)))?;
+        self.statements.insert(key.clone(), stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Applies a batch and moves the checkpoint to its end, in one target transaction. Statements
+    /// are pipelined on the connection and run in source order.
+    pub async fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> Result<()> {
+        let Some(end) = batch.end() else { return Ok(()) };
+        let mut planned = Vec::with_capacity(batch.len());
+        for t in &batch.transactions {
+            for c in &t.changes {
+                for step in self.steps(c, batch.idempotent) {
+                    let stmt = self.statement(&step.key).await?;
+                    planned.push((stmt, step));
+                }
+            }
+        }
+        let tx = self.client.transaction().await.ctx(T, || "starting an apply transaction".into())?;
+        let futures = planned.iter().map(|(stmt, step)| {
+            let params: Vec<&(dyn ToSql + Sync)> = step.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let tx = &tx;
+            async move { tx.execute(stmt, &params).await }
+        });
+        let counts = try_join_all(futures).await.map_err(|e| {
+            let msg = describe_pg_error(&e);
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                EngineError::Conflict { table: "target".into(), message: msg }
+            } else {
+                EngineError::query(T, "applying changes", msg)
+            }
+        })?;
+        for ((_, step), n) in planned.iter().zip(&counts) {
+            if step.must_affect && *n == 0 {
+                return Err(EngineError::Conflict {
+                    table: self.tables[step.table].def.display_name(),
+                    message: "the row a change refers to is missing on the target".into(),
+                });
+            }
+        }
+        let time = commit_time_us.map(|us| us as f64 / 1e6);
+        tx.execute(
+            "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, checkpoint_time = to_timestamp($2), updated_at = now() WHERE job = $3",
+            &[&fmt_lsn(end), &time, &self.job],
+        )
+        .await
+        .ctx(T, || "writing the checkpoint".into())?;
+        tx.commit().await.ctx(T, || "committing changes".into())
+    }
+
+    /// The session the applier writes through.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// Streams COPY data of a chunk as the target expects it (used by tests and the pipeline).
+pub type CopyStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes>> + Send>>;

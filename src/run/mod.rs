@@ -1,0 +1,309 @@
+//! `ferry run`: a SyncJob run in one local process with no cluster — the worker minus the API.
+//!
+//! It reads the manifests a user would `kubectl apply` (Secrets and one SyncJob), and drives the
+//! same lifecycle state machine the operator uses, carrying out its actions in-process: the
+//! precheck runs inline, the "worker" is the engine on a task, the release drops the slot.
+//! Phases and progress go to the terminal; `--status-file` gets the status as JSON.
+
+mod display;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::manifest::{self, Manifest};
+use crate::api::validate::{Validate, describe};
+use crate::api::{
+    Checkpoint, PrecheckResult, PrecheckStatus, Progress, SecretKeyRef, SyncJob, SyncJobPhase, SyncJobSpec,
+    SyncJobStatus, TransferStage,
+};
+use crate::engine::{self, Credentials, EngineError, Outcome, ProgressSink, Tracker};
+use crate::lifecycle::{self, Action, Observed, PrecheckState, ReleaseState, WorkerState};
+use display::Display;
+
+/// Options of `ferry run`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The manifest file: Secrets and one SyncJob.
+    pub file: PathBuf,
+    /// Rewrite the status as JSON here at least once a second and at every phase change.
+    pub status_file: Option<PathBuf>,
+    /// Release the job's source resources after a clean stop.
+    pub release: bool,
+}
+
+/// Why `ferry run` ended with a failure: the last line it prints is `CODE: message`.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RunError {
+    /// Stable error code.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl RunError {
+    fn new(code: &str, message: impl Into<String>) -> RunError {
+        RunError { code: code.to_owned(), message: message.into() }
+    }
+}
+
+/// Reads the manifests: the one SyncJob and the passwords its Secret references name.
+pub fn load(text: &str) -> Result<(SyncJob, Credentials), RunError> {
+    let docs = manifest::parse(text).map_err(|e| RunError::new("MANIFEST_INVALID", e.to_string()))?;
+    let mut secrets = BTreeMap::new();
+    let mut jobs = Vec::new();
+    for doc in docs {
+        match doc {
+            Manifest::Secret(s) => {
+                secrets.insert(s.metadata.name.clone().unwrap_or_default(), *s);
+            }
+            Manifest::SyncJob(j) => jobs.push(*j),
+            Manifest::CompareTask(_) | Manifest::BatchJob(_) => {
+                return Err(RunError::new("MANIFEST_INVALID", "ferry run takes Secrets and one SyncJob"));
+            }
+        }
+    }
+    let job = match jobs.len() {
+        1 => jobs.remove(0),
+        n => return Err(RunError::new("MANIFEST_INVALID", format!("expected one SyncJob, found {n}"))),
+    };
+    let password = |field: &str, r: &Option<SecretKeyRef>| -> Result<Option<String>, RunError> {
+        let Some(r) = r else { return Ok(None) };
+        let secret = secrets.get(&r.name).ok_or_else(|| {
+            RunError::new("SECRET_MISSING", format!("{field}: Secret {:?} is not in the file", r.name))
+        })?;
+        manifest::secret_value(secret, &r.key).map(Some).ok_or_else(|| {
+            RunError::new("SECRET_MISSING", format!("{field}: Secret {:?} has no key {:?}", r.name, r.key))
+        })
+    };
+    let credentials = Credentials {
+        source_password: password("spec.source.passwordSecretRef", &job.spec.source.password_secret_ref)?,
+        target_password: password("spec.target.passwordSecretRef", &job.spec.target.password_secret_ref)?,
+    };
+    Ok((job, credentials))
+}
+
+/// What the engine task tells the driver.
+enum WorkerEvent {
+    Stage(TransferStage),
+    Done(Result<Outcome, EngineError>),
+}
+
+/// Progress reports from the engine: kept for the display and the status file; stage changes
+/// forwarded to the driver.
+struct Sink {
+    latest: Mutex<(Progress, Option<Checkpoint>)>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+    last_stage: Mutex<Option<TransferStage>>,
+}
+
+impl ProgressSink for Sink {
+    fn report(&self, progress: &Progress, checkpoint: Option<&Checkpoint>) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = (progress.clone(), checkpoint.cloned());
+        let mut last = self.last_stage.lock().unwrap_or_else(|p| p.into_inner());
+        if progress.stage != *last {
+            *last = progress.stage;
+            if let Some(s) = progress.stage {
+                let _ = self.events.send(WorkerEvent::Stage(s));
+            }
+        }
+    }
+}
+
+/// Runs the job. `Ok` when a FULL_TRANS job completed or a stop was clean.
+pub async fn run(opts: Options) -> Result<(), RunError> {
+    let text = std::fs::read_to_string(&opts.file)
+        .map_err(|e| RunError::new("MANIFEST_INVALID", format!("reading {}: {e}", opts.file.display())))?;
+    let (job, credentials) = load(&text)?;
+    let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
+    let id = format!("{}/{}", job.metadata.namespace.as_deref().unwrap_or("default"), name);
+    let mut spec = job.spec.clone();
+    // Locally a failure ends the run: no automatic retries.
+    spec.retry.limit = 0;
+    let display = Display::new(&name, opts.status_file.clone());
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let sink = Arc::new(Sink {
+        latest: Mutex::new(Default::default()),
+        events: events_tx.clone(),
+        last_stage: Mutex::new(None),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut signals = Signals::new()?;
+
+    let mut status = SyncJobStatus::default();
+    let mut observed = Observed::new(1);
+    observed.spec_errors = spec.validate();
+    let mut stop_requested = false;
+    let mut worker: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let worker_done = worker.is_none() && !matches!(observed.worker, WorkerState::Failed { .. });
+        if stop_requested && worker_done && !spec.stopped {
+            if !opts.release {
+                display.done("stopped at a checkpoint; run again to resume");
+                return Ok(());
+            }
+            spec.stopped = true;
+        }
+        let plan = lifecycle::plan(&spec, &status, &observed, Timestamp::now());
+        let before = status.phase;
+        status = plan.status;
+        let (progress, checkpoint) = sink.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        status.progress = Some(progress);
+        status.checkpoint = checkpoint;
+        if status.phase != before {
+            display.phase(&status);
+        }
+        for action in plan.actions {
+            match action {
+                Action::RunPrecheck { .. } => {
+                    display.note("precheck: checking source and target");
+                    let mut items = engine::precheck(&spec, &credentials).await;
+                    lifecycle::mark_skipped(&mut items, spec.precheck.as_ref());
+                    let blocking = lifecycle::blocking_items(&items, spec.precheck.as_ref());
+                    let passed = items.iter().filter(|i| i.result == PrecheckResult::Passed).count();
+                    display.precheck(&items);
+                    status.precheck = Some(PrecheckStatus {
+                        passed: Some(blocking.is_empty()),
+                        observed_generation: Some(1),
+                        progress: Some(100),
+                        passed_rate: Some(if items.is_empty() { 100.0 } else { (passed * 100 / items.len()) as f64 }),
+                        items,
+                    });
+                    observed.precheck = if blocking.is_empty() {
+                        PrecheckState::Passed
+                    } else {
+                        PrecheckState::Failed { items: blocking }
+                    };
+                }
+                Action::StartWorker { .. } => {
+                    if worker.is_none() {
+                        observed.worker = WorkerState::Running { stage: None };
+                        worker = Some(spawn_engine(
+                            &id,
+                            &spec,
+                            &credentials,
+                            Arc::clone(&sink),
+                            stop_rx.clone(),
+                            events_tx.clone(),
+                        ));
+                    }
+                }
+                Action::StopWorker => {
+                    let _ = stop_tx.send(true);
+                }
+                Action::RunRelease { .. } => {
+                    display.note("releasing the replication slot and publication");
+                    observed.release = match engine::release(&id, &spec, &credentials).await {
+                        Ok(()) => ReleaseState::Succeeded,
+                        Err(e) => ReleaseState::Failed { code: e.code().into(), message: e.to_string() },
+                    };
+                }
+                Action::RemoveFinalizer | Action::Event { .. } => {}
+            }
+        }
+        display.status(&status);
+
+        // Ends of the run.
+        let phase = status.phase.unwrap_or(SyncJobPhase::Creating);
+        match phase {
+            SyncJobPhase::CreateFailed => {
+                return Err(RunError::new("SPEC_INVALID", describe(&observed.spec_errors)));
+            }
+            SyncJobPhase::Configuration => {
+                if let PrecheckState::Failed { items } = &observed.precheck {
+                    return Err(RunError::new("PRECHECK_FAILED", format!("failed items: {}", items.join(", "))));
+                }
+            }
+            p if p.is_failed() || p == SyncJobPhase::ReleaseResourceFailed => {
+                let e = status.last_error.clone();
+                return Err(e.map_or_else(
+                    || RunError::new("FAILED", format!("phase {p}")),
+                    |e| RunError::new(&e.code, e.message),
+                ));
+            }
+            SyncJobPhase::FullTransferComplete if matches!(observed.worker, WorkerState::Succeeded { .. }) => {
+                display.done("full transfer complete; slot and publication released");
+                return Ok(());
+            }
+            SyncJobPhase::ReleaseResourceComplete => {
+                display.done("released");
+                return Ok(());
+            }
+            _ => {}
+        }
+        // Wait for something to happen.
+        let tick = tokio::time::sleep(plan.requeue_after.unwrap_or(Duration::from_secs(1)).min(Duration::from_secs(1)));
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(WorkerEvent::Stage(s)) => observed.worker = WorkerState::Running { stage: Some(s) },
+                Some(WorkerEvent::Done(r)) => {
+                    worker = None;
+                    observed.worker = match r {
+                        Ok(Outcome::Completed) => WorkerState::Succeeded { stage: Some(TransferStage::FullComplete) },
+                        Ok(Outcome::Stopped) => WorkerState::Succeeded { stage: Some(TransferStage::Stopped) },
+                        Err(EngineError::Stopped) => WorkerState::Succeeded { stage: Some(TransferStage::Stopped) },
+                        Err(e) => WorkerState::Failed { code: e.code().into(), message: e.to_string() },
+                    };
+                }
+                None => {}
+            },
+            _ = signals.recv() => {
+                if stop_requested {
+                    return Err(RunError::new("ABORTED", "interrupted twice; the next run resumes from the last checkpoint"));
+                }
+                stop_requested = true;
+                display.note("stopping at the next checkpoint (press Ctrl-C again to abort)");
+                let _ = stop_tx.send(true);
+            }
+            _ = tick => {}
+        }
+    }
+}
+
+fn spawn_engine(
+    id: &str,
+    spec: &SyncJobSpec,
+    credentials: &Credentials,
+    sink: Arc<Sink>,
+    stop: watch::Receiver<bool>,
+    events: mpsc::UnboundedSender<WorkerEvent>,
+) -> tokio::task::JoinHandle<()> {
+    let (id, spec, credentials) = (id.to_owned(), spec.clone(), credentials.clone());
+    tokio::spawn(async move {
+        let tracker = Tracker::new(sink);
+        let job = engine::Job { id: &id, spec: &spec, credentials: &credentials, tracker: tracker.clone(), stop };
+        let result = engine::run(job).await;
+        tracker.flush();
+        let _ = events.send(WorkerEvent::Done(result));
+    })
+}
+
+/// SIGINT and SIGTERM.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals, RunError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let err = |e: std::io::Error| RunError::new("SIGNALS", format!("installing signal handlers: {e}"));
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(err)?,
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}

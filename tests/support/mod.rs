@@ -1,0 +1,141 @@
+//! Shared pieces of the PostgreSQL engine tests: a source and a target server, a job spec
+//! pointing at them, and row-by-row comparison.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use ferry::api::{
+    DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SchemaSelection, SecretKeyRef, SyncJobSpec,
+    TableSelection, TaskType,
+};
+use ferry::engine::Credentials;
+use ferry::testkit::PostgresServer;
+use tokio_postgres::{Client, NoTls};
+
+/// A source and a target PostgreSQL, each with a database `shop`.
+pub struct Pair {
+    pub source: PostgresServer,
+    pub target: PostgresServer,
+}
+
+impl Pair {
+    pub fn start() -> Pair {
+        let source = PostgresServer::start().expect("source PostgreSQL");
+        let target = PostgresServer::start().expect("target PostgreSQL");
+        source.create_database("shop").expect("source database");
+        target.create_database("shop").expect("target database");
+        Pair { source, target }
+    }
+
+    pub async fn source(&self) -> Client {
+        connect(&self.source).await
+    }
+
+    pub async fn target(&self) -> Client {
+        connect(&self.target).await
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            source_password: Some(self.source.password().to_owned()),
+            target_password: Some(self.target.password().to_owned()),
+        }
+    }
+
+    /// A job over `tables` of schema `public` in `shop`.
+    pub fn spec(&self, task: TaskType, tables: &[&str]) -> SyncJobSpec {
+        let mut spec = SyncJobSpec::test().task(task);
+        spec.source = endpoint(&self.source);
+        spec.target = endpoint(&self.target);
+        spec.objects = ObjectSelection {
+            scope: ObjectScope::Table,
+            target_database: None,
+            databases: vec![DatabaseSelection {
+                name: "shop".into(),
+                schemas: vec![SchemaSelection {
+                    name: "public".into(),
+                    tables: tables.iter().map(|t| TableSelection { name: (*t).into(), ..Default::default() }).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        spec
+    }
+
+    /// The manifest `ferry run` reads for `spec`, with its Secret.
+    pub fn manifest(&self, name: &str, spec: &SyncJobSpec) -> String {
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+            "stringData": {
+                format!("password-{}", self.source.port()): self.source.password(),
+                format!("password-{}", self.target.port()): self.target.password(),
+            }
+        });
+        let job = serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": name, "namespace": "test"},
+            "spec": spec,
+        });
+        format!("{}---\n{}", serde_yaml::to_string(&secret).unwrap(), serde_yaml::to_string(&job).unwrap())
+    }
+}
+
+pub fn endpoint(server: &PostgresServer) -> Endpoint {
+    Endpoint {
+        engine: Engine::Postgresql,
+        host: server.host().into(),
+        port: server.port(),
+        database: Some("shop".into()),
+        user: Some(server.user().into()),
+        password_secret_ref: Some(SecretKeyRef { name: "creds".into(), key: format!("password-{}", server.port()) }),
+        tls: None,
+    }
+}
+
+pub async fn connect(server: &PostgresServer) -> Client {
+    let (client, conn) = server.config("shop").connect(NoTls).await.expect("connect");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// Every row of `table` as its text form, ordered by the whole row: equal lists mean equal
+/// tables, with duplicates counted.
+pub async fn rows(client: &Client, table: &str) -> Vec<String> {
+    let sql = format!("SELECT t::text FROM {table} t ORDER BY 1");
+    client.query(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
+}
+
+/// Waits until `source_table` on the source and `target_table` on the target hold the same rows.
+pub async fn wait_equal(pair: &Pair, source_table: &str, target_table: &str, within: Duration) {
+    let (s, t) = (pair.source().await, pair.target().await);
+    let deadline = Instant::now() + within;
+    loop {
+        let (a, b) = (rows(&s, source_table).await, rows(&t, target_table).await);
+        if a == b {
+            return;
+        }
+        if Instant::now() > deadline {
+            let only_source: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(5).collect();
+            let only_target: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(5).collect();
+            panic!(
+                "{source_table} and {target_table} still differ after {within:?}: {} vs {} rows; only in source {only_source:?}; only in target {only_target:?}",
+                a.len(),
+                b.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Replication slots left on the server.
+pub async fn slots(client: &Client) -> Vec<String> {
+    client.query("SELECT slot_name FROM pg_replication_slots", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// Publications left on the server.
+pub async fn publications(client: &Client) -> Vec<String> {
+    client.query("SELECT pubname FROM pg_publication", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+}
