@@ -9,6 +9,9 @@ use tokio::time::Instant;
 
 use crate::api::SpeedLimit;
 
+/// Shortest wait worth a sleep.
+const MIN_SLEEP: Duration = Duration::from_millis(10);
+
 /// A parsed window: hours `begin..=end` (wrapping past midnight), bytes per second.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Window {
@@ -77,7 +80,9 @@ impl Throttle {
         let hour = (jiff::Timestamp::now().as_second().rem_euclid(86_400) / 3600) as u32;
         let Some(rate) = self.rate_at(hour) else { return };
         let wait = self.book(Instant::now(), bytes, rate);
-        if !wait.is_zero() {
+        // Timers are coarse: a wait shorter than this stays booked in the bucket, and a later
+        // read waits for the sum.
+        if wait >= MIN_SLEEP {
             self.waited_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
             tokio::time::sleep(wait).await;
         }

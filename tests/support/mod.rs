@@ -110,21 +110,33 @@ pub async fn rows(client: &Client, table: &str) -> Vec<String> {
 
 /// Waits until `source_table` on the source and `target_table` on the target hold the same rows.
 pub async fn wait_equal(pair: &Pair, source_table: &str, target_table: &str, within: Duration) {
+    if let Err(e) = try_wait_equal(pair, source_table, target_table, within).await {
+        panic!("{e}");
+    }
+}
+
+/// As [`wait_equal`], returning what differs instead of panicking.
+pub async fn try_wait_equal(
+    pair: &Pair,
+    source_table: &str,
+    target_table: &str,
+    within: Duration,
+) -> Result<(), String> {
     let (s, t) = (pair.source().await, pair.target().await);
     let deadline = Instant::now() + within;
     loop {
         let (a, b) = (rows(&s, source_table).await, rows(&t, target_table).await);
         if a == b {
-            return;
+            return Ok(());
         }
         if Instant::now() > deadline {
             let only_source: Vec<_> = a.iter().filter(|r| !b.contains(r)).take(5).collect();
             let only_target: Vec<_> = b.iter().filter(|r| !a.contains(r)).take(5).collect();
-            panic!(
+            return Err(format!(
                 "{source_table} and {target_table} still differ after {within:?}: {} vs {} rows; only in source {only_source:?}; only in target {only_target:?}",
                 a.len(),
                 b.len()
-            );
+            ));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

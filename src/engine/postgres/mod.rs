@@ -36,7 +36,7 @@ use self::target::{Applier, fmt_lsn};
 use super::Credentials;
 use super::Job;
 use super::error::{Context, EngineError, Result, Side};
-use super::model::ChangeBatch;
+use super::model::{Change, ChangeBatch};
 use super::throttle::Throttle;
 use crate::api::{SyncJobSpec, TableState, TransferStage};
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -363,7 +363,15 @@ async fn apply_stream(
     until: Option<u64>,
 ) -> Result<()> {
     let spec = job.spec;
-    let mut applier = Applier::new(job.target().await?, job.id, tables.to_vec(), spec.policy.conflict);
+    let applier_client = job.target().await?;
+    // A table without a key cannot be upserted: its changes up to the snapshot its (single)
+    // chunk was read in are already in the copy and are skipped instead.
+    let read_lsns = target::table_read_lsns(&applier_client, job.id).await?;
+    let keyless: Vec<Option<u64>> = tables
+        .iter()
+        .map(|t| if t.def.key.is_empty() { read_lsns.get(&t.def.display_name()).copied() } else { None })
+        .collect();
+    let mut applier = Applier::new(applier_client, job.id, tables.to_vec(), spec.policy.conflict);
     let max_tx = spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100).max(1) as usize;
     let mut stop = job.stop.clone();
     let result = loop {
@@ -391,6 +399,18 @@ async fn apply_stream(
             }
         }
         batch.idempotent = batch.transactions.first().is_some_and(|t| t.end <= safe_end);
+        for t in &mut batch.transactions {
+            let end = t.end;
+            t.changes.retain_mut(|c| match c {
+                Change::Truncate { tables } => {
+                    tables.retain(|&i| keyless[i].is_none_or(|read| end > read));
+                    !tables.is_empty()
+                }
+                Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
+                    keyless[*table].is_none_or(|read| end > read)
+                }
+            });
+        }
         let Some(end) = batch.end() else { continue };
         let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
         applier.apply(&batch, commit_time).await?;

@@ -113,7 +113,9 @@ pub async fn read_chunk(
             start_lsn
         }
         Snapshot::Fresh => {
-            let row = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.ctx(S, what)?;
+            // The insert position, not the write position: a transaction visible in this
+            // snapshot has its commit record before it even with synchronous_commit off.
+            let row = client.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.ctx(S, what)?;
             parse_lsn(row.get(0)).unwrap_or(start_lsn)
         }
     };

@@ -164,6 +164,15 @@ pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u
     Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64)).collect())
 }
 
+/// The newest position any chunk of each table was read at, by `schema.table`.
+pub async fn table_read_lsns(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
+    let rows = client
+        .query("SELECT table_name, max(read_lsn)::text FROM _ferry.chunks WHERE job = $1 AND done GROUP BY 1", &[&job])
+        .await
+        .ctx(T, || "reading the chunk ledger".into())?;
+    Ok(rows.iter().filter_map(|r| Some((r.get::<_, String>(0), parse_lsn(r.get::<_, Option<&str>>(1)?)?))).collect())
+}
+
 /// Marks the full transfer done and sets the end of the idempotent window: the newest position a
 /// chunk was read at.
 pub async fn finish_full(client: &Client, job: &str) -> Result<u64> {

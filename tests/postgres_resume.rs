@@ -1,0 +1,205 @@
+//! A `ferry run` worker killed with SIGKILL at any moment and started again converges to a
+//! target equal to the source, with no row lost or doubled. Each test kills it at a different
+//! point while the source keeps changing.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ferry::api::{SpeedLimit, TaskType, Tuning};
+use support::{Pair, rows, try_wait_equal};
+use tokio_postgres::Client;
+
+struct Runner {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Runner {
+    fn start(dir: &Path, manifest: &Path, attempt: u32) -> Runner {
+        let log = dir.join(format!("run-{attempt}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["run", "-f"])
+            .arg(manifest)
+            .arg("--status-file")
+            .arg(dir.join("status.json"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Runner { child, log }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no chance to reach a checkpoint.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status must be 0 (a clean stop at a checkpoint).
+    fn stop_cleanly(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "ferry run exited with {status}:\n{}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "ferry run did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("ferry run exited early with {status}:\n{}", self.log());
+        }
+    }
+}
+
+/// Changes the source without pause until stopped: inserts, updates (some moving keys), deletes,
+/// and inserts into the keyless table.
+fn writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let port = pair.source.port();
+    let config = pair.source.config("shop");
+    let _ = port;
+    tokio::spawn(async move {
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut i: u64 = 0;
+        while running.load(Ordering::SeqCst) {
+            let n = i as i64;
+            client
+                .batch_execute(&format!(
+                    "BEGIN;
+                     INSERT INTO accounts VALUES ({new}, {n}, 'new');
+                     UPDATE accounts SET balance = balance + 1, note = 'upd {n}' WHERE id = {upd};
+                     DELETE FROM accounts WHERE id = {del};
+                     UPDATE accounts SET id = {moved_to} WHERE id = {moved};
+                     INSERT INTO events VALUES ({n}, 'e{n}');
+                     COMMIT;",
+                    new = 1_000_000 + n,
+                    upd = 1 + (n * 7) % 30_000,
+                    del = 2 + (n * 13) % 30_000,
+                    moved = 3 + (n * 17) % 30_000,
+                    moved_to = 2_000_000 + n,
+                ))
+                .await
+                .unwrap();
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        i
+    })
+}
+
+async fn setup(pair: &Pair, dir: &Path) -> PathBuf {
+    let src = pair.source().await;
+    src.batch_execute(
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, note text);
+         INSERT INTO accounts SELECT g, g / 3.0, 'row ' || g FROM generate_series(1, 30000) g;
+         CREATE TABLE events (n bigint, label text);
+         ALTER TABLE events REPLICA IDENTITY FULL;
+         INSERT INTO events SELECT -g, 'old' FROM generate_series(1, 2000) g;
+         ANALYZE;",
+    )
+    .await
+    .unwrap();
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["accounts", "events"]);
+    spec.tuning = Some(Tuning {
+        batch_rows: Some(3000),
+        read_parallelism: Some(2),
+        apply_batch_transactions: Some(20),
+        ..Default::default()
+    });
+    // Slow the full transfer down so the kills land inside it.
+    spec.speed_limits = vec![SpeedLimit { begin: "00:00".into(), end: "23:59".into(), mb_per_second: 1 }];
+    let manifest = dir.join("job.yaml");
+    std::fs::write(&manifest, pair.manifest("resume", &spec)).unwrap();
+    manifest
+}
+
+async fn until(what: &str, runner: &mut Runner, tgt: &Client, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        runner.assert_running();
+        let ok = match tgt.query_opt(sql, &[]).await {
+            Ok(Some(row)) => row.get::<_, bool>(0),
+            _ => false,
+        };
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", runner.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Starts the job, kills it when `kill_when` holds on the target, starts it again, and checks
+/// the target converges while writes go on.
+async fn kill_and_resume(kill_when: &str) {
+    let pair = Pair::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = setup(&pair, dir.path()).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writes = writer(&pair, Arc::clone(&running));
+    let tgt = pair.target().await;
+
+    let t0 = Instant::now();
+    let mut first = Runner::start(dir.path(), &manifest, 1);
+    until(kill_when, &mut first, &tgt, kill_when).await;
+    first.kill();
+    eprintln!("{:?} killed", t0.elapsed());
+
+    let mut second = Runner::start(dir.path(), &manifest, 2);
+    until("the incremental phase", &mut second, &tgt, "SELECT checkpoint_lsn IS NOT NULL FROM _ferry.jobs").await;
+    eprintln!("{:?} second run streaming", t0.elapsed());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::SeqCst);
+    let n = writes.await.unwrap();
+    assert!(n > 0);
+    for table in ["accounts", "events"] {
+        if let Err(e) = try_wait_equal(&pair, table, table, Duration::from_secs(60)).await {
+            panic!(
+                "{e}\n--- first run:\n{}\n--- second run:\n{}",
+                std::fs::read_to_string(dir.path().join("run-1.log")).unwrap_or_default(),
+                second.log()
+            );
+        }
+    }
+    eprintln!("{:?} equal", t0.elapsed());
+    second.stop_cleanly();
+    let src = pair.source().await;
+    assert_eq!(rows(&src, "events").await, rows(&tgt, "events").await, "no doubled rows in the keyless table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_the_first_chunks_are_copied_it_resumes() {
+    kill_and_resume("SELECT EXISTS (SELECT 1 FROM _ferry.jobs)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_halfway_through_the_full_transfer_it_copies_only_the_rest() {
+    kill_and_resume("SELECT count(*) FILTER (WHERE done) >= 4 AND bool_or(NOT done) FROM _ferry.chunks").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_full_and_the_incremental_transfer_it_resumes() {
+    kill_and_resume("SELECT full_done FROM _ferry.jobs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_applying_changes_it_applies_each_exactly_once() {
+    kill_and_resume("SELECT checkpoint_lsn IS NOT NULL AND updated_at > now() - interval '1 second' FROM _ferry.jobs")
+        .await;
+}
