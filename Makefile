@@ -1,7 +1,14 @@
-# Ferry's two entry points. `make test` is what CI runs (.ci/run).
+# Ferry's two entry points: `make demo` runs a SyncJob on throwaway databases; `make test` is
+# what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: test deps lint crds crds-check
+.PHONY: demo test deps lint crds crds-check bench
+
+## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
+## `ferry run` while writes go on, then a row-by-row comparison
+demo: deps
+	$(CARGO) build --release --locked --bin ferry
+	$(CARGO) run --release --locked --quiet --example demo
 
 ## test: install what is missing, then format check, clippy, CRD drift check and every test
 test: deps lint crds-check
@@ -25,3 +32,7 @@ crds-check: crds
 		git status --short -- crds; git --no-pager diff --stat -- crds; \
 		echo "error: crds/ is stale; commit the regenerated files (make crds)" >&2; exit 1; \
 	fi
+
+## bench: Ferry's PostgreSQL full transfer and change stream side by side with pg_dump and pgcopydb
+bench:
+	scripts/bench-pg.sh

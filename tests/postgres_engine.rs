@@ -97,3 +97,188 @@ async fn a_full_incr_job_follows_inserts_updates_deletes_and_truncate() {
     assert!(support::slots(&src).await.is_empty(), "released");
     assert!(support::publications(&src).await.is_empty(), "released");
 }
+
+const TYPES: &str = "
+    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE types (
+        id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, num numeric, num_big numeric(40,20), f4 float4, f8 float8,
+        b bool, t text, vc varchar(20), c char(5), by bytea, u uuid, j json, jb jsonb, d date, tm time, tmtz timetz,
+        ts timestamp, tstz timestamptz, iv interval, ip inet, net cidr, mac macaddr, arr int[], tarr text[],
+        m mood, marr mood[], big text);";
+
+const TYPE_ROWS: &str = "
+    INSERT INTO types VALUES
+    (1, -32768, -2147483648, -9223372036854775808, 'NaN', 12345678901234567890.12345678901234567890, 'Infinity',
+     '-Infinity', true, 'tëxt ✓ 😀 \\ \" ''', 'vc', 'ab', '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+     '{\"b\": 1, \"a\": [1, 2]}', '{\"b\": 1, \"a\": [1, 2]}', '2024-02-29', '23:59:59.999999', '12:00:00+05:30',
+     '2024-01-01 12:34:56.789012', '2024-06-01 12:00:00+05:30', '1 year 2 mons 3 days 04:05:06.789',
+     '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '{1,NULL,3}', '{\"a b\",\"c,d\",NULL}', 'happy',
+     '{sad,ok}', repeat('toast ', 20000)),
+    (2, 32767, 2147483647, 9223372036854775807, -0.000000000000000000001, -1.5, 'NaN', 0.1, false, '', '',
+     '', '\\x', '00000000-0000-0000-0000-000000000000', 'null', '[]', '0001-01-01', '00:00', '00:00:00-12',
+     '1999-12-31 23:59:59', '1970-01-01 00:00:00+00', '-1 days', '::1', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff',
+     '{}', '{}', 'sad', '{}', ''),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_common_type_round_trips_exactly_in_both_phases() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute(TYPES).await.unwrap();
+    src.batch_execute(TYPE_ROWS).await.unwrap();
+    let spec = pair.spec(TaskType::FullIncrTrans, &["types"]);
+    let (stop_tx, stop) = watch::channel(false);
+    let creds = pair.credentials();
+    let runner = tokio::spawn({
+        let spec = spec.clone();
+        async move {
+            engine::run(Job { id: "test/types", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
+        }
+    });
+    wait_equal(&pair, "types", "types", Duration::from_secs(30)).await;
+    // The same values again, through the change stream this time.
+    src.batch_execute("INSERT INTO types SELECT id + 10, i2, i4, i8, num, num_big, f4, f8, b, t, vc, c, by, u, j, jb, d, tm, tmtz, ts, tstz, iv, ip, net, mac, arr, tarr, m, marr, big FROM types")
+        .await
+        .unwrap();
+    src.batch_execute("UPDATE types SET f8 = 'Infinity', marr = '{happy}' WHERE id = 11").await.unwrap();
+    wait_equal(&pair, "types", "types", Duration::from_secs(30)).await;
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    let tgt = pair.target().await;
+    let big: i32 = tgt.query_one("SELECT length(big) FROM types WHERE id = 11", &[]).await.unwrap().get(0);
+    assert_eq!(big, 120_000, "the TOASTed value survived an update that left it unchanged");
+    engine::release("test/types", &spec, &pair.credentials()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemas_tables_and_columns_are_renamed_and_rows_filtered_in_both_phases() {
+    use ferry::api::{ColumnSelection, SchemaSelection, TableSelection};
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute(
+        "CREATE SCHEMA sales;
+         CREATE TABLE sales.orders (id int PRIMARY KEY, region text, amount numeric(10,2), secret text);
+         INSERT INTO sales.orders SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g, 'hidden' FROM generate_series(1, 1000) g;",
+    )
+    .await
+    .unwrap();
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &[]);
+    spec.objects.databases[0].schemas = vec![SchemaSelection {
+        name: "sales".into(),
+        mapped_name: Some("archive".into()),
+        all: false,
+        tables: vec![TableSelection {
+            name: "orders".into(),
+            mapped_name: Some("orders_kept".into()),
+            // Only key columns in the filter: PostgreSQL then still accepts UPDATE and DELETE on the
+            // published table without REPLICA IDENTITY FULL.
+            filter: Some("id <= 500".into()),
+            columns: Some(ColumnSelection {
+                include: vec![],
+                exclude: vec!["secret".into()],
+                rename: [("amount".to_string(), "total".to_string())].into(),
+            }),
+        }],
+    }];
+    let (stop_tx, stop) = watch::channel(false);
+    let creds = pair.credentials();
+    let runner = tokio::spawn({
+        let spec = spec.clone();
+        async move { engine::run(Job { id: "test/map", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await }
+    });
+    let tgt = pair.target().await;
+    let expected = "SELECT (id, region, amount)::text FROM sales.orders WHERE id <= 500 ORDER BY id";
+    let actual = "SELECT (id, region, total)::text FROM archive.orders_kept ORDER BY id";
+    let same = || async {
+        let a: Vec<String> = src.query(expected, &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        let b: Vec<String> = match tgt.query(actual, &[]).await {
+            Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+            Err(_) => vec![],
+        };
+        a == b
+    };
+    let wait_same = |what: &'static str| {
+        let same = &same;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !same().await {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: target differs from the filtered, renamed source"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_same("full transfer").await;
+    src.batch_execute(
+        "INSERT INTO sales.orders VALUES (0, 'eu', 0.5, 'x'), (2000, 'eu', 9, 'x');
+         UPDATE sales.orders SET amount = amount * 2 WHERE id BETWEEN 100 AND 120 OR id = 800;
+         DELETE FROM sales.orders WHERE id IN (5, 6, 700);",
+    )
+    .await
+    .unwrap();
+    wait_same("change stream").await;
+    let cols: Vec<String> = tgt
+        .query("SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'archive' AND table_name = 'orders_kept' ORDER BY ordinal_position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, ["id", "region", "total"], "secret left out, amount renamed");
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    engine::release("test/map", &spec, &pair.credentials()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incr_trans_job_applies_only_changes_made_after_it_started() {
+    let pair = Pair::start();
+    let (src, tgt) = (pair.source().await, pair.target().await);
+    let ddl = "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL)";
+    src.batch_execute(ddl).await.unwrap();
+    tgt.batch_execute(ddl).await.unwrap();
+    src.batch_execute("INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g").await.unwrap();
+    tgt.batch_execute("INSERT INTO accounts SELECT g, 100 FROM generate_series(1, 10) g").await.unwrap();
+    // Made before the job: an INCR_TRANS job must not bring it over.
+    src.batch_execute("INSERT INTO accounts VALUES (99, 1)").await.unwrap();
+    let spec = pair.spec(TaskType::IncrTrans, &["accounts"]);
+    let (stop_tx, stop) = watch::channel(false);
+    let creds = pair.credentials();
+    let runner = tokio::spawn({
+        let spec = spec.clone();
+        async move {
+            engine::run(Job { id: "test/incr-only", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tgt.query_opt("SELECT 1 FROM _ferry.jobs WHERE full_done", &[]).await.ok().flatten().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the job did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    src.batch_execute("UPDATE accounts SET balance = balance - 10 WHERE id <= 5; INSERT INTO accounts VALUES (11, 7); DELETE FROM accounts WHERE id = 10")
+        .await
+        .unwrap();
+    let expected: Vec<String> =
+        (1..=9).map(|i| format!("({i},{})", if i <= 5 { 90 } else { 100 })).chain(["(11,7)".to_string()]).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> = tgt
+            .query("SELECT t::text FROM accounts t ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if got == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "got {got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_tx.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    engine::release("test/incr-only", &spec, &pair.credentials()).await.unwrap();
+}

@@ -104,8 +104,15 @@ pub async fn connect(server: &PostgresServer) -> Client {
 /// Every row of `table` as its text form, ordered by the whole row: equal lists mean equal
 /// tables, with duplicates counted.
 pub async fn rows(client: &Client, table: &str) -> Vec<String> {
-    let sql = format!("SELECT t::text FROM {table} t ORDER BY 1");
-    client.query(&sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
+    try_rows(client, table).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// As [`rows`], with the error (e.g. the table does not exist yet).
+pub async fn try_rows(client: &Client, table: &str) -> Result<Vec<String>, String> {
+    // An alias no column is called, so it names the row.
+    let sql = format!("SELECT ferry_row_::text FROM {table} AS ferry_row_ ORDER BY 1");
+    let rows = client.query(&sql, &[]).await.map_err(|e| format!("{sql}: {e:?}"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Waits until `source_table` on the source and `target_table` on the target hold the same rows.
@@ -125,7 +132,8 @@ pub async fn try_wait_equal(
     let (s, t) = (pair.source().await, pair.target().await);
     let deadline = Instant::now() + within;
     loop {
-        let (a, b) = (rows(&s, source_table).await, rows(&t, target_table).await);
+        let a = rows(&s, source_table).await;
+        let b = try_rows(&t, target_table).await.unwrap_or_default();
         if a == b {
             return Ok(());
         }

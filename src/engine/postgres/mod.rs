@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio_postgres::Client;
 
 use self::catalog::PgTable;
@@ -182,6 +181,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             src.batch_execute(&publication_sql(&names.publication, &tables))
                 .await
                 .ctx(Side::Source, || format!("creating publication {}", names.publication))?;
+            let started = std::time::Instant::now();
             let slot = SlotSnapshot::create(
                 &spec.source,
                 job.credentials.source_password.as_deref(),
@@ -193,7 +193,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .await?
                 .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
             let enums = catalog::enum_types(&src, &tables).await?;
-            target::create_structure(&tgt, &tables, &enums).await?;
+            target::create_structure(&tgt, &tables, &enums, !spec.task_type.has_full()).await?;
             let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
@@ -202,6 +202,11 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 }
             }
             target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan).await?;
+            tracing::info!(
+                job = job.id,
+                seconds = started.elapsed().as_secs_f64(),
+                "slot, structure and chunk plan ready"
+            );
             held_snapshot = Some(slot);
             target::job_state(&tgt, job.id)
                 .await?
@@ -215,19 +220,24 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             None => Snapshot::Fresh,
         };
         job.tracker.stage(TransferStage::Full);
+        let started = std::time::Instant::now();
         full_transfer(&job, &tgt, &tables, snapshot, state.start_lsn).await?;
+        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
         if job.stopping() {
             return Ok(Outcome::Stopped);
         }
+        for t in 0..tables.len() {
+            job.tracker.table_state(t, TableState::Indexing);
+        }
+        let started = std::time::Instant::now();
+        target::create_keys(&tgt, &tables).await?;
         if spec.policy.indexes {
-            for t in 0..tables.len() {
-                job.tracker.table_state(t, TableState::Indexing);
-            }
             let skipped = target::create_indexes(&tgt, &tables).await?;
             for s in skipped {
                 tracing::warn!(index = %s, "index refers to renamed or unselected columns; not created");
             }
         }
+        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "keys and indexes built");
         target::finish_full(&tgt, job.id).await?;
         for t in 0..tables.len() {
             job.tracker.table_state(t, TableState::Copied);
@@ -331,19 +341,9 @@ async fn full_transfer(
                 let table = &tables[ti];
                 job.tracker.table_state(ti, TableState::Copying);
                 let (read_lsn, data) = source::read_chunk(&src, table, &chunk.range, &snapshot, start_lsn).await?;
-                let tracker = job.tracker.clone();
-                let throttle = Arc::clone(&throttle);
-                let data = data.then(move |r| {
-                    let (tracker, throttle) = (tracker.clone(), Arc::clone(&throttle));
-                    async move {
-                        let buf = r?;
-                        let n = buf.len() as u64;
-                        throttle.take(n).await;
-                        tracker.add(None, 0, n);
-                        Ok(buf)
-                    }
-                });
-                let rows = target::write_chunk(&mut dst, job.id, table, chunk.chunk, read_lsn, data).await?;
+                let rows =
+                    target::write_chunk(&mut dst, job.id, table, chunk.chunk, read_lsn, data, &throttle, &job.tracker)
+                        .await?;
                 source::end_read(&src).await?;
                 job.tracker.add(Some(ti), rows, 0);
             }

@@ -22,6 +22,10 @@ pub async fn plan_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) 
     if d.key.is_empty() || d.estimated_rows <= rows_per_chunk {
         return Ok(vec![KeyRange::default()]);
     }
+    let integer = ["smallint", "integer", "bigint"];
+    if d.key.len() == 1 && d.key_columns().all(|c| integer.contains(&c.type_sql.as_str())) {
+        return plan_integer_chunks(client, table, rows_per_chunk).await;
+    }
     let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
     let keys = keys.join(", ");
     let texts: Vec<String> = (1..=d.key.len()).map(|i| format!("k{i}")).collect();
@@ -42,6 +46,31 @@ pub async fn plan_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) 
     for b in bounds {
         ranges.push(KeyRange { lo: lo.take(), hi: Some(b.clone()) });
         lo = Some(b);
+    }
+    ranges.push(KeyRange { lo, hi: None });
+    Ok(ranges)
+}
+
+/// Splits an integer key's range into equal slices: two index lookups instead of a scan.
+async fn plan_integer_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) -> Result<Vec<KeyRange>> {
+    let d = &table.def;
+    let key = d.key_columns().next().map(|c| pg_ident(&c.name)).unwrap_or_default();
+    let sql = format!("SELECT min({key})::int8, max({key})::int8 FROM {}", pg_qualified(&d.schema, &d.name));
+    let row = client.query_one(&sql, &[]).await.ctx(S, || format!("planning chunks of {}", d.display_name()))?;
+    let (Some(min), Some(max)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) else {
+        return Ok(vec![KeyRange::default()]);
+    };
+    let chunks = d.estimated_rows.div_ceil(rows_per_chunk.max(1)).clamp(1, 100_000) as i128;
+    let span = i128::from(max) - i128::from(min) + 1;
+    let step = (span / chunks).max(1);
+    let mut ranges = Vec::new();
+    let mut lo: Option<Vec<String>> = None;
+    let mut bound = i128::from(min) + step;
+    while bound <= i128::from(max) {
+        let b = vec![bound.to_string()];
+        ranges.push(KeyRange { lo: lo.take(), hi: Some(b.clone()) });
+        lo = Some(b);
+        bound += step;
     }
     ranges.push(KeyRange { lo, hi: None });
     Ok(ranges)

@@ -12,7 +12,9 @@ use super::connect::describe_pg_error;
 use crate::api::ConflictPolicy;
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch, KeyRange};
+use crate::engine::progress::Tracker;
 use crate::engine::sql::{pg_ident, pg_qualified};
+use crate::engine::throttle::Throttle;
 
 const T: Side = Side::Target;
 
@@ -195,9 +197,11 @@ pub async fn forget_job(client: &Client, job: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates the enum types, schemas and tables (columns, NOT NULL, primary key) that are
-/// missing. Secondary indexes come after the load ([`create_indexes`]).
-pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[EnumType]) -> Result<()> {
+/// Creates the enum types, schemas and tables (columns, NOT NULL) that are missing. The primary
+/// key is created with the table when `with_keys` (nothing to load), otherwise after the load
+/// with the secondary indexes ([`create_keys`], [`create_indexes`]): building an index once is
+/// much cheaper than maintaining it row by row during COPY.
+pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[EnumType], with_keys: bool) -> Result<()> {
     let mut schemas: Vec<&str> = tables.iter().map(|t| t.def.target_schema.as_str()).collect();
     schemas.extend(enums.iter().map(|e| e.schema.as_str()));
     schemas.sort();
@@ -240,7 +244,7 @@ pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[Enum
                 format!("{} {}{}", pg_ident(&c.target_name), c.type_sql, if c.nullable { "" } else { " NOT NULL" })
             })
             .collect();
-        if !d.key.is_empty() {
+        if with_keys && !d.key.is_empty() {
             let key: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
             cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
         }
@@ -250,6 +254,35 @@ pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[Enum
             cols.join(", ")
         );
         client.batch_execute(&ddl).await.ctx(T, || format!("creating table {}", d.display_target()))?;
+    }
+    Ok(())
+}
+
+/// Adds the primary key to target tables that have none yet (after the load).
+pub async fn create_keys(client: &Client, tables: &[PgTable]) -> Result<()> {
+    for t in tables {
+        let d = &t.def;
+        if d.key.is_empty() {
+            continue;
+        }
+        let has = client
+            .query_opt(
+                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary",
+                &[&d.target_schema, &d.target_name],
+            )
+            .await
+            .ctx(T, || format!("looking up the primary key of {}", d.display_target()))?
+            .is_some();
+        if !has {
+            let key: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
+            let ddl = format!(
+                "ALTER TABLE {} ADD PRIMARY KEY ({})",
+                pg_qualified(&d.target_schema, &d.target_name),
+                key.join(", ")
+            );
+            client.batch_execute(&ddl).await.ctx(T, || format!("adding the primary key of {}", d.display_target()))?;
+        }
     }
     Ok(())
 }
@@ -319,8 +352,12 @@ pub fn copy_in_sql(t: &PgTable) -> String {
     )
 }
 
+/// Bytes read between two speed-limit and progress updates.
+const ACCOUNT_EVERY: u64 = 256 * 1024;
+
 /// Loads one chunk's COPY data and marks the chunk done, in one target transaction: a chunk is
 /// either entirely on the target and in the ledger, or neither.
+#[allow(clippy::too_many_arguments)]
 pub async fn write_chunk<S>(
     client: &mut Client,
     job: &str,
@@ -328,6 +365,8 @@ pub async fn write_chunk<S>(
     chunk: i32,
     read_lsn: u64,
     data: S,
+    throttle: &Throttle,
+    tracker: &Tracker,
 ) -> Result<u64>
 where
     S: futures::Stream<Item = Result<bytes::Bytes>> + Send,
@@ -341,9 +380,19 @@ where
         .map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
     futures::pin_mut!(sink);
     futures::pin_mut!(data);
+    // Rows arrive one COPY message each: account for them in slices, not one by one.
+    let mut unaccounted = 0u64;
     while let Some(buf) = data.try_next().await? {
-        sink.send(buf).await.map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
+        unaccounted += buf.len() as u64;
+        sink.feed(buf).await.map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
+        if unaccounted >= ACCOUNT_EVERY {
+            throttle.take(unaccounted).await;
+            tracker.add(None, 0, unaccounted);
+            unaccounted = 0;
+        }
     }
+    throttle.take(unaccounted).await;
+    tracker.add(None, 0, unaccounted);
     let rows = sink.as_mut().finish().await.map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
     let rows_i = rows as i64;
     tx.execute(
