@@ -211,8 +211,9 @@ async fn main() -> Result<(), Error> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // 100 transactions a second, each inserting rate/200 rows and updating as many.
-    let per_tx = (rate / 200).max(1) as i64;
+    // 100 transactions a second, each inserting rate/250 rows, updating as many and deleting half
+    // as many.
+    let per_tx = (rate / 250).max(2) as i64;
     let load_start = Instant::now();
     let mut next_id: i64 = 0;
     let mut lags = Vec::new();
@@ -221,13 +222,14 @@ async fn main() -> Result<(), Error> {
     while load_start.elapsed() < Duration::from_secs(seconds) {
         tick.tick().await;
         src.execute(
-            "WITH ins AS (INSERT INTO stream SELECT g, 0, 'payload ' || g FROM generate_series($1::bigint, $2::bigint) g RETURNING 1)
+            "WITH ins AS (INSERT INTO stream SELECT g, 0, 'payload ' || g FROM generate_series($1::bigint, $2::bigint) g RETURNING 1),
+                  del AS (DELETE FROM stream WHERE id BETWEEN $1 - 4 * $3 AND $1 - 4 * $3 + $3 / 2 - 1 RETURNING 1)
              UPDATE stream SET v = v + 1 WHERE id BETWEEN $1 - $3 AND $1 - 1",
             &[&next_id, &(next_id + per_tx - 1), &per_tx],
         )
         .await?;
         next_id += per_tx;
-        changed += 2 * per_tx as u64;
+        changed += (2 * per_tx + per_tx / 2) as u64;
         if next_id % (per_tx * 10) == 0 {
             let lag: Option<f64> = tgt
                 .query_one("SELECT extract(epoch FROM clock_timestamp() - checkpoint_time)::float8 FROM _ferry.jobs WHERE job = 'bench/stream'", &[])

@@ -413,7 +413,14 @@ async fn apply_stream(
         }
         let Some(end) = batch.end() else { continue };
         let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
+        let started = std::time::Instant::now();
         applier.apply(&batch, commit_time).await?;
+        tracing::debug!(
+            transactions = batch.transactions.len(),
+            changes = batch.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "applied a batch"
+        );
         changes.acknowledge(end);
         job.tracker.add(None, batch.len() as u64, 0);
         job.tracker.checkpoint(fmt_lsn(end), commit_time);

@@ -462,16 +462,13 @@ impl Applier {
         } else {
             d.key.clone()
         };
+        // Key columns are never NULL and `=` uses the primary key index; without a key every
+        // column is compared, NULLs included.
+        let op = if d.key.is_empty() { "IS NOT DISTINCT FROM" } else { "=" };
         let parts: Vec<String> = cols
             .iter()
             .enumerate()
-            .map(|(i, &c)| {
-                format!(
-                    "{} IS NOT DISTINCT FROM {}",
-                    pg_ident(&d.columns[c].target_name),
-                    self.cast(table, c, first + i)
-                )
-            })
+            .map(|(i, &c)| format!("{} {op} {}", pg_ident(&d.columns[c].target_name), self.cast(table, c, first + i)))
             .collect();
         (parts.join(" AND "), cols)
     }
