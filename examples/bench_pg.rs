@@ -223,7 +223,7 @@ async fn main() -> Result<(), Error> {
         tick.tick().await;
         src.execute(
             "WITH ins AS (INSERT INTO stream SELECT g, 0, 'payload ' || g FROM generate_series($1::bigint, $2::bigint) g RETURNING 1),
-                  del AS (DELETE FROM stream WHERE id BETWEEN $1 - 4 * $3 AND $1 - 4 * $3 + $3 / 2 - 1 RETURNING 1)
+                  del AS (DELETE FROM stream WHERE id BETWEEN $1 - 4 * $3::bigint AND $1 - 4 * $3::bigint + $3::bigint / 2 - 1 RETURNING 1)
              UPDATE stream SET v = v + 1 WHERE id BETWEEN $1 - $3 AND $1 - 1",
             &[&next_id, &(next_id + per_tx - 1), &per_tx],
         )

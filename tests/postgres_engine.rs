@@ -282,3 +282,88 @@ async fn an_incr_trans_job_applies_only_changes_made_after_it_started() {
     runner.await.unwrap().unwrap();
     engine::release("test/incr-only", &spec, &pair.credentials()).await.unwrap();
 }
+
+/// Starts a FULL_INCR_TRANS job over `t (id int PRIMARY KEY, v text)` holding ids 1..=10 and
+/// waits until it streams.
+async fn streaming_job(
+    pair: &Pair,
+    conflict: ferry::api::ConflictPolicy,
+    id: &'static str,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<Result<Outcome, engine::EngineError>>) {
+    let src = pair.source().await;
+    src.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g",
+    )
+    .await
+    .unwrap();
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
+    spec.policy.conflict = conflict;
+    let (stop_tx, stop) = watch::channel(false);
+    let creds = pair.credentials();
+    let runner = tokio::spawn(async move {
+        engine::run(Job { id, spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
+    });
+    let tgt = pair.target().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tgt.query_opt("SELECT 1 FROM _ferry.jobs WHERE full_done", &[]).await.ok().flatten().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the job did not start streaming");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (stop_tx, runner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_policy_stop_fails_the_job_on_a_row_missing_from_the_target() {
+    let pair = Pair::start();
+    let (_stop, runner) = streaming_job(&pair, ferry::api::ConflictPolicy::Stop, "test/stop").await;
+    pair.target().await.batch_execute("DELETE FROM t WHERE id = 3").await.unwrap();
+    pair.source().await.batch_execute("UPDATE t SET v = 'changed' WHERE id = 3").await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), runner).await.expect("the job stops").unwrap().unwrap_err();
+    assert_eq!(err.code(), "CONFLICT", "{err}");
+    assert!(err.to_string().contains("public.t"), "{err}");
+    let src = pair.source().await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
+    engine::release("test/stop", &spec, &pair.credentials()).await.unwrap();
+    assert!(support::slots(&src).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflict_policy_ignore_keeps_target_rows_and_skips_missing_ones() {
+    let pair = Pair::start();
+    let (stop, runner) = streaming_job(&pair, ferry::api::ConflictPolicy::Ignore, "test/ignore").await;
+    let tgt = pair.target().await;
+    tgt.batch_execute("DELETE FROM t WHERE id = 3; INSERT INTO t VALUES (11, 'target own')").await.unwrap();
+    pair.source()
+        .await
+        .batch_execute(
+            "UPDATE t SET v = 'changed' WHERE id IN (3, 4); INSERT INTO t VALUES (11, 'source'), (12, 'new')",
+        )
+        .await
+        .unwrap();
+    let expected = [
+        "(1,v1)",
+        "(2,v2)",
+        "(4,changed)",
+        "(5,v5)",
+        "(6,v6)",
+        "(7,v7)",
+        "(8,v8)",
+        "(9,v9)",
+        "(10,v10)",
+        "(11,\"target own\")",
+        "(12,new)",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let got: Vec<String> =
+            tgt.query("SELECT r::text FROM t r ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+        if got == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "got {got:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.send(true).unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), Outcome::Stopped);
+    engine::release("test/ignore", &pair.spec(TaskType::FullIncrTrans, &["t"]), &pair.credentials()).await.unwrap();
+}
