@@ -5,6 +5,7 @@
 //! sink; the worker wires it to the API, `ferry run` to the terminal. Each engine family sits in
 //! its own module behind the traits below, so a new engine is a new module.
 
+pub mod apply;
 pub mod error;
 pub mod model;
 pub mod postgres;

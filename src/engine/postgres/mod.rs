@@ -31,11 +31,11 @@ use tokio_postgres::Client;
 use self::catalog::PgTable;
 use self::source::Snapshot;
 use self::stream::{Changes, SlotSnapshot};
-use self::target::{Applier, fmt_lsn};
+use self::target::Applier;
 use super::Credentials;
 use super::Job;
+use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
-use super::model::{Change, ChangeBatch};
 use super::throttle::Throttle;
 use crate::api::{SyncJobSpec, TableState, TransferStage};
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -357,79 +357,29 @@ async fn full_transfer(
 /// past that position is applied.
 async fn apply_stream(
     job: &Job<'_>,
-    mut changes: Changes,
+    changes: Changes,
     tables: &[PgTable],
     safe_end: u64,
     until: Option<u64>,
 ) -> Result<()> {
     let spec = job.spec;
-    let applier_client = job.target().await?;
+    let client = job.target().await?;
     // A table without a key cannot be upserted: its changes up to the snapshot its (single)
     // chunk was read in are already in the copy and are skipped instead.
-    let read_lsns = target::table_read_lsns(&applier_client, job.id).await?;
-    let keyless: Vec<Option<u64>> = tables
+    let read_lsns = target::table_read_lsns(&client, job.id).await?;
+    let skip_until = tables
         .iter()
         .map(|t| if t.def.key.is_empty() { read_lsns.get(&t.def.display_name()).copied() } else { None })
         .collect();
-    let mut applier = Applier::new(applier_client, job.id, tables.to_vec(), spec.policy.conflict);
-    let max_tx = spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100).max(1) as usize;
-    let mut stop = job.stop.clone();
-    let result = loop {
-        if *stop.borrow() {
-            break Ok(());
-        }
-        let first = tokio::select! {
-            t = changes.next_within(Duration::from_secs(1)) => t,
-            _ = stop.changed() => continue,
-        };
-        let first = match first {
-            None => {
-                // Nothing arrived for a second: the target is caught up.
-                job.tracker.lag(0);
-                continue;
-            }
-            Some(None) => break Err(EngineError::Stream("the replication connection closed".into())),
-            Some(Some(t)) => t?,
-        };
-        let mut batch = ChangeBatch { transactions: vec![first], idempotent: false };
-        while batch.transactions.len() < max_tx && batch.len() < 10_000 {
-            match changes.next_within(Duration::from_millis(2)).await {
-                Some(Some(t)) => batch.transactions.push(t?),
-                Some(None) | None => break,
-            }
-        }
-        batch.idempotent = batch.transactions.first().is_some_and(|t| t.end <= safe_end);
-        for t in &mut batch.transactions {
-            let end = t.end;
-            t.changes.retain_mut(|c| match c {
-                Change::Truncate { tables } => {
-                    tables.retain(|&i| keyless[i].is_none_or(|read| end > read));
-                    !tables.is_empty()
-                }
-                Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
-                    keyless[*table].is_none_or(|read| end > read)
-                }
-            });
-        }
-        let Some(end) = batch.end() else { continue };
-        let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
-        let started = std::time::Instant::now();
-        applier.apply(&batch, commit_time).await?;
-        tracing::debug!(
-            transactions = batch.transactions.len(),
-            changes = batch.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "applied a batch"
-        );
-        changes.acknowledge(end);
-        job.tracker.add(None, batch.len() as u64, 0);
-        job.tracker.checkpoint(fmt_lsn(end), commit_time);
-        if until.is_some_and(|u| end >= u) {
-            break Ok(());
-        }
+    let opts = ApplyOptions {
+        max_transactions: spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100) as usize,
+        max_changes: 10_000,
+        idempotent_until: safe_end,
+        skip_until,
+        until,
     };
-    changes.close().await;
-    result
+    let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
+    apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }
 
 /// Releases what the job holds: the slot and publication on the source, its bookkeeping on the

@@ -171,6 +171,24 @@ impl Changes {
     }
 }
 
+impl crate::engine::apply::ChangeSource for Changes {
+    async fn next_within(&mut self, wait: Duration) -> Option<Option<Result<Transaction>>> {
+        Changes::next_within(self, wait).await
+    }
+
+    fn acknowledge(&self, end: u64) {
+        Changes::acknowledge(self, end);
+    }
+
+    fn display_position(&self, end: u64) -> String {
+        super::target::fmt_lsn(end)
+    }
+
+    async fn close(self) {
+        Changes::close(self).await;
+    }
+}
+
 impl Drop for Changes {
     fn drop(&mut self) {
         self.cancel.cancel();

@@ -703,5 +703,8 @@ impl Applier {
     }
 }
 
-/// Streams COPY data of a chunk as the target expects it (used by tests and the pipeline).
-pub type CopyStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<bytes::Bytes>> + Send>>;
+impl crate::engine::apply::ChangeTarget for Applier {
+    async fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> Result<()> {
+        Applier::apply(self, batch, commit_time_us).await
+    }
+}

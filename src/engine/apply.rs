@@ -1,0 +1,153 @@
+//! The change-apply loop every engine shares: take source transactions as they come, group
+//! them into batches, apply each batch with its checkpoint in one target transaction, and only
+//! then acknowledge the source position.
+//!
+//! An engine brings a [`ChangeSource`] (its change stream) and a [`ChangeTarget`] (its writer);
+//! this module owns the batching, the idempotent window after a full transfer, the skipping of
+//! changes a keyless table's copy already holds, stopping, and progress.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::error::{EngineError, Result};
+use super::model::{Change, ChangeBatch, Transaction};
+use super::progress::Tracker;
+
+/// A stream of source transactions in commit order.
+pub trait ChangeSource: Send {
+    /// The next transaction if one arrives within `wait`: `None` when none did, `Some(None)`
+    /// when the stream has ended.
+    fn next_within(&mut self, wait: Duration) -> impl Future<Output = Option<Option<Result<Transaction>>>> + Send;
+
+    /// Everything up to `end` is committed on the target: the source may let go of it.
+    fn acknowledge(&self, end: u64);
+
+    /// The position `end` as the source writes it (an LSN, a binlog position), for status.
+    fn display_position(&self, end: u64) -> String;
+
+    /// Stops reading and closes the stream.
+    fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// Writes batches of changes to the target.
+pub trait ChangeTarget: Send {
+    /// Applies `batch` and moves the checkpoint to its end, in one target transaction.
+    fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// How the loop groups and treats changes.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyOptions {
+    /// Most source transactions per target transaction.
+    pub max_transactions: usize,
+    /// Most row changes per target transaction (a batch may exceed it by one transaction).
+    pub max_changes: usize,
+    /// Transactions ending at or before this position are applied idempotently: the full
+    /// transfer may already hold their effect.
+    pub idempotent_until: u64,
+    /// Per table (by index): changes ending at or before this position are already in the
+    /// table's copy and are skipped. Set for tables without a key, which cannot be upserted.
+    pub skip_until: Vec<Option<u64>>,
+    /// Return once a transaction ending at or past this position is applied.
+    pub until: Option<u64>,
+}
+
+/// Drops the changes a table's copy already holds.
+fn skip_copied(t: &mut Transaction, skip_until: &[Option<u64>]) {
+    let end = t.end;
+    let keep = |i: usize| skip_until.get(i).copied().flatten().is_none_or(|copied| end > copied);
+    t.changes.retain_mut(|c| match c {
+        Change::Truncate { tables } => {
+            tables.retain(|&i| keep(i));
+            !tables.is_empty()
+        }
+        Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => keep(*table),
+    });
+}
+
+/// Applies changes until stopped (or, with `until`, until that position is applied).
+pub async fn run<S: ChangeSource, T: ChangeTarget>(
+    mut source: S,
+    target: &mut T,
+    opts: &ApplyOptions,
+    tracker: &Tracker,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let result = loop {
+        if *stop.borrow() {
+            break Ok(());
+        }
+        let first = tokio::select! {
+            t = source.next_within(Duration::from_secs(1)) => t,
+            _ = stop.changed() => continue,
+        };
+        let first = match first {
+            None => {
+                // Nothing arrived for a second: the target is caught up.
+                tracker.lag(0);
+                continue;
+            }
+            Some(None) => break Err(EngineError::Stream("the source closed the change stream".into())),
+            Some(Some(Err(e))) => break Err(e),
+            Some(Some(Ok(t))) => t,
+        };
+        let mut batch = ChangeBatch { transactions: vec![first], idempotent: false };
+        // Take what is already waiting, without waiting for more.
+        while batch.transactions.len() < opts.max_transactions.max(1) && batch.len() < opts.max_changes.max(1) {
+            match source.next_within(Duration::from_millis(2)).await {
+                Some(Some(Ok(t))) => batch.transactions.push(t),
+                Some(Some(Err(e))) => return Err(e),
+                Some(None) | None => break,
+            }
+        }
+        batch.idempotent = batch.transactions.first().is_some_and(|t| t.end <= opts.idempotent_until);
+        for t in &mut batch.transactions {
+            skip_copied(t, &opts.skip_until);
+        }
+        let Some(end) = batch.end() else { continue };
+        let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
+        let started = std::time::Instant::now();
+        if let Err(e) = target.apply(&batch, commit_time).await {
+            break Err(e);
+        }
+        tracing::debug!(
+            transactions = batch.transactions.len(),
+            changes = batch.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "applied a batch"
+        );
+        // Only now, with the batch and its checkpoint committed, may the source let go.
+        source.acknowledge(end);
+        tracker.add(None, batch.len() as u64, 0);
+        tracker.checkpoint(source.display_position(end), commit_time);
+        if opts.until.is_some_and(|u| end >= u) {
+            break Ok(());
+        }
+    };
+    source.close().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::model::Cell;
+
+    fn tx(end: u64, changes: Vec<Change>) -> Transaction {
+        Transaction { changes, end, commit_time_us: 0 }
+    }
+
+    #[test]
+    fn changes_a_keyless_copy_already_holds_are_skipped() {
+        let ins = |table| Change::Insert { table, row: vec![Cell::Text("1".into())] };
+        let skip = vec![None, Some(100)];
+        let mut early = tx(100, vec![ins(0), ins(1), Change::Truncate { tables: vec![0, 1] }]);
+        skip_copied(&mut early, &skip);
+        assert_eq!(early.changes, vec![ins(0), Change::Truncate { tables: vec![0] }]);
+        let mut late = tx(101, vec![ins(0), ins(1)]);
+        skip_copied(&mut late, &skip);
+        assert_eq!(late.changes.len(), 2);
+    }
+}
