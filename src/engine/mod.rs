@@ -10,6 +10,7 @@ pub mod error;
 pub mod model;
 pub mod postgres;
 pub mod progress;
+pub mod snapshot;
 pub mod sql;
 pub mod throttle;
 

@@ -22,8 +22,6 @@ pub mod source;
 pub mod stream;
 pub mod target;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio_postgres::Client;
@@ -36,6 +34,7 @@ use super::Credentials;
 use super::Job;
 use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
+use super::snapshot::{self, Chunk};
 use super::throttle::Throttle;
 use crate::api::{SyncJobSpec, TableState, TransferStage};
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -315,42 +314,28 @@ async fn full_transfer(
     snapshot: Snapshot,
     start_lsn: u64,
 ) -> Result<()> {
-    let pending = target::pending_chunks(tgt, job.id).await?;
     let done = target::copied_rows(tgt, job.id).await?;
     for (i, t) in tables.iter().enumerate() {
         if let Some(rows) = done.get(&t.def.display_name()) {
             job.tracker.add(Some(i), *rows, 0);
         }
     }
-    let parallel = job.spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2).max(1) as usize;
-    let throttle = Arc::new(Throttle::new(&job.spec.speed_limits));
-    let next = Arc::new(AtomicUsize::new(0));
-    let pending = Arc::new(pending);
-    let workers = (0..parallel.min(pending.len().max(1))).map(|_| {
-        let (next, pending, throttle, snapshot) =
-            (Arc::clone(&next), Arc::clone(&pending), Arc::clone(&throttle), snapshot.clone());
-        async move {
-            let src = job.source().await?;
-            let mut dst = job.target().await?;
-            loop {
-                if job.stopping() {
-                    return Ok(());
-                }
-                let Some(chunk) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok(()) };
-                let Some(ti) = tables.iter().position(|t| t.def.display_name() == chunk.table) else { continue };
-                let table = &tables[ti];
-                job.tracker.table_state(ti, TableState::Copying);
-                let (read_lsn, data) = source::read_chunk(&src, table, &chunk.range, &snapshot, start_lsn).await?;
-                let rows =
-                    target::write_chunk(&mut dst, job.id, table, chunk.chunk, read_lsn, data, &throttle, &job.tracker)
-                        .await?;
-                source::end_read(&src).await?;
-                job.tracker.add(Some(ti), rows, 0);
-            }
-        }
-    });
-    futures::future::try_join_all(workers).await?;
-    Ok(())
+    let pending: Vec<Chunk> = target::pending_chunks(tgt, job.id)
+        .await?
+        .into_iter()
+        .filter_map(|p| {
+            let table = tables.iter().position(|t| t.def.display_name() == p.table)?;
+            Some(Chunk { table, number: p.chunk, range: p.range })
+        })
+        .collect();
+    let parallel = job.spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2) as usize;
+    let throttle = Throttle::new(&job.spec.speed_limits);
+    let open_source = || async {
+        let client = job.source().await?;
+        Ok(source::PgChunkSource { client, tables, snapshot: snapshot.clone(), start_lsn })
+    };
+    let open_target = || async { Ok(target::PgChunkTarget { client: job.target().await?, job: job.id, tables }) };
+    snapshot::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
 }
 
 /// Applies the change stream until stopped, or (with `until`) until a transaction ending at or

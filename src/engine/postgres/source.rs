@@ -170,3 +170,29 @@ pub async fn read_chunk(
 pub async fn end_read(client: &Client) -> Result<()> {
     client.batch_execute("COMMIT").await.ctx(S, || "ending a snapshot read".into())
 }
+
+/// Reads chunks of the job's tables on one source session.
+pub struct PgChunkSource<'a> {
+    /// The session; one read transaction at a time.
+    pub client: Client,
+    /// The job's tables, indexed as in [`crate::engine::snapshot::Chunk::table`].
+    pub tables: &'a [PgTable],
+    /// Which snapshot reads see.
+    pub snapshot: Snapshot,
+    /// The slot's start position (the exported snapshot's).
+    pub start_lsn: u64,
+}
+
+impl crate::engine::snapshot::ChunkSource for PgChunkSource<'_> {
+    type Data = std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
+
+    async fn read(&mut self, chunk: &crate::engine::snapshot::Chunk) -> Result<(u64, Self::Data)> {
+        let table = &self.tables[chunk.table];
+        let (lsn, data) = read_chunk(&self.client, table, &chunk.range, &self.snapshot, self.start_lsn).await?;
+        Ok((lsn, Box::pin(data)))
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        end_read(&self.client).await
+    }
+}

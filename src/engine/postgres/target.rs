@@ -405,6 +405,33 @@ where
     Ok(rows)
 }
 
+/// Writes chunks of the job's tables on one target session.
+pub struct PgChunkTarget<'a> {
+    /// The session.
+    pub client: Client,
+    /// Identity of the job, keying its chunk ledger.
+    pub job: &'a str,
+    /// The job's tables, indexed as in [`crate::engine::snapshot::Chunk::table`].
+    pub tables: &'a [PgTable],
+}
+
+impl<S> crate::engine::snapshot::ChunkTarget<S> for PgChunkTarget<'_>
+where
+    S: futures::Stream<Item = Result<bytes::Bytes>> + Send,
+{
+    async fn write(
+        &mut self,
+        chunk: &crate::engine::snapshot::Chunk,
+        read_position: u64,
+        data: S,
+        throttle: &Throttle,
+        tracker: &Tracker,
+    ) -> Result<u64> {
+        let table = &self.tables[chunk.table];
+        write_chunk(&mut self.client, self.job, table, chunk.number, read_position, data, throttle, tracker).await
+    }
+}
+
 /// Applies batches of changes with their checkpoint, caching the statements it prepares.
 pub struct Applier {
     client: Client,

@@ -1,0 +1,94 @@
+//! The full transfer's copy loop every engine shares: chunks still to copy are handed out to
+//! `readParallelism` workers, each with a reader on the source and a writer on the target; a
+//! chunk is written and recorded as done in one target transaction by the writer.
+//!
+//! An engine brings a [`ChunkSource`] and a [`ChunkTarget`] and the factories that open them;
+//! this module owns the hand-out, stopping and per-table progress.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::watch;
+
+use super::error::Result;
+use super::model::KeyRange;
+use super::progress::Tracker;
+use super::throttle::Throttle;
+use crate::api::TableState;
+
+/// A chunk still to copy: the table (by index in the job's list), its number and key range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// Index of the table in the job's table list.
+    pub table: usize,
+    /// Chunk number within the table.
+    pub number: i32,
+    /// Primary key range.
+    pub range: KeyRange,
+}
+
+/// Reads chunks from the source, each in a consistent snapshot.
+pub trait ChunkSource: Send {
+    /// A chunk's rows as the matching [`ChunkTarget`] takes them.
+    type Data: Send;
+
+    /// Starts reading `chunk`; returns the source position its snapshot is at (changes up to
+    /// there are in the data) and the data.
+    fn read(&mut self, chunk: &Chunk) -> impl Future<Output = Result<(u64, Self::Data)>> + Send;
+
+    /// Ends the read of the chunk last started, once its data is written.
+    fn finish(&mut self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// Writes chunks to the target.
+pub trait ChunkTarget<D>: Send {
+    /// Writes a chunk's data and records the chunk as done with the position it was read at, in
+    /// one target transaction. Reads are accounted to `throttle` and `tracker` as they pass.
+    /// Returns the rows written.
+    fn write(
+        &mut self,
+        chunk: &Chunk,
+        read_position: u64,
+        data: D,
+        throttle: &Throttle,
+        tracker: &Tracker,
+    ) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// Copies `pending` with `parallel` workers until done or stopped.
+pub async fn copy<S, T, OS, OT, FS, FT>(
+    pending: &[Chunk],
+    parallel: usize,
+    open_source: OS,
+    open_target: OT,
+    throttle: &Throttle,
+    tracker: &Tracker,
+    stop: &watch::Receiver<bool>,
+) -> Result<()>
+where
+    S: ChunkSource,
+    T: ChunkTarget<S::Data>,
+    OS: Fn() -> FS,
+    OT: Fn() -> FT,
+    FS: Future<Output = Result<S>>,
+    FT: Future<Output = Result<T>>,
+{
+    let next = AtomicUsize::new(0);
+    let workers = (0..parallel.clamp(1, pending.len().max(1))).map(|_| async {
+        let mut source = open_source().await?;
+        let mut target = open_target().await?;
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let Some(chunk) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok(()) };
+            tracker.table_state(chunk.table, TableState::Copying);
+            let (position, data) = source.read(chunk).await?;
+            let rows = target.write(chunk, position, data, throttle, tracker).await?;
+            source.finish().await?;
+            tracker.add(Some(chunk.table), rows, 0);
+        }
+    });
+    futures::future::try_join_all(workers).await?;
+    Ok(())
+}
