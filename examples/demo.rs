@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry::api::{SyncJobPhase, SyncJobStatus, TaskType, Tuning};
+use ferry::api::{SpeedLimit, SyncJobPhase, SyncJobStatus, TaskType, Tuning};
 use tokio_postgres::NoTls;
 
 #[path = "../tests/support/mod.rs"]
@@ -53,7 +53,9 @@ async fn main() -> Result<(), Error> {
     .await?;
 
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["customers", "orders"]);
-    spec.tuning = Some(Tuning { read_parallelism: Some(2), batch_rows: Some(50_000), ..Default::default() });
+    spec.tuning = Some(Tuning { read_parallelism: Some(2), batch_rows: Some(25_000), ..Default::default() });
+    // A read cap for the whole day, so the full transfer lasts long enough to watch.
+    spec.speed_limits = vec![SpeedLimit { begin: "00:00".into(), end: "23:59".into(), mb_per_second: 8 }];
     let dir = tempfile::tempdir()?;
     let manifest = dir.path().join("orders-pg.yaml");
     std::fs::write(&manifest, pair.manifest("orders-pg", &spec))?;
