@@ -84,3 +84,18 @@ fn an_invalid_spec_exits_2_naming_the_field() {
         "SPEC_INVALID: spec.expiredDays: must be between 14 and 100 days, got 3"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_a_primary_key_raises_an_alarm_naming_it_and_the_fix() {
+    let pair = Pair::start();
+    pair.source().await.batch_execute("CREATE TABLE audit (at timestamptz, line text)").await.unwrap();
+    let items = engine::precheck(&pair.spec(TaskType::FullIncrTrans, &["audit"]), &pair.credentials()).await;
+    let item = items.iter().find(|i| i.item == "source.primaryKeys").expect("a primaryKeys item");
+    assert_eq!(item.result, PrecheckResult::Alarm, "{item:?}");
+    assert!(item.reason.as_deref().unwrap().contains("public.audit"), "{item:?}");
+    assert!(item.fix.as_deref().unwrap().contains("REPLICA IDENTITY FULL"), "{item:?}");
+    assert!(item.skippable);
+    // A FULL_TRANS job needs no change stream, so no alarm.
+    let items = engine::precheck(&pair.spec(TaskType::FullTrans, &["audit"]), &pair.credentials()).await;
+    assert!(items.iter().all(|i| i.item != "source.primaryKeys"), "{items:#?}");
+}

@@ -178,6 +178,19 @@ async fn kill_and_resume(kill_when: &str) {
         }
     }
     eprintln!("{:?} equal", t0.elapsed());
+    // The status file holds the CR status shape: the incremental phase, and (rewritten every
+    // second) the checkpoint.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: ferry::api::SyncJobStatus =
+            serde_json::from_slice(&std::fs::read(dir.path().join("status.json")).unwrap()).expect("a SyncJob status");
+        assert_eq!(status.phase, Some(ferry::api::SyncJobPhase::IncreTransferStarted));
+        if status.checkpoint.and_then(|c| c.position).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in the status file:\n{}", second.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     second.stop_cleanly();
     let src = pair.source().await;
     assert_eq!(rows(&src, "events").await, rows(&tgt, "events").await, "no doubled rows in the keyless table");
