@@ -15,6 +15,28 @@ fn tracker() -> Tracker {
     Tracker::new(Arc::new(NoProgress))
 }
 
+type Running = (watch::Sender<bool>, tokio::task::JoinHandle<Result<Outcome, engine::EngineError>>);
+
+/// Runs the job on a task until stopped through the returned sender.
+fn spawn_job(pair: &Pair, spec: &ferry::api::SyncJobSpec, id: &'static str) -> Running {
+    let (stop_tx, stop) = watch::channel(false);
+    let (spec, creds) = (spec.clone(), pair.credentials());
+    let runner = tokio::spawn(async move {
+        engine::run(Job { id, spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
+    });
+    (stop_tx, runner)
+}
+
+/// Waits until the job has finished its full transfer and streams.
+async fn wait_streaming(pair: &Pair) {
+    let tgt = pair.target().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tgt.query_opt("SELECT 1 FROM _ferry.jobs WHERE full_done", &[]).await.ok().flatten().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the job did not start streaming");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_trans_job_copies_every_row_and_leaves_no_slot_behind() {
     let pair = Pair::start();
@@ -59,12 +81,7 @@ async fn a_full_incr_job_follows_inserts_updates_deletes_and_truncate() {
     .await
     .unwrap();
     let spec = pair.spec(TaskType::FullIncrTrans, &["items", "logs"]);
-    let (stop_tx, stop) = watch::channel(false);
-    let creds = pair.credentials();
-    let runner = tokio::spawn({
-        let spec = spec.clone();
-        async move { engine::run(Job { id: "test/incr", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await }
-    });
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/incr");
     // Changes while the job runs: some land during the full transfer, some in the stream.
     for i in 0..20 {
         src.batch_execute(&format!(
@@ -128,14 +145,7 @@ async fn every_common_type_round_trips_exactly_in_both_phases() {
     src.batch_execute(TYPES).await.unwrap();
     src.batch_execute(TYPE_ROWS).await.unwrap();
     let spec = pair.spec(TaskType::FullIncrTrans, &["types"]);
-    let (stop_tx, stop) = watch::channel(false);
-    let creds = pair.credentials();
-    let runner = tokio::spawn({
-        let spec = spec.clone();
-        async move {
-            engine::run(Job { id: "test/types", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
-        }
-    });
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/types");
     wait_equal(&pair, "types", "types", Duration::from_secs(30)).await;
     // The same values again, through the change stream this time.
     src.batch_execute("INSERT INTO types SELECT id + 10, i2, i4, i8, num, num_big, f4, f8, b, t, vc, c, by, u, j, jb, d, tm, tmtz, ts, tstz, iv, ip, net, mac, arr, tarr, m, marr, big FROM types")
@@ -181,12 +191,7 @@ async fn schemas_tables_and_columns_are_renamed_and_rows_filtered_in_both_phases
             }),
         }],
     }];
-    let (stop_tx, stop) = watch::channel(false);
-    let creds = pair.credentials();
-    let runner = tokio::spawn({
-        let spec = spec.clone();
-        async move { engine::run(Job { id: "test/map", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await }
-    });
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/map");
     let tgt = pair.target().await;
     let expected = "SELECT (id, region, amount)::text FROM sales.orders WHERE id <= 500 ORDER BY id";
     let actual = "SELECT (id, region, total)::text FROM archive.orders_kept ORDER BY id";
@@ -245,19 +250,8 @@ async fn an_incr_trans_job_applies_only_changes_made_after_it_started() {
     // Made before the job: an INCR_TRANS job must not bring it over.
     src.batch_execute("INSERT INTO accounts VALUES (99, 1)").await.unwrap();
     let spec = pair.spec(TaskType::IncrTrans, &["accounts"]);
-    let (stop_tx, stop) = watch::channel(false);
-    let creds = pair.credentials();
-    let runner = tokio::spawn({
-        let spec = spec.clone();
-        async move {
-            engine::run(Job { id: "test/incr-only", spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
-        }
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while tgt.query_opt("SELECT 1 FROM _ferry.jobs WHERE full_done", &[]).await.ok().flatten().is_none() {
-        assert!(std::time::Instant::now() < deadline, "the job did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/incr-only");
+    wait_streaming(&pair).await;
     src.batch_execute("UPDATE accounts SET balance = balance - 10 WHERE id <= 5; INSERT INTO accounts VALUES (11, 7); DELETE FROM accounts WHERE id = 10")
         .await
         .unwrap();
@@ -285,11 +279,7 @@ async fn an_incr_trans_job_applies_only_changes_made_after_it_started() {
 
 /// Starts a FULL_INCR_TRANS job over `t (id int PRIMARY KEY, v text)` holding ids 1..=10 and
 /// waits until it streams.
-async fn streaming_job(
-    pair: &Pair,
-    conflict: ferry::api::ConflictPolicy,
-    id: &'static str,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<Result<Outcome, engine::EngineError>>) {
+async fn streaming_job(pair: &Pair, conflict: ferry::api::ConflictPolicy, id: &'static str) -> Running {
     let src = pair.source().await;
     src.batch_execute(
         "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 10) g",
@@ -298,18 +288,9 @@ async fn streaming_job(
     .unwrap();
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
     spec.policy.conflict = conflict;
-    let (stop_tx, stop) = watch::channel(false);
-    let creds = pair.credentials();
-    let runner = tokio::spawn(async move {
-        engine::run(Job { id, spec: &spec, credentials: &creds, tracker: tracker(), stop }).await
-    });
-    let tgt = pair.target().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while tgt.query_opt("SELECT 1 FROM _ferry.jobs WHERE full_done", &[]).await.ok().flatten().is_none() {
-        assert!(std::time::Instant::now() < deadline, "the job did not start streaming");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (stop_tx, runner)
+    let running = spawn_job(pair, &spec, id);
+    wait_streaming(pair).await;
+    running
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,20 @@ use ferry::engine::{self, Credentials};
 use ferry::testkit::{PostgresOptions, PostgresServer};
 use support::Pair;
 
+/// Runs `ferry run` on `spec` with its Secret; returns the exit code and stdout, and checks no
+/// password appears in either output stream.
+fn ferry_run(pair: &Pair, name: &str, spec: &ferry::api::SyncJobSpec) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("job.yaml");
+    std::fs::write(&manifest, pair.manifest(name, spec)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["run", "-f"]).arg(&manifest).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr));
+    for secret in [pair.source.password(), pair.target.password()] {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "a password was printed");
+    }
+    (out.status.code(), stdout)
+}
+
 fn failed<'a>(items: &'a [ferry::api::PrecheckItem], name: &str) -> &'a ferry::api::PrecheckItem {
     items
         .iter()
@@ -53,18 +67,11 @@ async fn a_missing_table_fails_naming_it_and_ferry_run_exits_2() {
     let item = failed(&items, "source.tablesExist");
     assert!(item.reason.as_deref().unwrap().contains("public.nope"), "{item:?}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("job.yaml");
-    std::fs::write(&manifest, pair.manifest("missing", &spec)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["run", "-f"]).arg(&manifest).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let (code, stdout) = ferry_run(&pair, "missing", &spec);
+    assert_eq!(code, Some(2), "{stdout}");
     assert!(stdout.contains("precheck FAILED source.tablesExist"), "{stdout}");
     let last = stdout.lines().last().unwrap_or_default();
     assert!(last.starts_with("PRECHECK_FAILED: ") && last.contains("source.tablesExist"), "{last}");
-    for secret in [pair.source.password(), pair.target.password()] {
-        assert!(!stdout.contains(secret) && !String::from_utf8_lossy(&out.stderr).contains(secret));
-    }
 }
 
 #[test]
@@ -72,12 +79,8 @@ fn an_invalid_spec_exits_2_naming_the_field() {
     let pair = Pair::start();
     let mut spec = pair.spec(TaskType::FullTrans, &["t"]);
     spec.expired_days = 3;
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("job.yaml");
-    std::fs::write(&manifest, pair.manifest("bad", &spec)).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["run", "-f"]).arg(&manifest).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let (code, stdout) = ferry_run(&pair, "bad", &spec);
+    assert_eq!(code, Some(2), "{stdout}");
     assert!(stdout.contains("CREATE_FAILED"), "{stdout}");
     assert_eq!(
         stdout.lines().last().unwrap(),

@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use ferry::api::{
-    DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SchemaSelection, SecretKeyRef, SyncJobSpec,
-    TableSelection, TaskType,
+    DatabaseSelection, Endpoint, ObjectScope, ObjectSelection, SchemaSelection, SyncJobSpec, TableSelection, TaskType,
 };
 use ferry::engine::Credentials;
 use ferry::testkit::PostgresServer;
@@ -81,16 +80,9 @@ impl Pair {
     }
 }
 
+/// The test endpoint for `server` (its Secret key is `password-<port>`).
 pub fn endpoint(server: &PostgresServer) -> Endpoint {
-    Endpoint {
-        engine: Engine::Postgresql,
-        host: server.host().into(),
-        port: server.port(),
-        database: Some("shop".into()),
-        user: Some(server.user().into()),
-        password_secret_ref: Some(SecretKeyRef { name: "creds".into(), key: format!("password-{}", server.port()) }),
-        tls: None,
-    }
+    Endpoint { host: server.host().into(), user: Some(server.user().into()), ..Endpoint::test_postgres(server.port()) }
 }
 
 pub async fn connect(server: &PostgresServer) -> Client {
