@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod error;
 pub mod model;
+pub mod mysql;
 pub mod postgres;
 pub mod progress;
 pub mod snapshot;
@@ -71,6 +72,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
     match (spec.source.engine, spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
+        (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
         (s, t) => vec![PrecheckItem {
             item: "engines".into(),
             result: PrecheckResult::Failed,

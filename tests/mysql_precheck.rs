@@ -1,0 +1,110 @@
+//! The MySQL/MariaDB precheck against real MariaDB servers: what passes on a server set up for
+//! replication, and the reason and fix for each thing that does not.
+
+use ferry::api::{
+    DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, PrecheckItem, PrecheckResult, SecretKeyRef,
+    SyncJobSpec, TableSelection, TaskType,
+};
+use ferry::engine::{self, Credentials};
+use ferry::testkit::{MariaDbOptions, MariaDbServer};
+use mysql_async::prelude::Queryable;
+
+fn endpoint(server: &MariaDbServer) -> Endpoint {
+    Endpoint {
+        engine: Engine::Mariadb,
+        host: server.host().into(),
+        port: server.port(),
+        database: None,
+        user: Some(server.user().into()),
+        password_secret_ref: Some(SecretKeyRef { name: "creds".into(), key: "password".into() }),
+        tls: None,
+    }
+}
+
+fn spec(source: &MariaDbServer, target: &MariaDbServer, tables: &[&str]) -> SyncJobSpec {
+    let mut spec = SyncJobSpec::test().task(TaskType::FullIncrTrans);
+    spec.source = endpoint(source);
+    spec.target = endpoint(target);
+    spec.objects = ObjectSelection {
+        scope: ObjectScope::Table,
+        target_database: None,
+        databases: vec![DatabaseSelection {
+            name: "shop".into(),
+            tables: tables.iter().map(|t| TableSelection { name: (*t).into(), ..Default::default() }).collect(),
+            ..Default::default()
+        }],
+    };
+    spec
+}
+
+fn creds(source: &MariaDbServer, target: &MariaDbServer) -> Credentials {
+    Credentials { source_password: Some(source.password().into()), target_password: Some(target.password().into()) }
+}
+
+async fn setup(server: &MariaDbServer, sql: &str) {
+    let mut conn = mysql_async::Conn::new(server.opts(None)).await.unwrap();
+    conn.query_drop(sql).await.unwrap();
+    conn.disconnect().await.unwrap();
+}
+
+fn find<'a>(items: &'a [PrecheckItem], name: &str) -> &'a PrecheckItem {
+    items.iter().find(|i| i.item == name).unwrap_or_else(|| panic!("no item {name} in {items:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_set_up_for_replication_passes_and_a_keyless_table_raises_an_alarm() {
+    let (source, target) = (MariaDbServer::start().unwrap(), MariaDbServer::start().unwrap());
+    setup(&source, "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, v text); CREATE TABLE shop.audit (line text)").await;
+    let items = engine::precheck(&spec(&source, &target, &["orders", "audit"]), &creds(&source, &target)).await;
+    for name in [
+        "source.connection",
+        "target.connection",
+        "source.logBin",
+        "source.binlogFormat",
+        "source.binlogRowImage",
+        "source.serverId",
+        "source.replicationPrivileges",
+        "source.tablesExist",
+        "target.writable",
+        "target.empty",
+        "versions",
+    ] {
+        assert_eq!(find(&items, name).result, PrecheckResult::Passed, "{:#?}", find(&items, name));
+    }
+    let keyless = find(&items, "source.primaryKeys");
+    assert_eq!(keyless.result, PrecheckResult::Alarm);
+    assert!(keyless.reason.as_deref().unwrap().contains("shop.audit"), "{keyless:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binlog_off_and_a_missing_table_fail_with_their_fixes() {
+    let source = MariaDbServer::start_with(MariaDbOptions {
+        log_bin: false,
+        binlog_format: "MIXED".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let target = MariaDbServer::start().unwrap();
+    setup(&source, "CREATE DATABASE shop").await;
+    let items = engine::precheck(&spec(&source, &target, &["nope"]), &creds(&source, &target)).await;
+    let log_bin = find(&items, "source.logBin");
+    assert_eq!(log_bin.result, PrecheckResult::Failed);
+    assert!(log_bin.fix.as_deref().unwrap().contains("log_bin"), "{log_bin:?}");
+    let format = find(&items, "source.binlogFormat");
+    assert_eq!(format.result, PrecheckResult::Failed);
+    assert!(format.reason.as_deref().unwrap().contains("MIXED"), "{format:?}");
+    let missing = find(&items, "source.tablesExist");
+    assert_eq!(missing.result, PrecheckResult::Failed);
+    assert!(missing.reason.as_deref().unwrap().contains("shop.nope"), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_fails_the_connection_and_is_never_echoed() {
+    let (source, target) = (MariaDbServer::start().unwrap(), MariaDbServer::start().unwrap());
+    let wrong = Credentials { source_password: Some("N0t-the-Pa55".into()), ..creds(&source, &target) };
+    let items = engine::precheck(&spec(&source, &target, &["t"]), &wrong).await;
+    let conn = find(&items, "source.connection");
+    assert_eq!(conn.result, PrecheckResult::Failed);
+    assert!(conn.reason.as_deref().unwrap().contains("Access denied"), "{conn:?}");
+    assert!(!format!("{items:?}").contains("N0t-the-Pa55"));
+}
