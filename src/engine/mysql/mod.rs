@@ -4,4 +4,5 @@
 
 pub mod catalog;
 pub mod connect;
+pub mod gtid;
 pub mod precheck;
