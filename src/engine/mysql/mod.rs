@@ -6,3 +6,4 @@ pub mod catalog;
 pub mod connect;
 pub mod gtid;
 pub mod precheck;
+pub mod snapshot;
