@@ -468,63 +468,71 @@ fn no_plan_takes_a_forbidden_transition() {
         specs.push(base.clone().starting_at(later(600)));
         specs.push(base.retries(0));
     }
-    let mut checked = 0;
-    let mut taken = std::collections::BTreeSet::new();
-    for &from in SyncJobPhase::ALL {
-        for attempt in [0, 2] {
-            // Only reachable statuses: a worker has started exactly from STARTJOBING on.
-            let started = !matches!(from, Creating | CreateFailed | Configuration | WaitingForStart);
-            if started != (attempt > 0) && from != Pausing {
-                continue;
-            }
-            for full_done in [false, true] {
-                for (retries, failed_at) in [(0, now()), (5, now()), (0, later(-60)), (0, later(-30 * 86_400))] {
-                    let mut st = failed_status(from, retries, failed_at);
-                    st.worker = (attempt > 0).then(|| WorkerStatus { attempt, ..Default::default() });
-                    st.full_complete_time = full_done.then(|| Time(now()));
-                    for spec in &specs {
-                        for generation in [1, 2] {
-                            for (deleting, skip_release) in [(false, false), (true, false), (true, true)] {
-                                for spec_ok in [true, false] {
-                                    for w in &workers {
-                                        for pc in &prechecks {
-                                            for r in &releases {
-                                                let o = Observed {
-                                                    generation,
-                                                    deleting,
-                                                    worker: w.clone(),
-                                                    precheck: pc.clone(),
-                                                    release: r.clone(),
-                                                    spec_errors: if spec_ok { vec![] } else { invalid().spec_errors },
-                                                    skip_release,
-                                                };
-                                                let p = plan(spec, &st, &o, now());
-                                                let to = p.phase();
-                                                taken.insert((from.as_str(), to.as_str()));
-                                                let ctx = || format!("{from} → {to} with {spec:?} {o:?} {st:?}");
-                                                assert!(from.can_transition_to(to), "forbidden: {}", ctx());
-                                                if spec.task_type == TaskType::FullTrans && from != IncreTransferStarted
-                                                {
-                                                    assert_ne!(to, IncreTransferStarted, "{}", ctx());
+    // Each phase is walked on its own thread; the walk is long in a debug build.
+    let walk = |from: SyncJobPhase| {
+        let mut checked = 0;
+        let mut taken = std::collections::BTreeSet::new();
+        {
+            for attempt in [0, 2] {
+                // Only reachable statuses: a worker has started exactly from STARTJOBING on.
+                let started = !matches!(from, Creating | CreateFailed | Configuration | WaitingForStart);
+                if started != (attempt > 0) && from != Pausing {
+                    continue;
+                }
+                for full_done in [false, true] {
+                    for (retries, failed_at) in [(0, now()), (5, now()), (0, later(-60)), (0, later(-30 * 86_400))] {
+                        let mut st = failed_status(from, retries, failed_at);
+                        st.worker = (attempt > 0).then(|| WorkerStatus { attempt, ..Default::default() });
+                        st.full_complete_time = full_done.then(|| Time(now()));
+                        for spec in &specs {
+                            for generation in [1, 2] {
+                                for (deleting, skip_release) in [(false, false), (true, false), (true, true)] {
+                                    for spec_ok in [true, false] {
+                                        for w in &workers {
+                                            for pc in &prechecks {
+                                                for r in &releases {
+                                                    let o = Observed {
+                                                        generation,
+                                                        deleting,
+                                                        worker: w.clone(),
+                                                        precheck: pc.clone(),
+                                                        release: r.clone(),
+                                                        spec_errors: if spec_ok {
+                                                            vec![]
+                                                        } else {
+                                                            invalid().spec_errors
+                                                        },
+                                                        skip_release,
+                                                    };
+                                                    let p = plan(spec, &st, &o, now());
+                                                    let to = p.phase();
+                                                    taken.insert((from.as_str(), to.as_str()));
+                                                    let ctx = || format!("{from} → {to} with {spec:?} {o:?} {st:?}");
+                                                    assert!(from.can_transition_to(to), "forbidden: {}", ctx());
+                                                    if spec.task_type == TaskType::FullTrans
+                                                        && from != IncreTransferStarted
+                                                    {
+                                                        assert_ne!(to, IncreTransferStarted, "{}", ctx());
+                                                    }
+                                                    if from == FullTransferComplete {
+                                                        assert_ne!(to, FullTransferStarted, "{}", ctx());
+                                                    }
+                                                    if p.has(&Action::RemoveFinalizer) {
+                                                        assert!(deleting && to == ReleaseResourceComplete, "{}", ctx());
+                                                        assert!(
+                                                            attempt == 0
+                                                                || skip_release
+                                                                || matches!(from, ReleaseResourceComplete)
+                                                                || (from == ReleaseResourceStarted
+                                                                    && o.release == ReleaseState::Succeeded)
+                                                                || (from == ReleaseResourceFailed
+                                                                    && o.release == ReleaseState::Succeeded),
+                                                            "finalizer removed while resources may be held: {}",
+                                                            ctx()
+                                                        );
+                                                    }
+                                                    checked += 1;
                                                 }
-                                                if from == FullTransferComplete {
-                                                    assert_ne!(to, FullTransferStarted, "{}", ctx());
-                                                }
-                                                if p.has(&Action::RemoveFinalizer) {
-                                                    assert!(deleting && to == ReleaseResourceComplete, "{}", ctx());
-                                                    assert!(
-                                                        attempt == 0
-                                                            || skip_release
-                                                            || matches!(from, ReleaseResourceComplete)
-                                                            || (from == ReleaseResourceStarted
-                                                                && o.release == ReleaseState::Succeeded)
-                                                            || (from == ReleaseResourceFailed
-                                                                && o.release == ReleaseState::Succeeded),
-                                                        "finalizer removed while resources may be held: {}",
-                                                        ctx()
-                                                    );
-                                                }
-                                                checked += 1;
                                             }
                                         }
                                     }
@@ -535,7 +543,16 @@ fn no_plan_takes_a_forbidden_transition() {
                 }
             }
         }
-    }
+        (checked, taken)
+    };
+    let (checked, taken) = std::thread::scope(|scope| {
+        let handles: Vec<_> = SyncJobPhase::ALL.iter().map(|&from| scope.spawn(move || walk(from))).collect();
+        handles.into_iter().fold((0, std::collections::BTreeSet::new()), |(n, mut all), h| {
+            let (c, t) = h.join().expect("a walk thread panicked");
+            all.extend(t);
+            (n + c, all)
+        })
+    });
     assert!(checked > 100_000, "walked {checked} cases");
     // And every allowed edge is taken by some observation: the graph holds no dead edge.
     let untaken: Vec<String> = SyncJobPhase::ALL
