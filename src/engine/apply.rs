@@ -50,7 +50,8 @@ pub struct ApplyOptions {
     /// Per table (by index): changes ending at or before this position are already in the
     /// table's copy and are skipped. Set for tables without a key, which cannot be upserted.
     pub skip_until: Vec<Option<u64>>,
-    /// Return once a transaction ending at or past this position is applied.
+    /// Return once a transaction ending at or past this position is applied, or the stream
+    /// ends.
     pub until: Option<u64>,
 }
 
@@ -64,6 +65,7 @@ fn skip_copied(t: &mut Transaction, skip_until: &[Option<u64>]) {
             !tables.is_empty()
         }
         Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => keep(*table),
+        Change::Ddl { .. } => true,
     });
 }
 
@@ -89,6 +91,8 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
                 tracker.lag(0);
                 continue;
             }
+            // A stream that ends at the end of the log is done once drained.
+            Some(None) if opts.until.is_some() => break Ok(()),
             Some(None) => break Err(EngineError::Stream("the source closed the change stream".into())),
             Some(Some(Err(e))) => break Err(e),
             Some(Some(Ok(t))) => t,

@@ -7,6 +7,7 @@
 
 pub mod apply;
 pub mod error;
+pub mod filter;
 pub mod model;
 pub mod mysql;
 pub mod postgres;
@@ -64,6 +65,7 @@ pub struct Job<'a> {
 pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
     match (job.spec.source.engine, job.spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
+        (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::run(job).await,
         (s, t) => Err(EngineError::Unsupported(format!("{s} → {t} transfers are not implemented yet"))),
     }
 }
@@ -89,6 +91,7 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
 pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<(), EngineError> {
     match spec.source.engine {
         Engine::Postgresql => postgres::release(id, spec, credentials).await,
+        e if e.is_mysql_family() => mysql::release(id, spec, credentials).await,
         other => Err(EngineError::Unsupported(format!("releasing {other} sources is not implemented yet"))),
     }
 }

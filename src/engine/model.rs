@@ -69,14 +69,20 @@ pub struct KeyRange {
     pub hi: Option<Vec<String>>,
 }
 
-/// One column value in a change: its text form, SQL NULL, or (PostgreSQL) a TOASTed value the
-/// change left as it was and did not send.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One column value in a change: its text form, raw bytes, an integer, SQL NULL, or
+/// (PostgreSQL) a TOASTed value the change left as it was and did not send.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Cell {
     /// SQL NULL.
     Null,
     /// The value in the engine's text form.
     Text(String),
+    /// A string or binary value as the column stores it, byte for byte (MySQL family: the
+    /// column's own character set, or none for binary columns).
+    Bytes(Vec<u8>),
+    /// A value that must reach the target as a number, not as text (MySQL family: BIT, and the
+    /// member index of an ENUM or bitmask of a SET, which a string would name instead).
+    UInt(u64),
     /// Unchanged and not sent; the target keeps what it has.
     Unchanged,
 }
@@ -93,6 +99,11 @@ pub enum Change {
     Delete { table: usize, old: Vec<Cell> },
     /// Every row of these tables removed.
     Truncate { tables: Vec<usize> },
+    /// A schema change replayed on the target (MySQL family), already written with the
+    /// target's names. `tables` are the selected tables it creates or redefines, by index (one
+    /// equal to the length of the list so far is a table the statement creates), each with its
+    /// target database and name once the statement has run.
+    Ddl { statement: String, tables: Vec<(usize, String, String)> },
 }
 
 /// The changes of one source transaction, with where it ends in the source's stream.

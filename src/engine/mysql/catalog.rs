@@ -22,8 +22,50 @@ async fn tables_of(conn: &mut Conn, database: Option<&str>) -> Result<Vec<(Strin
     Ok(rows.into_iter().filter(|(db, _)| !SYSTEM.contains(&db.as_str()) && db != "_ferry").collect())
 }
 
+/// Whether the selection takes table `db.name` (one a CREATE TABLE adds), and where it goes:
+/// target database, target table and its selection entry.
+pub fn selects(selection: &ObjectSelection, db: &str, name: &str) -> Option<(String, String, Option<TableSelection>)> {
+    if SYSTEM.contains(&db) || db == "_ferry" {
+        return None;
+    }
+    for d in selection.databases.iter().filter(|d| d.name == db) {
+        let target_db = selection.target_database.clone().or(d.mapped_name.clone()).unwrap_or(d.name.clone());
+        if let Some(t) = d.tables.iter().find(|t| t.name == name) {
+            return Some((target_db, t.mapped_name.clone().unwrap_or(name.to_owned()), Some(t.clone())));
+        }
+        if d.all || selection.scope == ObjectScope::Database {
+            return Some((target_db, name.to_owned(), None));
+        }
+    }
+    (selection.scope == ObjectScope::All)
+        .then(|| (selection.target_database.clone().unwrap_or(db.to_owned()), name.to_owned(), None))
+}
+
+/// Default character set and collation of each source database.
+pub async fn database_charsets(
+    conn: &mut Conn,
+    databases: &[String],
+) -> Result<std::collections::HashMap<String, (String, String)>> {
+    let mut out = std::collections::HashMap::new();
+    for db in databases {
+        let db = db.as_str();
+        let row: Option<(String, String)> = conn
+            .exec_first(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA \
+                 WHERE SCHEMA_NAME = ?",
+                (db,),
+            )
+            .await
+            .map_err(|e| EngineError::query(Side::Source, format!("reading database {db}"), e))?;
+        if let Some(r) = row {
+            out.insert(db.to_owned(), r);
+        }
+    }
+    Ok(out)
+}
+
 /// Resolves the selection into tables: explicit ones in manifest order, whole databases listed.
-pub async fn resolve(conn: &mut Conn, selection: &ObjectSelection) -> Result<Vec<TableDef>> {
+pub async fn resolve(conn: &mut Conn, selection: &ObjectSelection) -> Result<Vec<MyTable>> {
     let mut wanted: Vec<(String, String, String, String, Option<&TableSelection>)> = Vec::new();
     let target_db = |db: &crate::api::DatabaseSelection| {
         selection.target_database.clone().or(db.mapped_name.clone()).unwrap_or(db.name.clone())
@@ -55,61 +97,221 @@ pub async fn resolve(conn: &mut Conn, selection: &ObjectSelection) -> Result<Vec
     Ok(out)
 }
 
-async fn describe(
+/// What the engine must know of a column's type to read, decode and write it exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// TINYINT…BIGINT: width in bits and signedness (the binary log does not say which).
+    Integer { bits: u32, unsigned: bool },
+    /// FLOAT: read as DOUBLE, since the server prints FLOAT with 6 digits.
+    Float,
+    /// DOUBLE.
+    Double,
+    /// BIT(n): read and written as an unsigned number.
+    Bit,
+    /// ENUM: written by member index from the binary log.
+    Enum,
+    /// SET: written by bitmask from the binary log.
+    Set,
+    /// YEAR.
+    Year,
+    /// TIMESTAMP: UTC seconds in the binary log.
+    Timestamp,
+    /// DATE.
+    Date,
+    /// CHAR, VARCHAR, TEXT and JSON (MariaDB's JSON is LONGTEXT): bytes in `charset`.
+    Text,
+    /// Everything else, written from its text form or bytes as they are (DECIMAL, DATE,
+    /// DATETIME, TIME, BINARY, BLOB, GEOMETRY…).
+    Other,
+}
+
+impl ColumnKind {
+    fn of(data_type: &str, column_type: &str) -> ColumnKind {
+        let unsigned = column_type.contains("unsigned");
+        match data_type {
+            "tinyint" => ColumnKind::Integer { bits: 8, unsigned },
+            "smallint" => ColumnKind::Integer { bits: 16, unsigned },
+            "mediumint" => ColumnKind::Integer { bits: 24, unsigned },
+            "int" | "integer" => ColumnKind::Integer { bits: 32, unsigned },
+            "bigint" => ColumnKind::Integer { bits: 64, unsigned },
+            "float" => ColumnKind::Float,
+            "double" | "real" => ColumnKind::Double,
+            "bit" => ColumnKind::Bit,
+            "enum" => ColumnKind::Enum,
+            "set" => ColumnKind::Set,
+            "year" => ColumnKind::Year,
+            "timestamp" => ColumnKind::Timestamp,
+            "date" => ColumnKind::Date,
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "json" => ColumnKind::Text,
+            _ => ColumnKind::Other,
+        }
+    }
+}
+
+/// A column as the MySQL engine needs it beyond [`ColumnDef`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MyColumn {
+    /// How values are read, decoded and written.
+    pub kind: ColumnKind,
+    /// Character set of a text column.
+    pub charset: Option<String>,
+    /// Collation of a text column.
+    pub collation: Option<String>,
+    /// `COLUMN_DEFAULT` as the server writes it in DDL (`NULL`, `'abc'`, `current_timestamp()`).
+    pub default: Option<String>,
+    /// `EXTRA` (`auto_increment`, `on update current_timestamp()`, `STORED GENERATED`…).
+    pub extra: String,
+    /// Expression of a generated column.
+    pub generation: Option<String>,
+    /// Column comment.
+    pub comment: String,
+}
+
+impl MyColumn {
+    /// Whether the server computes the column; it is never written.
+    pub fn generated(&self) -> bool {
+        self.generation.as_deref().is_some_and(|g| !g.is_empty())
+    }
+}
+
+/// A secondary index of a source table (the primary key is part of the table).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: String,
+    /// UNIQUE.
+    pub unique: bool,
+    /// `BTREE`, `HASH`, `FULLTEXT` or `SPATIAL`.
+    pub kind: String,
+    /// Columns (source names) with their prefix length, in index order.
+    pub columns: Vec<(String, Option<u64>)>,
+}
+
+/// A selected table with what the MySQL engine needs to copy and stream it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MyTable {
+    /// The engine-neutral definition.
+    pub def: TableDef,
+    /// Per column, in the order of `def.columns`.
+    pub columns: Vec<MyColumn>,
+    /// Storage engine.
+    pub engine: Option<String>,
+    /// Table default collation.
+    pub collation: Option<String>,
+    /// Secondary indexes.
+    pub indexes: Vec<IndexDef>,
+}
+
+impl MyTable {
+    /// The selected columns the engine writes (generated ones excluded), with their positions.
+    pub fn written(&self) -> impl Iterator<Item = (usize, &ColumnDef, &MyColumn)> {
+        self.def
+            .columns
+            .iter()
+            .zip(&self.columns)
+            .enumerate()
+            .filter(|(_, (c, m))| c.selected && !m.generated())
+            .map(|(i, (c, m))| (i, c, m))
+    }
+}
+
+type ColumnRow = (String, String, String, String, Option<String>, Option<String>, Option<String>, String);
+
+/// Describes one table of the source, with its target names and selection.
+pub async fn describe(
     conn: &mut Conn,
     db: &str,
     name: &str,
     target_schema: String,
     target_name: String,
     sel: Option<&TableSelection>,
-) -> Result<TableDef> {
+) -> Result<MyTable> {
     let what = |e: mysql_async::Error| EngineError::query(Side::Source, format!("describing {db}.{name}"), e);
-    let estimated: Option<Option<u64>> = conn
+    let table: Option<(Option<u64>, Option<String>, Option<String>)> = conn
         .exec_first(
-            "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            "SELECT TABLE_ROWS, ENGINE, TABLE_COLLATION FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (db, name),
         )
         .await
         .map_err(what)?;
-    let Some(estimated) = estimated else { return Err(EngineError::MissingTable(format!("{db}.{name}"))) };
-    let cols: Vec<(String, String, String, String)> = conn
+    let Some((estimated, engine, collation)) = table else {
+        return Err(EngineError::MissingTable(format!("{db}.{name}")));
+    };
+    let cols: Vec<ColumnRow> = conn
         .exec(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_KEY FROM information_schema.COLUMNS \
+            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, COLLATION_NAME, \
+             COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
             (db, name),
         )
         .await
         .map_err(what)?;
-    let key_cols: Vec<String> = conn
+    let extras: Vec<(Option<String>, String)> = conn
         .exec(
-            "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            "SELECT GENERATION_EXPRESSION, COLUMN_COMMENT FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, name),
+        )
+        .await
+        .map_err(what)?;
+    let stats: Vec<(String, i64, String, String, Option<u64>)> = conn
+        .exec(
+            "SELECT INDEX_NAME, NON_UNIQUE, INDEX_TYPE, COLUMN_NAME, SUB_PART FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
             (db, name),
         )
         .await
         .map_err(what)?;
     let columns_sel = sel.and_then(|s| s.columns.as_ref());
-    let columns: Vec<ColumnDef> = cols
-        .into_iter()
-        .map(|(col, type_sql, nullable, _)| {
-            let selected = match columns_sel {
-                Some(c) if !c.include.is_empty() => c.include.contains(&col),
-                Some(c) => !c.exclude.contains(&col),
-                None => true,
-            };
-            let target = columns_sel.and_then(|c| c.rename.get(&col)).cloned().unwrap_or(col.clone());
-            ColumnDef { name: col, target_name: target, type_sql, nullable: nullable == "YES", selected }
-        })
-        .collect();
-    let key = key_cols.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
-    Ok(TableDef {
-        schema: db.to_owned(),
-        name: name.to_owned(),
-        target_schema,
-        target_name,
-        columns,
-        key,
-        filter: sel.and_then(|s| s.filter.clone()),
-        estimated_rows: estimated.unwrap_or(0),
+    let mut columns = Vec::with_capacity(cols.len());
+    let mut my = Vec::with_capacity(cols.len());
+    for ((col, type_sql, data_type, nullable, charset, coll, default, extra), (generation, comment)) in
+        cols.into_iter().zip(extras)
+    {
+        let selected = match columns_sel {
+            Some(c) if !c.include.is_empty() => c.include.contains(&col),
+            Some(c) => !c.exclude.contains(&col),
+            None => true,
+        };
+        let target = columns_sel.and_then(|c| c.rename.get(&col)).cloned().unwrap_or(col.clone());
+        my.push(MyColumn {
+            kind: ColumnKind::of(&data_type.to_ascii_lowercase(), &type_sql.to_ascii_lowercase()),
+            charset,
+            collation: coll,
+            default,
+            extra,
+            generation,
+            comment,
+        });
+        columns.push(ColumnDef { name: col, target_name: target, type_sql, nullable: nullable == "YES", selected });
+    }
+    let mut key = Vec::new();
+    let mut indexes: Vec<IndexDef> = Vec::new();
+    for (index, non_unique, kind, col, sub_part) in stats {
+        if index == "PRIMARY" {
+            key.extend(columns.iter().position(|c| c.name == col));
+            continue;
+        }
+        match indexes.last_mut() {
+            Some(last) if last.name == index => last.columns.push((col, sub_part)),
+            _ => indexes.push(IndexDef { name: index, unique: non_unique == 0, kind, columns: vec![(col, sub_part)] }),
+        }
+    }
+    Ok(MyTable {
+        def: TableDef {
+            schema: db.to_owned(),
+            name: name.to_owned(),
+            target_schema,
+            target_name,
+            columns,
+            key,
+            filter: sel.and_then(|s| s.filter.clone()),
+            estimated_rows: estimated.unwrap_or(0),
+        },
+        columns: my,
+        engine,
+        collation,
+        indexes,
     })
 }

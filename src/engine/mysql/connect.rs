@@ -21,7 +21,11 @@ pub async fn connect(endpoint: &Endpoint, password: Option<&str>, side: Side) ->
         .pass(password.map(str::to_owned))
         .db_name(endpoint.database.clone())
         // Never switch to a local unix socket: the endpoint is what the user named.
-        .prefer_socket(false);
+        .prefer_socket(false)
+        // An UPDATE that matches a row counts it even when nothing changes (conflict detection).
+        .client_found_rows(true)
+        // The applier prepares a few statements per table and batch size.
+        .stmt_cache_size(512);
     let mut conn = Conn::new(opts).await.map_err(|e| EngineError::Connect { side, message: e.to_string() })?;
     conn.query_drop("SET NAMES utf8mb4").await.map_err(|e| EngineError::query(side, "setting up the session", e))?;
     Ok(conn)

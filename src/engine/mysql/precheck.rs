@@ -195,6 +195,7 @@ async fn privilege_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
 async fn tables_item(items: &mut Vec<PrecheckItem>, src: &mut Conn, spec: &SyncJobSpec) -> Vec<TableDef> {
     match catalog::resolve(src, &spec.objects).await {
         Ok(tables) => {
+            let tables: Vec<TableDef> = tables.into_iter().map(|t| t.def).collect();
             items.push(passed("source.tablesExist"));
             let keyless: Vec<String> = tables.iter().filter(|t| t.key.is_empty()).map(TableDef::display_name).collect();
             if spec.task_type.has_incremental() {

@@ -573,6 +573,8 @@ impl Applier {
     fn text(cell: &Cell) -> Option<String> {
         match cell {
             Cell::Text(s) => Some(s.clone()),
+            Cell::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            Cell::UInt(n) => Some(n.to_string()),
             Cell::Null | Cell::Unchanged => None,
         }
     }
@@ -660,6 +662,8 @@ impl Applier {
                     must_affect: false,
                 }]
             }
+            // The PostgreSQL stream carries no DDL.
+            Change::Ddl { .. } => Vec::new(),
         }
     }
 

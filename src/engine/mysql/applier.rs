@@ -1,0 +1,427 @@
+//! Applying binary-log changes to a MySQL/MariaDB target: each batch of source transactions in
+//! one target transaction with its checkpoint.
+//!
+//! Under `overwrite` (and always in the idempotent window after a full transfer) the changes of
+//! a batch to a table with a primary key and no other unique index are reduced to each row's
+//! final state and written as multi-row deletes and upserts: rows with different keys commute,
+//! and the last image of a row is the row. Tables with other unique indexes, tables without a
+//! key, and the `ignore`/`stop` policies apply change by change in source order, since there the
+//! order or each single outcome matters.
+//!
+//! DDL commits implicitly in MySQL, so a batch is cut around it: the changes before are
+//! committed with their checkpoint, the statement runs, and its own checkpoint follows. The
+//! DDL's end is recorded before it runs; a restart that replays it tolerates the errors of a
+//! statement that already took effect.
+
+use std::collections::HashMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+
+use super::catalog::{self, ColumnKind, MyTable};
+use super::target::{exec_affected, qualified};
+use super::values::param;
+use crate::api::ConflictPolicy;
+use crate::engine::apply::ChangeTarget;
+use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::model::{Cell, Change, ChangeBatch};
+use crate::engine::sql::my_ident;
+
+const T: Side = Side::Target;
+
+/// Most rows in one multi-row statement.
+const MAX_ROWS: usize = 256;
+
+/// Server errors a replayed DDL meets when it already took effect: table exists, unknown table,
+/// duplicate column, duplicate key name, cannot drop column or key, no such table, unknown column.
+const ALREADY_DONE: [u16; 7] = [1050, 1051, 1060, 1061, 1091, 1146, 1054];
+
+/// What the applier needs of a table, in target names.
+#[derive(Clone, Debug)]
+struct Table {
+    name: String,
+    /// Written columns: position in the source row, target name, placeholder expression.
+    columns: Vec<(usize, String, String)>,
+    /// Key columns: position in the source row, target name, placeholder expression.
+    key: Vec<(usize, String, String)>,
+    /// Changes may be reduced to final row states.
+    compactable: bool,
+}
+
+impl Table {
+    fn new(t: &MyTable) -> Table {
+        let columns: Vec<(usize, String, String)> = t
+            .written()
+            .map(|(i, c, m)| {
+                let utf8 =
+                    m.charset.as_deref().is_none_or(|cs| cs.starts_with("utf8") || cs == "ascii" || cs == "binary");
+                let placeholder = match m.kind {
+                    // Bytes in the column's own character set: sent as hex, since the server
+                    // would read a string parameter in the session's character set.
+                    ColumnKind::Text if !utf8 => {
+                        format!("CONVERT(UNHEX(?) USING {})", m.charset.as_deref().unwrap_or("binary"))
+                    }
+                    _ => "?".to_owned(),
+                };
+                (i, c.target_name.clone(), placeholder)
+            })
+            .collect();
+        let key = if t.def.key_columns().all(|c| c.selected) {
+            t.def
+                .key
+                .iter()
+                .map(|&k| {
+                    let name = t.def.columns[k].target_name.clone();
+                    let placeholder =
+                        columns.iter().find(|(i, _, _)| *i == k).map_or_else(|| "?".to_owned(), |(_, _, p)| p.clone());
+                    (k, name, placeholder)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let compactable = !key.is_empty() && !t.indexes.iter().any(|ix| ix.unique);
+        Table { name: qualified(&t.def.target_schema, &t.def.target_name), columns, key, compactable }
+    }
+
+    fn values(&self, row: &[Cell]) -> Vec<Value> {
+        self.columns.iter().map(|(i, _, p)| bind(p, row.get(*i))).collect()
+    }
+
+    fn key_values(&self, row: &[Cell]) -> Vec<Value> {
+        self.key.iter().map(|(i, _, p)| bind(p, row.get(*i))).collect()
+    }
+
+    fn key_of(&self, row: &[Cell]) -> Vec<Cell> {
+        self.key.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Cell::Null)).collect()
+    }
+
+    fn insert_sql(&self, verb: &str, rows: usize, upsert: bool) -> String {
+        let cols: Vec<String> = self.columns.iter().map(|(_, n, _)| my_ident(n)).collect();
+        let one = format!("({})", self.columns.iter().map(|(_, _, p)| p.as_str()).collect::<Vec<_>>().join(", "));
+        let mut sql = format!("{verb} INTO {} ({}) VALUES {}", self.name, cols.join(", "), vec![one; rows].join(", "));
+        if upsert {
+            let set: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
+            sql.push_str(&format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
+        }
+        sql
+    }
+
+    /// `WHERE` matching one row: by key, or by every written column (`<=>`, NULL-safe).
+    fn match_sql(&self) -> String {
+        if self.key.is_empty() {
+            let parts: Vec<String> = self.columns.iter().map(|(_, n, p)| format!("{} <=> {p}", my_ident(n))).collect();
+            format!("{} LIMIT 1", parts.join(" AND "))
+        } else {
+            let parts: Vec<String> = self.key.iter().map(|(_, n, p)| format!("{} = {p}", my_ident(n))).collect();
+            parts.join(" AND ")
+        }
+    }
+
+    fn match_values(&self, row: &[Cell]) -> Vec<Value> {
+        if self.key.is_empty() { self.values(row) } else { self.key_values(row) }
+    }
+
+    fn update_sql(&self) -> String {
+        let set: Vec<String> = self.columns.iter().map(|(_, n, p)| format!("{} = {p}", my_ident(n))).collect();
+        format!("UPDATE {} SET {} WHERE {}", self.name, set.join(", "), self.match_sql())
+    }
+
+    fn delete_sql(&self, rows: usize) -> String {
+        if rows == 1 {
+            return format!("DELETE FROM {} WHERE {}", self.name, self.match_sql());
+        }
+        let one = format!("({})", self.match_sql());
+        format!("DELETE FROM {} WHERE {}", self.name, vec![one; rows].join(" OR "))
+    }
+}
+
+/// The final state of each row a batch touched, per compactable table.
+type Net = HashMap<usize, HashMap<Vec<Cell>, Option<Vec<Cell>>>>;
+
+/// Applies batches of changes to a MySQL/MariaDB target.
+pub struct Applier {
+    conn: Conn,
+    job: String,
+    tables: Vec<Table>,
+    conflict: ConflictPolicy,
+    ddl_attempted: Option<u64>,
+    in_transaction: bool,
+}
+
+impl Applier {
+    /// An applier writing `tables` on `conn` for `job`; `ddl_attempted` is the end of a DDL that
+    /// may already have run (from the bookkeeping).
+    pub fn new(
+        conn: Conn,
+        job: &str,
+        tables: &[MyTable],
+        conflict: ConflictPolicy,
+        ddl_attempted: Option<u64>,
+    ) -> Self {
+        Applier {
+            conn,
+            job: job.to_owned(),
+            tables: tables.iter().map(Table::new).collect(),
+            conflict,
+            ddl_attempted,
+            in_transaction: false,
+        }
+    }
+
+    fn fail(&self, what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> EngineError {
+        let what = what.into();
+        move |e| EngineError::query(T, what, e)
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        if !self.in_transaction {
+            self.conn.query_drop("START TRANSACTION").await.map_err(self.fail("starting a transaction"))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    async fn commit_at(&mut self, end: u64) -> Result<()> {
+        self.begin().await?;
+        self.conn
+            .exec_drop(
+                "UPDATE `_ferry`.`jobs` SET checkpoint_pos = ?, ddl_attempted = NULL WHERE job = ?",
+                (end, &self.job),
+            )
+            .await
+            .map_err(self.fail("moving the checkpoint"))?;
+        self.conn.query_drop("COMMIT").await.map_err(self.fail("committing a batch"))?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    async fn exec(&mut self, sql: &str, params: Vec<Value>) -> Result<u64> {
+        exec_affected(&mut self.conn, sql, params).await.map_err(|e| match &e {
+            mysql_async::Error::Server(s) if s.code == 1062 => EngineError::Conflict {
+                table: sql.split_whitespace().nth(2).unwrap_or("?").to_owned(),
+                message: s.message.clone(),
+            },
+            _ => EngineError::query(T, "applying a change", e),
+        })
+    }
+
+    fn conflict(&self, table: usize, what: &str) -> EngineError {
+        EngineError::Conflict { table: self.tables[table].name.clone(), message: what.to_owned() }
+    }
+
+    /// Applies one change in order (tables that cannot be compacted, `ignore` and `stop`).
+    async fn apply_one(&mut self, change: &Change, overwrite: bool) -> Result<()> {
+        let stop = !overwrite && self.conflict == ConflictPolicy::Stop;
+        match change {
+            Change::Insert { table, row } => {
+                let t = &self.tables[*table];
+                let sql = if t.key.is_empty() || stop {
+                    t.insert_sql("INSERT", 1, false)
+                } else if overwrite {
+                    t.insert_sql("INSERT", 1, true)
+                } else {
+                    t.insert_sql("INSERT IGNORE", 1, false)
+                };
+                let values = t.values(row);
+                self.exec(&sql, values).await?;
+            }
+            Change::Update { table, old_key, row } => {
+                let t = self.tables[*table].clone();
+                let old = old_key.as_deref().unwrap_or(row);
+                if overwrite && !t.key.is_empty() {
+                    if t.key_of(old) != t.key_of(row) {
+                        self.exec(&t.delete_sql(1), t.key_values(old)).await?;
+                    }
+                    self.exec(&t.insert_sql("INSERT", 1, true), t.values(row)).await?;
+                } else {
+                    let mut params = t.values(row);
+                    params.extend(t.match_values(old));
+                    let n = self.exec(&t.update_sql(), params).await?;
+                    if n == 0 && stop {
+                        return Err(self.conflict(*table, "an update found no row to change"));
+                    }
+                }
+            }
+            Change::Delete { table, old } => {
+                let t = &self.tables[*table];
+                let (sql, values) = (t.delete_sql(1), t.match_values(old));
+                let n = self.exec(&sql, values).await?;
+                if n == 0 && stop {
+                    return Err(self.conflict(*table, "a delete found no row to remove"));
+                }
+            }
+            Change::Truncate { tables } => {
+                for &i in tables {
+                    let sql = format!("DELETE FROM {}", self.tables[i].name);
+                    self.exec(&sql, Vec::new()).await?;
+                }
+            }
+            Change::Ddl { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Records a change in the net state of its table.
+    fn reduce(&self, net: &mut Net, change: &Change) {
+        match change {
+            Change::Insert { table, row } => {
+                net.entry(*table).or_default().insert(self.tables[*table].key_of(row), Some(row.clone()));
+            }
+            Change::Update { table, old_key, row } => {
+                let t = &self.tables[*table];
+                let rows = net.entry(*table).or_default();
+                if let Some(old) = old_key {
+                    let old = t.key_of(old);
+                    if old != t.key_of(row) {
+                        rows.insert(old, None);
+                    }
+                }
+                rows.insert(t.key_of(row), Some(row.clone()));
+            }
+            Change::Delete { table, old } => {
+                net.entry(*table).or_default().insert(self.tables[*table].key_of(old), None);
+            }
+            Change::Truncate { .. } | Change::Ddl { .. } => {}
+        }
+    }
+
+    /// Writes the net state: deletes first (a key may move to where a deleted row was), then
+    /// upserts, in multi-row statements of power-of-two sizes so few statements are prepared.
+    async fn flush(&mut self, net: &mut Net) -> Result<()> {
+        for (table, rows) in net.drain() {
+            let t = self.tables[table].clone();
+            let (mut gone, mut present) = (Vec::new(), Vec::new());
+            for (key, row) in rows {
+                match row {
+                    Some(row) => present.push(row),
+                    None => gone.push(key),
+                }
+            }
+            for group in sized_groups(gone.len()) {
+                let params: Vec<Value> = gone
+                    .drain(..group)
+                    .flat_map(|k| t.key.iter().zip(k).map(|((_, _, p), c)| bind(p, Some(&c))).collect::<Vec<_>>())
+                    .collect();
+                self.exec(&t.delete_sql(group), params).await?;
+            }
+            for group in sized_groups(present.len()) {
+                let params: Vec<Value> = present.drain(..group).flat_map(|r| t.values(&r)).collect();
+                self.exec(&t.insert_sql("INSERT", group, true), params).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a DDL statement and takes on the tables it (re)defines.
+    async fn ddl(&mut self, statement: &str, tables: &[(usize, String, String)], end: u64) -> Result<()> {
+        let replay = self.ddl_attempted.is_some_and(|a| end <= a);
+        self.conn
+            .exec_drop("UPDATE `_ferry`.`jobs` SET ddl_attempted = ? WHERE job = ?", (end, &self.job))
+            .await
+            .map_err(self.fail("recording a DDL"))?;
+        match self.conn.query_drop(statement).await {
+            Ok(()) => {}
+            Err(mysql_async::Error::Server(s)) if replay && ALREADY_DONE.contains(&s.code) => {
+                tracing::info!(code = s.code, "replayed DDL had already taken effect");
+            }
+            Err(e) => return Err(EngineError::query(T, "replaying a DDL statement", e)),
+        }
+        for (index, db, name) in tables {
+            let def = catalog::describe(&mut self.conn, db, name, db.clone(), name.clone(), None)
+                .await
+                .map_err(|e| EngineError::query(T, format!("describing {db}.{name} after a DDL"), e))?;
+            let table = Table::new(&def);
+            match self.tables.get_mut(*index) {
+                Some(slot) => *slot = table,
+                None => self.tables.push(table),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `batch` and moves the checkpoint to its end.
+    pub async fn apply_batch(&mut self, batch: &ChangeBatch) -> Result<()> {
+        let overwrite = batch.idempotent || self.conflict == ConflictPolicy::Overwrite;
+        let mut net = Net::new();
+        let mut last_end = None;
+        for t in &batch.transactions {
+            for change in &t.changes {
+                if let Change::Ddl { statement, tables } = change {
+                    self.flush(&mut net).await?;
+                    if let Some(end) = last_end {
+                        self.commit_at(end).await?;
+                    } else if self.in_transaction {
+                        self.conn.query_drop("COMMIT").await.map_err(self.fail("committing a batch"))?;
+                        self.in_transaction = false;
+                    }
+                    self.ddl(statement, tables, t.end).await?;
+                    continue;
+                }
+                self.begin().await?;
+                let table = match change {
+                    Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
+                        Some(*table)
+                    }
+                    _ => None,
+                };
+                match table {
+                    Some(i) if overwrite && self.tables.get(i).is_some_and(|t| t.compactable) => {
+                        self.reduce(&mut net, change)
+                    }
+                    _ => self.apply_one(change, overwrite).await?,
+                }
+            }
+            last_end = Some(t.end);
+        }
+        self.flush(&mut net).await?;
+        if let Some(end) = batch.end() {
+            self.commit_at(end).await?;
+        }
+        Ok(())
+    }
+}
+
+impl ChangeTarget for Applier {
+    async fn apply(&mut self, batch: &ChangeBatch, _commit_time_us: Option<i64>) -> Result<()> {
+        self.apply_batch(batch).await
+    }
+}
+
+/// A cell as the parameter of `placeholder` (hex for the `UNHEX` of a non-UTF-8 text column).
+fn bind(placeholder: &str, cell: Option<&Cell>) -> Value {
+    match cell {
+        Some(Cell::Bytes(b)) if placeholder.contains("UNHEX") => {
+            Value::Bytes(b.iter().map(|b| format!("{b:02X}")).collect::<String>().into_bytes())
+        }
+        Some(c) => param(c),
+        None => Value::NULL,
+    }
+}
+
+/// Splits `n` rows into statement sizes: as many of [`MAX_ROWS`] as fit, then powers of two.
+fn sized_groups(n: usize) -> Vec<usize> {
+    let mut out = vec![MAX_ROWS; n / MAX_ROWS];
+    let rest = n % MAX_ROWS;
+    let mut bit = MAX_ROWS;
+    while bit > 0 {
+        if rest & bit != 0 {
+            out.push(bit);
+        }
+        bit >>= 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_split_into_few_statement_sizes() {
+        assert_eq!(sized_groups(0), Vec::<usize>::new());
+        assert_eq!(sized_groups(1), vec![1]);
+        assert_eq!(sized_groups(600), vec![256, 256, 64, 16, 8]);
+        assert_eq!(sized_groups(600).iter().sum::<usize>(), 600);
+    }
+}

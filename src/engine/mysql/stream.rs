@@ -1,0 +1,529 @@
+//! The binary-log change stream of a MySQL/MariaDB source: a replica connection (MariaDB GTID
+//! resume through `@slave_connect_state`, or file and position), row events decoded into
+//! [`Change`]s with typed values, transactions cut at their commit, and DDL on selected tables
+//! turned into statements for the target per `policy.ddl`.
+//!
+//! Positions are one number: the binary log file's sequence number in the high 32 bits and the
+//! offset in the low 32 (files never reach 4 GiB), so they order as the log does. They are
+//! valid on the server that wrote them; a checkpoint also maps to a GTID position through
+//! `BINLOG_GTID_POS` on MariaDB.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn};
+use tokio::sync::mpsc;
+
+use super::catalog::{self, MyTable};
+use super::connect;
+use super::ddl::{self, StatementKind};
+use super::gtid;
+use super::values::{binlog_cell, filter_text};
+use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
+use crate::engine::apply::ChangeSource;
+use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::filter::{self, RowFilter};
+use crate::engine::model::{Cell, Change, Transaction};
+
+/// Names of a server's binary log files: `base.000042`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BinlogNames {
+    /// The base name (`mariadb-bin`).
+    pub base: String,
+    /// Digits of the sequence number.
+    pub width: usize,
+}
+
+impl BinlogNames {
+    /// The naming of `file` (`mariadb-bin.000003`).
+    pub fn of(file: &str) -> Result<BinlogNames> {
+        let (base, seq) = file
+            .rsplit_once('.')
+            .filter(|(_, s)| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| EngineError::Stream(format!("binary log file name {file:?} has no sequence number")))?;
+        Ok(BinlogNames { base: base.to_owned(), width: seq.len() })
+    }
+
+    /// `file` and `offset` as one position.
+    pub fn encode(&self, file: &str, offset: u64) -> Result<u64> {
+        let seq: u64 = file
+            .rsplit_once('.')
+            .and_then(|(_, s)| s.parse().ok())
+            .ok_or_else(|| EngineError::Stream(format!("binary log file name {file:?} has no sequence number")))?;
+        Ok((seq << 32) | (offset & 0xffff_ffff))
+    }
+
+    /// The file and offset of a position.
+    pub fn decode(&self, position: u64) -> (String, u64) {
+        (format!("{}.{:0width$}", self.base, position >> 32, width = self.width), position & 0xffff_ffff)
+    }
+
+    /// `file:offset`, as status shows it.
+    pub fn display(&self, position: u64) -> String {
+        let (file, offset) = self.decode(position);
+        format!("{file}:{offset}")
+    }
+}
+
+/// Where a stream starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// After the transactions of a MariaDB GTID position (`0-1-42`).
+    Gtid(String),
+    /// At a file and offset.
+    File(String, u64),
+}
+
+/// What a stream needs beyond the source endpoint.
+#[derive(Clone, Debug)]
+pub struct StreamOptions {
+    /// Where it starts.
+    pub start: StartAt,
+    /// End at the current end of the log instead of waiting for more.
+    pub until_end_of_log: bool,
+    /// The replica id the stream presents.
+    pub server_id: u32,
+    /// Selected tables, in the job's order.
+    pub tables: Vec<MyTable>,
+    /// The selection, to take on tables a CREATE TABLE adds.
+    pub selection: ObjectSelection,
+    /// DDL policy.
+    pub ddl: DdlPolicy,
+    /// Row change kinds replayed.
+    pub dml: Vec<DmlType>,
+    /// Binary log naming.
+    pub names: BinlogNames,
+}
+
+/// A replica id for a job in a range real replicas are unlikely to use, stable per job so a
+/// second worker of the same job displaces the first instead of streaming beside it.
+pub fn server_id_for(job: &str) -> u32 {
+    let hash = job.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    0xF000_0000 | (hash & 0x0FFF_FFFF)
+}
+
+/// Transactions from the binary log, read by a background task.
+pub struct MyChanges {
+    rx: mpsc::Receiver<Result<Transaction>>,
+    task: tokio::task::JoinHandle<()>,
+    names: BinlogNames,
+}
+
+impl MyChanges {
+    /// Opens the stream and starts reading.
+    pub async fn open(endpoint: &Endpoint, password: Option<&str>, opts: StreamOptions) -> Result<MyChanges> {
+        let mut conn = connect::connect(endpoint, password, Side::Source).await?;
+        let catalog_conn = connect::connect(endpoint, password, Side::Source).await?;
+        let fail = |e: mysql_async::Error| EngineError::Stream(format!("opening the binary log stream: {e}"));
+        // A MariaDB replica that understands GTID events; a heartbeat every second keeps an idle
+        // stream alive.
+        conn.query_drop("SET @mariadb_slave_capability = 4, @master_heartbeat_period = 1000000000")
+            .await
+            .map_err(fail)?;
+        let names = opts.names.clone();
+        let request = match &opts.start {
+            StartAt::Gtid(pos) => {
+                conn.exec_drop("SET @slave_connect_state = ?", (pos,)).await.map_err(fail)?;
+                BinlogStreamRequest::new(opts.server_id).with_filename(b"")
+            }
+            StartAt::File(file, offset) => {
+                BinlogStreamRequest::new(opts.server_id).with_filename(file.as_bytes()).with_pos(*offset)
+            }
+        };
+        let request = if opts.until_end_of_log { request.with_non_blocking() } else { request };
+        let stream = conn.get_binlog_stream(request).await.map_err(|e| {
+            EngineError::Stream(format!(
+                "the source refused the binary log stream ({e}); if the log at the checkpoint was purged, the job \
+                 cannot continue: release it, raise binlog retention and start a new one"
+            ))
+        })?;
+        let (tx, rx) = mpsc::channel(256);
+        let mut decoder = Decoder::new(opts, catalog_conn)?;
+        let task = tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(event) = stream.next().await {
+                let out = match event {
+                    Ok(event) => decoder.event(&stream, &event).await,
+                    Err(e) => Err(EngineError::Stream(format!("reading the binary log: {e}"))),
+                };
+                match out {
+                    Ok(Some(t)) => {
+                        if tx.send(Ok(t)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(MyChanges { rx, task, names })
+    }
+}
+
+impl ChangeSource for MyChanges {
+    async fn next_within(&mut self, wait: Duration) -> Option<Option<Result<Transaction>>> {
+        tokio::time::timeout(wait, self.rx.recv()).await.ok()
+    }
+
+    fn acknowledge(&self, _end: u64) {
+        // The server keeps no replica state: the checkpoint on the target is the position.
+    }
+
+    fn display_position(&self, end: u64) -> String {
+        self.names.display(end)
+    }
+
+    async fn close(self) {
+        self.task.abort();
+    }
+}
+
+/// A transaction being read.
+struct Pending {
+    changes: Vec<Change>,
+    /// A DDL's GTID event: the next statement is the whole transaction.
+    standalone: bool,
+}
+
+/// Turns binary-log events into transactions.
+struct Decoder {
+    opts: StreamOptions,
+    filters: Vec<Option<RowFilter>>,
+    dropped: Vec<bool>,
+    catalog: Conn,
+    file: String,
+    current: Option<Pending>,
+}
+
+const QUERY_EVENT: u8 = 2;
+const ROTATE_EVENT: u8 = 4;
+const XID_EVENT: u8 = 16;
+
+impl Decoder {
+    fn new(opts: StreamOptions, catalog: Conn) -> Result<Decoder> {
+        let filters = opts.tables.iter().map(compile_filter).collect::<Result<Vec<_>>>()?;
+        let dropped = vec![false; opts.tables.len()];
+        Ok(Decoder { opts, filters, dropped, catalog, file: String::new(), current: None })
+    }
+
+    fn index_of(&self, db: &str, name: &str) -> Option<usize> {
+        self.opts
+            .tables
+            .iter()
+            .enumerate()
+            .position(|(i, t)| !self.dropped[i] && t.def.schema == db && t.def.name == name)
+    }
+
+    fn end_of(&self, header: &mysql_async::binlog::events::BinlogEventHeader) -> Result<u64> {
+        self.opts.names.encode(&self.file, u64::from(header.log_pos()))
+    }
+
+    async fn event(
+        &mut self,
+        stream: &mysql_async::BinlogStream,
+        event: &mysql_async::binlog::events::Event,
+    ) -> Result<Option<Transaction>> {
+        let header = event.header();
+        let commit_time_us = i64::from(header.timestamp()) * 1_000_000;
+        let bad = |e: std::io::Error| EngineError::Stream(format!("undecodable binary log event: {e}"));
+        match header.event_type_raw() {
+            gtid::GTID_EVENT => {
+                let g = gtid::decode_gtid(event.data(), header.server_id())
+                    .map_err(|e| EngineError::Stream(e.to_string()))?;
+                self.current = Some(Pending { changes: Vec::new(), standalone: g.flags & 1 != 0 });
+                Ok(None)
+            }
+            ROTATE_EVENT => {
+                if let Some(EventData::RotateEvent(r)) = event.read_data().map_err(bad)? {
+                    // The first (artificial) rotate arrives before the format description
+                    // announces checksums, so its name may carry the 4 checksum bytes.
+                    let name = r.name().into_owned();
+                    self.file = match name.rsplit_once('.') {
+                        Some((base, seq)) => {
+                            format!("{base}.{}", seq.chars().take_while(char::is_ascii_digit).collect::<String>())
+                        }
+                        None => name,
+                    };
+                }
+                Ok(None)
+            }
+            XID_EVENT => self.commit(header, commit_time_us),
+            QUERY_EVENT => {
+                let Some(EventData::QueryEvent(q)) = event.read_data().map_err(bad)? else { return Ok(None) };
+                let sql = q.query().into_owned();
+                let schema = q.schema().into_owned();
+                let word = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                match word.as_str() {
+                    "BEGIN" => {
+                        if self.current.is_none() {
+                            self.current = Some(Pending { changes: Vec::new(), standalone: false });
+                        }
+                        Ok(None)
+                    }
+                    "COMMIT" => self.commit(header, commit_time_us),
+                    "ROLLBACK" => {
+                        self.current = None;
+                        Ok(None)
+                    }
+                    _ => {
+                        let changes = self.statement(&schema, &sql).await?;
+                        let standalone = self.current.as_ref().is_none_or(|p| p.standalone);
+                        let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone });
+                        pending.changes.extend(changes);
+                        if standalone { self.commit(header, commit_time_us) } else { Ok(None) }
+                    }
+                }
+            }
+            _ => {
+                if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
+                    self.rows(stream, &rows)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        header: mysql_async::binlog::events::BinlogEventHeader,
+        commit_time_us: i64,
+    ) -> Result<Option<Transaction>> {
+        let changes = self.current.take().map(|p| p.changes).unwrap_or_default();
+        let end = self.end_of(&header)?;
+        Ok(Some(Transaction { changes, end, commit_time_us }))
+    }
+
+    /// Decodes a rows event of a selected table into changes.
+    fn rows(&mut self, stream: &mysql_async::BinlogStream, rows: &RowsEventData<'_>) -> Result<()> {
+        let Some(tme) = stream.get_tme(rows.table_id()) else { return Ok(()) };
+        let Some(index) = self.index_of(&tme.database_name(), &tme.table_name()) else { return Ok(()) };
+        let table = &self.opts.tables[index];
+        if tme.columns_count() as usize != table.columns.len() {
+            return Err(EngineError::Stream(format!(
+                "rows of {} have {} columns in the binary log but {} in the table Ferry copied: its structure \
+                 changed through a DDL that was not replayed (policy.ddl); the job cannot continue — replay it on \
+                 the target by hand and restart, or enable policy.ddl",
+                table.def.display_name(),
+                tme.columns_count(),
+                table.columns.len()
+            )));
+        }
+        let kind = match rows {
+            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => DmlType::Insert,
+            RowsEventData::UpdateRowsEventV1(_)
+            | RowsEventData::UpdateRowsEvent(_)
+            | RowsEventData::PartialUpdateRowsEvent(_) => DmlType::Update,
+            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => DmlType::Delete,
+        };
+        if !self.opts.dml.contains(&kind) {
+            return Ok(());
+        }
+        let decode = |row: mysql_async::binlog::row::BinlogRow| -> Result<Vec<Cell>> {
+            let values = row.unwrap();
+            if values.len() != table.columns.len() {
+                return Err(EngineError::Stream(format!(
+                    "a row image of {} carries {} of its {} columns: the source must run with binlog_row_image=FULL",
+                    table.def.display_name(),
+                    values.len(),
+                    table.columns.len()
+                )));
+            }
+            values
+                .into_iter()
+                .zip(table.def.columns.iter().zip(&table.columns))
+                .map(|(v, (c, m))| {
+                    binlog_cell(m.kind, &c.name, v)
+                        .map_err(|e| EngineError::Stream(format!("{}: {e}", table.def.display_name())))
+                })
+                .collect()
+        };
+        let filter = self.filters[index].as_ref();
+        let keeps = |row: &[Cell]| filter.is_none_or(|f| keeps(f, table, row));
+        let mut out = Vec::new();
+        for pair in rows.rows(tme) {
+            let (before, after) =
+                pair.map_err(|e| EngineError::Stream(format!("undecodable row of {}: {e}", table.def.display_name())))?;
+            let before = before.map(&decode).transpose()?;
+            let after = after.map(&decode).transpose()?;
+            match (before, after) {
+                (None, Some(row)) if keeps(&row) => out.push(Change::Insert { table: index, row }),
+                (Some(old), None) if keeps(&old) => out.push(Change::Delete { table: index, old }),
+                (Some(old), Some(row)) => match (keeps(&old), keeps(&row)) {
+                    (true, true) => out.push(Change::Update { table: index, old_key: Some(old), row }),
+                    (false, true) => out.push(Change::Insert { table: index, row }),
+                    (true, false) => out.push(Change::Delete { table: index, old }),
+                    (false, false) => {}
+                },
+                _ => {}
+            }
+        }
+        let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone: false });
+        pending.changes.extend(out);
+        Ok(())
+    }
+
+    /// Where a table of the source goes, if the selection takes it.
+    fn target_of(&self, db: &str, name: &str) -> Option<(String, String)> {
+        if let Some(i) = self.index_of(db, name) {
+            let t = &self.opts.tables[i].def;
+            return Some((t.target_schema.clone(), t.target_name.clone()));
+        }
+        catalog::selects(&self.opts.selection, db, name).map(|(d, t, _)| (d, t))
+    }
+
+    /// A DDL statement on the source: what it means for the job.
+    async fn statement(&mut self, schema: &str, sql: &str) -> Result<Vec<Change>> {
+        let stmt = ddl::parse(sql);
+        let kind = match stmt.kind {
+            StatementKind::Ddl(kind) => kind,
+            StatementKind::DropDatabase => {
+                if stmt.database.as_deref().is_some_and(|d| self.opts.tables.iter().any(|t| t.def.schema == d)) {
+                    tracing::warn!(database = ?stmt.database, "DROP DATABASE of a selected database on the source: not replayed");
+                }
+                return Ok(Vec::new());
+            }
+            _ => return Ok(Vec::new()),
+        };
+        let default_db = if schema.is_empty() { None } else { Some(schema) };
+        let refs: Vec<(String, String)> = stmt
+            .tables
+            .iter()
+            .filter_map(|r| Some((r.database.clone().or(default_db.map(str::to_owned))?, r.name.clone())))
+            .collect();
+        let touched: Vec<usize> = refs.iter().filter_map(|(d, n)| self.index_of(d, n)).collect();
+        let created = kind == DdlKind::CreateTable
+            && refs.first().is_some_and(|(d, n)| {
+                self.index_of(d, n).is_none() && catalog::selects(&self.opts.selection, d, n).is_some()
+            });
+        if touched.is_empty() && !created {
+            return Ok(Vec::new());
+        }
+        let policy = &self.opts.ddl;
+        if !policy.enabled || !(policy.kinds.is_empty() || policy.kinds.contains(&kind)) {
+            tracing::info!(kind = ?kind, "DDL on a selected table not replayed (policy.ddl)");
+            return Ok(Vec::new());
+        }
+        for &i in &touched {
+            let t = &self.opts.tables[i];
+            let mapped_columns = t.def.columns.iter().any(|c| !c.selected || c.name != c.target_name);
+            if mapped_columns && stmt.changes_columns {
+                return Err(EngineError::Unsupported(format!(
+                    "a DDL changes the columns of {}, whose columns are selected or renamed by the job; it cannot be \
+                     replayed with that mapping, so the job stops: apply it to the target by hand and restart",
+                    t.def.display_name()
+                )));
+            }
+        }
+        let statement = ddl::rewrite(sql, &stmt, default_db, |d, n| self.target_of(d, n));
+        let mut redefined = Vec::new();
+        match kind {
+            DdlKind::CreateTable if created => {
+                let (d, n) = refs[0].clone();
+                let (td, tn, sel) = catalog::selects(&self.opts.selection, &d, &n)
+                    .ok_or_else(|| EngineError::Stream("selection changed".into()))?;
+                let t = catalog::describe(&mut self.catalog, &d, &n, td.clone(), tn.clone(), sel.as_ref()).await?;
+                self.filters.push(compile_filter(&t)?);
+                self.opts.tables.push(t);
+                self.dropped.push(false);
+                redefined.push((self.opts.tables.len() - 1, td, tn));
+            }
+            DdlKind::DropTable => {
+                for &i in &touched {
+                    self.dropped[i] = true;
+                }
+            }
+            DdlKind::RenameTable | DdlKind::AlterTable => {
+                // Follow renames first: the table keeps its place in the job under its new name.
+                for &(from, to) in &stmt.renames {
+                    let (Some((fd, fn_)), Some((td, tn))) = (refs.get(from), refs.get(to)) else { continue };
+                    if let Some(i) = self.index_of(fd, fn_) {
+                        let target = self.target_of(td, tn);
+                        let def = &mut self.opts.tables[i].def;
+                        def.schema = td.clone();
+                        def.name = tn.clone();
+                        if let Some((d, n)) = target {
+                            def.target_schema = d;
+                            def.target_name = n;
+                        }
+                    }
+                }
+                for &i in &touched {
+                    if self.dropped[i] {
+                        continue;
+                    }
+                    let old = self.opts.tables[i].clone();
+                    let sel = catalog::selects(&self.opts.selection, &old.def.schema, &old.def.name).and_then(|s| s.2);
+                    let mut t = catalog::describe(
+                        &mut self.catalog,
+                        &old.def.schema,
+                        &old.def.name,
+                        old.def.target_schema.clone(),
+                        old.def.target_name.clone(),
+                        sel.as_ref(),
+                    )
+                    .await?;
+                    t.def.filter = old.def.filter.clone();
+                    redefined.push((i, t.def.target_schema.clone(), t.def.target_name.clone()));
+                    self.opts.tables[i] = t;
+                }
+            }
+            _ => {}
+        }
+        Ok(vec![Change::Ddl { statement, tables: redefined }])
+    }
+}
+
+fn compile_filter(t: &MyTable) -> Result<Option<RowFilter>> {
+    t.def
+        .filter
+        .as_deref()
+        .map(|f| {
+            RowFilter::parse(f).map_err(|e| {
+                EngineError::Unsupported(format!(
+                    "the row filter of {} cannot be evaluated on binary log rows: {e}",
+                    t.def.display_name()
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn keeps(f: &RowFilter, t: &MyTable, row: &[Cell]) -> bool {
+    let texts: Vec<Option<std::borrow::Cow<'_, str>>> = row.iter().map(filter_text).collect();
+    f.keeps(|name| {
+        let i = t.def.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name))?;
+        Some(match texts.get(i)? {
+            Some(s) => filter::Value::Text(s),
+            None => filter::Value::Null,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_as_the_log_and_print_as_file_and_offset() {
+        let names = BinlogNames::of("mariadb-bin.000003").unwrap();
+        let a = names.encode("mariadb-bin.000003", 4000).unwrap();
+        let b = names.encode("mariadb-bin.000004", 4).unwrap();
+        assert!(a < b);
+        assert_eq!(names.display(a), "mariadb-bin.000003:4000");
+        assert_eq!(names.decode(b), ("mariadb-bin.000004".to_owned(), 4));
+        assert!(BinlogNames::of("nonumber").is_err());
+    }
+
+    #[test]
+    fn replica_ids_stay_in_their_range_and_differ_per_job() {
+        let a = server_id_for("default/orders");
+        assert!(a >= 0xF000_0000);
+        assert_ne!(a, server_id_for("default/orders2"));
+    }
+}

@@ -1,0 +1,458 @@
+//! The MySQL/MariaDB target: structure, bookkeeping in the `_ferry` database, chunks loaded with
+//! `LOAD DATA LOCAL INFILE`, and changes applied with their checkpoint in one transaction.
+
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Value};
+
+use super::catalog::{ColumnKind, MyTable};
+use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::model::KeyRange;
+use crate::engine::progress::Tracker;
+use crate::engine::snapshot::{Chunk, ChunkTarget};
+use crate::engine::sql::my_ident;
+use crate::engine::throttle::Throttle;
+
+const T: Side = Side::Target;
+
+/// The bookkeeping database on the target.
+pub const DATABASE: &str = "_ferry";
+
+fn err(context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> EngineError {
+    let context = context.into();
+    move |e| EngineError::query(T, context, e)
+}
+
+/// `db`.`table`, quoted.
+pub fn qualified(db: &str, table: &str) -> String {
+    format!("{}.{}", my_ident(db), my_ident(table))
+}
+
+/// A string literal for DDL, where parameters cannot be bound (comments).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Session settings of every session that writes data: values as the source stores them (no
+/// time zone shift, zero in AUTO_INCREMENT columns kept, zero dates accepted), and rows loaded in
+/// any table order.
+pub async fn prepare_session(conn: &mut Conn) -> Result<()> {
+    conn.query_drop(
+        "SET SESSION time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO', foreign_key_checks = 0, \
+         unique_checks = 1",
+    )
+    .await
+    .map_err(err("setting up the writing session"))
+}
+
+/// Creates the `_ferry` database and its tables if missing.
+pub async fn ensure_bookkeeping(conn: &mut Conn) -> Result<()> {
+    conn.query_drop(
+        "CREATE DATABASE IF NOT EXISTS `_ferry`;
+         CREATE TABLE IF NOT EXISTS `_ferry`.`jobs` (
+             job VARCHAR(255) NOT NULL PRIMARY KEY,
+             binlog_base VARCHAR(255) NOT NULL,
+             start_pos BIGINT UNSIGNED NOT NULL,
+             start_gtid TEXT NOT NULL,
+             full_done BOOLEAN NOT NULL DEFAULT FALSE,
+             safe_end BIGINT UNSIGNED NULL,
+             checkpoint_pos BIGINT UNSIGNED NULL,
+             checkpoint_time DATETIME(6) NULL,
+             ddl_attempted BIGINT UNSIGNED NULL,
+             updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+         CREATE TABLE IF NOT EXISTS `_ferry`.`chunks` (
+             job VARCHAR(255) NOT NULL,
+             table_name VARCHAR(400) NOT NULL,
+             chunk INT NOT NULL,
+             lo TEXT NULL,
+             hi TEXT NULL,
+             done BOOLEAN NOT NULL DEFAULT FALSE,
+             `rows` BIGINT UNSIGNED NULL,
+             read_pos BIGINT UNSIGNED NULL,
+             PRIMARY KEY (job, table_name, chunk)
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    )
+    .await
+    .map_err(err("creating the _ferry bookkeeping database"))
+}
+
+/// What the target remembers of a job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobState {
+    /// Binary log base name (`mariadb-bin`), to turn positions back into file names.
+    pub binlog_base: String,
+    /// Where the stream starts: the position before every chunk's snapshot.
+    pub start: u64,
+    /// The same point as a GTID position.
+    pub start_gtid: String,
+    /// Whether the full transfer is done.
+    pub full_done: bool,
+    /// Newest position any chunk was read at.
+    pub safe_end: Option<u64>,
+    /// Position of the last applied change.
+    pub checkpoint: Option<u64>,
+    /// End of a DDL that was sent to the target but whose checkpoint may not have been.
+    pub ddl_attempted: Option<u64>,
+}
+
+/// Reads the job's row, if any.
+pub async fn job_state(conn: &mut Conn, job: &str) -> Result<Option<JobState>> {
+    type Row = (String, u64, String, bool, Option<u64>, Option<u64>, Option<u64>);
+    let row: Option<Row> = conn
+        .exec_first(
+            "SELECT binlog_base, start_pos, start_gtid, full_done, \
+             (SELECT max(read_pos) FROM `_ferry`.`chunks` c WHERE c.job = j.job), checkpoint_pos, ddl_attempted \
+             FROM `_ferry`.`jobs` j WHERE job = ?",
+            (job,),
+        )
+        .await
+        .map_err(err("reading the job's bookkeeping"))?;
+    Ok(row.map(|(binlog_base, start, start_gtid, full_done, read, checkpoint, ddl_attempted)| JobState {
+        binlog_base,
+        start,
+        start_gtid,
+        full_done,
+        safe_end: read.max(Some(start)),
+        checkpoint,
+        ddl_attempted,
+    }))
+}
+
+/// Records a new job with its start position and chunk plan, in one transaction.
+pub async fn record_job(
+    conn: &mut Conn,
+    job: &str,
+    binlog_base: &str,
+    start: u64,
+    start_gtid: &str,
+    plan: &[(String, Vec<KeyRange>)],
+) -> Result<()> {
+    let mut tx = conn.start_transaction(Default::default()).await.map_err(err("recording the job"))?;
+    tx.exec_drop(
+        "INSERT INTO `_ferry`.`jobs` (job, binlog_base, start_pos, start_gtid) VALUES (?, ?, ?, ?)",
+        (job, binlog_base, start, start_gtid),
+    )
+    .await
+    .map_err(err("recording the job"))?;
+    let json = |v: &Option<Vec<String>>| v.as_ref().and_then(|v| serde_json::to_string(v).ok());
+    let mut rows = Vec::new();
+    for (table, ranges) in plan {
+        for (i, r) in ranges.iter().enumerate() {
+            rows.push((job.to_owned(), table.clone(), i as i32, json(&r.lo), json(&r.hi)));
+        }
+    }
+    tx.exec_batch("INSERT INTO `_ferry`.`chunks` (job, table_name, chunk, lo, hi) VALUES (?, ?, ?, ?, ?)", rows)
+        .await
+        .map_err(err("recording the chunk plan"))?;
+    tx.commit().await.map_err(err("recording the job"))
+}
+
+/// A chunk not yet copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingChunk {
+    /// Source table (`db.name`).
+    pub table: String,
+    /// Chunk number.
+    pub chunk: i32,
+    /// Key range.
+    pub range: KeyRange,
+}
+
+/// The chunks not yet copied, in order.
+pub async fn pending_chunks(conn: &mut Conn, job: &str) -> Result<Vec<PendingChunk>> {
+    let rows: Vec<(String, i32, Option<String>, Option<String>)> = conn
+        .exec(
+            "SELECT table_name, chunk, lo, hi FROM `_ferry`.`chunks` WHERE job = ? AND NOT done \
+             ORDER BY table_name, chunk",
+            (job,),
+        )
+        .await
+        .map_err(err("reading the chunk plan"))?;
+    let parse = |s: Option<String>| s.and_then(|s| serde_json::from_str::<Vec<String>>(&s).ok());
+    Ok(rows
+        .into_iter()
+        .map(|(table, chunk, lo, hi)| PendingChunk { table, chunk, range: KeyRange { lo: parse(lo), hi: parse(hi) } })
+        .collect())
+}
+
+/// Rows copied so far per table.
+pub async fn copied_rows(conn: &mut Conn, job: &str) -> Result<HashMap<String, u64>> {
+    let rows: Vec<(String, Option<u64>)> = conn
+        .exec(
+            "SELECT table_name, CAST(sum(`rows`) AS UNSIGNED) FROM `_ferry`.`chunks` WHERE job = ? AND done \
+             GROUP BY table_name",
+            (job,),
+        )
+        .await
+        .map_err(err("reading copied rows"))?;
+    Ok(rows.into_iter().map(|(t, n)| (t, n.unwrap_or(0))).collect())
+}
+
+/// The newest position each table's chunks were read at.
+pub async fn table_read_positions(conn: &mut Conn, job: &str) -> Result<HashMap<String, u64>> {
+    let rows: Vec<(String, Option<u64>)> = conn
+        .exec(
+            "SELECT table_name, max(read_pos) FROM `_ferry`.`chunks` WHERE job = ? AND done GROUP BY table_name",
+            (job,),
+        )
+        .await
+        .map_err(err("reading chunk positions"))?;
+    Ok(rows.into_iter().filter_map(|(t, p)| Some((t, p?))).collect())
+}
+
+/// Marks the full transfer done.
+pub async fn finish_full(conn: &mut Conn, job: &str) -> Result<()> {
+    conn.exec_drop("UPDATE `_ferry`.`jobs` SET full_done = TRUE WHERE job = ?", (job,))
+        .await
+        .map_err(err("marking the full transfer done"))
+}
+
+/// Forgets the job's bookkeeping.
+pub async fn forget_job(conn: &mut Conn, job: &str) -> Result<()> {
+    conn.exec_drop("DELETE FROM `_ferry`.`chunks` WHERE job = ?", (job,)).await.map_err(err("forgetting chunks"))?;
+    conn.exec_drop("DELETE FROM `_ferry`.`jobs` WHERE job = ?", (job,)).await.map_err(err("forgetting the job"))
+}
+
+/// One column's definition in the target's CREATE TABLE.
+fn column_sql(c: &crate::engine::model::ColumnDef, m: &super::catalog::MyColumn) -> String {
+    let mut s = format!("{} {}", my_ident(&c.target_name), c.type_sql);
+    if let (Some(cs), Some(coll)) = (&m.charset, &m.collation) {
+        s.push_str(&format!(" CHARACTER SET {cs} COLLATE {coll}"));
+    }
+    let extra = m.extra.to_ascii_lowercase();
+    if let Some(expr) = m.generation.as_deref().filter(|g| !g.is_empty()) {
+        let stored = if extra.contains("stored") || extra.contains("persistent") { "STORED" } else { "VIRTUAL" };
+        s.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {stored}"));
+    } else {
+        s.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
+        if let Some(d) = &m.default {
+            s.push_str(&format!(" DEFAULT {d}"));
+        }
+        if extra.contains("auto_increment") {
+            s.push_str(" AUTO_INCREMENT");
+        }
+        if let Some(on_update) = extra.find("on update ").map(|i| &m.extra[i..]) {
+            s.push(' ');
+            s.push_str(on_update);
+        }
+    }
+    if !m.comment.is_empty() {
+        s.push_str(&format!(" COMMENT {}", literal(&m.comment)));
+    }
+    s
+}
+
+/// The secondary index definitions of a table in target names; indexes on columns that are not
+/// transferred are left out (and named).
+fn index_sql(t: &MyTable) -> (Vec<(String, String)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for ix in &t.indexes {
+        let cols: Option<Vec<String>> = ix
+            .columns
+            .iter()
+            .map(|(name, prefix)| {
+                let c = t.def.columns.iter().find(|c| &c.name == name && c.selected)?;
+                Some(match prefix {
+                    Some(n) => format!("{}({n})", my_ident(&c.target_name)),
+                    None => my_ident(&c.target_name),
+                })
+            })
+            .collect();
+        let Some(cols) = cols else {
+            skipped.push(format!("{}.{}", t.def.display_target(), ix.name));
+            continue;
+        };
+        let kind = match (ix.kind.as_str(), ix.unique) {
+            ("FULLTEXT", _) => "FULLTEXT INDEX",
+            ("SPATIAL", _) => "SPATIAL INDEX",
+            (_, true) => "UNIQUE INDEX",
+            _ => "INDEX",
+        };
+        out.push((ix.name.clone(), format!("ADD {kind} {} ({})", my_ident(&ix.name), cols.join(", "))));
+    }
+    (out, skipped)
+}
+
+/// `CREATE TABLE` for a table in target names, with its primary key and, when asked, its
+/// secondary indexes.
+pub fn create_table_sql(t: &MyTable, with_indexes: bool) -> String {
+    let mut parts: Vec<String> =
+        t.def.columns.iter().zip(&t.columns).filter(|(c, _)| c.selected).map(|(c, m)| column_sql(c, m)).collect();
+    if !t.def.key.is_empty() && t.def.key_columns().all(|c| c.selected) {
+        let key: Vec<String> = t.def.key_columns().map(|c| my_ident(&c.target_name)).collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    if with_indexes {
+        for (_, ix) in index_sql(t).0 {
+            parts.push(ix.trim_start_matches("ADD ").to_owned());
+        }
+    }
+    let mut sql = format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n  {}\n)",
+        qualified(&t.def.target_schema, &t.def.target_name),
+        parts.join(",\n  ")
+    );
+    if let Some(engine) = &t.engine {
+        sql.push_str(&format!(" ENGINE={engine}"));
+    }
+    if let Some(coll) = &t.collation {
+        sql.push_str(&format!(" DEFAULT COLLATE={coll}"));
+    }
+    sql
+}
+
+/// Creates the target databases and tables (primary keys included; secondary indexes too when
+/// `with_indexes`, for jobs without a full transfer).
+pub async fn create_structure(
+    conn: &mut Conn,
+    tables: &[MyTable],
+    databases: &HashMap<String, (String, String)>,
+    with_indexes: bool,
+) -> Result<()> {
+    let mut created = BTreeSet::new();
+    for t in tables {
+        let db = &t.def.target_schema;
+        if created.insert(db.clone()) {
+            let mut sql = format!("CREATE DATABASE IF NOT EXISTS {}", my_ident(db));
+            if let Some((charset, collation)) = databases.get(&t.def.schema) {
+                sql.push_str(&format!(" CHARACTER SET {charset} COLLATE {collation}"));
+            }
+            conn.query_drop(sql).await.map_err(err(format!("creating database {db}")))?;
+        }
+        conn.query_drop(create_table_sql(t, with_indexes))
+            .await
+            .map_err(err(format!("creating table {}", t.def.display_target())))?;
+    }
+    Ok(())
+}
+
+/// Adds the secondary indexes the target tables do not have yet, one `ALTER TABLE` per table;
+/// unique ones only when `unique` (chunks read in different snapshots may hold a unique value
+/// twice until the stream has caught up). Returns the indexes left out because they use columns
+/// that are not transferred.
+pub async fn create_indexes(conn: &mut Conn, tables: &[MyTable], unique: bool) -> Result<Vec<String>> {
+    let mut skipped = Vec::new();
+    for t in tables {
+        let (wanted, left_out) = index_sql(t);
+        let wanted: Vec<(String, String)> = wanted
+            .into_iter()
+            .filter(|(name, _)| unique || !t.indexes.iter().any(|ix| &ix.name == name && ix.unique))
+            .collect();
+        skipped.extend(left_out);
+        let have: Vec<String> = conn
+            .exec(
+                "SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&t.def.target_schema, &t.def.target_name),
+            )
+            .await
+            .map_err(err("listing target indexes"))?;
+        let add: Vec<String> = wanted.into_iter().filter(|(name, _)| !have.contains(name)).map(|(_, s)| s).collect();
+        if add.is_empty() {
+            continue;
+        }
+        let sql = format!("ALTER TABLE {} {}", qualified(&t.def.target_schema, &t.def.target_name), add.join(", "));
+        conn.query_drop(sql).await.map_err(err(format!("creating indexes on {}", t.def.display_target())))?;
+    }
+    Ok(skipped)
+}
+
+/// Target tables that already hold rows.
+pub async fn non_empty_tables(conn: &mut Conn, tables: &[MyTable]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in tables {
+        let sql = format!("SELECT 1 FROM {} LIMIT 1", qualified(&t.def.target_schema, &t.def.target_name));
+        if let Ok(Some(1u8)) = conn.query_first::<u8, _>(sql).await {
+            out.push(t.def.display_target());
+        }
+    }
+    Ok(out)
+}
+
+/// `LOAD DATA` for a table's written columns; BIT goes through a variable, as the statement
+/// cannot take a bit value as text.
+pub fn load_sql(t: &MyTable) -> String {
+    let mut cols = Vec::new();
+    let mut sets = Vec::new();
+    for (i, c, m) in t.written() {
+        if m.kind == ColumnKind::Bit {
+            cols.push(format!("@v{i}"));
+            sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", my_ident(&c.target_name)));
+        } else {
+            cols.push(my_ident(&c.target_name));
+        }
+    }
+    let mut sql = format!(
+        "LOAD DATA LOCAL INFILE 'ferry-chunk' REPLACE INTO TABLE {} CHARACTER SET binary \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        qualified(&t.def.target_schema, &t.def.target_name),
+        cols.join(", ")
+    );
+    if !sets.is_empty() {
+        sql.push_str(&format!(" SET {}", sets.join(", ")));
+    }
+    sql
+}
+
+/// A chunk read from the source: its rows in `LOAD DATA` form.
+pub struct ChunkData {
+    /// Tab-separated rows.
+    pub body: Vec<u8>,
+    /// Number of rows.
+    pub rows: u64,
+}
+
+/// Writes chunks with `LOAD DATA LOCAL INFILE`, each with its ledger entry in one transaction.
+pub struct MyChunkTarget<'a> {
+    /// Target session.
+    pub conn: Conn,
+    /// Job identity.
+    pub job: &'a str,
+    /// The job's tables.
+    pub tables: &'a [MyTable],
+}
+
+impl ChunkTarget<ChunkData> for MyChunkTarget<'_> {
+    async fn write(
+        &mut self,
+        chunk: &Chunk,
+        read_position: u64,
+        data: ChunkData,
+        throttle: &Throttle,
+        tracker: &Tracker,
+    ) -> Result<u64> {
+        let t = &self.tables[chunk.table];
+        let bytes = data.body.len() as u64;
+        throttle.take(bytes).await;
+        tracker.add(Some(chunk.table), 0, bytes);
+        let what = format!("loading chunk {} of {}", chunk.number, t.def.display_name());
+        let conn = &mut self.conn;
+        conn.query_drop("START TRANSACTION").await.map_err(err(what.clone()))?;
+        if data.rows > 0 {
+            let body = Bytes::from(data.body);
+            conn.set_infile_handler(async move {
+                Ok(Box::pin(futures::stream::once(async move { Ok(body) })) as mysql_async::InfileData)
+            });
+            conn.query_drop(load_sql(t)).await.map_err(err(what.clone()))?;
+        }
+        conn.exec_drop(
+            "UPDATE `_ferry`.`chunks` SET done = TRUE, `rows` = ?, read_pos = ? \
+             WHERE job = ? AND table_name = ? AND chunk = ?",
+            (data.rows, read_position, self.job, t.def.display_name(), chunk.number),
+        )
+        .await
+        .map_err(err(what.clone()))?;
+        conn.query_drop("COMMIT").await.map_err(err(what))?;
+        Ok(data.rows)
+    }
+}
+
+/// Executes `sql` with `params` and returns the rows it affected.
+pub async fn exec_affected(conn: &mut Conn, sql: &str, params: Vec<Value>) -> Result<u64, mysql_async::Error> {
+    let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+    conn.exec_drop(sql, params).await?;
+    Ok(conn.affected_rows())
+}

@@ -1,0 +1,225 @@
+//! Values between the wire and the target, exact for every type the MySQL family stores: the
+//! binary-protocol values of the full transfer become `LOAD DATA` fields, and the binary log's
+//! row values become [`Cell`]s the applier binds.
+//!
+//! Sessions that read or write data run with `time_zone = '+00:00'`, so TIMESTAMP values travel
+//! as UTC and land unchanged.
+
+use mysql_async::Value;
+use mysql_async::binlog::value::BinlogValue;
+
+use super::catalog::ColumnKind;
+use crate::engine::model::Cell;
+
+/// `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS.ffffff` (zero dates included), as the column's type wants.
+fn date_text(kind: ColumnKind, (y, mo, d, h, mi, s, us): (u16, u8, u8, u8, u8, u8, u32)) -> String {
+    if kind == ColumnKind::Date {
+        format!("{y:04}-{mo:02}-{d:02}")
+    } else {
+        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+    }
+}
+
+/// `[-]HHH:MM:SS.ffffff`, hours counting the days (TIME spans ±838 hours).
+fn time_text(negative: bool, days: u32, h: u8, m: u8, s: u8, us: u32) -> String {
+    let hours = u64::from(days) * 24 + u64::from(h);
+    format!("{}{hours:02}:{m:02}:{s:02}.{us:06}", if negative { "-" } else { "" })
+}
+
+/// A float in a form that parses back to exactly the same value. FLOAT goes through its exact
+/// double so a parse as double followed by a rounding to float cannot land elsewhere.
+fn float_text(v: f64) -> String {
+    format!("{v:e}")
+}
+
+/// Big-endian bytes of a BIT value as a number.
+fn bits(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b))
+}
+
+/// An integer the binary log wrote without its signedness, read back as the column declares.
+fn integer(kind: ColumnKind, v: i64) -> String {
+    match kind {
+        ColumnKind::Integer { bits, unsigned: true } if v < 0 => {
+            let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            ((v as u64) & mask).to_string()
+        }
+        // The decoder reads a MEDIUMINT's three bytes without extending the sign.
+        ColumnKind::Integer { bits: 24, unsigned: false } if v >= 0x80_0000 => (v - 0x100_0000).to_string(),
+        _ => v.to_string(),
+    }
+}
+
+/// A full-transfer value as a `LOAD DATA` field's raw content; `None` for SQL NULL.
+pub fn load_field(kind: ColumnKind, value: &Value) -> Option<Vec<u8>> {
+    Some(match value {
+        Value::NULL => return None,
+        Value::Bytes(b) if kind == ColumnKind::Bit => bits(b).to_string().into_bytes(),
+        Value::Bytes(b) => b.clone(),
+        Value::Int(i) if kind == ColumnKind::Year => format!("{i:04}").into_bytes(),
+        Value::Int(i) => integer(kind, *i).into_bytes(),
+        Value::UInt(u) => u.to_string().into_bytes(),
+        Value::Float(f) => float_text(f64::from(*f)).into_bytes(),
+        Value::Double(d) => float_text(*d).into_bytes(),
+        Value::Date(y, mo, d, h, mi, s, us) => date_text(kind, (*y, *mo, *d, *h, *mi, *s, *us)).into_bytes(),
+        Value::Time(neg, days, h, m, s, us) => time_text(*neg, *days, *h, *m, *s, *us).into_bytes(),
+    })
+}
+
+/// Appends `field` to a `LOAD DATA` buffer (tab-separated, backslash escapes, `\N` for NULL).
+pub fn push_field(buf: &mut Vec<u8>, field: Option<&[u8]>) {
+    let Some(field) = field else {
+        buf.extend_from_slice(b"\\N");
+        return;
+    };
+    for &b in field {
+        match b {
+            b'\\' => buf.extend_from_slice(b"\\\\"),
+            b'\t' => buf.extend_from_slice(b"\\t"),
+            b'\n' => buf.extend_from_slice(b"\\n"),
+            0 => buf.extend_from_slice(b"\\0"),
+            _ => buf.push(b),
+        }
+    }
+}
+
+/// Why a binary-log value could not be turned into a cell.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct ValueError {
+    /// Column name.
+    pub column: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// UTC seconds (with an optional `.ffffff`) of a binary-log TIMESTAMP as a datetime.
+fn timestamp_text(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
+    let secs: i64 = secs.parse().ok()?;
+    let us: u32 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
+    if secs == 0 && us == 0 {
+        // TIMESTAMP's zero value; 1970-01-01 00:00:00 UTC itself is out of its range.
+        return Some("0000-00-00 00:00:00.000000".to_owned());
+    }
+    let t = jiff::Timestamp::from_second(secs).ok()?.to_zoned(jiff::tz::TimeZone::UTC);
+    Some(format!("{}.{us:06}", t.strftime("%Y-%m-%d %H:%M:%S")))
+}
+
+/// A binary-log row value as the cell the applier binds for a column of `kind`.
+pub fn binlog_cell(kind: ColumnKind, column: &str, value: BinlogValue<'_>) -> Result<Cell, ValueError> {
+    let bad = |message: String| ValueError { column: column.to_owned(), message };
+    let value = match value {
+        BinlogValue::Value(v) => v,
+        BinlogValue::Jsonb(j) => {
+            // MySQL's binary JSON: written back as JSON text.
+            let json: serde_json::Value =
+                j.try_into().map_err(|e| bad(format!("undecodable binary JSON value: {e:?}")))?;
+            return Ok(Cell::Bytes(json.to_string().into_bytes()));
+        }
+        BinlogValue::JsonDiff(_) => {
+            return Err(bad("partial JSON updates (binlog_row_value_options=PARTIAL_JSON) are not supported; \
+                 set binlog_row_value_options to ''"
+                .into()));
+        }
+    };
+    Ok(match (kind, value) {
+        (_, Value::NULL) => Cell::Null,
+        (ColumnKind::Bit, Value::Bytes(b)) => Cell::UInt(bits(&b)),
+        (ColumnKind::Set, Value::Bytes(b)) => {
+            // The member bitmask, little-endian.
+            Cell::UInt(b.iter().rev().fold(0u64, |n, x| (n << 8) | u64::from(*x)))
+        }
+        (ColumnKind::Enum, Value::Int(i)) => Cell::UInt(i as u64),
+        (ColumnKind::Year, Value::Bytes(b)) => {
+            // Stored as years since 1900, with 0 for the zero year 0000.
+            Cell::Text(if b == b"1900" { "0000".to_owned() } else { String::from_utf8_lossy(&b).into_owned() })
+        }
+        (ColumnKind::Timestamp, Value::Bytes(b)) => {
+            Cell::Text(timestamp_text(&b).ok_or_else(|| bad("unreadable TIMESTAMP".into()))?)
+        }
+        (ColumnKind::Other, Value::Bytes(b)) if b.is_ascii() => {
+            // DECIMAL text, or binary strings that happen to be ASCII: bytes either way.
+            Cell::Bytes(b)
+        }
+        (_, Value::Bytes(b)) => Cell::Bytes(b),
+        (_, Value::Int(i)) => Cell::Text(integer(kind, i)),
+        (_, Value::UInt(u)) => Cell::Text(u.to_string()),
+        (_, Value::Float(f)) => Cell::Text(float_text(f64::from(f))),
+        (_, Value::Double(d)) => Cell::Text(float_text(d)),
+        (kind, Value::Date(y, mo, d, h, mi, s, us)) => Cell::Text(date_text(kind, (y, mo, d, h, mi, s, us))),
+        (_, Value::Time(neg, days, h, m, s, us)) => Cell::Text(time_text(neg, days, h, m, s, us)),
+    })
+}
+
+/// A cell as a statement parameter.
+pub fn param(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null | Cell::Unchanged => Value::NULL,
+        Cell::Text(s) => Value::Bytes(s.clone().into_bytes()),
+        Cell::Bytes(b) => Value::Bytes(b.clone()),
+        Cell::UInt(u) => Value::UInt(*u),
+    }
+}
+
+/// A cell as the row filter sees it (`None` for NULL or a value without a text form).
+pub fn filter_text(cell: &Cell) -> Option<std::borrow::Cow<'_, str>> {
+    match cell {
+        Cell::Text(s) => Some(std::borrow::Cow::Borrowed(s)),
+        Cell::Bytes(b) => Some(String::from_utf8_lossy(b)),
+        Cell::UInt(u) => Some(std::borrow::Cow::Owned(u.to_string())),
+        Cell::Null | Cell::Unchanged => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsigned_integers_the_log_wrote_as_negative_come_back_whole() {
+        assert_eq!(integer(ColumnKind::Integer { bits: 64, unsigned: true }, -1), "18446744073709551615");
+        assert_eq!(integer(ColumnKind::Integer { bits: 8, unsigned: true }, -1), "255");
+        assert_eq!(integer(ColumnKind::Integer { bits: 24, unsigned: true }, -1), "16777215");
+        assert_eq!(integer(ColumnKind::Integer { bits: 32, unsigned: false }, -5), "-5");
+        assert_eq!(integer(ColumnKind::Integer { bits: 24, unsigned: false }, 0x80_0000), "-8388608");
+        assert_eq!(integer(ColumnKind::Integer { bits: 24, unsigned: false }, 0x7f_ffff), "8388607");
+    }
+
+    #[test]
+    fn floats_print_in_a_form_that_parses_back_exactly() {
+        for v in [1.2345678f32, f32::MAX, f32::MIN_POSITIVE, 16777217.0] {
+            let text = float_text(f64::from(v));
+            assert_eq!(text.parse::<f64>().unwrap() as f32, v, "{text}");
+        }
+        for v in [0.1 + 0.2, f64::MAX, 5e-324, -0.0] {
+            assert_eq!(float_text(v).parse::<f64>().unwrap().to_bits(), v.to_bits());
+        }
+    }
+
+    #[test]
+    fn load_fields_escape_what_the_format_reserves() {
+        let mut buf = Vec::new();
+        push_field(&mut buf, Some(b"a\tb\nc\\d\0"));
+        buf.push(b'\t');
+        push_field(&mut buf, None);
+        assert_eq!(buf, b"a\\tb\\nc\\\\d\\0\t\\N");
+    }
+
+    #[test]
+    fn temporal_values_print_with_zero_dates_and_negative_times() {
+        assert_eq!(date_text(ColumnKind::Other, (0, 0, 0, 0, 0, 0, 0)), "0000-00-00 00:00:00.000000");
+        assert_eq!(date_text(ColumnKind::Date, (2024, 2, 29, 0, 0, 0, 0)), "2024-02-29");
+        assert_eq!(time_text(true, 34, 22, 59, 59, 0), "-838:59:59.000000");
+        assert_eq!(timestamp_text(b"1700000000.5").unwrap(), "2023-11-14 22:13:20.500000");
+        assert_eq!(timestamp_text(b"0").unwrap(), "0000-00-00 00:00:00.000000");
+    }
+
+    #[test]
+    fn bits_and_sets_become_numbers() {
+        assert_eq!(bits(&[0x02, 0xaa]), 682);
+        let cell = binlog_cell(ColumnKind::Set, "s", BinlogValue::Value(Value::Bytes(vec![5, 0]))).unwrap();
+        assert_eq!(cell, Cell::UInt(5));
+    }
+}
