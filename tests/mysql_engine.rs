@@ -167,3 +167,149 @@ async fn every_type_round_trips_exactly_through_the_copy_and_the_stream() {
     stop.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapping_and_row_filters_apply_in_the_copy_and_in_the_stream() {
+    use ferry::api::{ColumnSelection, TableSelection};
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, SHOP).await;
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &[]);
+    spec.objects.databases[0].mapped_name = Some("shop_copy".into());
+    spec.objects.databases[0].tables = vec![TableSelection {
+        name: "orders".into(),
+        mapped_name: Some("orders_copy".into()),
+        filter: Some("total >= 100 AND note LIKE 'order%'".into()),
+        columns: Some(ColumnSelection {
+            exclude: vec!["customer".into()],
+            rename: [("note".to_owned(), "remark".to_owned())].into(),
+            ..Default::default()
+        }),
+    }];
+    let (stop, mut job) = pair.spawn("t/map", spec);
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    exec(
+        &mut src,
+        "INSERT INTO shop.orders VALUES (9001, 1, 'order in', 500), (9002, 1, 'order out', 5), (9003, 1, 'other', 900);
+         UPDATE shop.orders SET total = 1 WHERE id = 1400;      -- moves out of the filter
+         UPDATE shop.orders SET total = 1000 WHERE id = 50;     -- moves into it
+         UPDATE shop.orders SET note = 'order renamed' WHERE id = 2000;
+         UPDATE shop.orders SET customer = 5 WHERE id = 2001;   -- only an excluded column changes
+         DELETE FROM shop.orders WHERE id IN (3000, 3001);",
+    )
+    .await;
+    let want = "SELECT id, note, total FROM shop.orders WHERE total >= 100 AND note LIKE 'order%' ORDER BY id";
+    let have = "SELECT id, remark, total FROM shop_copy.orders_copy ORDER BY id";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let a: Vec<(i64, String, String)> = src.query(want).await.unwrap();
+        let b: Vec<(i64, String, String)> = tgt.query(have).await.unwrap_or_default();
+        if a == b {
+            assert!(a.iter().any(|r| r.0 == 9001) && a.iter().any(|r| r.0 == 50) && !a.iter().any(|r| r.0 == 1400));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} rows on the target, {} wanted", b.len(), a.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let columns: Vec<String> = tgt
+        .query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'shop_copy' AND TABLE_NAME = 'orders_copy' ORDER BY ORDINAL_POSITION")
+        .await
+        .unwrap();
+    assert_eq!(columns, ["id", "remark", "total"]);
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_on_selected_tables_is_replayed_with_the_mapping_when_enabled() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, SHOP).await;
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &[]);
+    spec.objects.databases[0].all = true;
+    spec.objects.databases[0].mapped_name = Some("shop2".into());
+    spec.policy.ddl.enabled = true;
+    let (stop, mut job) = pair.spawn("t/ddl", spec);
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    exec(
+        &mut src,
+        "USE shop;
+         ALTER TABLE orders ADD COLUMN status varchar(10) NOT NULL DEFAULT 'new' AFTER customer, ADD INDEX by_status (status);
+         UPDATE orders SET status = 'paid' WHERE id < 10;
+         INSERT INTO orders VALUES (9100, 1, 'shipped', 'ddl row', 10);
+         CREATE TABLE shop.refunds (id int PRIMARY KEY, amount decimal(8,2));
+         INSERT INTO refunds VALUES (1, 9.99), (2, 19.99);
+         RENAME TABLE `lines` TO order_lines;
+         INSERT INTO order_lines VALUES (9999, 1, 'after rename');
+         TRUNCATE TABLE audit;
+         INSERT INTO audit VALUES ('fresh');
+         ALTER TABLE orders DROP COLUMN status;
+         INSERT INTO orders VALUES (9101, 2, 'after drop', 11);",
+    )
+    .await;
+    for (s, t) in [
+        ("shop.orders", "shop2.orders"),
+        ("shop.refunds", "shop2.refunds"),
+        ("shop.order_lines", "shop2.order_lines"),
+        ("shop.audit", "shop2.audit"),
+    ] {
+        if let Err(e) = my_support::try_wait_equal(&pair, s, t, Duration::from_secs(20)).await {
+            panic!("{e}; job: {:?}", job.is_finished().then_some("ended"));
+        }
+    }
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_is_ignored_when_disabled_and_a_changed_table_stops_the_job_clearly() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, SHOP).await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["orders", "lines"]);
+    let (_stop, mut job) = pair.spawn("t/noddl", spec);
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    // Index changes are ignored and rows keep flowing.
+    exec(&mut src, "CREATE INDEX by_sku ON shop.lines (sku); INSERT INTO shop.lines VALUES (7777, 1, 'still here')")
+        .await;
+    wait_equal(&pair, "shop.lines", "shop.lines", Duration::from_secs(20)).await;
+    let indexes: u64 = tgt
+        .query_first(
+            "SELECT count(*) FROM information_schema.STATISTICS WHERE TABLE_NAME = 'lines' AND INDEX_NAME = 'by_sku'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(indexes, 0, "the index was not replayed");
+    // A new column the target does not have: the job stops and says why.
+    exec(&mut src, "ALTER TABLE shop.orders ADD COLUMN extra int; INSERT INTO shop.orders VALUES (9200, 1, 'x', 1, 5)")
+        .await;
+    let err =
+        tokio::time::timeout(Duration::from_secs(30), &mut job).await.expect("the job stops").unwrap().unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("shop.orders") && msg.contains("policy.ddl"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incremental_job_starts_at_a_given_gtid_position() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, SHOP).await;
+    // The target was loaded by other means up to this GTID position.
+    let at: String = src.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    let mut tgt = pair.target().await;
+    exec(&mut tgt, "CREATE DATABASE shop; CREATE TABLE shop.lines (order_id bigint, line int, sku varchar(20), PRIMARY KEY (order_id, line))").await;
+    let mut dump: Vec<(i64, i32, String)> = src.query("SELECT * FROM shop.lines").await.unwrap();
+    // Later changes: only these must be streamed.
+    exec(&mut src, "INSERT INTO shop.lines VALUES (5000, 1, 'new'); UPDATE shop.lines SET sku = 'changed' WHERE order_id = 1; DELETE FROM shop.lines WHERE order_id = 2").await;
+    tgt.exec_batch("INSERT INTO shop.lines VALUES (?, ?, ?)", dump.drain(..)).await.unwrap();
+    let mut spec = pair.spec(TaskType::IncrTrans, &["lines"]);
+    spec.start_position = Some(at);
+    let (stop, job) = pair.spawn("t/gtid", spec);
+    wait_equal(&pair, "shop.lines", "shop.lines", Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}

@@ -65,6 +65,7 @@ impl SyncJobSpec {
             paused: false,
             stopped: false,
             start_time: None,
+            start_position: None,
             precheck: None,
         }
     }

@@ -371,6 +371,13 @@ pub struct SyncJobSpec {
     /// Scheduled start (RFC 3339). Until then the job waits in `WAITING_FOR_START`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+    /// `INCR_TRANS` from a MySQL-family source only: where the change stream starts, for a
+    /// target already loaded by other means up to that point — a MariaDB GTID position
+    /// (`0-1-42`, one `domain-server-sequence` per domain, comma-separated) or a binary log file
+    /// and offset (`mariadb-bin.000003:1234`). Default: the source's position when the job first
+    /// starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_position: Option<String>,
     /// Precheck skips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precheck: Option<PrecheckSpec>,

@@ -10,7 +10,7 @@ use super::common::{
     ColumnSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SecretKeyRef, TableSelection, TlsMode,
 };
 use super::compare::{CompareModeKind, CompareTaskSpec};
-use super::syncjob::{SpeedLimit, SyncJobSpec};
+use super::syncjob::{SpeedLimit, SyncJobSpec, TaskType};
 
 /// One violation: which field and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -423,6 +423,15 @@ impl Validate for SyncJobSpec {
                 }
             }
         }
+        if let Some(p) = &self.start_position {
+            if self.task_type != TaskType::IncrTrans {
+                errs.push("spec.startPosition", "only an INCR_TRANS job starts from a given position");
+            } else if !self.source.engine.is_mysql_family() {
+                errs.push("spec.startPosition", "only MySQL and MariaDB sources can start from a given position");
+            } else if let Err(e) = check_start_position(p) {
+                errs.push("spec.startPosition", e);
+            }
+        }
         if let Some(w) = &self.worker
             && w.image.as_deref().is_some_and(|i| i.trim().is_empty())
         {
@@ -430,6 +439,25 @@ impl Validate for SyncJobSpec {
         }
         errs.0
     }
+}
+
+/// Checks a start position: `file:offset` or a MariaDB GTID position (`0-1-42,1-2-7`).
+pub fn check_start_position(p: &str) -> Result<(), String> {
+    if let Some((file, offset)) = p.rsplit_once(':') {
+        let seq = file.rsplit_once('.').map(|(_, s)| s).unwrap_or("");
+        if seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) || offset.parse::<u32>().is_err() {
+            return Err(format!("{p:?} is not a binary log file:offset such as mariadb-bin.000003:1234"));
+        }
+        return Ok(());
+    }
+    let gtid = |part: &str| {
+        let nums: Vec<&str> = part.trim().split('-').collect();
+        nums.len() == 3 && nums.iter().all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if p.trim().is_empty() || !p.split(',').all(gtid) {
+        return Err(format!("{p:?} is neither a GTID position such as 0-1-42 nor a file:offset"));
+    }
+    Ok(())
 }
 
 /// Checks a five-field cron expression: minute, hour, day of month, month, day of week.

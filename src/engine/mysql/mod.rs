@@ -95,7 +95,19 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         None => {
             let at = current_position(&mut src).await?;
             let names = BinlogNames::of(&at.file)?;
-            let start = names.encode(&at.file, at.position)?;
+            let (start, start_gtid) = match spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) {
+                None => (names.encode(&at.file, at.position)?, at.gtid.to_string()),
+                Some(p) => match p.rsplit_once(':') {
+                    Some((file, offset)) => {
+                        let offset = offset.parse().map_err(|_| {
+                            EngineError::Unsupported(format!("spec.startPosition {p:?}: the offset is not a number"))
+                        })?;
+                        (names.encode(file, offset)?, String::new())
+                    }
+                    // A GTID position: the stream finds the file; positions are learnt from it.
+                    None => (0, p.to_owned()),
+                },
+            };
             let dbs: Vec<String> = tables.iter().map(|t| t.def.schema.clone()).collect();
             let databases = catalog::database_charsets(&mut src, &dbs).await?;
             target::create_structure(&mut tgt, &tables, &databases, !spec.task_type.has_full() && spec.policy.indexes)
@@ -107,8 +119,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                     plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk).await?));
                 }
             }
-            target::record_job(&mut tgt, job.id, &names.base, start, &at.gtid.to_string(), &plan).await?;
-            tracing::info!(job = job.id, position = %names.display(start), gtid = %at.gtid, "structure and chunk plan ready");
+            target::record_job(&mut tgt, job.id, &names.base, start, &start_gtid, &plan).await?;
+            tracing::info!(job = job.id, position = %names.display(start), gtid = %start_gtid, "structure and chunk plan ready");
             target::job_state(&mut tgt, job.id)
                 .await?
                 .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
@@ -150,7 +162,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     if spec.task_type.has_full() && from < safe_end {
         // Chunks were read in snapshots after the start: replay up to the newest so the copy is
         // consistent as of that moment.
-        apply_stream(&job, &mut tgt, &tables, &names, from, safe_end, Some(safe_end), state.ddl_attempted).await?;
+        let at = From::Position(from);
+        apply_stream(&job, &mut tgt, &tables, &names, at, safe_end, Some(safe_end), state.ddl_attempted).await?;
         if *job.stop.borrow() {
             return Ok(Outcome::Stopped);
         }
@@ -170,6 +183,11 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         job.tracker.table_state(t, TableState::Streaming);
     }
     job.tracker.stage(TransferStage::Incremental);
+    // A job told to start at a GTID position starts there until it has a checkpoint.
+    let from = match state.checkpoint {
+        None if state.start == 0 => From::Gtid(state.start_gtid.clone()),
+        _ => From::Position(from),
+    };
     apply_stream(&job, &mut tgt, &tables, &names, from, safe_end, None, state.ddl_attempted).await?;
     Ok(Outcome::Stopped)
 }
@@ -202,6 +220,14 @@ async fn full_transfer(job: &Job<'_>, tgt: &mut Conn, tables: &[MyTable], names:
     copy::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
 }
 
+/// Where a stream starts.
+enum From {
+    /// A position of ours (file and offset).
+    Position(u64),
+    /// A MariaDB GTID position.
+    Gtid(String),
+}
+
 /// Applies the change stream from `from` until stopped, or (with `until`) until that position
 /// is applied or the log ends.
 #[allow(clippy::too_many_arguments)]
@@ -210,7 +236,7 @@ async fn apply_stream(
     tgt: &mut Conn,
     tables: &[MyTable],
     names: &BinlogNames,
-    from: u64,
+    from: From,
     safe_end: u64,
     until: Option<u64>,
     ddl_attempted: Option<u64>,
@@ -223,9 +249,15 @@ async fn apply_stream(
         .iter()
         .map(|t| if t.def.key.is_empty() { read.get(&t.def.display_name()).copied() } else { None })
         .collect();
-    let (file, offset) = names.decode(from);
+    let start = match from {
+        From::Position(p) => {
+            let (file, offset) = names.decode(p);
+            StartAt::File(file, offset)
+        }
+        From::Gtid(g) => StartAt::Gtid(g),
+    };
     let opts = StreamOptions {
-        start: StartAt::File(file, offset),
+        start,
         until_end_of_log: until.is_some(),
         server_id: stream::server_id_for(job.id),
         tables: tables.to_vec(),
