@@ -1,0 +1,212 @@
+//! A `ferry run` worker of a MariaDB → MariaDB job killed with SIGKILL at any moment and started
+//! again converges to a target equal to the source, with no row lost or doubled. Each test kills
+//! it at a different point while the source keeps changing.
+
+mod my_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ferry::api::{SpeedLimit, TaskType, Tuning};
+use my_support::{MyPair, exec, rows, try_wait_equal};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+struct Runner {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Runner {
+    fn start(dir: &Path, manifest: &Path, attempt: u32) -> Runner {
+        let log = dir.join(format!("run-{attempt}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args(["run", "-f"])
+            .arg(manifest)
+            .arg("--status-file")
+            .arg(dir.join("status.json"))
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Runner { child, log }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no chance to reach a checkpoint.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit status must be 0 (a clean stop at a checkpoint).
+    fn stop_cleanly(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "ferry run exited with {status}:\n{}", self.log());
+                return;
+            }
+            assert!(Instant::now() < deadline, "ferry run did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("ferry run exited early with {status}:\n{}", self.log());
+        }
+    }
+}
+
+/// Changes the source without pause until stopped: inserts, updates (some moving keys), deletes,
+/// and inserts into the keyless table.
+fn writer(pair: &MyPair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let opts = pair.source.opts(Some("shop"));
+    tokio::spawn(async move {
+        let mut conn = Conn::new(opts).await.unwrap();
+        let mut i: u64 = 0;
+        while running.load(Ordering::SeqCst) {
+            let n = i as i64;
+            conn.query_drop(format!(
+                "BEGIN;
+                 INSERT INTO accounts VALUES ({new}, {n}, 'new');
+                 UPDATE accounts SET balance = balance + 1, note = 'upd {n}' WHERE id = {upd};
+                 DELETE FROM accounts WHERE id = {del};
+                 UPDATE accounts SET id = {moved_to} WHERE id = {moved};
+                 INSERT INTO events VALUES ({n}, 'e{n}');
+                 COMMIT;",
+                new = 1_000_000 + n,
+                upd = 1 + (n * 7) % 30_000,
+                del = 2 + (n * 13) % 30_000,
+                moved = 3 + (n * 17) % 30_000,
+                moved_to = 2_000_000 + n,
+            ))
+            .await
+            .unwrap();
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        i
+    })
+}
+
+async fn setup(pair: &MyPair, dir: &Path) -> PathBuf {
+    exec(
+        &mut pair.source().await,
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE accounts (id bigint PRIMARY KEY, balance decimal(14,2) NOT NULL, note text);
+         INSERT INTO accounts SELECT seq, seq / 3.0, concat('row ', seq) FROM seq_1_to_30000;
+         CREATE TABLE events (n bigint, label text);
+         INSERT INTO events SELECT -seq, 'old' FROM seq_1_to_2000;",
+    )
+    .await;
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["accounts", "events"]);
+    spec.tuning = Some(Tuning {
+        batch_rows: Some(3000),
+        read_parallelism: Some(2),
+        apply_batch_transactions: Some(20),
+        ..Default::default()
+    });
+    // Slow the full transfer down so the kills land inside it.
+    spec.speed_limits = vec![SpeedLimit { begin: "00:00".into(), end: "23:59".into(), mb_per_second: 1 }];
+    let manifest = dir.join("job.yaml");
+    std::fs::write(&manifest, pair.manifest("resume", &spec)).unwrap();
+    manifest
+}
+
+async fn until(what: &str, runner: &mut Runner, tgt: &mut Conn, sql: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        runner.assert_running();
+        if let Ok(Some(Some(true))) = tgt.query_first::<Option<bool>, _>(sql).await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}:\n{}", runner.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Starts the job, kills it when `kill_when` holds on the target, starts it again, and checks
+/// the target converges while writes go on.
+async fn kill_and_resume(kill_when: &str) {
+    let pair = MyPair::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = setup(&pair, dir.path()).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writes = writer(&pair, Arc::clone(&running));
+    let mut tgt = pair.target().await;
+
+    let t0 = Instant::now();
+    let mut first = Runner::start(dir.path(), &manifest, 1);
+    until(kill_when, &mut first, &mut tgt, kill_when).await;
+    first.kill();
+    eprintln!("{:?} killed", t0.elapsed());
+
+    let mut second = Runner::start(dir.path(), &manifest, 2);
+    let streaming = "SELECT checkpoint_pos IS NOT NULL FROM _ferry.jobs";
+    until("the incremental phase", &mut second, &mut tgt, streaming).await;
+    eprintln!("{:?} second run streaming", t0.elapsed());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::SeqCst);
+    let n = writes.await.unwrap();
+    assert!(n > 0);
+    for table in ["shop.accounts", "shop.events"] {
+        if let Err(e) = try_wait_equal(&pair, table, table, Duration::from_secs(60)).await {
+            panic!(
+                "{e}\n--- first run:\n{}\n--- second run:\n{}",
+                std::fs::read_to_string(dir.path().join("run-1.log")).unwrap_or_default(),
+                second.log()
+            );
+        }
+    }
+    eprintln!("{:?} equal", t0.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: ferry::api::SyncJobStatus =
+            serde_json::from_slice(&std::fs::read(dir.path().join("status.json")).unwrap()).expect("a SyncJob status");
+        assert_eq!(status.phase, Some(ferry::api::SyncJobPhase::IncreTransferStarted));
+        if status.checkpoint.and_then(|c| c.position).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in the status file:\n{}", second.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.stop_cleanly();
+    let mut src = pair.source().await;
+    assert_eq!(
+        rows(&mut src, "shop.events").await,
+        rows(&mut tgt, "shop.events").await,
+        "no doubled rows in the keyless table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_the_first_chunks_are_copied_it_resumes() {
+    kill_and_resume("SELECT EXISTS (SELECT 1 FROM _ferry.jobs)").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_halfway_through_the_full_transfer_it_copies_only_the_rest() {
+    kill_and_resume("SELECT sum(done) >= 4 AND sum(NOT done) > 0 FROM _ferry.chunks").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_full_and_the_incremental_transfer_it_resumes() {
+    kill_and_resume("SELECT full_done FROM _ferry.jobs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_applying_changes_it_applies_each_exactly_once() {
+    kill_and_resume("SELECT checkpoint_pos IS NOT NULL AND updated_at > now(6) - INTERVAL 1 SECOND FROM _ferry.jobs")
+        .await;
+}
