@@ -108,3 +108,29 @@ async fn a_wrong_password_fails_the_connection_and_is_never_echoed() {
     assert!(conn.reason.as_deref().unwrap().contains("Access denied"), "{conn:?}");
     assert!(!format!("{items:?}").contains("N0t-the-Pa55"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_the_stream_cannot_evaluate_and_a_target_without_local_infile_fail() {
+    let source = MariaDbServer::start().unwrap();
+    let target =
+        MariaDbServer::start_with(MariaDbOptions { extra_args: vec!["--local-infile=0".into()], ..Default::default() })
+            .unwrap();
+    setup(&source, "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note text)").await;
+    let mut spec = spec(&source, &target, &["orders"]);
+    spec.objects.databases[0].tables[0].filter = Some("lower(note) = 'x'".into());
+    let items = engine::precheck(&spec, &creds(&source, &target)).await;
+    let filters = find(&items, "source.filters");
+    assert_eq!(filters.result, PrecheckResult::Failed);
+    assert!(
+        filters.reason.as_deref().unwrap().contains("shop.orders")
+            && filters.reason.as_deref().unwrap().contains("lower"),
+        "{filters:?}"
+    );
+    let infile = find(&items, "target.localInfile");
+    assert_eq!(infile.result, PrecheckResult::Failed);
+    assert!(infile.fix.as_deref().unwrap().contains("local_infile"), "{infile:?}");
+    // A filter within the subset passes.
+    spec.objects.databases[0].tables[0].filter = Some("id > 10 AND note LIKE 'a%'".into());
+    let items = engine::precheck(&spec, &creds(&source, &target)).await;
+    assert_eq!(find(&items, "source.filters").result, PrecheckResult::Passed);
+}

@@ -261,3 +261,25 @@ fn merge_patch_follows_rfc_7386() {
     batch::merge_patch(&mut doc, &serde_json::json!({"a": {"b": null, "d": 4}, "l": [3], "n": {"x": 1}}));
     assert_eq!(doc, serde_json::json!({"a": {"c": 2, "d": 4}, "l": [3], "k": "v", "n": {"x": 1}}));
 }
+
+#[test]
+fn a_start_position_is_only_for_incremental_mysql_jobs_and_must_parse() {
+    let mut s = SyncJobSpec::test();
+    s.start_position = Some("0-1-42".into());
+    rejects(&s, "spec.startPosition", "INCR_TRANS");
+    s.task_type = TaskType::IncrTrans;
+    rejects(&s, "spec.startPosition", "MySQL and MariaDB");
+    s.source.engine = Engine::Mariadb;
+    s.target.engine = Engine::Mariadb;
+    s.objects.databases[0].schemas.clear();
+    s.objects.databases[0].tables = vec![table("orders")];
+    assert!(!paths(&s.validate()).contains(&"spec.startPosition"), "{:?}", s.validate());
+    for good in ["0-1-42,1-2-7", "mariadb-bin.000003:1234"] {
+        s.start_position = Some(good.into());
+        assert!(!paths(&s.validate()).contains(&"spec.startPosition"), "{good}");
+    }
+    for bad in ["", "0-1", "abc", "mariadb-bin:12", "mariadb-bin.000003:x"] {
+        s.start_position = Some(bad.into());
+        rejects(&s, "spec.startPosition", "");
+    }
+}

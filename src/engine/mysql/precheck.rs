@@ -199,6 +199,28 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &mut Conn, spec: &SyncJ
             items.push(passed("source.tablesExist"));
             let keyless: Vec<String> = tables.iter().filter(|t| t.key.is_empty()).map(TableDef::display_name).collect();
             if spec.task_type.has_incremental() {
+                let unfit: Vec<String> = tables
+                    .iter()
+                    .filter_map(|t| {
+                        let f = t.filter.as_deref()?;
+                        let e = crate::engine::filter::RowFilter::parse(f).err()?;
+                        Some(format!("{}: {e}", t.display_name()))
+                    })
+                    .collect();
+                items.push(if unfit.is_empty() {
+                    passed("source.filters")
+                } else {
+                    item(
+                        "source.filters",
+                        PrecheckResult::Failed,
+                        Some(format!(
+                            "row filters too complex to evaluate on binary log rows: {}",
+                            unfit.join("; ")
+                        )),
+                        Some("write the filter with column comparisons, IN, BETWEEN, LIKE, IS NULL, AND/OR/NOT and literals only (no functions or arithmetic)"),
+                        false,
+                    )
+                });
                 items.push(if keyless.is_empty() {
                     passed("source.primaryKeys")
                 } else {
@@ -245,6 +267,18 @@ async fn target_checks(items: &mut Vec<PrecheckItem>, tgt: &mut Conn, spec: &Syn
     if !spec.task_type.has_full() || tables.is_empty() {
         return;
     }
+    let local_infile = variable(tgt, "local_infile").await.unwrap_or_default();
+    items.push(if local_infile.eq_ignore_ascii_case("ON") || local_infile == "1" {
+        passed("target.localInfile")
+    } else {
+        item(
+            "target.localInfile",
+            PrecheckResult::Failed,
+            Some("the target refuses LOAD DATA LOCAL INFILE (local_infile is OFF), which the full transfer loads chunks with".into()),
+            Some("SET GLOBAL local_infile = ON on the target (MySQL 8 ships with it off)"),
+            false,
+        )
+    });
     let mut full = Vec::new();
     for t in tables {
         let exists: Option<u8> = tgt
