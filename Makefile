@@ -2,13 +2,18 @@
 # what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: demo test deps lint crds crds-check bench
+.PHONY: demo demo-mariadb test deps lint crds crds-check bench bench-mysql
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
 demo: deps
 	$(CARGO) build --release --locked --bin ferry
 	$(CARGO) run --release --locked --quiet --example demo
+
+## demo-mariadb: the same with two throwaway MariaDB servers
+demo-mariadb: deps
+	$(CARGO) build --release --locked --bin ferry
+	$(CARGO) run --release --locked --quiet --example demo_mariadb
 
 ## test: install what is missing, then format check, clippy, CRD drift check and every test
 test: deps lint crds-check
@@ -36,3 +41,8 @@ crds-check: crds
 ## bench: Ferry's PostgreSQL full transfer and change stream side by side with pg_dump and pgcopydb
 bench:
 	scripts/bench-pg.sh
+
+## bench-mysql: Ferry's MariaDB full transfer and change stream side by side with mysqldump,
+## mydumper/myloader and a sysbench write load
+bench-mysql:
+	scripts/bench-mysql.sh

@@ -2,7 +2,7 @@
 //!
 //! It reads the manifests a user would `kubectl apply` (Secrets and one SyncJob), and drives the
 //! same lifecycle state machine the operator uses, carrying out its actions in-process: the
-//! precheck runs inline, the "worker" is the engine on a task, the release drops the slot.
+//! precheck runs inline, the "worker" is the engine on a task, the release drops what the job holds (PostgreSQL: the slot).
 //! Phases and progress go to the terminal; `--status-file` gets the status as JSON.
 
 mod display;
@@ -198,7 +198,11 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
                     let _ = stop_tx.send(true);
                 }
                 Action::RunRelease { .. } => {
-                    display.note("releasing the replication slot and publication");
+                    display.note(if spec.source.engine == crate::api::Engine::Postgresql {
+                        "releasing the replication slot and publication"
+                    } else {
+                        "releasing the job's bookkeeping on the target"
+                    });
                     observed.release = match engine::release(&id, &spec, &credentials).await {
                         Ok(()) => ReleaseState::Succeeded,
                         Err(e) => ReleaseState::Failed { code: e.code().into(), message: e.to_string() },
@@ -228,7 +232,11 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
                 ));
             }
             SyncJobPhase::FullTransferComplete if matches!(observed.worker, WorkerState::Succeeded { .. }) => {
-                display.done("full transfer complete; slot and publication released");
+                display.done(if spec.source.engine == crate::api::Engine::Postgresql {
+                    "full transfer complete; slot and publication released"
+                } else {
+                    "full transfer complete"
+                });
                 return Ok(());
             }
             SyncJobPhase::ReleaseResourceComplete => {
