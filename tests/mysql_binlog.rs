@@ -66,7 +66,7 @@ async fn a_consistent_snapshot_sees_exactly_the_transactions_before_its_gtid_pos
         writer.exec_drop("INSERT INTO shop.t VALUES (?)", (i,)).await.unwrap();
     }
     let mut reader = Conn::new(server.opts(None)).await.unwrap();
-    let snap = snapshot::start(&mut reader).await.unwrap();
+    let snap = snapshot::start(&mut reader, true).await.unwrap();
     // Commits after the snapshot: invisible to it, and after its position in the log.
     for i in 10..15 {
         writer.exec_drop("INSERT INTO shop.t VALUES (?)", (i,)).await.unwrap();

@@ -313,3 +313,19 @@ async fn an_incremental_job_starts_at_a_given_gtid_position() {
     stop.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_change_logged_as_a_statement_stops_the_job_instead_of_being_lost() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, SHOP).await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["orders"]);
+    let (_stop, mut job) = pair.spawn("t/stmt", spec);
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    exec(&mut src, "SET SESSION binlog_format = 'STATEMENT'; INSERT INTO shop.orders VALUES (9300, 1, 'stmt', 1)")
+        .await;
+    let err =
+        tokio::time::timeout(Duration::from_secs(30), &mut job).await.expect("the job stops").unwrap().unwrap_err();
+    assert!(err.to_string().contains("binlog_format=ROW"), "{err}");
+}

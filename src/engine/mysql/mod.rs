@@ -60,9 +60,9 @@ impl Job<'_> {
     }
 }
 
-/// The source's current binary log position (for jobs without a full transfer).
+/// The source's current binary log position: at or before every snapshot taken after it.
 async fn current_position(src: &mut Conn) -> Result<snapshot::SnapshotPosition> {
-    let at = snapshot::start(src).await?;
+    let at = snapshot::start(src, false).await?;
     src.query_drop("COMMIT").await.map_err(|e| EngineError::query(Side::Source, "ending a snapshot", e))?;
     Ok(at)
 }

@@ -13,7 +13,7 @@ use super::catalog::{ColumnKind, MyTable};
 use super::snapshot;
 use super::stream::BinlogNames;
 use super::target::{ChunkData, qualified};
-use super::values::{load_field, push_field};
+use super::values::push_value;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::model::KeyRange;
 use crate::engine::snapshot::{Chunk, ChunkSource};
@@ -159,7 +159,8 @@ impl ChunkSource for MyChunkSource<'_> {
 
     async fn read(&mut self, chunk: &Chunk) -> Result<(u64, ChunkData)> {
         let t = &self.tables[chunk.table];
-        let at = snapshot::start(&mut self.conn).await?;
+        // A keyless table's changes up to the snapshot are skipped: that needs its exact position.
+        let at = snapshot::start(&mut self.conn, t.def.key.is_empty()).await?;
         let position = self.names.encode(&at.file, at.position)?;
         let (cond, params) = chunk_where(t, &chunk.range);
         let sql = format!("SELECT {} FROM {} WHERE {cond}", select_sql(t), qualified(&t.def.schema, &t.def.name));
@@ -176,7 +177,7 @@ impl ChunkSource for MyChunkSource<'_> {
                     if i > 0 {
                         body.push(b'\t');
                     }
-                    push_field(&mut body, load_field(kinds[i], value).as_deref());
+                    push_value(&mut body, kinds[i], value);
                 }
                 body.push(b'\n');
                 rows += 1;

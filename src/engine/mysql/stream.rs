@@ -388,6 +388,20 @@ impl Decoder {
                 }
                 return Ok(Vec::new());
             }
+            StatementKind::Other => {
+                // A row change logged as a statement (binlog_format changed at runtime, or a
+                // session that set it): it cannot be applied, and skipping it would lose it.
+                let word = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let dml = ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"].contains(&word.as_str());
+                let ours = self.opts.tables.iter().any(|t| t.def.schema == schema || sql.contains(&t.def.schema));
+                if dml && ours {
+                    return Err(EngineError::SourceUnfit(format!(
+                        "a row change on a selected database was logged as a statement ({word} …), not as rows: the \
+                         source must run with binlog_format=ROW for every session; the job cannot apply it"
+                    )));
+                }
+                return Ok(Vec::new());
+            }
             _ => return Ok(Vec::new()),
         };
         let default_db = if schema.is_empty() { None } else { Some(schema) };

@@ -50,37 +50,61 @@ fn integer(kind: ColumnKind, v: i64) -> String {
     }
 }
 
-/// A full-transfer value as a `LOAD DATA` field's raw content; `None` for SQL NULL.
-pub fn load_field(kind: ColumnKind, value: &Value) -> Option<Vec<u8>> {
-    Some(match value {
-        Value::NULL => return None,
-        Value::Bytes(b) if kind == ColumnKind::Bit => bits(b).to_string().into_bytes(),
-        Value::Bytes(b) => b.clone(),
-        Value::Int(i) if kind == ColumnKind::Year => format!("{i:04}").into_bytes(),
-        Value::Int(i) => integer(kind, *i).into_bytes(),
-        Value::UInt(u) => u.to_string().into_bytes(),
-        Value::Float(f) => float_text(f64::from(*f)).into_bytes(),
-        Value::Double(d) => float_text(*d).into_bytes(),
-        Value::Date(y, mo, d, h, mi, s, us) => date_text(kind, (*y, *mo, *d, *h, *mi, *s, *us)).into_bytes(),
-        Value::Time(neg, days, h, m, s, us) => time_text(*neg, *days, *h, *m, *s, *us).into_bytes(),
-    })
+/// Appends a full-transfer value to a `LOAD DATA` buffer as one field (tab-separated, backslash
+/// escapes, `\N` for NULL), without an allocation per value.
+pub fn push_value(buf: &mut Vec<u8>, kind: ColumnKind, value: &Value) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = match value {
+        Value::NULL => {
+            buf.extend_from_slice(b"\\N");
+            Ok(())
+        }
+        Value::Bytes(b) if kind == ColumnKind::Bit => write!(buf, "{}", bits(b)),
+        Value::Bytes(b) => {
+            push_escaped(buf, b);
+            Ok(())
+        }
+        Value::Int(i) if kind == ColumnKind::Year => write!(buf, "{i:04}"),
+        Value::Int(i) => match kind {
+            ColumnKind::Integer { unsigned: true, .. } | ColumnKind::Integer { bits: 24, .. } => {
+                write!(buf, "{}", integer(kind, *i))
+            }
+            _ => write!(buf, "{i}"),
+        },
+        Value::UInt(u) => write!(buf, "{u}"),
+        Value::Float(f) => write!(buf, "{:e}", f64::from(*f)),
+        Value::Double(d) => write!(buf, "{d:e}"),
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            if kind == ColumnKind::Date {
+                write!(buf, "{y:04}-{mo:02}-{d:02}")
+            } else {
+                write!(buf, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+            }
+        }
+        Value::Time(neg, days, h, m, s, us) => {
+            let hours = u64::from(*days) * 24 + u64::from(*h);
+            write!(buf, "{}{hours:02}:{m:02}:{s:02}.{us:06}", if *neg { "-" } else { "" })
+        }
+    };
 }
 
-/// Appends `field` to a `LOAD DATA` buffer (tab-separated, backslash escapes, `\N` for NULL).
-pub fn push_field(buf: &mut Vec<u8>, field: Option<&[u8]>) {
-    let Some(field) = field else {
-        buf.extend_from_slice(b"\\N");
-        return;
-    };
-    for &b in field {
-        match b {
-            b'\\' => buf.extend_from_slice(b"\\\\"),
-            b'\t' => buf.extend_from_slice(b"\\t"),
-            b'\n' => buf.extend_from_slice(b"\\n"),
-            0 => buf.extend_from_slice(b"\\0"),
-            _ => buf.push(b),
-        }
+/// Appends bytes with the characters the `LOAD DATA` format reserves escaped.
+fn push_escaped(buf: &mut Vec<u8>, field: &[u8]) {
+    let mut start = 0;
+    for (i, &b) in field.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0 => b"\\0",
+            _ => continue,
+        };
+        buf.extend_from_slice(&field[start..i]);
+        buf.extend_from_slice(esc);
+        start = i + 1;
     }
+    buf.extend_from_slice(&field[start..]);
 }
 
 /// Why a binary-log value could not be turned into a cell.
@@ -201,10 +225,14 @@ mod tests {
     #[test]
     fn load_fields_escape_what_the_format_reserves() {
         let mut buf = Vec::new();
-        push_field(&mut buf, Some(b"a\tb\nc\\d\0"));
+        push_value(&mut buf, ColumnKind::Text, &Value::Bytes(b"a\tb\nc\\d\0e".to_vec()));
         buf.push(b'\t');
-        push_field(&mut buf, None);
-        assert_eq!(buf, b"a\\tb\\nc\\\\d\\0\t\\N");
+        push_value(&mut buf, ColumnKind::Text, &Value::NULL);
+        buf.push(b'\t');
+        push_value(&mut buf, ColumnKind::Year, &Value::Int(0));
+        buf.push(b'\t');
+        push_value(&mut buf, ColumnKind::Bit, &Value::Bytes(vec![0x02, 0xaa]));
+        assert_eq!(buf, b"a\\tb\\nc\\\\d\\0e\t\\N\t0000\t682");
     }
 
     #[test]
