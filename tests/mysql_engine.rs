@@ -329,3 +329,24 @@ async fn a_row_change_logged_as_a_statement_stops_the_job_instead_of_being_lost(
         tokio::time::timeout(Duration::from_secs(30), &mut job).await.expect("the job stops").unwrap().unwrap_err();
     assert!(err.to_string().contains("binlog_format=ROW"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_columns_are_recreated_and_never_written() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; CREATE TABLE shop.items (id int PRIMARY KEY, price decimal(8,2), qty int,
+             total decimal(10,2) AS (price * qty) STORED, label varchar(40) AS (concat('item ', id)) VIRTUAL);
+         INSERT INTO shop.items (id, price, qty) VALUES (1, 2.50, 4), (2, 10, 1);",
+    )
+    .await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["items"]);
+    let (stop, mut job) = pair.spawn("t/gen", spec);
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    exec(&mut src, "INSERT INTO shop.items (id, price, qty) VALUES (3, 1, 7); UPDATE shop.items SET qty = 9 WHERE id = 1; DELETE FROM shop.items WHERE id = 2").await;
+    wait_equal(&pair, "shop.items", "shop.items", Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}

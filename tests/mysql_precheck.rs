@@ -134,3 +134,17 @@ async fn a_filter_the_stream_cannot_evaluate_and_a_target_without_local_infile_f
     let items = engine::precheck(&spec, &creds(&source, &target)).await;
     assert_eq!(find(&items, "source.filters").result, PrecheckResult::Passed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binlog_format_mixed_fails_even_with_the_binary_log_on() {
+    let source =
+        MariaDbServer::start_with(MariaDbOptions { binlog_format: "MIXED".into(), ..Default::default() }).unwrap();
+    let target = MariaDbServer::start().unwrap();
+    setup(&source, "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY)").await;
+    let items = engine::precheck(&spec(&source, &target, &["orders"]), &creds(&source, &target)).await;
+    assert_eq!(find(&items, "source.logBin").result, PrecheckResult::Passed);
+    let format = find(&items, "source.binlogFormat");
+    assert_eq!(format.result, PrecheckResult::Failed);
+    assert!(format.reason.as_deref().unwrap().contains("MIXED"), "{format:?}");
+    assert!(format.fix.as_deref().unwrap().contains("ROW"), "{format:?}");
+}
