@@ -18,15 +18,15 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferry::api::{
-    DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SecretKeyRef, SyncJobSpec, TableSelection,
-    TaskType, TransferStage, Tuning, Validate,
-};
+use ferry::api::{SyncJobSpec, TaskType, TransferStage, Tuning, Validate};
 use ferry::engine::{self, Credentials, Job, Tracker, progress::NoProgress};
 use ferry::testkit::{MariaDbOptions, MariaDbServer};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
+
+#[path = "../tests/my_support/mod.rs"]
+mod support;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -149,18 +149,6 @@ fn private_file(path: &Path, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn endpoint(server: &MariaDbServer) -> Endpoint {
-    Endpoint {
-        engine: Engine::Mariadb,
-        host: server.host().into(),
-        port: server.port(),
-        database: None,
-        user: Some(server.user().into()),
-        password_secret_ref: Some(SecretKeyRef { name: "creds".into(), key: format!("password-{}", server.port()) }),
-        tls: None,
-    }
-}
-
 /// A MariaDB → MariaDB job over `tables` of database `shop`, same names on the target.
 fn spec(
     source: &MariaDbServer,
@@ -169,18 +157,8 @@ fn spec(
     tables: &[String],
     tuning: Tuning,
 ) -> Result<SyncJobSpec, Error> {
-    let mut spec = SyncJobSpec::test().task(task);
-    spec.source = endpoint(source);
-    spec.target = endpoint(target);
-    spec.objects = ObjectSelection {
-        scope: ObjectScope::Table,
-        target_database: None,
-        databases: vec![DatabaseSelection {
-            name: "shop".into(),
-            tables: tables.iter().map(|t| TableSelection { name: t.clone(), ..Default::default() }).collect(),
-            ..Default::default()
-        }],
-    };
+    let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+    let mut spec = support::job_spec(source, target, task, &names);
     spec.tuning = Some(tuning);
     let errors = spec.validate();
     if !errors.is_empty() {

@@ -1,44 +1,19 @@
 //! The MySQL/MariaDB precheck against real MariaDB servers: what passes on a server set up for
 //! replication, and the reason and fix for each thing that does not.
 
-use ferry::api::{
-    DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, PrecheckItem, PrecheckResult, SecretKeyRef,
-    SyncJobSpec, TableSelection, TaskType,
-};
+use ferry::api::{PrecheckItem, PrecheckResult, SyncJobSpec, TaskType};
 use ferry::engine::{self, Credentials};
 use ferry::testkit::{MariaDbOptions, MariaDbServer};
 use mysql_async::prelude::Queryable;
 
-fn endpoint(server: &MariaDbServer) -> Endpoint {
-    Endpoint {
-        engine: Engine::Mariadb,
-        host: server.host().into(),
-        port: server.port(),
-        database: None,
-        user: Some(server.user().into()),
-        password_secret_ref: Some(SecretKeyRef { name: "creds".into(), key: "password".into() }),
-        tls: None,
-    }
-}
+mod my_support;
 
 fn spec(source: &MariaDbServer, target: &MariaDbServer, tables: &[&str]) -> SyncJobSpec {
-    let mut spec = SyncJobSpec::test().task(TaskType::FullIncrTrans);
-    spec.source = endpoint(source);
-    spec.target = endpoint(target);
-    spec.objects = ObjectSelection {
-        scope: ObjectScope::Table,
-        target_database: None,
-        databases: vec![DatabaseSelection {
-            name: "shop".into(),
-            tables: tables.iter().map(|t| TableSelection { name: (*t).into(), ..Default::default() }).collect(),
-            ..Default::default()
-        }],
-    };
-    spec
+    my_support::job_spec(source, target, TaskType::FullIncrTrans, tables)
 }
 
 fn creds(source: &MariaDbServer, target: &MariaDbServer) -> Credentials {
-    Credentials { source_password: Some(source.password().into()), target_password: Some(target.password().into()) }
+    my_support::credentials(source, target)
 }
 
 async fn setup(server: &MariaDbServer, sql: &str) {

@@ -2,70 +2,18 @@
 //! target equal to the source, with no row lost or doubled. Each test kills it at a different
 //! point while the source keeps changing.
 
+mod runner;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry::api::{SpeedLimit, TaskType, Tuning};
+use runner::Runner;
 use support::{Pair, rows, try_wait_equal};
 use tokio_postgres::Client;
-
-struct Runner {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Runner {
-    fn start(dir: &Path, manifest: &Path, attempt: u32) -> Runner {
-        let log = dir.join(format!("run-{attempt}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args(["run", "-f"])
-            .arg(manifest)
-            .arg("--status-file")
-            .arg(dir.join("status.json"))
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Runner { child, log }
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no chance to reach a checkpoint.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then the exit status must be 0 (a clean stop at a checkpoint).
-    fn stop_cleanly(mut self) {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "ferry run exited with {status}:\n{}", self.log());
-                return;
-            }
-            assert!(Instant::now() < deadline, "ferry run did not stop:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().unwrap() {
-            panic!("ferry run exited early with {status}:\n{}", self.log());
-        }
-    }
-}
 
 /// Changes the source without pause until stopped: inserts, updates (some moving keys), deletes,
 /// and inserts into the keyless table.

@@ -55,6 +55,30 @@ pub struct ApplyOptions {
     pub until: Option<u64>,
 }
 
+impl ApplyOptions {
+    /// The options of a job's stream: batches as `tuning.applyBatchTransactions` says (default
+    /// 100), idempotent up to `safe_end`, and for each table without a key (`tables`, in the
+    /// job's order) its changes up to the position its single chunk was read at (`read`, by
+    /// table name) skipped: such a table cannot be upserted, and its copy holds them already.
+    pub fn for_job<'a>(
+        spec: &crate::api::SyncJobSpec,
+        tables: impl Iterator<Item = &'a super::model::TableDef>,
+        read: &std::collections::HashMap<String, u64>,
+        safe_end: u64,
+        until: Option<u64>,
+    ) -> ApplyOptions {
+        ApplyOptions {
+            max_transactions: spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100) as usize,
+            max_changes: 10_000,
+            idempotent_until: safe_end,
+            skip_until: tables
+                .map(|t| if t.key.is_empty() { read.get(&t.display_name()).copied() } else { None })
+                .collect(),
+            until,
+        }
+    }
+}
+
 /// Drops the changes a table's copy already holds.
 fn skip_copied(t: &mut Transaction, skip_until: &[Option<u64>]) {
     let end = t.end;

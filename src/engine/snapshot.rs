@@ -27,6 +27,45 @@ pub struct Chunk {
     pub range: KeyRange,
 }
 
+/// A chunk the target's ledger lists as not yet copied, by table name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingChunk {
+    /// Source table (`schema.name`, `db.name`).
+    pub table: String,
+    /// Chunk number within the table.
+    pub chunk: i32,
+    /// Key range.
+    pub range: KeyRange,
+}
+
+/// Picks a copy up where the ledger says it stands: credits each table with the rows already
+/// copied (`done`, by table name) and turns the pending entries into chunks of the job's tables
+/// (`tables`: display names, in the job's order).
+pub fn resume(
+    tables: &[String],
+    done: &std::collections::HashMap<String, u64>,
+    pending: Vec<PendingChunk>,
+    tracker: &Tracker,
+) -> Vec<Chunk> {
+    for (i, name) in tables.iter().enumerate() {
+        if let Some(rows) = done.get(name) {
+            tracker.add(Some(i), *rows, 0);
+        }
+    }
+    pending
+        .into_iter()
+        .filter_map(|p| {
+            let table = tables.iter().position(|t| *t == p.table)?;
+            Some(Chunk { table, number: p.chunk, range: p.range })
+        })
+        .collect()
+}
+
+/// Readers of a job's full transfer (`tuning.readParallelism`, default 2).
+pub fn parallelism(spec: &crate::api::SyncJobSpec) -> usize {
+    spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2) as usize
+}
+
 /// Reads chunks from the source, each in a consistent snapshot.
 pub trait ChunkSource: Send {
     /// A chunk's rows as the matching [`ChunkTarget`] takes them.

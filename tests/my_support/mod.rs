@@ -34,6 +34,31 @@ pub fn endpoint(server: &MariaDbServer) -> Endpoint {
     }
 }
 
+/// The passwords of a source and a target.
+pub fn credentials(source: &MariaDbServer, target: &MariaDbServer) -> Credentials {
+    Credentials {
+        source_password: Some(source.password().to_owned()),
+        target_password: Some(target.password().to_owned()),
+    }
+}
+
+/// A job from `source` to `target` over `tables` of database `shop`.
+pub fn job_spec(source: &MariaDbServer, target: &MariaDbServer, task: TaskType, tables: &[&str]) -> SyncJobSpec {
+    let mut spec = SyncJobSpec::test().task(task);
+    spec.source = endpoint(source);
+    spec.target = endpoint(target);
+    spec.objects = ObjectSelection {
+        scope: ObjectScope::Table,
+        target_database: None,
+        databases: vec![DatabaseSelection {
+            name: "shop".into(),
+            tables: tables.iter().map(|t| TableSelection { name: (*t).into(), ..Default::default() }).collect(),
+            ..Default::default()
+        }],
+    };
+    spec
+}
+
 impl MyPair {
     pub fn start() -> MyPair {
         MyPair { source: MariaDbServer::start().unwrap(), target: MariaDbServer::start().unwrap() }
@@ -48,27 +73,12 @@ impl MyPair {
     }
 
     pub fn credentials(&self) -> Credentials {
-        Credentials {
-            source_password: Some(self.source.password().to_owned()),
-            target_password: Some(self.target.password().to_owned()),
-        }
+        credentials(&self.source, &self.target)
     }
 
     /// A job over `tables` of database `shop`.
     pub fn spec(&self, task: TaskType, tables: &[&str]) -> SyncJobSpec {
-        let mut spec = SyncJobSpec::test().task(task);
-        spec.source = endpoint(&self.source);
-        spec.target = endpoint(&self.target);
-        spec.objects = ObjectSelection {
-            scope: ObjectScope::Table,
-            target_database: None,
-            databases: vec![DatabaseSelection {
-                name: "shop".into(),
-                tables: tables.iter().map(|t| TableSelection { name: (*t).into(), ..Default::default() }).collect(),
-                ..Default::default()
-            }],
-        };
-        spec
+        job_spec(&self.source, &self.target, task, tables)
     }
 
     /// The manifest `ferry run` reads for `spec`, with its Secret.

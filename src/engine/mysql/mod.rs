@@ -42,7 +42,7 @@ use super::Credentials;
 use super::Job;
 use super::apply::{self, ApplyOptions};
 use super::error::{EngineError, Result, Side};
-use super::snapshot::{self as copy, Chunk};
+use super::snapshot as copy;
 use super::throttle::Throttle;
 use crate::api::{SyncJobSpec, TableState, TransferStage};
 use crate::engine::Outcome;
@@ -196,20 +196,9 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
 /// target sessions.
 async fn full_transfer(job: &Job<'_>, tgt: &mut Conn, tables: &[MyTable], names: &BinlogNames) -> Result<()> {
     let done = target::copied_rows(tgt, job.id).await?;
-    for (i, t) in tables.iter().enumerate() {
-        if let Some(rows) = done.get(&t.def.display_name()) {
-            job.tracker.add(Some(i), *rows, 0);
-        }
-    }
-    let pending: Vec<Chunk> = target::pending_chunks(tgt, job.id)
-        .await?
-        .into_iter()
-        .filter_map(|p| {
-            let table = tables.iter().position(|t| t.def.display_name() == p.table)?;
-            Some(Chunk { table, number: p.chunk, range: p.range })
-        })
-        .collect();
-    let parallel = job.spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2) as usize;
+    let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
+    let pending = copy::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
+    let parallel = copy::parallelism(job.spec);
     let throttle = Throttle::new(&job.spec.speed_limits);
     let open_source = || async {
         let mut conn = job.my_source().await?;
@@ -243,12 +232,6 @@ async fn apply_stream(
 ) -> Result<()> {
     let spec = job.spec;
     let read = target::table_read_positions(tgt, job.id).await?;
-    // A table without a key cannot be upserted: its changes up to the snapshot its single
-    // chunk was read in are already in the copy and are skipped instead.
-    let skip_until = tables
-        .iter()
-        .map(|t| if t.def.key.is_empty() { read.get(&t.def.display_name()).copied() } else { None })
-        .collect();
     let start = match from {
         From::Position(p) => {
             let (file, offset) = names.decode(p);
@@ -267,13 +250,7 @@ async fn apply_stream(
         names: names.clone(),
     };
     let changes = MyChanges::open(&spec.source, job.credentials.source_password.as_deref(), opts).await?;
-    let apply_opts = ApplyOptions {
-        max_transactions: spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100) as usize,
-        max_changes: 10_000,
-        idempotent_until: safe_end,
-        skip_until,
-        until,
-    };
+    let apply_opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until);
     let mut applier =
         applier::Applier::new(job.my_target().await?, job.id, tables, spec.policy.conflict, ddl_attempted);
     apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await

@@ -11,6 +11,7 @@ use super::catalog::{ColumnKind, MyTable};
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::model::KeyRange;
 use crate::engine::progress::Tracker;
+use crate::engine::snapshot::PendingChunk;
 use crate::engine::snapshot::{Chunk, ChunkTarget};
 use crate::engine::sql::my_ident;
 use crate::engine::throttle::Throttle;
@@ -148,17 +149,6 @@ pub async fn record_job(
         .await
         .map_err(err("recording the chunk plan"))?;
     tx.commit().await.map_err(err("recording the job"))
-}
-
-/// A chunk not yet copied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingChunk {
-    /// Source table (`db.name`).
-    pub table: String,
-    /// Chunk number.
-    pub chunk: i32,
-    /// Key range.
-    pub range: KeyRange,
 }
 
 /// The chunks not yet copied, in order.

@@ -34,7 +34,7 @@ use super::Credentials;
 use super::Job;
 use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
-use super::snapshot::{self, Chunk};
+use super::snapshot;
 use super::throttle::Throttle;
 use crate::api::{SyncJobSpec, TableState, TransferStage};
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -315,20 +315,9 @@ async fn full_transfer(
     start_lsn: u64,
 ) -> Result<()> {
     let done = target::copied_rows(tgt, job.id).await?;
-    for (i, t) in tables.iter().enumerate() {
-        if let Some(rows) = done.get(&t.def.display_name()) {
-            job.tracker.add(Some(i), *rows, 0);
-        }
-    }
-    let pending: Vec<Chunk> = target::pending_chunks(tgt, job.id)
-        .await?
-        .into_iter()
-        .filter_map(|p| {
-            let table = tables.iter().position(|t| t.def.display_name() == p.table)?;
-            Some(Chunk { table, number: p.chunk, range: p.range })
-        })
-        .collect();
-    let parallel = job.spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2) as usize;
+    let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
+    let pending = snapshot::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
+    let parallel = snapshot::parallelism(job.spec);
     let throttle = Throttle::new(&job.spec.speed_limits);
     let open_source = || async {
         let client = job.source().await?;
@@ -349,20 +338,8 @@ async fn apply_stream(
 ) -> Result<()> {
     let spec = job.spec;
     let client = job.target().await?;
-    // A table without a key cannot be upserted: its changes up to the snapshot its (single)
-    // chunk was read in are already in the copy and are skipped instead.
     let read_lsns = target::table_read_lsns(&client, job.id).await?;
-    let skip_until = tables
-        .iter()
-        .map(|t| if t.def.key.is_empty() { read_lsns.get(&t.def.display_name()).copied() } else { None })
-        .collect();
-    let opts = ApplyOptions {
-        max_transactions: spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100) as usize,
-        max_changes: 10_000,
-        idempotent_until: safe_end,
-        skip_until,
-        until,
-    };
+    let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until);
     let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }

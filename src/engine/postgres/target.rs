@@ -13,6 +13,7 @@ use crate::api::ConflictPolicy;
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch, KeyRange};
 use crate::engine::progress::Tracker;
+use crate::engine::snapshot::PendingChunk;
 use crate::engine::sql::{pg_ident, pg_qualified};
 use crate::engine::throttle::Throttle;
 
@@ -129,17 +130,6 @@ pub async fn record_job(
         }
     }
     tx.commit().await.ctx(T, || "recording the job".into())
-}
-
-/// A chunk still to copy.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingChunk {
-    /// Source table, `schema.name`.
-    pub table: String,
-    /// Chunk number within the table.
-    pub chunk: i32,
-    /// Key range.
-    pub range: KeyRange,
 }
 
 /// The chunks not yet copied, in plan order.
