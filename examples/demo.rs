@@ -2,33 +2,20 @@
 //! data, a FULL_INCR_TRANS SyncJob run by `ferry run` while writes go on, its phases and
 //! progress on screen, and a row-by-row comparison of source and target at the end.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ferry::api::{SpeedLimit, SyncJobPhase, SyncJobStatus, TaskType, Tuning};
+use ferry::api::{SpeedLimit, TaskType, Tuning};
 use tokio_postgres::NoTls;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+#[path = "demo_flow/mod.rs"]
+mod demo_flow;
 
-fn say(text: &str) {
-    println!("\x1b[1m==> {text}\x1b[0m");
-}
-
-fn ferry_binary() -> PathBuf {
-    std::env::var_os("FERRY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/ferry"))
-}
-
-fn read_status(path: &std::path::Path) -> Option<SyncJobStatus> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
+use demo_flow::{Error, FerryRun, say};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
@@ -90,30 +77,9 @@ async fn main() -> Result<(), Error> {
         }
     });
 
-    say(&format!("ferry run -f {} --release", manifest.display()));
-    let mut child = Command::new(ferry_binary())
-        .args(["run", "--release", "-f"])
-        .arg(&manifest)
-        .arg("--status-file")
-        .arg(&status_file)
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e} (build it first: cargo build --release)", ferry_binary().display()))?;
-
+    let mut run = FerryRun::start(&manifest, &status_file)?;
     // Until the incremental phase, then a few more seconds of writes.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        if let Some(code) = child.try_wait()? {
-            return Err(format!("ferry run ended early ({code})").into());
-        }
-        if read_status(&status_file).and_then(|s| s.phase) == Some(SyncJobPhase::IncreTransferStarted) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err("the job did not reach INCRE_TRANSFER_STARTED in 5 minutes".into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    run.until_streaming().await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     writing.store(false, Ordering::SeqCst);
     writer.await??;
@@ -125,20 +91,10 @@ async fn main() -> Result<(), Error> {
     for table in ["customers", "orders"] {
         support::wait_equal(&pair, table, table, Duration::from_secs(120)).await;
     }
-    let lag_deadline = Instant::now() + Duration::from_secs(30);
-    while read_status(&status_file).and_then(|s| s.progress).and_then(|p| p.lag_seconds) != Some(0)
-        && Instant::now() < lag_deadline
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    run.until_caught_up().await;
 
     say("stopping the job (SIGTERM): it stops at a checkpoint and releases the slot");
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let code = child.wait()?;
-    if !code.success() {
-        return Err(format!("ferry run exited with {code}").into());
-    }
+    run.stop()?;
 
     println!();
     say("comparing source and target, row by row");
