@@ -4,6 +4,7 @@
 //! servers for tests and demos.
 
 pub mod api;
+pub mod controller;
 pub mod engine;
 pub mod lifecycle;
 pub mod run;

@@ -1,0 +1,6 @@
+//! The Kubernetes controllers. Each reconcile observes (the resource, its pods), decides through
+//! the pure lifecycle, acts through the API, and reports in status; nothing else decides.
+
+pub mod observe;
+pub mod pods;
+pub mod syncjob;

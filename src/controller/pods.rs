@@ -1,0 +1,244 @@
+//! The pods the SyncJob controller runs: precheck, worker (sync) and release. Pure builders —
+//! names derived from the job and the attempt so creation is idempotent, `app.kubernetes.io/*`
+//! labels, restricted pod security, resources from `nodeType`, passwords wired from the job's
+//! Secrets into environment variables (the operator never reads a Secret's value).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+use crate::api::{NodeType, SyncJob};
+
+/// Label: the application (`ferry`).
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+/// Label: the pod's role (`precheck`, `worker`, `release`).
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// Label: the SyncJob the pod belongs to.
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+/// Label: who manages the pod.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label: the worker attempt or the spec generation the pod runs for.
+pub const LABEL_ATTEMPT: &str = "ferry.dev/attempt";
+/// The operator's name as `managed-by` and as its field manager.
+pub const MANAGER: &str = "ferry-operator";
+/// The service account worker pods run as.
+pub const WORKER_SERVICE_ACCOUNT: &str = "ferry-worker";
+/// Environment variable carrying the source password into a worker.
+pub const ENV_SOURCE_PASSWORD: &str = "FERRY_SOURCE_PASSWORD";
+/// Environment variable carrying the target password into a worker.
+pub const ENV_TARGET_PASSWORD: &str = "FERRY_TARGET_PASSWORD";
+
+/// What a pod does for its job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Checks both databases for the current spec generation.
+    Precheck,
+    /// Runs the transfer.
+    Worker,
+    /// Releases the source resources.
+    Release,
+}
+
+impl Role {
+    /// The `ferry worker` subcommand and the component label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Precheck => "precheck",
+            Role::Worker => "sync",
+            Role::Release => "release",
+        }
+    }
+
+    /// The role a component label names.
+    pub fn from_label(label: &str) -> Option<Role> {
+        [Role::Precheck, Role::Worker, Role::Release].into_iter().find(|r| r.as_str() == label)
+    }
+}
+
+/// `<job>-<role>-<n>`, at most 63 characters: a long job name is cut and a hash of the full
+/// name keeps it unique.
+pub fn pod_name(job: &str, role: Role, n: i64) -> String {
+    let suffix = format!("-{}-{n}", role.as_str());
+    if job.len() + suffix.len() <= 63 {
+        return format!("{job}{suffix}");
+    }
+    let hash = job.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let keep = 63 - suffix.len() - 9;
+    let cut: String = job.chars().take(keep).collect();
+    format!("{}-{hash:08x}{suffix}", cut.trim_end_matches('-'))
+}
+
+/// Requests and limits for a `nodeType`.
+pub fn resources(node: NodeType) -> ResourceRequirements {
+    let (cpu, mem, cpu_max, mem_max) = match node {
+        NodeType::Micro => ("250m", "256Mi", "500m", "512Mi"),
+        NodeType::Small => ("500m", "512Mi", "1", "1Gi"),
+        NodeType::Medium => ("1", "1Gi", "2", "2Gi"),
+        NodeType::High => ("2", "4Gi", "4", "8Gi"),
+    };
+    let q = |cpu: &str, mem: &str| {
+        BTreeMap::from([("cpu".to_owned(), Quantity(cpu.to_owned())), ("memory".to_owned(), Quantity(mem.to_owned()))])
+    };
+    ResourceRequirements { requests: Some(q(cpu, mem)), limits: Some(q(cpu_max, mem_max)), ..Default::default() }
+}
+
+/// The labels of a job's pod.
+pub fn labels(job: &str, role: Role, n: i64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_owned(), "ferry".to_owned()),
+        (LABEL_COMPONENT.to_owned(), role.as_str().to_owned()),
+        (LABEL_INSTANCE.to_owned(), job.to_owned()),
+        (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+        (LABEL_ATTEMPT.to_owned(), n.to_string()),
+    ])
+}
+
+fn password_env(name: &str, secret: Option<&crate::api::SecretKeyRef>) -> Option<EnvVar> {
+    let secret = secret?;
+    Some(EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// The pod that runs `ferry worker <role> --job <namespace>/<name>` for `job`, owned by it.
+/// `n` is the spec generation for a precheck, the attempt otherwise; `default_image` is the
+/// operator's own image.
+pub fn build(job: &SyncJob, role: Role, n: i64, default_image: &str) -> Option<Pod> {
+    let name = job.metadata.name.as_deref()?;
+    let namespace = job.metadata.namespace.as_deref()?;
+    let owner: OwnerReference = job.controller_owner_ref(&())?;
+    let spec = &job.spec;
+    let overrides = spec.worker.clone().unwrap_or_default();
+    let env: Vec<EnvVar> = [
+        password_env(ENV_SOURCE_PASSWORD, spec.source.password_secret_ref.as_ref()),
+        password_env(ENV_TARGET_PASSWORD, spec.target.password_secret_ref.as_ref()),
+        Some(EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..Default::default() }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let container = Container {
+        name: role.as_str().to_owned(),
+        image: Some(overrides.image.clone().unwrap_or_else(|| default_image.to_owned())),
+        args: Some(vec!["worker".into(), role.as_str().into(), "--job".into(), format!("{namespace}/{name}")]),
+        env: Some(env),
+        resources: Some(overrides.resources.clone().unwrap_or_else(|| resources(spec.node_type))),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        // The worker writes `CODE: message` there on failure; the log's tail otherwise.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
+        ..Default::default()
+    };
+    Some(Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(name, role, n)),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(labels(name, role, n)),
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![container],
+            // Retries are the operator's: a failed worker stays failed for it to see.
+            restart_policy: Some("Never".into()),
+            service_account_name: Some(WORKER_SERVICE_ACCOUNT.into()),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(65532),
+                run_as_group: Some(65532),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+                ..Default::default()
+            }),
+            node_selector: (!overrides.node_selector.is_empty()).then(|| overrides.node_selector.clone()),
+            tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
+            volumes: Some(vec![Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> SyncJob {
+        let mut j = SyncJob::new("orders", crate::api::SyncJobSpec::test());
+        j.metadata.namespace = Some("shop".into());
+        j.metadata.uid = Some("uid-1".into());
+        j
+    }
+
+    #[test]
+    fn pod_names_follow_job_role_and_attempt_and_stay_within_63_characters() {
+        assert_eq!(pod_name("orders", Role::Worker, 3), "orders-sync-3");
+        assert_eq!(pod_name("orders", Role::Precheck, 2), "orders-precheck-2");
+        let long = "x".repeat(80);
+        let a = pod_name(&long, Role::Release, 12);
+        assert!(a.len() <= 63 && a.ends_with("-release-12"), "{a}");
+        assert_ne!(a, pod_name(&format!("{long}y"), Role::Release, 12));
+    }
+
+    #[test]
+    fn a_worker_pod_is_owned_restricted_and_gets_passwords_from_secret_references_only() {
+        let pod = build(&job(), Role::Worker, 1, "ferry:1").unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("orders-sync-1"));
+        let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("SyncJob", Some(true)));
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let c = &spec.containers[0];
+        assert_eq!(c.args.as_ref().unwrap(), &["worker", "sync", "--job", "shop/orders"]);
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_ref().unwrap(), &["ALL"]);
+        assert_eq!(spec.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+        let env = c.env.as_ref().unwrap();
+        let pw = env.iter().find(|e| e.name == ENV_SOURCE_PASSWORD).unwrap();
+        assert!(pw.value.is_none(), "never a literal password");
+        assert!(pw.value_from.as_ref().unwrap().secret_key_ref.is_some());
+        assert_eq!(c.resources.as_ref().unwrap(), &resources(NodeType::Small));
+        assert_eq!(pod.metadata.labels.unwrap()[LABEL_COMPONENT], "sync");
+    }
+
+    #[test]
+    fn overrides_replace_image_and_resources() {
+        let mut j = job();
+        j.spec.worker = Some(crate::api::WorkerOverrides {
+            image: Some("registry.local/ferry:dev".into()),
+            resources: Some(resources(NodeType::High)),
+            ..Default::default()
+        });
+        let pod = build(&j, Role::Precheck, 4, "ferry:1").unwrap();
+        let c = &pod.spec.unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.local/ferry:dev"));
+        assert_eq!(c.resources.as_ref().unwrap(), &resources(NodeType::High));
+    }
+}

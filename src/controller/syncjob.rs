@@ -1,0 +1,203 @@
+//! The SyncJob controller: observe the job and its pods, let [`lifecycle::plan`] decide, carry
+//! out the plan's actions through the API, and apply the operator-owned status fields.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::observe;
+use super::pods::{self, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, Role};
+use crate::api::{SyncJob, SyncJobStatus};
+use crate::lifecycle::{self, Action};
+
+/// Finalizer that holds deletion until the source resources are released.
+pub const FINALIZER: &str = "ferry.dev/release";
+
+/// Status fields the worker owns (written with its own field manager); the operator never
+/// applies them.
+const WORKER_FIELDS: [&str; 3] = ["precheck", "progress", "checkpoint"];
+
+/// What the controller shares between reconciles.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Image of worker pods when the job does not name one: the operator's own.
+    pub image: String,
+    /// Publishes Events.
+    pub recorder: Recorder,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: kube::Error,
+    },
+    /// The object lacks a field every stored object has.
+    #[error("the SyncJob has no {0}")]
+    Malformed(&'static str),
+}
+
+impl Error {
+    /// A stable label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Api { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
+            Error::Api { .. } => "api",
+            Error::Malformed(_) => "malformed",
+        }
+    }
+}
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Api { what, source }
+}
+
+/// The operator's part of a status, as JSON for server-side apply.
+fn operator_fields(status: &SyncJobStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(map) = v.as_object_mut() {
+        for f in WORKER_FIELDS {
+            map.remove(f);
+        }
+    }
+    v
+}
+
+/// Creates `pod` unless it exists (names are per job and attempt, so this is idempotent).
+async fn ensure_pod(pods: &Api<Pod>, pod: Pod) -> Result<(), Error> {
+    let name = pod.name_any();
+    match pods.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &pod).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(Error::Api { what: format!("creating pod {name}"), source: e }),
+    }
+}
+
+/// Deletes the job's pods of `role` except the one of attempt `keep`.
+async fn delete_pods(pods: &Api<Pod>, existing: &[Pod], role: Role, keep: Option<i64>) -> Result<(), Error> {
+    for p in existing {
+        let labels = p.labels();
+        let is_role = labels.get(pods::LABEL_COMPONENT).and_then(|c| Role::from_label(c)) == Some(role);
+        let attempt = labels.get(pods::LABEL_ATTEMPT).and_then(|a| a.parse::<i64>().ok());
+        if !is_role || attempt == keep || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        // SIGTERM: a worker stops at its next checkpoint within the grace period.
+        match pods.delete(&p.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(Error::Api { what: format!("deleting pod {}", p.name_any()), source: e }),
+        }
+    }
+    Ok(())
+}
+
+/// One reconcile of a SyncJob.
+pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let name = job.metadata.name.clone().ok_or(Error::Malformed("metadata.name"))?;
+    let ns = job.metadata.namespace.clone().ok_or(Error::Malformed("metadata.namespace"))?;
+    let jobs: Api<SyncJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+
+    let deleting = job.metadata.deletion_timestamp.is_some();
+    if !deleting && !job.finalizers().iter().any(|f| f == FINALIZER) {
+        let mut finalizers = job.finalizers().to_vec();
+        finalizers.push(FINALIZER.to_owned());
+        let patch = json!({"metadata": {"finalizers": finalizers}});
+        jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(api_err("adding the finalizer"))?;
+    }
+
+    let selector = format!("{LABEL_INSTANCE}={name},{LABEL_MANAGED_BY}={MANAGER}");
+    let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
+    let observed = observe::observe(&job, &pods);
+    let status = job.status.clone().unwrap_or_default();
+    let plan = lifecycle::plan(&job.spec, &status, &observed, jiff::Timestamp::now());
+    let old_attempt = i64::from(status.worker.as_ref().map_or(0, |w| w.attempt));
+
+    let reference = job.object_ref(&());
+    for action in &plan.actions {
+        match action {
+            Action::RunPrecheck { generation } => {
+                let pod = pods::build(&job, Role::Precheck, *generation, &ctx.image).ok_or(Error::Malformed("uid"))?;
+                ensure_pod(&pods_api, pod).await?;
+            }
+            Action::StartWorker { attempt } => {
+                let attempt = i64::from(*attempt);
+                delete_pods(&pods_api, &pods, Role::Worker, Some(attempt)).await?;
+                let pod = pods::build(&job, Role::Worker, attempt, &ctx.image).ok_or(Error::Malformed("uid"))?;
+                ensure_pod(&pods_api, pod).await?;
+            }
+            Action::StopWorker => {
+                let keep = plan
+                    .actions
+                    .iter()
+                    .find_map(
+                        |a| if let Action::StartWorker { attempt } = a { Some(i64::from(*attempt)) } else { None },
+                    )
+                    .filter(|a| *a != old_attempt);
+                delete_pods(&pods_api, &pods, Role::Worker, keep).await?;
+            }
+            Action::RunRelease { attempt } => {
+                let pod =
+                    pods::build(&job, Role::Release, i64::from(*attempt), &ctx.image).ok_or(Error::Malformed("uid"))?;
+                ensure_pod(&pods_api, pod).await?;
+            }
+            Action::RemoveFinalizer => {
+                let finalizers: Vec<String> = job.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+                let patch = json!({"metadata": {"finalizers": finalizers}});
+                jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(api_err("removing the finalizer"))?;
+                // The object is about to go: its status no longer matters.
+                return Ok(Requeue::await_change());
+            }
+            Action::Event { warning, reason, message } => {
+                let event = Event {
+                    type_: if *warning { EventType::Warning } else { EventType::Normal },
+                    reason: (*reason).to_owned(),
+                    note: Some(message.chars().take(1000).collect()),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                    // An Event lost is not worth failing the reconcile for.
+                    tracing::warn!(job = %name, error = %e, "could not publish an event");
+                }
+            }
+        }
+    }
+
+    let new = operator_fields(&plan.status);
+    if new != operator_fields(&status) {
+        let patch = json!({"apiVersion": SyncJob::api_version(&()), "kind": SyncJob::kind(&()), "status": new});
+        jobs.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(api_err("applying the status"))?;
+    }
+    Ok(match plan.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        // Pod changes wake the job through `owns`; look again now and then regardless.
+        None => Requeue::requeue(Duration::from_secs(300)),
+    })
+}
+
+/// What a failed reconcile does: try again with a delay that grows with the failure kind.
+pub fn error_policy(_job: Arc<SyncJob>, error: &Error, _ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(error = %error, category = error.category(), "reconcile failed");
+    Requeue::requeue(if error.category() == "conflict" { Duration::from_secs(1) } else { Duration::from_secs(15) })
+}

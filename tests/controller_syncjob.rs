@@ -1,0 +1,249 @@
+//! SyncJob controller scenarios against a mocked Kubernetes API (as kube-rs's reference
+//! controller tests): each test runs one reconcile and asserts the exact API calls it makes, in
+//! order, answering each as the API server would.
+
+use std::sync::Arc;
+
+use ferry::api::{
+    PrecheckItem, PrecheckResult, PrecheckStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
+    WorkerStatus,
+};
+use ferry::controller::pods::{self, Role};
+use ferry::controller::syncjob::{Context, FINALIZER, reconcile};
+use http::{Method, Request, Response};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::{Value, json};
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The API server side of a scenario: answers requests in order and records Events apart.
+struct ApiServer {
+    handle: Handle,
+    events: Vec<Value>,
+}
+
+/// One expected call: method, path (without the query), and the answer's body.
+struct Call {
+    method: Method,
+    path: String,
+    answer: Value,
+}
+
+fn call(method: Method, path: &str, answer: Value) -> Call {
+    Call { method, path: path.to_owned(), answer }
+}
+
+const JOBS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/syncjobs";
+const PODS: &str = "/api/v1/namespaces/shop/pods";
+
+impl ApiServer {
+    /// Answers the next request, which must be `expected`; returns its query and body.
+    async fn expect(&mut self, expected: Call) -> (String, Value) {
+        loop {
+            let (request, send) = self.handle.next_request().await.expect("the reconcile makes another call");
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let query = request.uri().query().unwrap_or("").to_owned();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+            if path.contains("/events") {
+                send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+                self.events.push(body);
+                continue;
+            }
+            assert_eq!(
+                (&method, path.as_str()),
+                (&expected.method, expected.path.as_str()),
+                "query {query}, body {body}"
+            );
+            send.send_response(
+                Response::builder().body(Body::from(serde_json::to_vec(&expected.answer).unwrap())).unwrap(),
+            );
+            return (query, body);
+        }
+    }
+
+    /// No more calls, except Events.
+    async fn done(mut self) -> Vec<Value> {
+        while let Ok(Some((request, send))) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), self.handle.next_request()).await
+        {
+            let path = request.uri().path().to_owned();
+            assert!(path.contains("/events"), "unexpected call {} {path}", request.method());
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+            self.events.push(body);
+        }
+        self.events
+    }
+}
+
+fn context() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "ferry-operator".into(), instance: None });
+    (Arc::new(Context { client, image: "ferry:test".into(), recorder }), ApiServer { handle, events: Vec::new() })
+}
+
+fn job(status: Option<SyncJobStatus>) -> SyncJob {
+    let mut j = SyncJob::new("orders", SyncJobSpec::test());
+    j.metadata.namespace = Some("shop".into());
+    j.metadata.uid = Some("uid-1".into());
+    j.metadata.generation = Some(1);
+    j.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    j.status = status;
+    j
+}
+
+fn pod_list(pods: Vec<Pod>) -> Value {
+    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods})
+}
+
+fn running(job: &SyncJob, role: Role, n: i64, phase: &str) -> Pod {
+    let mut p = pods::build(job, role, n, "ferry:test").unwrap();
+    p.status = Some(PodStatus { phase: Some(phase.into()), ..Default::default() });
+    p
+}
+
+fn status_of(body: &Value) -> SyncJobStatus {
+    serde_json::from_value(body["status"].clone()).unwrap()
+}
+
+fn reasons(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["reason"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_new_job_gets_its_finalizer_and_a_precheck_pod() {
+    let (ctx, mut api) = context();
+    let mut j = job(None);
+    j.metadata.finalizers = None;
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    let (_, patch) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders"), jv.clone())).await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([FINALIZER]));
+    let (query, _) = api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    assert!(query.contains("labelSelector"), "{query}");
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-precheck-1");
+    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["worker", "precheck", "--job", "shop/orders"]));
+    let (query, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    assert!(query.contains("fieldManager=ferry-operator") && query.contains("force=true"), "{query}");
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::Configuration));
+    assert!(status["status"].get("progress").is_none(), "worker-owned fields are not applied");
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"PhaseChanged".to_owned()));
+}
+
+#[tokio::test]
+async fn an_invalid_spec_sets_create_failed_and_creates_no_pod() {
+    let (ctx, mut api) = context();
+    let mut j = job(None);
+    j.spec.expired_days = 3;
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let status = status_of(&status);
+    assert_eq!(status.phase, Some(SyncJobPhase::CreateFailed));
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert!(stalled.message.contains("spec.expiredDays"), "{stalled:?}");
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"SpecInvalid".to_owned()));
+}
+
+fn precheck(result: PrecheckResult) -> Option<PrecheckStatus> {
+    Some(PrecheckStatus {
+        observed_generation: Some(1),
+        items: vec![PrecheckItem {
+            item: "source.walLevel".into(),
+            result,
+            reason: Some("wal_level is replica".into()),
+            fix: Some("ALTER SYSTEM SET wal_level = logical".into()),
+            skippable: false,
+            skipped: false,
+        }],
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn a_passed_precheck_starts_the_worker_pod() {
+    let (ctx, mut api) = context();
+    let j = job(Some(SyncJobStatus {
+        phase: Some(SyncJobPhase::Configuration),
+        precheck: precheck(PrecheckResult::Passed),
+        ..Default::default()
+    }));
+    let jv = serde_json::to_value(&j).unwrap();
+    let done = running(&j, Role::Precheck, 1, "Succeeded");
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![done]))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-sync-1");
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let status = status_of(&status);
+    assert_eq!(status.phase, Some(SyncJobPhase::StartJobing));
+    assert_eq!(status.worker.map(|w| w.attempt), Some(1));
+    run.await.unwrap().unwrap();
+    api.done().await;
+}
+
+#[tokio::test]
+async fn a_failed_precheck_starts_no_worker_and_says_why() {
+    let (ctx, mut api) = context();
+    let j = job(Some(SyncJobStatus {
+        phase: Some(SyncJobPhase::Configuration),
+        precheck: precheck(PrecheckResult::Failed),
+        ..Default::default()
+    }));
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let status = status_of(&status);
+    assert_eq!(status.phase, Some(SyncJobPhase::Configuration));
+    let c = status.conditions.iter().find(|c| c.type_ == "PrecheckPassed").unwrap();
+    assert_eq!(c.status, "False");
+    assert!(c.message.contains("source.walLevel"), "{c:?}");
+    run.await.unwrap().unwrap();
+    api.done().await;
+}
+
+#[tokio::test]
+async fn worker_progress_moves_the_phase_and_an_unchanged_status_is_not_applied() {
+    let (ctx, mut api) = context();
+    let mut status = SyncJobStatus {
+        phase: Some(SyncJobPhase::StartJobing),
+        precheck: precheck(PrecheckResult::Passed),
+        worker: Some(WorkerStatus { attempt: 1, pod: Some("orders-sync-1".into()), restarts: 0 }),
+        progress: Some(ferry::api::Progress { stage: Some(TransferStage::Full), ..Default::default() }),
+        ..Default::default()
+    };
+    let j = job(Some(status.clone()));
+    let jv = serde_json::to_value(&j).unwrap();
+    let worker = running(&j, Role::Worker, 1, "Running");
+    let run = tokio::spawn(reconcile(Arc::new(j), Arc::clone(&ctx)));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker.clone()]))).await;
+    let (_, applied) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let applied = status_of(&applied);
+    assert_eq!(applied.phase, Some(SyncJobPhase::FullTransferStarted));
+    run.await.unwrap().unwrap();
+    api.done().await;
+
+    // The next reconcile with that status and nothing new: the pods are listed, nothing else.
+    let (ctx, mut api) = context();
+    status.phase = applied.phase;
+    status.conditions = applied.conditions;
+    status.phase_since = applied.phase_since;
+    status.full_start_time = applied.full_start_time;
+    status.observed_generation = applied.observed_generation;
+    let run = tokio::spawn(reconcile(Arc::new(job(Some(status))), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker]))).await;
+    run.await.unwrap().unwrap();
+    assert!(api.done().await.is_empty());
+}
