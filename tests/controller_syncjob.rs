@@ -247,3 +247,149 @@ async fn worker_progress_moves_the_phase_and_an_unchanged_status_is_not_applied(
     run.await.unwrap().unwrap();
     assert!(api.done().await.is_empty());
 }
+
+fn streaming(attempt: u32) -> SyncJobStatus {
+    SyncJobStatus {
+        phase: Some(SyncJobPhase::IncreTransferStarted),
+        observed_generation: Some(1),
+        precheck: precheck(PrecheckResult::Passed),
+        worker: Some(WorkerStatus { attempt, pod: None, restarts: 0 }),
+        progress: Some(ferry::api::Progress { stage: Some(TransferStage::Incremental), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn pausing_deletes_the_worker_pod_and_resuming_starts_the_next_attempt() {
+    let (ctx, mut api) = context();
+    let mut j = job(Some(streaming(1)));
+    j.spec.paused = true;
+    let jv = serde_json::to_value(&j).unwrap();
+    let worker = running(&j, Role::Worker, 1, "Running");
+    let run = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker]))).await;
+    api.expect(call(Method::DELETE, &format!("{PODS}/orders-sync-1"), json!({}))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv.clone())).await;
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::Pausing));
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"Paused".to_owned()));
+
+    // Resumed: the worker comes back as attempt 2, from the checkpoint.
+    let (ctx, mut api) = context();
+    j.spec.paused = false;
+    let mut st = streaming(1);
+    st.phase = Some(SyncJobPhase::Pausing);
+    j.status = Some(st);
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-sync-2");
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::StartJobing));
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"Resumed".to_owned()));
+}
+
+#[tokio::test]
+async fn a_spec_edit_while_running_restarts_the_worker_with_the_new_spec() {
+    let (ctx, mut api) = context();
+    let mut j = job(Some(streaming(1)));
+    j.metadata.generation = Some(2);
+    j.spec.tuning = Some(ferry::api::Tuning { apply_batch_transactions: Some(500), ..Default::default() });
+    let jv = serde_json::to_value(&j).unwrap();
+    let worker = running(&j, Role::Worker, 1, "Running");
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker]))).await;
+    api.expect(call(Method::DELETE, &format!("{PODS}/orders-sync-1"), json!({}))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-sync-2");
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let status = status_of(&status);
+    assert_eq!(status.phase, Some(SyncJobPhase::ChangeJobStarted));
+    assert_eq!(status.observed_generation, Some(2));
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"SpecChanged".to_owned()));
+}
+
+#[tokio::test]
+async fn a_failed_worker_fails_the_phase_with_its_error_and_is_retried_after_the_backoff() {
+    let (ctx, mut api) = context();
+    let mut j = job(Some(streaming(1)));
+    j.spec.retry = ferry::api::RetryPolicy { limit: 3, backoff_seconds: 30 };
+    let jv = serde_json::to_value(&j).unwrap();
+    let mut worker = running(&j, Role::Worker, 1, "Failed");
+    worker.status.as_mut().unwrap().container_statuses = Some(vec![k8s_openapi::api::core::v1::ContainerStatus {
+        state: Some(k8s_openapi::api::core::v1::ContainerState {
+            terminated: Some(k8s_openapi::api::core::v1::ContainerStateTerminated {
+                exit_code: 2,
+                message: Some("SOURCE_CONNECT: cannot connect to the source database: refused".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    let run = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker.clone()]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv.clone())).await;
+    let failed = status_of(&status);
+    assert_eq!(failed.phase, Some(SyncJobPhase::IncreTransferFailed));
+    assert_eq!(failed.last_error.as_ref().map(|e| e.code.as_str()), Some("SOURCE_CONNECT"));
+    let requeue = format!("{:?}", run.await.unwrap().unwrap());
+    assert!(requeue.contains("30s"), "retried after the backoff: {requeue}");
+    assert!(reasons(&api.done().await).contains(&"WorkerFailed".to_owned()));
+
+    // Once the backoff has passed: attempt 2, the failed pod removed.
+    let (ctx, mut api) = context();
+    let mut st = streaming(1);
+    st.phase = failed.phase;
+    st.last_error = failed.last_error.map(|mut e| {
+        e.time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60),
+        ));
+        e
+    });
+    st.failed_since = failed.failed_since;
+    j.status = Some(st);
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker]))).await;
+    api.expect(call(Method::DELETE, &format!("{PODS}/orders-sync-1"), json!({}))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-sync-2");
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    assert_eq!(status_of(&status).retries, 1);
+    run.await.unwrap().unwrap();
+    api.done().await;
+}
+
+#[tokio::test]
+async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
+    let (ctx, mut api) = context();
+    let mut j = job(Some(streaming(1)));
+    j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+    let jv = serde_json::to_value(&j).unwrap();
+    let worker = running(&j, Role::Worker, 1, "Running");
+    let run = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![worker]))).await;
+    api.expect(call(Method::DELETE, &format!("{PODS}/orders-sync-1"), json!({}))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-release-0");
+    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["worker", "release", "--job", "shop/orders"]));
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv.clone())).await;
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::ReleaseResourceStarted));
+    run.await.unwrap().unwrap();
+    api.done().await;
+
+    // The release pod succeeded: the finalizer is removed, and nothing else is written.
+    let (ctx, mut api) = context();
+    let mut st = streaming(1);
+    st.phase = Some(SyncJobPhase::ReleaseResourceStarted);
+    j.status = Some(st);
+    let released = running(&j, Role::Release, 0, "Succeeded");
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![released]))).await;
+    let (_, patch) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders"), jv)).await;
+    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"Released".to_owned()));
+}

@@ -118,7 +118,8 @@ pub fn observe(job: &SyncJob, pods: &[Pod]) -> Observed {
         Some(PodState::Succeeded) => WorkerState::Succeeded { stage },
         Some(PodState::Failed { code, message }) => WorkerState::Failed { code, message },
     };
-    o.release = match find(pods, Role::Release, attempt).map(pod_state) {
+    // Release pods count their own attempts, in `retries` while the job releases.
+    o.release = match find(pods, Role::Release, i64::from(status.retries)).map(pod_state) {
         None => ReleaseState::NotStarted,
         Some(PodState::Pending | PodState::Running) => ReleaseState::Running,
         Some(PodState::Succeeded) => ReleaseState::Succeeded,
@@ -222,7 +223,8 @@ mod tests {
         assert_eq!(observe(&j, &[pod(Role::Worker, 2, "Running")]).worker, WorkerState::Absent);
         let o = observe(&j, &[failed(Role::Worker, 3, "log line\nSOURCE_CONNECT: cannot connect")]);
         assert_eq!(o.worker, WorkerState::Failed { code: "SOURCE_CONNECT".into(), message: "cannot connect".into() });
-        assert_eq!(observe(&j, &[pod(Role::Release, 3, "Succeeded")]).release, ReleaseState::Succeeded);
+        assert_eq!(observe(&j, &[pod(Role::Release, 0, "Succeeded")]).release, ReleaseState::Succeeded);
+        assert_eq!(observe(&j, &[pod(Role::Release, 3, "Succeeded")]).release, ReleaseState::NotStarted);
     }
 
     #[test]

@@ -86,9 +86,19 @@ async fn ensure_pod(pods: &Api<Pod>, pod: Pod) -> Result<(), Error> {
     }
 }
 
-/// Deletes the job's pods of `role` except the one of attempt `keep`.
-async fn delete_pods(pods: &Api<Pod>, existing: &[Pod], role: Role, keep: Option<i64>) -> Result<(), Error> {
+/// Deletes the job's pods of `role` except the one of attempt `keep`; `deleted` remembers what
+/// this reconcile already deleted.
+async fn delete_pods(
+    pods: &Api<Pod>,
+    existing: &[Pod],
+    role: Role,
+    keep: Option<i64>,
+    deleted: &mut std::collections::HashSet<String>,
+) -> Result<(), Error> {
     for p in existing {
+        if deleted.contains(&p.name_any()) {
+            continue;
+        }
         let labels = p.labels();
         let is_role = labels.get(pods::LABEL_COMPONENT).and_then(|c| Role::from_label(c)) == Some(role);
         let attempt = labels.get(pods::LABEL_ATTEMPT).and_then(|a| a.parse::<i64>().ok());
@@ -96,6 +106,7 @@ async fn delete_pods(pods: &Api<Pod>, existing: &[Pod], role: Role, keep: Option
             continue;
         }
         // SIGTERM: a worker stops at its next checkpoint within the grace period.
+        deleted.insert(p.name_any());
         match pods.delete(&p.name_any(), &DeleteParams::default()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -130,6 +141,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     let old_attempt = i64::from(status.worker.as_ref().map_or(0, |w| w.attempt));
 
     let reference = job.object_ref(&());
+    let mut deleted = std::collections::HashSet::new();
     for action in &plan.actions {
         match action {
             Action::RunPrecheck { generation } => {
@@ -138,7 +150,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             }
             Action::StartWorker { attempt } => {
                 let attempt = i64::from(*attempt);
-                delete_pods(&pods_api, &pods, Role::Worker, Some(attempt)).await?;
+                delete_pods(&pods_api, &pods, Role::Worker, Some(attempt), &mut deleted).await?;
                 let pod = pods::build(&job, Role::Worker, attempt, &ctx.image).ok_or(Error::Malformed("uid"))?;
                 ensure_pod(&pods_api, pod).await?;
             }
@@ -150,7 +162,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
                         |a| if let Action::StartWorker { attempt } = a { Some(i64::from(*attempt)) } else { None },
                     )
                     .filter(|a| *a != old_attempt);
-                delete_pods(&pods_api, &pods, Role::Worker, keep).await?;
+                delete_pods(&pods_api, &pods, Role::Worker, keep, &mut deleted).await?;
             }
             Action::RunRelease { attempt } => {
                 let pod =
