@@ -7,5 +7,7 @@ pub mod api;
 pub mod controller;
 pub mod engine;
 pub mod lifecycle;
+pub mod operator;
 pub mod run;
 pub mod testkit;
+pub mod worker;

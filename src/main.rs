@@ -37,6 +37,34 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
+    /// Run the operator: reconcile SyncJobs in the cluster (leader-elected), serve `/metrics`,
+    /// `/healthz` and `/readyz`.
+    Operator {
+        /// Address of the metrics and health endpoints.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: std::net::SocketAddr,
+        /// Reconcile without competing for the lease (a single replica).
+        #[arg(long)]
+        no_leader_election: bool,
+        /// Namespace of the leader lease (default: `POD_NAMESPACE`, else `ferry-system`).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "ferry-system")]
+        namespace: String,
+        /// This replica's identity in the lease (default: `POD_NAME`, else the host name).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Image of worker pods when a job names none (the operator's own image).
+        #[arg(long, env = "FERRY_IMAGE", default_value = concat!("ghcr.io/ferry-dev/ferry:", env!("CARGO_PKG_VERSION")))]
+        image: String,
+    },
+    /// Run one step of a SyncJob inside its pod: the operator starts these.
+    Worker {
+        /// What to run.
+        #[arg(value_enum)]
+        task: ferry::worker::Task,
+        /// The SyncJob, as NAMESPACE/NAME.
+        #[arg(long)]
+        job: String,
+    },
     /// Print the version.
     Version,
 }
@@ -68,6 +96,48 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Operator { listen, no_leader_election, namespace, identity, image } => {
+            init_tracing_default("info");
+            let identity = identity
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| format!("ferry-operator-{}", std::process::id()));
+            let opts =
+                ferry::operator::Options { listen, leader_election: !no_leader_election, namespace, identity, image };
+            match tokio::runtime::Runtime::new()
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.block_on(ferry::operator::run(opts)).map_err(|e| e.to_string()))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("OPERATOR: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Worker { task, job } => {
+            init_tracing_default("info");
+            let result = tokio::runtime::Runtime::new()
+                .map_err(|e| ferry::worker::WorkerError { code: "RUNTIME".into(), message: e.to_string() })
+                .and_then(|r| {
+                    r.block_on(async {
+                        let client = kube::Client::try_default().await.map_err(|e| ferry::worker::WorkerError {
+                            code: "KUBE_CONFIG".into(),
+                            message: e.to_string(),
+                        })?;
+                        let stop = ferry::worker::stop_on_signals();
+                        ferry::worker::run(client, task, &job, ferry::worker::credentials_from_env(), stop).await
+                    })
+                });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let line = e.line();
+                    ferry::worker::write_termination(&line);
+                    eprintln!("{line}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Version => {
             println!("ferry {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -77,9 +147,16 @@ fn main() -> ExitCode {
 
 /// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
 fn init_tracing() {
+    init_tracing_default("warn");
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `level`); JSON lines when `FERRY_LOG_JSON`
+/// is set, for log collectors.
+fn init_tracing_default(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var_os("FERRY_LOG_JSON").is_some() { builder.json().try_init() } else { builder.try_init() };
 }
 
 fn crd(out_dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {

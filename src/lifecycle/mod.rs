@@ -10,6 +10,7 @@ mod transitions;
 
 pub use syncjob::{
     Action, Observed, Plan, PrecheckState, ReleaseState, WorkerState, blocking_items, mark_skipped, plan,
+    precheck_status,
 };
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::conditions::{self, Status, types};
 use crate::api::validate::{FieldError, describe};
 use crate::api::{
-    LastError, PrecheckItem, PrecheckResult, PrecheckSpec, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
-    WorkerStatus,
+    LastError, PrecheckItem, PrecheckResult, PrecheckSpec, PrecheckStatus, SyncJobPhase, SyncJobSpec, SyncJobStatus,
+    TransferStage, WorkerStatus,
 };
 
 /// A phase that has been healthy this long clears the retry count and `failedSince`.
@@ -163,6 +163,21 @@ pub fn mark_skipped(items: &mut [PrecheckItem], skips: Option<&PrecheckSpec>) {
         i.skipped = i.result == PrecheckResult::Failed
             && i.skippable
             && skips.is_some_and(|s| s.skip || s.skip_items.contains(&i.item));
+    }
+}
+
+/// The precheck's results as status shows them: items marked skipped where the spec skips them,
+/// whether the job may start, the share of passed items, for spec `generation`.
+pub fn precheck_status(mut items: Vec<PrecheckItem>, skips: Option<&PrecheckSpec>, generation: i64) -> PrecheckStatus {
+    mark_skipped(&mut items, skips);
+    let blocking = blocking_items(&items, skips);
+    let passed = items.iter().filter(|i| i.result == PrecheckResult::Passed).count();
+    PrecheckStatus {
+        passed: Some(blocking.is_empty()),
+        observed_generation: Some(generation),
+        progress: Some(100),
+        passed_rate: Some(if items.is_empty() { 100.0 } else { (passed * 100 / items.len()) as f64 }),
+        items,
     }
 }
 

@@ -18,8 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::manifest::{self, Manifest};
 use crate::api::validate::{Validate, describe};
 use crate::api::{
-    Checkpoint, PrecheckResult, PrecheckStatus, Progress, SecretKeyRef, SyncJob, SyncJobPhase, SyncJobSpec,
-    SyncJobStatus, TransferStage,
+    Checkpoint, Progress, SecretKeyRef, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
 };
 use crate::engine::{self, Credentials, EngineError, Outcome, ProgressSink, Tracker};
 use crate::lifecycle::{self, Action, Observed, PrecheckState, ReleaseState, WorkerState};
@@ -163,18 +162,11 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
             match action {
                 Action::RunPrecheck { .. } => {
                     display.note("precheck: checking source and target");
-                    let mut items = engine::precheck(&spec, &credentials).await;
-                    lifecycle::mark_skipped(&mut items, spec.precheck.as_ref());
-                    let blocking = lifecycle::blocking_items(&items, spec.precheck.as_ref());
-                    let passed = items.iter().filter(|i| i.result == PrecheckResult::Passed).count();
-                    display.precheck(&items);
-                    status.precheck = Some(PrecheckStatus {
-                        passed: Some(blocking.is_empty()),
-                        observed_generation: Some(1),
-                        progress: Some(100),
-                        passed_rate: Some(if items.is_empty() { 100.0 } else { (passed * 100 / items.len()) as f64 }),
-                        items,
-                    });
+                    let items = engine::precheck(&spec, &credentials).await;
+                    let result = lifecycle::precheck_status(items, spec.precheck.as_ref(), 1);
+                    display.precheck(&result.items);
+                    let blocking = lifecycle::blocking_items(&result.items, spec.precheck.as_ref());
+                    status.precheck = Some(result);
                     observed.precheck = if blocking.is_empty() {
                         PrecheckState::Passed
                     } else {

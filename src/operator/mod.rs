@@ -1,0 +1,170 @@
+//! `ferry operator`: the SyncJob controller with leader election, `/metrics`, `/healthz` and
+//! `/readyz`, and a graceful shutdown on SIGTERM (or on losing the lease).
+//!
+//! SyncJobs are watched through [`DeserializeGuard`], so one object that does not deserialize
+//! is logged and skipped instead of stalling the watch; the pods the operator owns wake their
+//! job on every change.
+
+pub mod http;
+pub mod leader;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use self::http::Health;
+use self::metrics::Metrics;
+use crate::api::SyncJob;
+use crate::controller::pods::{LABEL_MANAGED_BY, MANAGER};
+use crate::controller::syncjob::{self, Context};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen: SocketAddr,
+    /// Compete for the lease before reconciling.
+    pub leader_election: bool,
+    /// Namespace of the lease (the operator's own).
+    pub namespace: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
+    /// Image of worker pods when a job does not name one.
+    pub image: String,
+}
+
+/// Why the operator could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    /// No usable Kubernetes configuration, or the API refused us.
+    #[error("Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    /// The endpoints' port.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+async fn reconcile_guarded(
+    guard: Arc<DeserializeGuard<SyncJob>>,
+    ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
+) -> Result<Action, syncjob::Error> {
+    let (ctx, metrics) = (&ctx.0, &ctx.1);
+    let _timer = metrics.reconcile("syncjob");
+    match &guard.0 {
+        Ok(job) => {
+            let result = syncjob::reconcile(Arc::new(job.clone()), Arc::clone(ctx)).await;
+            if let Err(e) = &result {
+                metrics.failed("syncjob", e.category());
+            }
+            result
+        }
+        Err(invalid) => {
+            metrics.failed("syncjob", "malformed");
+            tracing::warn!(error = %invalid, "a SyncJob does not deserialize; skipped until it changes");
+            Ok(Action::await_change())
+        }
+    }
+}
+
+fn error_policy_guarded(
+    _guard: Arc<DeserializeGuard<SyncJob>>,
+    error: &syncjob::Error,
+    ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
+) -> Action {
+    tracing::warn!(error = %error, category = error.category(), "reconcile failed");
+    let _ = ctx;
+    Action::requeue(if error.category() == "conflict" {
+        std::time::Duration::from_secs(1)
+    } else {
+        std::time::Duration::from_secs(15)
+    })
+}
+
+/// A future that resolves on SIGTERM or SIGINT.
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs the operator until SIGTERM or the loss of the lease.
+pub async fn run(opts: Options) -> Result<(), OperatorError> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health { metrics: Arc::clone(&metrics), ready: AtomicBool::new(false) });
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| OperatorError::Listen { addr: opts.listen, source })?;
+    tokio::spawn(http::serve(listener, Arc::clone(&health)));
+    // A standby replica is ready too: it serves its endpoints and waits for the lease.
+    health.ready.store(true, Ordering::SeqCst);
+
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            signalled().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+    }
+    if opts.leader_election {
+        let elector =
+            leader::Elector::new(Api::<Lease>::namespaced(client.clone(), &opts.namespace), MANAGER, &opts.identity);
+        tracing::info!(identity = %opts.identity, "waiting for the lease");
+        tokio::select! {
+            _ = elector.acquire() => {}
+            _ = stop_rx.wait_for(|s| *s) => return Ok(()),
+        }
+        tracing::info!(identity = %opts.identity, "leading");
+        tokio::spawn(async move {
+            elector.keep().await;
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(opts.identity.clone()) });
+    let ctx = Arc::new((Arc::new(Context { client: client.clone(), image: opts.image.clone(), recorder }), metrics));
+    let jobs = Api::<DeserializeGuard<SyncJob>>::all(client.clone());
+    let pods = Api::<Pod>::all(client);
+    let shutdown = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    Controller::new(jobs, watcher::Config::default().any_semantic())
+        .owns(pods, watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_guarded, error_policy_guarded, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    Ok(())
+}

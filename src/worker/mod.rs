@@ -1,0 +1,226 @@
+//! `ferry worker precheck|sync|release --job NAMESPACE/NAME`: the entrypoints of the pods the
+//! SyncJob controller runs. A worker reads its SyncJob from the API, takes the passwords from
+//! the environment (wired by the operator from the job's Secrets), runs the engine, and writes
+//! its part of the status — precheck results, progress, checkpoint — with server-side apply
+//! under its own field manager, at most every few seconds. On failure it leaves `CODE: message`
+//! as the pod's termination message and exits non-zero.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::api::{Checkpoint, Progress, SyncJob, TransferStage};
+use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD};
+use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
+use crate::lifecycle;
+
+/// The worker's field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "ferry-worker";
+/// Most frequent status write while nothing but counters change.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(3);
+/// Where Kubernetes reads a container's termination message.
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// What a worker pod does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    /// Check both databases and write `status.precheck`.
+    Precheck,
+    /// Run the transfer.
+    Sync,
+    /// Release the source resources.
+    Release,
+}
+
+/// Why a worker ended badly: a stable code and a message without secrets.
+#[derive(Debug)]
+pub struct WorkerError {
+    /// `SOURCE_CONNECT`, `JOB_NOT_FOUND`, …
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl WorkerError {
+    fn new(code: &str, message: impl Into<String>) -> WorkerError {
+        WorkerError { code: code.to_owned(), message: message.into() }
+    }
+
+    /// `CODE: message`, as the termination message and the last line of the log.
+    pub fn line(&self) -> String {
+        format!("{}: {}", self.code, self.message)
+    }
+}
+
+impl From<EngineError> for WorkerError {
+    fn from(e: EngineError) -> WorkerError {
+        WorkerError::new(e.code(), e.to_string())
+    }
+}
+
+fn api_error(what: &str) -> impl FnOnce(kube::Error) -> WorkerError + '_ {
+    move |e| WorkerError::new("KUBE_API", format!("{what}: {e}"))
+}
+
+/// Writes the termination message (best effort: outside a pod the file may not exist).
+pub fn write_termination(line: &str) {
+    let path = std::env::var("FERRY_TERMINATION_LOG").unwrap_or_else(|_| TERMINATION_LOG.to_owned());
+    let _ = std::fs::write(path, line);
+}
+
+/// Passwords from the environment the operator wired from the job's Secrets.
+pub fn credentials_from_env() -> Credentials {
+    Credentials {
+        source_password: std::env::var(ENV_SOURCE_PASSWORD).ok(),
+        target_password: std::env::var(ENV_TARGET_PASSWORD).ok(),
+    }
+}
+
+/// Applies `status` fields of the job with the worker's field manager.
+async fn apply_status(api: &Api<SyncJob>, name: &str, status: serde_json::Value) -> Result<(), kube::Error> {
+    let patch = json!({"apiVersion": SyncJob::api_version(&()), "kind": SyncJob::kind(&()), "status": status});
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map(|_| ())
+}
+
+/// Progress from the engine, handed to the task that writes it.
+struct Latest {
+    tx: watch::Sender<Option<(Progress, Option<Checkpoint>)>>,
+}
+
+impl ProgressSink for Latest {
+    fn report(&self, progress: &Progress, checkpoint: Option<&Checkpoint>) {
+        self.tx.send_replace(Some((progress.clone(), checkpoint.cloned())));
+    }
+}
+
+/// Writes progress to the job's status: at once when the stage changes, otherwise at most every
+/// [`STATUS_INTERVAL`]. Returns when the sender is gone, after writing the last value.
+async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Option<(Progress, Option<Checkpoint>)>>) {
+    let mut last_stage: Option<TransferStage> = None;
+    loop {
+        let closed = rx.changed().await.is_err();
+        let latest = rx.borrow_and_update().clone();
+        if let Some((progress, checkpoint)) = latest {
+            let stage_changed = progress.stage != last_stage;
+            last_stage = progress.stage;
+            let status = json!({"progress": progress, "checkpoint": checkpoint});
+            if let Err(e) = apply_status(&api, &name, status).await {
+                tracing::warn!(error = %e, "could not write progress to the job's status");
+            }
+            if !stage_changed && !closed {
+                tokio::time::sleep(STATUS_INTERVAL).await;
+            }
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// A stop signal that turns true on SIGTERM or SIGINT.
+pub fn stop_on_signals() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("asked to stop: stopping at the next checkpoint");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Runs `task` for the job `namespace/name` with `client` and the job's passwords; a sync stops
+/// at a checkpoint when `stop` turns true.
+pub async fn run(
+    client: Client,
+    task: Task,
+    job: &str,
+    credentials: Credentials,
+    stop: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let (namespace, name) = job
+        .split_once('/')
+        .ok_or_else(|| WorkerError::new("USAGE", format!("--job {job:?}: expected NAMESPACE/NAME")))?;
+    let api: Api<SyncJob> = Api::namespaced(client, namespace);
+    let sj = api.get(name).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 404 => WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")),
+        e => WorkerError::new("KUBE_API", format!("reading SyncJob {job}: {e}")),
+    })?;
+    match task {
+        Task::Precheck => {
+            let items = engine::precheck(&sj.spec, &credentials).await;
+            let generation = sj.metadata.generation.unwrap_or(0);
+            let status = lifecycle::precheck_status(items, sj.spec.precheck.as_ref(), generation);
+            let failed: Vec<&str> = status
+                .items
+                .iter()
+                .filter(|i| i.result == crate::api::PrecheckResult::Failed)
+                .map(|i| i.item.as_str())
+                .collect();
+            tracing::info!(passed = ?status.passed, failed = ?failed, "precheck done");
+            apply_status(&api, name, json!({"precheck": status})).await.map_err(api_error("writing the precheck"))
+        }
+        Task::Release => {
+            engine::release(job, &sj.spec, &credentials).await?;
+            tracing::info!("source resources released");
+            Ok(())
+        }
+        Task::Sync => {
+            let (tx, rx) = watch::channel(None);
+            let publisher = tokio::spawn(publish(api.clone(), name.to_owned(), rx));
+            let tracker = Tracker::new(Arc::new(Latest { tx }));
+            let outcome =
+                engine::run(Job { id: job, spec: &sj.spec, credentials: &credentials, tracker: tracker.clone(), stop })
+                    .await;
+            let result = match outcome {
+                Ok(Outcome::Completed) => {
+                    tracker.stage(TransferStage::FullComplete);
+                    Ok(())
+                }
+                Ok(Outcome::Stopped) | Err(EngineError::Stopped) => {
+                    tracker.stage(TransferStage::Stopped);
+                    Ok(())
+                }
+                Err(e) => Err(WorkerError::from(e)),
+            };
+            tracker.flush();
+            // Dropping the tracker closes the channel: the publisher writes the last value and ends.
+            drop(tracker);
+            let _ = tokio::time::timeout(Duration::from_secs(10), publisher).await;
+            result
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_error_prints_as_the_termination_message_the_operator_parses() {
+        let e = WorkerError::from(EngineError::Connect { side: engine::Side::Source, message: "refused".into() });
+        let line = e.line();
+        assert_eq!(line, "SOURCE_CONNECT: cannot connect to the source database: refused");
+        let (code, message) = crate::controller::observe::parse_termination(&line, None);
+        assert_eq!(
+            (code.as_str(), message.as_str()),
+            ("SOURCE_CONNECT", "cannot connect to the source database: refused")
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `ferry worker` against a mocked Kubernetes API and real PostgreSQL servers: it reads its
+//! SyncJob, runs the engine, and writes only its own status fields, with its field manager, and
+//! never a password.
+
+mod support;
+
+use ferry::api::{PrecheckStatus, Progress, SyncJob, TaskType, TransferStage};
+use ferry::worker::{self, Task};
+use http::{Method, Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::Value;
+use support::Pair;
+use tokio::sync::watch;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+const JOB: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/syncjobs/orders";
+
+/// Runs `task` with a mocked API that serves `job` and records every status the worker applies.
+async fn run_worker(pair: &Pair, job: &SyncJob, task: Task) -> (Result<(), worker::WorkerError>, Vec<Value>) {
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (_stop_tx, stop) = watch::channel(false);
+    let credentials = pair.credentials();
+    let mut run = tokio::spawn(async move { worker::run(client, task, "shop/orders", credentials, stop).await });
+    let job_json = serde_json::to_vec(job).unwrap();
+    let mut patches = Vec::new();
+    loop {
+        tokio::select! {
+            result = &mut run => return (result.unwrap(), patches),
+            next = handle.next_request() => {
+                let (request, send) = next.expect("a request");
+                let (method, path, query) =
+                    (request.method().clone(), request.uri().path().to_owned(), request.uri().query().unwrap_or("").to_owned());
+                let bytes = request.into_body().collect_bytes().await.unwrap();
+                match method {
+                    Method::GET => assert_eq!(path, JOB),
+                    Method::PATCH => {
+                        assert_eq!(path, format!("{JOB}/status"));
+                        assert!(query.contains("fieldManager=ferry-worker"), "{query}");
+                        patches.push(serde_json::from_slice::<Value>(&bytes).unwrap());
+                    }
+                    m => panic!("unexpected {m} {path}"),
+                }
+                send.send_response(Response::builder().body(Body::from(job_json.clone())).unwrap());
+            }
+        }
+    }
+}
+
+fn job(pair: &Pair, task: TaskType) -> SyncJob {
+    let mut j = SyncJob::new("orders", pair.spec(task, &["orders"]));
+    j.metadata.namespace = Some("shop".into());
+    j.metadata.generation = Some(4);
+    j
+}
+
+fn no_password(pair: &Pair, patches: &[Value]) {
+    let text = serde_json::to_string(patches).unwrap();
+    assert!(!text.contains(pair.source.password()) && !text.contains(pair.target.password()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_precheck_worker_writes_its_results_for_the_jobs_generation() {
+    let pair = Pair::start();
+    pair.source().await.batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v text)").await.unwrap();
+    let (result, patches) = run_worker(&pair, &job(&pair, TaskType::FullIncrTrans), Task::Precheck).await;
+    result.unwrap();
+    assert_eq!(patches.len(), 1);
+    let status = &patches[0]["status"];
+    assert!(status.get("phase").is_none(), "the worker writes only its own fields: {status}");
+    let precheck: PrecheckStatus = serde_json::from_value(status["precheck"].clone()).unwrap();
+    assert_eq!(precheck.observed_generation, Some(4));
+    assert_eq!(precheck.passed, Some(true), "{precheck:#?}");
+    assert!(precheck.items.iter().any(|i| i.item == "source.walLevel"));
+    no_password(&pair, &patches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_worker_reports_progress_and_completes_a_full_transfer() {
+    let pair = Pair::start();
+    pair.source()
+        .await
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 5000) g")
+        .await
+        .unwrap();
+    let (result, patches) = run_worker(&pair, &job(&pair, TaskType::FullTrans), Task::Sync).await;
+    result.unwrap();
+    assert!(!patches.is_empty());
+    let last: Progress = serde_json::from_value(patches.last().unwrap()["status"]["progress"].clone()).unwrap();
+    assert_eq!(last.stage, Some(TransferStage::FullComplete), "{last:#?}");
+    assert_eq!(last.tables.iter().map(|t| t.rows).sum::<u64>(), 5000);
+    let n: i64 = pair.target().await.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);
+    assert_eq!(n, 5000);
+    no_password(&pair, &patches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_worker_returns_the_code_the_operator_reads() {
+    let pair = Pair::start();
+    let mut j = job(&pair, TaskType::FullTrans);
+    j.spec.source.port = 1;
+    let (result, _) = run_worker(&pair, &j, Task::Sync).await;
+    let e = result.unwrap_err();
+    assert_eq!(e.code, "SOURCE_CONNECT", "{}", e.line());
+}
