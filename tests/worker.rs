@@ -28,9 +28,11 @@ async fn run_worker(pair: &Pair, job: &SyncJob, task: Task) -> (Result<(), worke
     let mut patches = Vec::new();
     loop {
         tokio::select! {
+            biased;
             result = &mut run => return (result.unwrap(), patches),
             next = handle.next_request() => {
-                let (request, send) = next.expect("a request");
+                // The worker ended and dropped its client.
+                let Some((request, send)) = next else { return (run.await.unwrap(), patches) };
                 let (method, path, query) =
                     (request.method().clone(), request.uri().path().to_owned(), request.uri().query().unwrap_or("").to_owned());
                 let bytes = request.into_body().collect_bytes().await.unwrap();

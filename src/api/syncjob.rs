@@ -198,6 +198,12 @@ pub struct Alarm {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub rto_seconds: Option<u32>,
+    /// Seconds after which a job in the incremental phase is `Stalled` when its worker has
+    /// received source changes but its checkpoint has not advanced, or the worker has stopped
+    /// reporting. Default 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub stall_seconds: Option<u32>,
 }
 
 /// Overrides for the worker pods of this job.
@@ -513,6 +519,13 @@ pub struct Progress {
     /// Per-table progress.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<TableProgress>,
+    /// Source commit time of the newest change the worker has received (applied or not): ahead
+    /// of `checkpoint.sourceTime` while changes wait to be applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_source_time: Option<Time>,
+    /// When the worker last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Time>,
 }
 
 /// The source position up to which changes are committed on the target.
@@ -604,6 +617,10 @@ pub struct SyncJobStatus {
     /// Automatic retries made since the job last ran healthily.
     #[serde(default)]
     pub retries: u32,
+    /// Since when the incremental lag has been above `alarm.delaySeconds`; `LagOverThreshold`
+    /// turns true once it has been for 6 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_over_since: Option<Time>,
     /// When the phase last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase_since: Option<Time>,

@@ -136,6 +136,9 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
         }
         let Some(end) = batch.end() else { continue };
         let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
+        if let Some(t) = commit_time {
+            tracker.received(t);
+        }
         let started = std::time::Instant::now();
         if let Err(e) = target.apply(&batch, commit_time).await {
             break Err(e);

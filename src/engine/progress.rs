@@ -57,6 +57,7 @@ impl Tracker {
             let send = due.then(|| {
                 update_rates(&mut s, now);
                 s.last_sent = Some(now);
+                s.progress.updated_at = Some(Time(Timestamp::now()));
                 (s.progress.clone(), s.checkpoint.clone())
             });
             (out, send)
@@ -112,6 +113,19 @@ impl Tracker {
                 t.rows += rows;
             }
         });
+    }
+
+    /// Records that changes up to this source commit time have been received. Sent at once when
+    /// the job goes from caught up to having changes waiting, so a worker that then hangs still
+    /// shows what it was given.
+    pub fn received(&self, source_time_us: i64) {
+        let Ok(t) = Timestamp::from_microsecond(source_time_us) else { return };
+        let waiting_already = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let applied = s.checkpoint.as_ref().and_then(|c| c.source_time.as_ref()).map(|t| t.0);
+            s.progress.received_source_time.as_ref().map(|r| r.0) > applied
+        };
+        self.with(!waiting_already, |s| s.progress.received_source_time = Some(Time(t)));
     }
 
     /// Records the checkpoint the target has committed, with the source commit time it covers.

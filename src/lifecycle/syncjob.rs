@@ -16,6 +16,11 @@ use crate::api::{
 
 /// A phase that has been healthy this long clears the retry count and `failedSince`.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(600);
+/// How long the lag stays above `alarm.delaySeconds` before `LagOverThreshold` turns true.
+pub const LAG_ALARM_AFTER: Duration = Duration::from_secs(360);
+/// Default of `alarm.stallSeconds`.
+pub const STALL_AFTER: Duration = Duration::from_secs(600);
+
 /// Longest delay between two automatic retries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -563,21 +568,30 @@ impl Planner<'_> {
         let (g, now) = (self.obs.generation, self.now);
         let precheck_failed = matches!(self.obs.precheck, PrecheckState::Failed { .. });
         let exhausted = phase.is_failed() && self.st.retries >= self.spec.retry.limit;
+        let stuck = if phase == IncreTransferStarted { self.stuck() } else { None };
         let stalled = match phase {
             CreateFailed | ReleaseResourceFailed => true,
             Configuration => precheck_failed,
+            IncreTransferStarted => stuck.is_some(),
             _ => exhausted,
         };
         let ready = match phase {
-            IncreTransferStarted | Pausing | ReleaseResourceComplete => true,
+            IncreTransferStarted => stuck.is_none(),
+            Pausing | ReleaseResourceComplete => true,
             FullTransferComplete => !self.spec.task_type.has_incremental(),
             _ => false,
         };
-        let reason = phase_reason(phase);
+        let reason = if stuck.is_some() { "CheckpointStalled" } else { phase_reason(phase) };
         let message = match (&self.st.last_error, stalled || phase.is_failed()) {
+            _ if stuck.is_some() => stuck.clone().unwrap_or_default(),
             (Some(e), true) => format!("{}: {}", e.code, e.message),
             _ => format!("phase {phase}"),
         };
+        if let Some(m) = &stuck
+            && !conditions::is_true(&self.old.conditions, types::STALLED)
+        {
+            self.actions.push(Action::Event { warning: true, reason: "CheckpointStalled", message: m.clone() });
+        }
         let conds = &mut self.st.conditions;
         conditions::set(conds, types::READY, Status::from_bool(ready), reason, message.clone(), g, now);
         conditions::set(conds, types::STALLED, Status::from_bool(stalled), reason, message.clone(), g, now);
@@ -611,7 +625,15 @@ impl Planner<'_> {
         }
         if let Some(threshold) = self.spec.alarm.as_ref().and_then(|a| a.delay_seconds) {
             let lag = self.st.progress.as_ref().and_then(|p| p.lag_seconds);
-            let over = phase == IncreTransferStarted && lag.is_some_and(|l| l > u64::from(threshold));
+            let high = phase == IncreTransferStarted && lag.is_some_and(|l| l > u64::from(threshold));
+            // Like the managed services' delay alarm: only a lag that stays high for a while.
+            let since = if high { since(&self.old.lag_over_since).unwrap_or(now) } else { now };
+            self.st.lag_over_since = high.then_some(Time(since));
+            let over = high && add(since, LAG_ALARM_AFTER) <= now;
+            if high && !over {
+                let wait = Duration::try_from(add(since, LAG_ALARM_AFTER).duration_since(now)).unwrap_or_default();
+                self.requeue = Some(self.requeue.map_or(wait, |r| r.min(wait)).max(Duration::from_secs(1)));
+            }
             let was_over = conditions::is_true(&self.old.conditions, types::LAG_OVER_THRESHOLD);
             let message = match lag {
                 Some(l) => format!("lag {l}s, threshold {threshold}s"),
@@ -630,6 +652,47 @@ impl Planner<'_> {
                 self.actions.push(Action::Event { warning: true, reason: "LagOverThreshold", message });
             }
         }
+    }
+}
+
+impl Planner<'_> {
+    /// Why a streaming job is stuck, if it is: the worker stopped reporting, or it has received
+    /// changes its checkpoint has not reached for `alarm.stallSeconds`. Requeues for the moment
+    /// it would become stuck.
+    fn stuck(&mut self) -> Option<String> {
+        if !matches!(self.obs.worker, WorkerState::Running { .. }) {
+            return None;
+        }
+        let after = self
+            .spec
+            .alarm
+            .as_ref()
+            .and_then(|a| a.stall_seconds)
+            .map_or(STALL_AFTER, |s| Duration::from_secs(u64::from(s)));
+        let progress = self.st.progress.clone();
+        let checkpoint = self.st.checkpoint.clone();
+        let (progress, checkpoint) = (progress.as_ref(), checkpoint.as_ref());
+        let secs = after.as_secs();
+        if let Some(reported) = since(&progress.and_then(|p| p.updated_at.clone())) {
+            if add(reported, after) <= self.now {
+                return Some(format!("the worker has not reported for over {secs} s"));
+            }
+            self.requeue_at(add(reported, after));
+        }
+        let received = since(&progress.and_then(|p| p.received_source_time.clone()));
+        let applied = since(&checkpoint.and_then(|c| c.source_time.clone()));
+        let advanced = since(&checkpoint.and_then(|c| c.updated_at.clone()));
+        if let (Some(received), Some(advanced)) = (received, advanced)
+            && Some(received) > applied
+        {
+            if add(advanced, after) <= self.now {
+                return Some(format!(
+                    "the checkpoint has not advanced for over {secs} s while source changes wait to be applied"
+                ));
+            }
+            self.requeue_at(add(advanced, after));
+        }
+        None
     }
 }
 

@@ -383,20 +383,72 @@ fn a_failed_release_is_retried_and_can_be_overridden_by_annotation() {
 }
 
 #[test]
-fn lag_over_the_alarm_threshold_sets_the_condition_and_records_one_event() {
+fn lag_over_the_alarm_threshold_for_six_minutes_sets_the_condition_and_records_one_event() {
     let spec = SyncJobSpec::test().lag_alarm(30);
     let mut st = status(IncreTransferStarted, 1);
     st.progress = Some(Progress { lag_seconds: Some(45), ..Default::default() });
     let o = with_worker(running(TransferStage::Incremental));
     let p = plan(&spec, &st, &o, now());
+    assert!(!conditions::is_true(&p.status.conditions, types::LAG_OVER_THRESHOLD), "not after a moment");
+    assert_eq!(p.status.lag_over_since, Some(Time(now())));
+    assert_eq!(p.requeue_after, Some(std::time::Duration::from_secs(360)), "looks again when it would turn");
+    let p = plan(&spec, &p.status, &o, later(360));
     assert!(conditions::is_true(&p.status.conditions, types::LAG_OVER_THRESHOLD));
     assert_eq!(p.event_reasons(), vec!["LagOverThreshold"]);
-    let again = plan(&spec, &p.status, &o, later(5));
+    let again = plan(&spec, &p.status, &o, later(400));
     assert!(again.event_reasons().is_empty(), "no second event while the lag stays high");
     let mut st = again.status.clone();
     st.progress = Some(Progress { lag_seconds: Some(2), ..Default::default() });
-    let p = plan(&spec, &st, &o, later(10));
+    let p = plan(&spec, &st, &o, later(410));
     assert!(!conditions::is_true(&p.status.conditions, types::LAG_OVER_THRESHOLD));
+    assert_eq!(p.status.lag_over_since, None, "a dip resets the six minutes");
+}
+
+#[test]
+fn a_streaming_job_whose_checkpoint_stops_while_changes_wait_is_stalled_not_ready() {
+    let spec = SyncJobSpec::test();
+    let mut st = status(IncreTransferStarted, 1);
+    st.checkpoint = Some(crate::api::Checkpoint {
+        position: Some("0/1".into()),
+        source_time: Some(Time(now())),
+        updated_at: Some(Time(now())),
+    });
+    st.progress = Some(Progress {
+        received_source_time: Some(Time(later(1))),
+        updated_at: Some(Time(later(700))),
+        ..Default::default()
+    });
+    let o = with_worker(running(TransferStage::Incremental));
+    let early = plan(&spec, &st, &o, later(300));
+    assert!(conditions::is_true(&early.status.conditions, types::READY));
+    assert_eq!(early.requeue_after, Some(std::time::Duration::from_secs(300)));
+    let p = plan(&spec, &st, &o, later(700));
+    assert_eq!(p.phase(), IncreTransferStarted, "the phase stays; the conditions tell");
+    assert!(conditions::is_true(&p.status.conditions, types::STALLED));
+    assert!(!conditions::is_true(&p.status.conditions, types::READY));
+    assert_eq!(p.event_reasons(), vec!["CheckpointStalled"]);
+    // Caught up (nothing waiting): an old checkpoint on an idle source is fine.
+    st.progress.as_mut().unwrap().received_source_time = Some(Time(now()));
+    let idle = plan(&spec, &st, &o, later(700));
+    assert!(conditions::is_true(&idle.status.conditions, types::READY));
+}
+
+#[test]
+fn a_worker_that_stops_reporting_is_stalled() {
+    let mut spec = SyncJobSpec::test();
+    spec.alarm = Some(ferry_alarm(60));
+    let mut st = status(IncreTransferStarted, 1);
+    st.progress = Some(Progress { updated_at: Some(Time(now())), ..Default::default() });
+    let o = with_worker(running(TransferStage::Incremental));
+    assert!(conditions::is_true(&plan(&spec, &st, &o, later(30)).status.conditions, types::READY));
+    let p = plan(&spec, &st, &o, later(61));
+    assert!(conditions::is_true(&p.status.conditions, types::STALLED));
+    let stalled = p.status.conditions.iter().find(|c| c.type_ == types::STALLED).unwrap();
+    assert!(stalled.message.contains("not reported"), "{stalled:?}");
+}
+
+fn ferry_alarm(stall: u32) -> crate::api::Alarm {
+    crate::api::Alarm { stall_seconds: Some(stall), ..Default::default() }
 }
 
 #[test]
