@@ -188,7 +188,8 @@ async fn a_passed_precheck_starts_the_worker_pod() {
     let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
     let status = status_of(&status);
     assert_eq!(status.phase, Some(SyncJobPhase::StartJobing));
-    assert_eq!(status.worker.map(|w| w.attempt), Some(1));
+    assert_eq!(status.worker.as_ref().map(|w| w.attempt), Some(1));
+    assert_eq!(status.worker.and_then(|w| w.pod).as_deref(), Some("orders-sync-1"));
     run.await.unwrap().unwrap();
     api.done().await;
 }

@@ -194,6 +194,13 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
         }
     }
 
+    let mut plan = plan;
+    if let Some(attempt) =
+        plan.actions.iter().find_map(|a| if let Action::StartWorker { attempt } = a { Some(*attempt) } else { None })
+        && let Some(w) = plan.status.worker.as_mut()
+    {
+        w.pod = Some(pods::pod_name(&name, Role::Worker, i64::from(attempt)));
+    }
     let new = operator_fields(&plan.status);
     if new != operator_fields(&status) {
         let patch = json!({"apiVersion": SyncJob::api_version(&()), "kind": SyncJob::kind(&()), "status": new});
