@@ -2,7 +2,7 @@
 # what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: demo demo-mariadb test deps lint crds crds-check bench bench-mysql
+.PHONY: demo demo-mariadb test deps lint crds crds-check bench bench-mysql bench-operator
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
@@ -46,3 +46,8 @@ bench:
 ## mydumper/myloader and a sysbench write load
 bench-mysql:
 	scripts/bench-mysql.sh
+
+## bench-operator: 1,000 SyncJobs in the controller's store reconciled against a mocked API:
+## reconciles per second and memory
+bench-operator:
+	$(CARGO) run --release --locked --quiet --example bench_operator
