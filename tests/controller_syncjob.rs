@@ -233,6 +233,11 @@ async fn worker_progress_moves_the_phase_and_an_unchanged_status_is_not_applied(
     let (_, applied) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
     let applied = status_of(&applied);
     assert_eq!(applied.phase, Some(SyncJobPhase::FullTransferStarted));
+    let condition = |t: &str| applied.conditions.iter().find(|c| c.type_ == t).map(|c| c.status.clone());
+    assert_eq!(condition("Reconciling").as_deref(), Some("True"));
+    assert_eq!(condition("Ready").as_deref(), Some("False"));
+    assert_eq!(condition("FullTransferComplete").as_deref(), Some("False"));
+    assert!(applied.conditions.iter().all(|c| c.observed_generation == Some(1)));
     run.await.unwrap().unwrap();
     api.done().await;
 
