@@ -40,7 +40,8 @@ async fn run_worker(pair: &Pair, job: &SyncJob, task: Task) -> (Result<(), worke
                     Method::GET => assert_eq!(path, JOB),
                     Method::PATCH => {
                         assert_eq!(path, format!("{JOB}/status"));
-                        assert!(query.contains("fieldManager=ferry-worker"), "{query}");
+                        let manager = if task == Task::Precheck { "ferry-worker-precheck" } else { "ferry-worker" };
+                        assert!(query.contains(&format!("fieldManager={manager}&")) || query.ends_with(&format!("fieldManager={manager}")), "{query}");
                         patches.push(serde_json::from_slice::<Value>(&bytes).unwrap());
                     }
                     m => panic!("unexpected {m} {path}"),

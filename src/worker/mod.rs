@@ -18,8 +18,12 @@ use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD};
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
 use crate::lifecycle;
 
-/// The worker's field manager for server-side apply.
+/// The sync worker's field manager for server-side apply (`status.progress`, `status.checkpoint`).
 pub const FIELD_MANAGER: &str = "ferry-worker";
+/// The precheck worker's field manager (`status.precheck`). Separate from [`FIELD_MANAGER`]:
+/// server-side apply removes the fields a manager stops sending, so one manager for both would
+/// let the sync worker's progress erase the precheck results.
+pub const PRECHECK_FIELD_MANAGER: &str = "ferry-worker-precheck";
 /// Most frequent status write while nothing but counters change.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(3);
 /// Where Kubernetes reads a container's termination message.
@@ -80,10 +84,15 @@ pub fn credentials_from_env() -> Credentials {
     }
 }
 
-/// Applies `status` fields of the job with the worker's field manager.
-async fn apply_status(api: &Api<SyncJob>, name: &str, status: serde_json::Value) -> Result<(), kube::Error> {
+/// Applies `status` fields of the job with field manager `manager`.
+async fn apply_status(
+    api: &Api<SyncJob>,
+    name: &str,
+    manager: &str,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
     let patch = json!({"apiVersion": SyncJob::api_version(&()), "kind": SyncJob::kind(&()), "status": status});
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map(|_| ())
+    api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await.map(|_| ())
 }
 
 /// Progress from the engine, handed to the task that writes it.
@@ -108,7 +117,7 @@ async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Option
             let stage_changed = progress.stage != last_stage;
             last_stage = progress.stage;
             let status = json!({"progress": progress, "checkpoint": checkpoint});
-            if let Err(e) = apply_status(&api, &name, status).await {
+            if let Err(e) = apply_status(&api, &name, FIELD_MANAGER, status).await {
                 tracing::warn!(error = %e, "could not write progress to the job's status");
             }
             if !stage_changed && !closed {
@@ -174,7 +183,9 @@ pub async fn run(
                 .map(|i| i.item.as_str())
                 .collect();
             tracing::info!(passed = ?status.passed, failed = ?failed, "precheck done");
-            apply_status(&api, name, json!({"precheck": status})).await.map_err(api_error("writing the precheck"))
+            apply_status(&api, name, PRECHECK_FIELD_MANAGER, json!({"precheck": status}))
+                .await
+                .map_err(api_error("writing the precheck"))
         }
         Task::Release => {
             engine::release(job, &sj.spec, &credentials).await?;
