@@ -4,6 +4,7 @@
 //! servers for tests and demos.
 
 pub mod api;
+pub mod compare;
 pub mod controller;
 pub mod engine;
 pub mod lifecycle;

@@ -1,0 +1,187 @@
+//! MySQL / MariaDB as a side of a comparison: each row as one binary string (a NULL map, then
+//! the values joined by 0x1F, FLOAT widened to DOUBLE and BIT as a number so no precision is
+//! lost in printing), in a UTC session; chunk hashes as the sum of the first 60 bits of each
+//! row's MD5, computed by the server.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, Value};
+
+use super::{CHUNK_ROWS, Row, Side, source_view, target_view};
+use crate::api::{Endpoint, ObjectSelection};
+use crate::engine::Credentials;
+use crate::engine::error::{EngineError, Result, Side as Which};
+use crate::engine::model::{KeyRange, TableDef};
+use crate::engine::mysql::catalog::{self, ColumnKind, MyTable};
+use crate::engine::mysql::{connect, source};
+use crate::engine::sql::my_ident;
+
+/// One MySQL or MariaDB server of a comparison.
+pub struct MySide {
+    conn: Conn,
+    which: Which,
+    defs: Vec<TableDef>,
+    /// The tables as the chunk planner and range predicates take them (this side's names).
+    tables: Vec<MyTable>,
+    planner: bool,
+}
+
+fn view(t: &MyTable, def: TableDef) -> MyTable {
+    let columns = t.def.columns.iter().zip(&t.columns).filter(|(c, _)| c.selected).map(|(_, m)| m.clone()).collect();
+    MyTable { def, columns, engine: t.engine.clone(), collation: t.collation.clone(), indexes: Vec::new() }
+}
+
+async fn session(endpoint: &Endpoint, password: Option<&str>, which: Which) -> Result<Conn> {
+    let mut conn = connect::connect(endpoint, password, which).await?;
+    conn.query_drop("SET SESSION time_zone = '+00:00'")
+        .await
+        .map_err(|e| EngineError::query(which, "setting up the comparison session", e))?;
+    Ok(conn)
+}
+
+impl MySide {
+    /// Both sides of a comparison of `objects`.
+    pub async fn pair(
+        source: &Endpoint,
+        target: &Endpoint,
+        objects: &ObjectSelection,
+        credentials: &Credentials,
+    ) -> Result<(MySide, MySide)> {
+        let mut s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
+        let t = session(target, credentials.target_password.as_deref(), Which::Target).await?;
+        let tables = catalog::resolve(&mut s, objects).await?;
+        let src: Vec<MyTable> = tables.iter().map(|t| view(t, source_view(&t.def))).collect();
+        let tgt: Vec<MyTable> = tables.iter().map(|t| view(t, target_view(&t.def))).collect();
+        Ok((
+            MySide {
+                conn: s,
+                which: Which::Source,
+                defs: src.iter().map(|t| t.def.clone()).collect(),
+                tables: src,
+                planner: true,
+            },
+            MySide {
+                conn: t,
+                which: Which::Target,
+                defs: tgt.iter().map(|t| t.def.clone()).collect(),
+                tables: tgt,
+                planner: false,
+            },
+        ))
+    }
+
+    /// The row as one binary string: which values are NULL, then the values.
+    fn row_sql(&self, t: usize) -> String {
+        let table = &self.tables[t];
+        let mut nulls = Vec::new();
+        let mut values = Vec::new();
+        for (c, m) in table.def.columns.iter().zip(&table.columns) {
+            let id = my_ident(&c.name);
+            nulls.push(format!("ISNULL({id})"));
+            values.push(match m.kind {
+                ColumnKind::Float => format!("CAST(CAST({id} AS DOUBLE) AS BINARY)"),
+                ColumnKind::Bit => format!("CAST(CAST({id} AS UNSIGNED) AS BINARY)"),
+                _ => format!("CAST({id} AS BINARY)"),
+            });
+        }
+        format!("CONCAT(CONCAT({}), 0x1e, CONCAT_WS(0x1f, {}))", nulls.join(", "), values.join(", "))
+    }
+
+    fn fail(&self, what: String) -> impl FnOnce(mysql_async::Error) -> EngineError {
+        let which = self.which;
+        move |e| EngineError::query(which, what, e)
+    }
+}
+
+fn params(p: Vec<Value>) -> Params {
+    if p.is_empty() { Params::Empty } else { Params::Positional(p) }
+}
+
+impl Side for MySide {
+    fn tables(&self) -> &[TableDef] {
+        &self.defs
+    }
+
+    async fn exists(&mut self, t: usize) -> Result<bool> {
+        let d = &self.defs[t];
+        let what = format!("looking up {}", d.display_name());
+        let found: Option<u8> = self
+            .conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&d.schema, &d.name),
+            )
+            .await
+            .map_err(self.fail(what))?;
+        Ok(found.is_some())
+    }
+
+    async fn chunks(&mut self, t: usize) -> Result<Vec<KeyRange>> {
+        if !self.planner {
+            return Ok(vec![KeyRange::default()]);
+        }
+        source::plan_chunks(&mut self.conn, &self.tables[t], CHUNK_ROWS).await
+    }
+
+    async fn hash(&mut self, t: usize, range: &KeyRange) -> Result<(u64, String)> {
+        let table = &self.tables[t];
+        let (cond, p) = source::chunk_where(table, range);
+        let sql = format!(
+            "SELECT count(*), CAST(coalesce(sum(CAST(CONV(SUBSTRING(MD5({}), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR) \
+             FROM {}.{} WHERE {cond}",
+            self.row_sql(t),
+            my_ident(&table.def.schema),
+            my_ident(&table.def.name)
+        );
+        let what = format!("hashing {}", table.def.display_name());
+        let row: Option<(u64, String)> = self.conn.exec_first(sql, params(p)).await.map_err(self.fail(what))?;
+        Ok(row.unwrap_or((0, "0".into())))
+    }
+
+    async fn rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<Row>> {
+        let table = &self.tables[t];
+        let keys: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
+        let key_text: Vec<String> = keys.iter().map(|k| format!("CAST({k} AS CHAR)")).collect();
+        let (cond, p) = source::chunk_where(table, range);
+        let sql = format!(
+            "SELECT {}, {} FROM {}.{} WHERE {cond} ORDER BY {}",
+            key_text.join(", "),
+            self.row_sql(t),
+            my_ident(&table.def.schema),
+            my_ident(&table.def.name),
+            keys.join(", ")
+        );
+        let what = format!("reading rows of {}", table.def.display_name());
+        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, params(p)).await.map_err(self.fail(what))?;
+        let n = keys.len();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut v = r.unwrap();
+                let values = match v.pop() {
+                    Some(Value::Bytes(b)) => b,
+                    _ => Vec::new(),
+                };
+                let key = v
+                    .into_iter()
+                    .take(n)
+                    .map(|k| match k {
+                        Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                        Value::NULL => String::new(),
+                        other => other.as_sql(true),
+                    })
+                    .collect();
+                Row { key, values }
+            })
+            .collect())
+    }
+
+    fn select_sql(&self, t: usize, key: &[String]) -> String {
+        let d = &self.defs[t];
+        let conds: Vec<String> = d
+            .key_columns()
+            .zip(key)
+            .map(|(c, v)| format!("{} = '{}'", my_ident(&c.name), v.replace('\\', "\\\\").replace('\'', "''")))
+            .collect();
+        format!("SELECT * FROM {}.{} WHERE {}", my_ident(&d.schema), my_ident(&d.name), conds.join(" AND "))
+    }
+}

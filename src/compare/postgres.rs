@@ -1,0 +1,171 @@
+//! PostgreSQL as a side of a comparison: rows as their `ROW(...)::text` form in a session fixed
+//! to UTC and ISO dates (so equal values print alike on both servers), chunk hashes as the sum
+//! of `hashtextextended` over those forms, computed by the server.
+
+use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+
+use super::{CHUNK_ROWS, Row, Side, source_view, target_view};
+use crate::api::{Endpoint, ObjectSelection};
+use crate::engine::Credentials;
+use crate::engine::error::{Context, Result, Side as Which};
+use crate::engine::model::{KeyRange, TableDef};
+use crate::engine::postgres::catalog::{self, PgTable};
+use crate::engine::postgres::{connect, source};
+use crate::engine::sql::{pg_ident, pg_qualified};
+
+/// One PostgreSQL database of a comparison.
+pub struct PgSide {
+    client: Client,
+    which: Which,
+    tables: Vec<TableDef>,
+    /// The source's catalog entries, for chunk planning (source side only).
+    planned: Vec<PgTable>,
+}
+
+async fn session(endpoint: &Endpoint, password: Option<&str>, which: Which) -> Result<Client> {
+    let client = connect::connect(endpoint, password, which).await?;
+    client
+        .batch_execute(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+             SET extra_float_digits = 1; SET bytea_output = 'hex'",
+        )
+        .await
+        .ctx(which, || "setting up the comparison session".into())?;
+    Ok(client)
+}
+
+impl PgSide {
+    /// Both sides of a comparison of `objects`.
+    pub async fn pair(
+        source: &Endpoint,
+        target: &Endpoint,
+        objects: &ObjectSelection,
+        credentials: &Credentials,
+    ) -> Result<(PgSide, PgSide)> {
+        let s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
+        let t = session(target, credentials.target_password.as_deref(), Which::Target).await?;
+        let tables = catalog::resolve(&s, objects, source.database.as_deref().unwrap_or("postgres")).await?;
+        let src = tables.iter().map(|t| source_view(&t.def)).collect();
+        let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
+        Ok((
+            PgSide { client: s, which: Which::Source, tables: src, planned: tables },
+            PgSide { client: t, which: Which::Target, tables: tgt, planned: Vec::new() },
+        ))
+    }
+
+    /// `WHERE` clause of a chunk of table `t` and its parameters (key bounds as text).
+    fn range_sql(&self, t: usize, range: &KeyRange) -> (String, Vec<String>) {
+        let d = &self.tables[t];
+        let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+        let mut params: Vec<String> = Vec::new();
+        let mut conds = Vec::new();
+        let bound = |values: &[String], op: &str, params: &mut Vec<String>| {
+            let vals: Vec<String> = d
+                .key_columns()
+                .zip(values)
+                .map(|(c, v)| {
+                    params.push(v.clone());
+                    format!("${}::text::{}", params.len(), c.type_sql)
+                })
+                .collect();
+            format!("ROW({}) {op} ROW({})", keys.join(", "), vals.join(", "))
+        };
+        if let Some(lo) = &range.lo {
+            conds.push(bound(lo, ">=", &mut params));
+        }
+        if let Some(hi) = &range.hi {
+            conds.push(bound(hi, "<", &mut params));
+        }
+        if let Some(f) = &d.filter {
+            conds.push(format!("({f})"));
+        }
+        (if conds.is_empty() { "TRUE".into() } else { conds.join(" AND ") }, params)
+    }
+
+    fn row_sql(&self, t: usize) -> String {
+        let cols: Vec<String> = self.tables[t].columns.iter().map(|c| pg_ident(&c.name)).collect();
+        format!("ROW({})::text", cols.join(", "))
+    }
+}
+
+fn refs(params: &[String]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl Side for PgSide {
+    fn tables(&self) -> &[TableDef] {
+        &self.tables
+    }
+
+    async fn exists(&mut self, t: usize) -> Result<bool> {
+        let d = &self.tables[t];
+        let name = pg_qualified(&d.schema, &d.name);
+        let row = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+            .await
+            .ctx(self.which, || format!("looking up {}", d.display_name()))?;
+        Ok(row.get(0))
+    }
+
+    async fn chunks(&mut self, t: usize) -> Result<Vec<KeyRange>> {
+        match self.planned.get(t) {
+            Some(table) => source::plan_chunks(&self.client, table, CHUNK_ROWS).await,
+            None => Ok(vec![KeyRange::default()]),
+        }
+    }
+
+    async fn hash(&mut self, t: usize, range: &KeyRange) -> Result<(u64, String)> {
+        let d = &self.tables[t];
+        let (cond, params) = self.range_sql(t, range);
+        let sql = format!(
+            "SELECT count(*), coalesce(sum(hashtextextended({}, 0)), 0)::text FROM {} WHERE {cond}",
+            self.row_sql(t),
+            pg_qualified(&d.schema, &d.name)
+        );
+        let row = self
+            .client
+            .query_one(&sql, &refs(&params))
+            .await
+            .ctx(self.which, || format!("hashing {}", d.display_name()))?;
+        Ok((row.get::<_, i64>(0) as u64, row.get(1)))
+    }
+
+    async fn rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<Row>> {
+        let d = &self.tables[t];
+        let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+        let key_text: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
+        let (cond, params) = self.range_sql(t, range);
+        let sql = format!(
+            "SELECT {}, {} FROM {} WHERE {cond} ORDER BY {}",
+            key_text.join(", "),
+            self.row_sql(t),
+            pg_qualified(&d.schema, &d.name),
+            keys.join(", ")
+        );
+        let rows = self
+            .client
+            .query(&sql, &refs(&params))
+            .await
+            .ctx(self.which, || format!("reading rows of {}", d.display_name()))?;
+        let n = keys.len();
+        Ok(rows
+            .iter()
+            .map(|r| Row {
+                key: (0..n).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect(),
+                values: r.get::<_, Option<String>>(n).unwrap_or_default().into_bytes(),
+            })
+            .collect())
+    }
+
+    fn select_sql(&self, t: usize, key: &[String]) -> String {
+        let d = &self.tables[t];
+        let conds: Vec<String> = d
+            .key_columns()
+            .zip(key)
+            .map(|(c, v)| format!("{} = '{}'", pg_ident(&c.name), v.replace('\'', "''")))
+            .collect();
+        format!("SELECT * FROM {} WHERE {}", pg_qualified(&d.schema, &d.name), conds.join(" AND "))
+    }
+}

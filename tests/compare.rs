@@ -1,0 +1,138 @@
+//! Content comparison against real servers: equal data with tricky values is CONSISTENT, and
+//! injected differences are found exactly — no more, no fewer rows reported.
+
+mod my_support;
+mod support;
+
+use std::time::Duration;
+
+use ferry::api::compare::DifferenceKind;
+use ferry::api::{CompareResult, ObjectCompareResult, TaskType, Tuning};
+use ferry::compare::{self, Options};
+use mysql_async::prelude::Queryable;
+
+const OPTS: Options = Options { content: true, max_differences: 100 };
+
+fn kinds(report: &compare::Report) -> Vec<(String, DifferenceKind)> {
+    let mut v: Vec<(String, DifferenceKind)> = report
+        .differences
+        .iter()
+        .map(|d| (d.source_key_value.clone().or(d.target_key_value.clone()).unwrap_or_default(), d.kind))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pairs_compare_equal_with_tricky_values_and_find_each_injected_difference() {
+    let pair = support::Pair::start();
+    pair.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE orders (id int PRIMARY KEY, amount numeric(12,2), ratio double precision, at timestamptz,
+                                  doc jsonb, note text, big text);
+             INSERT INTO orders SELECT g, g / 3.0, g * 0.1, '2024-01-01 00:00:00+02'::timestamptz + g * interval '1 minute',
+                                       jsonb_build_object('b', g, 'a', 'x'), 'note ' || g || ' 🦀', CASE WHEN g = 7 THEN repeat('toast', 50000) END
+               FROM generate_series(1, 25000) g;
+             INSERT INTO orders VALUES (-1, 1.50, 'NaN', 'infinity', '{\"z\": 1, \"a\": [1, 2]}', '', NULL);
+             CREATE TABLE audit (line text);
+             INSERT INTO audit SELECT 'l' || g FROM generate_series(1, 100) g;
+             ANALYZE;",
+        )
+        .await
+        .unwrap();
+    let mut spec = pair.spec(TaskType::FullTrans, &["orders", "audit"]);
+    spec.tuning = Some(Tuning { batch_rows: Some(5000), ..Default::default() });
+    let (tx, stop) = tokio::sync::watch::channel(false);
+    let tracker = ferry::engine::Tracker::new(std::sync::Arc::new(ferry::engine::progress::NoProgress));
+    let creds = pair.credentials();
+    ferry::engine::run(ferry::engine::Job { id: "t/cmp", spec: &spec, credentials: &creds, tracker, stop })
+        .await
+        .unwrap();
+    drop(tx);
+
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    assert_eq!(report.tables[0].source_rows, Some(25001));
+
+    pair.target()
+        .await
+        .batch_execute(
+            "DELETE FROM orders WHERE id = 100;
+             INSERT INTO orders (id, note) VALUES (99999, 'extra');
+             UPDATE orders SET amount = amount + 0.01 WHERE id = 2000;
+             UPDATE orders SET note = NULL WHERE id = -1;
+             UPDATE orders SET doc = '{\"b\": 5, \"a\": \"y\"}' WHERE id = 5;
+             UPDATE audit SET line = 'changed' WHERE line = 'l5';",
+        )
+        .await
+        .unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Inconsistent);
+    assert_eq!(
+        kinds(&report),
+        vec![
+            ("-1".into(), DifferenceKind::ValuesDiffer),
+            ("100".into(), DifferenceKind::OnlyInSource),
+            ("2000".into(), DifferenceKind::ValuesDiffer),
+            ("5".into(), DifferenceKind::ValuesDiffer),
+            ("99999".into(), DifferenceKind::OnlyInTarget),
+        ]
+    );
+    let orders = &report.tables[0];
+    assert_eq!((orders.source_rows, orders.target_rows, orders.different_rows), (Some(25001), Some(25001), Some(5)));
+    let d = report.differences.iter().find(|d| d.kind == DifferenceKind::OnlyInSource).unwrap();
+    assert_eq!(d.source_select_sql.as_deref(), Some("SELECT * FROM \"public\".\"orders\" WHERE \"id\" = '100'"));
+    let audit = &report.tables[1];
+    assert_eq!(audit.content_result, Some(ObjectCompareResult::Inconsistent), "the keyless table's hash differs");
+    assert!(audit.message.as_deref().unwrap().contains("no primary key"));
+
+    pair.target().await.batch_execute("DROP TABLE audit").await.unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    assert_eq!(report.tables[1].rows_result, Some(ObjectCompareResult::TargetDbNotExist));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_pairs_compare_equal_and_find_each_injected_difference() {
+    let pair = my_support::MyPair::start();
+    let mut src = pair.source().await;
+    my_support::exec(
+        &mut src,
+        "CREATE DATABASE shop CHARACTER SET utf8mb4; USE shop;
+         CREATE TABLE orders (id int PRIMARY KEY, f float, d decimal(10,3), note varchar(50), at datetime(6), b bit(5), j json);
+         INSERT INTO orders SELECT seq, seq / 7, seq / 3, concat('n', seq, ' 🦀'), '2024-01-01' + INTERVAL seq SECOND, seq % 32,
+                                   json_object('a', seq) FROM seq_1_to_22000;
+         INSERT INTO orders VALUES (0, 1.2345678, 1.5, '', '0000-00-00 00:00:00', 0, NULL);",
+    )
+    .await;
+    let spec = pair.spec(TaskType::FullTrans, &["orders"]);
+    let creds = pair.credentials();
+    pair.run("t/cmp", spec.clone()).await.unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+
+    let mut tgt = pair.target().await;
+    tgt.query_drop(
+        "SET SESSION sql_mode = '';
+         DELETE FROM shop.orders WHERE id = 10;
+         INSERT INTO shop.orders (id) VALUES (50000);
+         UPDATE shop.orders SET f = 1.2345679 WHERE id = 0;
+         UPDATE shop.orders SET note = NULL WHERE id = 20;
+         UPDATE shop.orders SET b = 3 WHERE id = 21001;",
+    )
+    .await
+    .unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![
+            ("0".into(), DifferenceKind::ValuesDiffer),
+            ("10".into(), DifferenceKind::OnlyInSource),
+            ("20".into(), DifferenceKind::ValuesDiffer),
+            ("21001".into(), DifferenceKind::ValuesDiffer),
+            ("50000".into(), DifferenceKind::OnlyInTarget),
+        ],
+        "{report:#?}"
+    );
+    let _ = Duration::from_secs(0);
+}
