@@ -11,7 +11,8 @@ use ferry::api::{CompareResult, ObjectCompareResult, TaskType, Tuning};
 use ferry::compare::{self, Options};
 use mysql_async::prelude::Queryable;
 
-const OPTS: Options = Options { content: true, max_differences: 100 };
+const OPTS: Options = Options { objects: false, content: true, max_differences: 100 };
+const OBJECTS: Options = Options { objects: true, content: false, max_differences: 100 };
 
 fn kinds(report: &compare::Report) -> Vec<(String, DifferenceKind)> {
     let mut v: Vec<(String, DifferenceKind)> = report
@@ -86,6 +87,27 @@ async fn postgres_pairs_compare_equal_with_tricky_values_and_find_each_injected_
     let audit = &report.tables[1];
     assert_eq!(audit.content_result, Some(ObjectCompareResult::Inconsistent), "the keyless table's hash differs");
     assert!(audit.message.as_deref().unwrap().contains("no primary key"));
+
+    let structure = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OBJECTS).await.unwrap();
+    assert_eq!(structure.result(), CompareResult::Consistent, "{structure:#?}");
+    pair.target()
+        .await
+        .batch_execute("ALTER TABLE orders ALTER COLUMN ratio TYPE real, ADD COLUMN extra int; CREATE INDEX by_note ON orders (note)")
+        .await
+        .unwrap();
+    pair.source().await.batch_execute("CREATE UNIQUE INDEX by_at ON orders (at, id)").await.unwrap();
+    let structure = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OBJECTS).await.unwrap();
+    assert_eq!(structure.tables[0].object_result, Some(ObjectCompareResult::Inconsistent));
+    let message = structure.tables[0].message.clone().unwrap();
+    for says in [
+        "column ratio is real on the target, double precision on the source",
+        "column extra only on the target",
+        "index UNIQUE (at, id) missing on the target",
+        "index (note) only on the target",
+    ] {
+        assert!(message.contains(says), "{says:?} in {message}");
+    }
+    assert_eq!(structure.tables[1].object_result, Some(ObjectCompareResult::Consistent));
 
     pair.target().await.batch_execute("DROP TABLE audit").await.unwrap();
     let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();

@@ -128,6 +128,10 @@ pub struct TableCompareStatus {
     /// Rows that differ: only in source, only in target or with different values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub different_rows: Option<u64>,
+    /// Structure result (`type: object`): the columns with their types, the primary key and the
+    /// secondary indexes alike on both sides, after mapping; `message` names each difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_result: Option<ObjectCompareResult>,
     /// Row count result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_result: Option<ObjectCompareResult>,

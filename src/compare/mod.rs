@@ -37,6 +37,18 @@ pub struct Row {
     pub values: Vec<u8>,
 }
 
+/// A table's structure as compared: columns with their types, primary key, secondary indexes
+/// (`UNIQUE (a, b)` or `(a)`), all in this side's names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Columns in order, with the type as the engine prints it.
+    pub columns: Vec<(String, String)>,
+    /// Primary key columns.
+    pub key: Vec<String>,
+    /// Secondary indexes.
+    pub indexes: std::collections::BTreeSet<String>,
+}
+
 /// One database of the pair, with the job's tables (index `i` names the same table on both
 /// sides: source names on the source, target names on the target).
 pub trait Side: Send {
@@ -57,11 +69,16 @@ pub trait Side: Send {
 
     /// A SELECT a person can run on this side to see the row with `key` of table `t`.
     fn select_sql(&self, t: usize, key: &[String]) -> String;
+
+    /// The structure of table `t` as it stands on this side.
+    fn shape(&mut self, t: usize) -> impl Future<Output = Result<Shape>> + Send;
 }
 
 /// What to compare.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Options {
+    /// Compare structures (columns, types, keys, indexes) instead of rows.
+    pub objects: bool,
     /// Compare contents (otherwise row counts only).
     pub content: bool,
     /// Most differing rows listed (the counts stay exact).
@@ -81,7 +98,8 @@ impl Report {
     /// `CONSISTENT` when every table is.
     pub fn result(&self) -> CompareResult {
         let consistent = self.tables.iter().all(|t| {
-            t.rows_result.is_none_or(|r| r == ObjectCompareResult::Consistent)
+            t.object_result.is_none_or(|r| r == ObjectCompareResult::Consistent)
+                && t.rows_result.is_none_or(|r| r == ObjectCompareResult::Consistent)
                 && t.content_result
                     .is_none_or(|r| r == ObjectCompareResult::Consistent || r == ObjectCompareResult::CanNotCompare)
                 && t.different_rows.unwrap_or(0) == 0
@@ -128,6 +146,58 @@ fn diff_rows<S: Side, T: Side>(source: &S, target: &T, t: usize, a: Vec<Row>, b:
     out
 }
 
+/// The source structure in target names: unselected columns, and indexes on them, left out (the
+/// job does not carry them).
+fn mapped(shape: &Shape, renames: &BTreeMap<String, String>) -> Shape {
+    let name = |c: &str| renames.get(c).cloned();
+    let indexes = shape
+        .indexes
+        .iter()
+        .filter_map(|ix| {
+            let (prefix, cols) = ix.split_once('(')?;
+            let cols = cols.trim_end_matches(')');
+            let mapped: Option<Vec<String>> = cols.split(", ").map(name).collect();
+            Some(format!("{prefix}({})", mapped?.join(", ")))
+        })
+        .collect();
+    Shape {
+        columns: shape.columns.iter().filter_map(|(c, ty)| Some((name(c)?, ty.clone()))).collect(),
+        key: shape.key.iter().filter_map(|c| name(c)).collect(),
+        indexes,
+    }
+}
+
+/// What differs between the expected and the actual structure, in words.
+fn shape_differences(want: &Shape, have: &Shape) -> Vec<String> {
+    let mut out = Vec::new();
+    for (c, ty) in &want.columns {
+        match have.columns.iter().find(|(h, _)| h == c) {
+            None => out.push(format!("column {c} missing on the target")),
+            Some((_, t)) if t != ty => out.push(format!("column {c} is {t} on the target, {ty} on the source")),
+            Some(_) => {}
+        }
+    }
+    for (c, _) in &have.columns {
+        if !want.columns.iter().any(|(w, _)| w == c) {
+            out.push(format!("column {c} only on the target"));
+        }
+    }
+    if want.key != have.key {
+        out.push(format!(
+            "primary key ({}) on the source, ({}) on the target",
+            want.key.join(", "),
+            have.key.join(", ")
+        ));
+    }
+    for ix in want.indexes.difference(&have.indexes) {
+        out.push(format!("index {ix} missing on the target"));
+    }
+    for ix in have.indexes.difference(&want.indexes) {
+        out.push(format!("index {ix} only on the target"));
+    }
+    out
+}
+
 /// Compares every table of the pair.
 pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Options) -> Result<Report> {
     let mut report = Report::default();
@@ -139,14 +209,36 @@ pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Opt
             source_rows: None,
             target_rows: None,
             different_rows: None,
+            object_result: None,
             rows_result: None,
             content_result: None,
             message: None,
         };
         if !target.exists(t).await? {
-            status.rows_result = Some(ObjectCompareResult::TargetDbNotExist);
-            status.content_result = opts.content.then_some(ObjectCompareResult::TargetDbNotExist);
+            if opts.objects {
+                status.object_result = Some(ObjectCompareResult::TargetDbNotExist);
+            } else {
+                status.rows_result = Some(ObjectCompareResult::TargetDbNotExist);
+                status.content_result = opts.content.then_some(ObjectCompareResult::TargetDbNotExist);
+            }
             status.message = Some(format!("{tname} does not exist on the target"));
+            report.tables.push(status);
+            continue;
+        }
+        if opts.objects {
+            let renames: BTreeMap<String, String> = source.tables()[t]
+                .columns
+                .iter()
+                .zip(&target.tables()[t].columns)
+                .map(|(s, t)| (s.name.clone(), t.name.clone()))
+                .collect();
+            let want = mapped(&source.shape(t).await?, &renames);
+            let have = target.shape(t).await?;
+            let problems = shape_differences(&want, &have);
+            status.object_result = Some(result_of(problems.is_empty()));
+            if !problems.is_empty() {
+                status.message = Some(problems.join("; "));
+            }
             report.tables.push(status);
             continue;
         }

@@ -6,7 +6,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
-use super::{CHUNK_ROWS, Row, Side, source_view, target_view};
+use super::{CHUNK_ROWS, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::Credentials;
 use crate::engine::error::{EngineError, Result, Side as Which};
@@ -173,6 +173,42 @@ impl Side for MySide {
                 Row { key, values }
             })
             .collect())
+    }
+
+    async fn shape(&mut self, t: usize) -> Result<Shape> {
+        let d = &self.defs[t];
+        let what = format!("describing {}", d.display_name());
+        let columns: Vec<(String, String)> = self
+            .conn
+            .exec(
+                "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (&d.schema, &d.name),
+            )
+            .await
+            .map_err(self.fail(what.clone()))?;
+        let stats: Vec<(String, i64, String)> = self
+            .conn
+            .exec(
+                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                (&d.schema, &d.name),
+            )
+            .await
+            .map_err(self.fail(what))?;
+        let mut shape = Shape { columns, ..Default::default() };
+        let mut by_index: std::collections::BTreeMap<String, (bool, Vec<String>)> = Default::default();
+        for (index, non_unique, col) in stats {
+            by_index.entry(index).or_insert((non_unique == 0, Vec::new())).1.push(col);
+        }
+        for (index, (unique, cols)) in by_index {
+            if index == "PRIMARY" {
+                shape.key = cols;
+            } else {
+                shape.indexes.insert(format!("{}({})", if unique { "UNIQUE " } else { "" }, cols.join(", ")));
+            }
+        }
+        Ok(shape)
     }
 
     fn select_sql(&self, t: usize, key: &[String]) -> String {

@@ -5,7 +5,7 @@
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use super::{CHUNK_ROWS, Row, Side, source_view, target_view};
+use super::{CHUNK_ROWS, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::Credentials;
 use crate::engine::error::{Context, Result, Side as Which};
@@ -157,6 +157,45 @@ impl Side for PgSide {
                 values: r.get::<_, Option<String>>(n).unwrap_or_default().into_bytes(),
             })
             .collect())
+    }
+
+    async fn shape(&mut self, t: usize) -> Result<Shape> {
+        let d = &self.tables[t];
+        let name = pg_qualified(&d.schema, &d.name);
+        let what = || format!("describing {}", d.display_name());
+        let columns = self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&name],
+            )
+            .await
+            .ctx(self.which, what)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let indexes = self
+            .client
+            .query(
+                "SELECT i.indisprimary, i.indisunique, (SELECT string_agg(a.attname::text, ', ' ORDER BY x.n) \
+                   FROM unnest(i.indkey) WITH ORDINALITY x(attnum, n) \
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum) \
+                 FROM pg_index i WHERE i.indrelid = $1::text::regclass",
+                &[&name],
+            )
+            .await
+            .ctx(self.which, what)?;
+        let mut shape = Shape { columns, ..Default::default() };
+        for r in indexes {
+            let cols: String = r.get::<_, Option<String>>(2).unwrap_or_default();
+            if r.get::<_, bool>(0) {
+                shape.key = cols.split(", ").map(str::to_owned).collect();
+            } else {
+                shape.indexes.insert(format!("{}({cols})", if r.get::<_, bool>(1) { "UNIQUE " } else { "" }));
+            }
+        }
+        Ok(shape)
     }
 
     fn select_sql(&self, t: usize, key: &[String]) -> String {
