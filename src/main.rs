@@ -22,10 +22,12 @@ enum Command {
         #[arg(long)]
         out_dir: Option<PathBuf>,
     },
-    /// Run a SyncJob locally, without a cluster: precheck, full transfer, change stream.
+    /// Run a SyncJob locally, without a cluster: precheck, full transfer, change stream. Or run a
+    /// CompareTask: exit 0 consistent, 1 inconsistent, 2 failure.
     ///
-    /// FILE holds the manifests as one would `kubectl apply` them: the Secrets and one SyncJob.
-    /// Ctrl-C (or SIGTERM) stops at a checkpoint; running again resumes from it.
+    /// FILE holds the manifests as one would `kubectl apply` them: the Secrets and one SyncJob
+    /// (plus a CompareTask to compare instead). Ctrl-C (or SIGTERM) stops a job at a checkpoint;
+    /// running again resumes from it.
     Run {
         /// The manifest file.
         #[arg(short = 'f', long = "file")]
@@ -88,6 +90,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            if ferry::run::compare::holds_compare_task(&text) {
+                return match runtime.block_on(ferry::run::compare::run(&text)) {
+                    Ok(ferry::api::CompareResult::Consistent) => ExitCode::SUCCESS,
+                    Ok(ferry::api::CompareResult::Inconsistent) => ExitCode::from(1),
+                    Err(e) => {
+                        println!("{e}");
+                        ExitCode::from(2)
+                    }
+                };
+            }
             match runtime.block_on(ferry::run::run(ferry::run::Options { file, status_file, release })) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -5,6 +5,7 @@
 //! precheck runs inline, the "worker" is the engine on a task, the release drops what the job holds (PostgreSQL: the slot).
 //! Phases and progress go to the terminal; `--status-file` gets the status as JSON.
 
+pub mod compare;
 mod display;
 
 use std::collections::BTreeMap;
@@ -46,7 +47,7 @@ pub struct RunError {
 }
 
 impl RunError {
-    fn new(code: &str, message: impl Into<String>) -> RunError {
+    pub(crate) fn new(code: &str, message: impl Into<String>) -> RunError {
         RunError { code: code.to_owned(), message: message.into() }
     }
 }
@@ -63,7 +64,10 @@ pub fn load(text: &str) -> Result<(SyncJob, Credentials), RunError> {
             }
             Manifest::SyncJob(j) => jobs.push(*j),
             Manifest::CompareTask(_) | Manifest::BatchJob(_) => {
-                return Err(RunError::new("MANIFEST_INVALID", "ferry run takes Secrets and one SyncJob"));
+                return Err(RunError::new(
+                    "MANIFEST_INVALID",
+                    "ferry run takes Secrets and one SyncJob, or Secrets, a CompareTask and the SyncJob it names",
+                ));
             }
         }
     }
@@ -71,6 +75,16 @@ pub fn load(text: &str) -> Result<(SyncJob, Credentials), RunError> {
         1 => jobs.remove(0),
         n => return Err(RunError::new("MANIFEST_INVALID", format!("expected one SyncJob, found {n}"))),
     };
+    let credentials = credentials_for(&secrets, &job.spec.source, &job.spec.target)?;
+    Ok((job, credentials))
+}
+
+/// The passwords the endpoints' Secret references name, from the Secrets of the file.
+pub(crate) fn credentials_for(
+    secrets: &BTreeMap<String, k8s_openapi::api::core::v1::Secret>,
+    source: &crate::api::Endpoint,
+    target: &crate::api::Endpoint,
+) -> Result<Credentials, RunError> {
     let password = |field: &str, r: &Option<SecretKeyRef>| -> Result<Option<String>, RunError> {
         let Some(r) = r else { return Ok(None) };
         let secret = secrets.get(&r.name).ok_or_else(|| {
@@ -80,11 +94,10 @@ pub fn load(text: &str) -> Result<(SyncJob, Credentials), RunError> {
             RunError::new("SECRET_MISSING", format!("{field}: Secret {:?} has no key {:?}", r.name, r.key))
         })
     };
-    let credentials = Credentials {
-        source_password: password("spec.source.passwordSecretRef", &job.spec.source.password_secret_ref)?,
-        target_password: password("spec.target.passwordSecretRef", &job.spec.target.password_secret_ref)?,
-    };
-    Ok((job, credentials))
+    Ok(Credentials {
+        source_password: password("spec.source.passwordSecretRef", &source.password_secret_ref)?,
+        target_password: password("spec.target.passwordSecretRef", &target.password_secret_ref)?,
+    })
 }
 
 /// What the engine task tells the driver.
