@@ -99,22 +99,7 @@ async fn main() -> Result<(), Error> {
 
     println!();
     say("comparing source and target, row by row");
-    let mut tgt = pair.target().await;
-    let mut all_equal = true;
-    for table in ["shop.customers", "shop.orders"] {
-        let (a, b) = (support::rows(&mut src, table).await, support::rows(&mut tgt, table).await);
-        let equal = a == b;
-        all_equal &= equal;
-        println!(
-            "    {table:<15} source {:>7} rows   target {:>7} rows   {}",
-            a.len(),
-            b.len(),
-            if equal { "CONSISTENT" } else { "INCONSISTENT" }
-        );
-    }
-    if !all_equal {
-        return Err("source and target differ".into());
-    }
+    demo_flow::compare(&manifest, "orders-mariadb")?;
     say("done: source and target are identical; the throwaway servers are removed");
     Ok(())
 }

@@ -24,6 +24,25 @@ fn read_status(path: &Path) -> Option<SyncJobStatus> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Runs a CompareTask (content, every row) over the job of `manifest` with `ferry run`, its
+/// results on the terminal; fails unless source and target are consistent.
+pub fn compare(manifest: &Path, job: &str) -> Result<(), Error> {
+    let text = std::fs::read_to_string(manifest)?;
+    let task = format!(
+        "---\napiVersion: ferry.dev/v1alpha1\nkind: CompareTask\nmetadata: {{name: {job}-check}}\n\
+         spec: {{syncJobRef: {{name: {job}}}, type: content}}\n"
+    );
+    let path = manifest.with_file_name("compare.yaml");
+    std::fs::write(&path, format!("{text}{task}"))?;
+    say(&format!("ferry run -f {}   (a CompareTask: every row, both sides)", path.display()));
+    let code = Command::new(ferry_binary()).args(["run", "-f"]).arg(&path).stdin(Stdio::null()).status()?;
+    match code.code() {
+        Some(0) => Ok(()),
+        Some(1) => Err("the CompareTask found differences".into()),
+        _ => Err(format!("the CompareTask failed ({code})").into()),
+    }
+}
+
 /// A running `ferry run --release -f MANIFEST --status-file FILE`.
 pub struct FerryRun {
     child: Child,
