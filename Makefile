@@ -2,7 +2,7 @@
 # what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: demo demo-mariadb test deps lint crds crds-check bench bench-mysql bench-operator
+.PHONY: demo demo-mariadb test deps lint crds crds-check bench bench-mysql bench-operator bench-compare
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
@@ -51,3 +51,8 @@ bench-mysql:
 ## reconciles per second and memory
 bench-operator:
 	$(CARGO) run --release --locked --quiet --example bench_operator
+
+## bench-compare: content comparison throughput beside an md5-per-chunk aggregate (PostgreSQL)
+## and CHECKSUM TABLE (MariaDB)
+bench-compare: deps
+	$(CARGO) run --release --locked --quiet --example bench_compare

@@ -247,8 +247,9 @@ pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Opt
         let (mut src_rows, mut tgt_rows, mut differing) = (0u64, 0u64, 0u64);
         let mut hashes_equal = true;
         for range in &chunks {
-            let (sc, sh) = source.hash(t, range).await?;
-            let (tc, th) = target.hash(t, range).await?;
+            // Both servers hash at once.
+            let (s, tg) = futures::join!(source.hash(t, range), target.hash(t, range));
+            let ((sc, sh), (tc, th)) = (s?, tg?);
             src_rows += sc;
             tgt_rows += tc;
             if sc == tc && sh == th {
@@ -256,8 +257,8 @@ pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Opt
             }
             hashes_equal = false;
             if opts.content && keyed {
-                let a = source.rows(t, range).await?;
-                let b = target.rows(t, range).await?;
+                let (a, b) = futures::join!(source.rows(t, range), target.rows(t, range));
+                let (a, b) = (a?, b?);
                 let diffs = diff_rows(source, target, t, a, b);
                 differing += diffs.len() as u64;
                 let room = opts.max_differences.saturating_sub(report.differences.len());

@@ -1,7 +1,8 @@
 //! MySQL / MariaDB as a side of a comparison: each row as one binary string (a NULL map, then
 //! the values joined by 0x1F, FLOAT widened to DOUBLE and BIT as a number so no precision is
-//! lost in printing), in a UTC session; chunk hashes as the sum of the first 60 bits of each
-//! row's MD5, computed by the server.
+//! lost in printing), in a UTC session; chunk hashes as the sum of each row's CRC32, computed
+//! by the server (a chunk holds at most 10,000 rows: a changed row goes unnoticed only if its
+//! CRC32 stays the same, one chance in 2^32).
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
@@ -126,8 +127,7 @@ impl Side for MySide {
         let table = &self.tables[t];
         let (cond, p) = source::chunk_where(table, range);
         let sql = format!(
-            "SELECT count(*), CAST(coalesce(sum(CAST(CONV(SUBSTRING(MD5({}), 1, 15), 16, 10) AS UNSIGNED)), 0) AS CHAR) \
-             FROM {}.{} WHERE {cond}",
+            "SELECT count(*), CAST(coalesce(sum(CRC32({})), 0) AS CHAR) FROM {}.{} WHERE {cond}",
             self.row_sql(t),
             my_ident(&table.def.schema),
             my_ident(&table.def.name)
