@@ -11,8 +11,15 @@ use ferry::api::{CompareResult, ObjectCompareResult, TaskType, Tuning};
 use ferry::compare::{self, Options};
 use mysql_async::prelude::Queryable;
 
-const OPTS: Options = Options { objects: false, content: true, max_differences: 100 };
-const OBJECTS: Options = Options { objects: true, content: false, max_differences: 100 };
+const OPTS: Options = Options {
+    objects: false,
+    content: true,
+    max_differences: 100,
+    sample_percent: None,
+    rows_per_second: None,
+    rechecks: 0,
+};
+const OBJECTS: Options = Options { objects: true, content: false, ..OPTS };
 
 fn kinds(report: &compare::Report) -> Vec<(String, DifferenceKind)> {
     let mut v: Vec<(String, DifferenceKind)> = report
@@ -157,4 +164,101 @@ async fn mariadb_pairs_compare_equal_and_find_each_injected_difference() {
         "{report:#?}"
     );
     let _ = Duration::from_secs(0);
+}
+
+/// Waits until the PostgreSQL job's checkpoint on the target covers source commits after
+/// `read_at` (the job writes the source commit time of its checkpoint into `_ferry.jobs`).
+struct PgCheckpoint {
+    target: tokio_postgres::Client,
+}
+
+impl compare::CatchUp for PgCheckpoint {
+    async fn wait_past(&self, read_at: jiff::Timestamp) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let at = read_at.as_microsecond() as f64 / 1e6;
+        while std::time::Instant::now() < deadline {
+            let sql = "SELECT coalesce(extract(epoch FROM max(checkpoint_time))::float8 > $1, false) FROM _ferry.jobs";
+            if let Ok(row) = self.target.query_one(sql, &[&at]).await
+                && row.get::<_, bool>(0)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_comparison_during_streaming_is_consistent_and_still_finds_a_real_difference() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let pair = support::Pair::start();
+    pair.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL);
+             INSERT INTO accounts SELECT g, 0 FROM generate_series(1, 30000) g; ANALYZE;",
+        )
+        .await
+        .unwrap();
+    let spec = pair.spec(TaskType::FullIncrTrans, &["accounts"]);
+    let creds = pair.credentials();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let job = {
+        let (spec, creds) = (spec.clone(), creds.clone());
+        tokio::spawn(async move {
+            let tracker = ferry::engine::Tracker::new(Arc::new(ferry::engine::progress::NoProgress));
+            ferry::engine::run(ferry::engine::Job { id: "t/online", spec: &spec, credentials: &creds, tracker, stop })
+                .await
+        })
+    };
+    // Writes all over the table while the job streams and the comparison runs.
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let running = Arc::clone(&running);
+        let src = pair.source().await;
+        tokio::spawn(async move {
+            let mut n = 0i32;
+            while running.load(Ordering::SeqCst) {
+                let id = 1 + (n * 7919) % 30000;
+                src.execute("UPDATE accounts SET balance = balance + 1 WHERE id = $1", &[&id]).await.unwrap();
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let target = pair.target().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while target
+        .query_opt("SELECT 1 FROM _ferry.jobs WHERE checkpoint_time IS NOT NULL", &[])
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "the job did not stream");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let online = Options { rechecks: 5, ..OPTS };
+    let catch_up = PgCheckpoint { target: pair.target().await };
+    let report =
+        compare::run_online(&spec.source, &spec.target, &spec.objects, &creds, online, &catch_up).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+
+    // A difference written straight into the target persists and is reported.
+    target.batch_execute("UPDATE accounts SET balance = -999 WHERE id = 29999").await.unwrap();
+    let report =
+        compare::run_online(&spec.source, &spec.target, &spec.objects, &creds, online, &catch_up).await.unwrap();
+    assert_eq!(kinds(&report), vec![("29999".into(), DifferenceKind::ValuesDiffer)], "{report:#?}");
+    running.store(false, Ordering::SeqCst);
+    writer.await.unwrap();
+    stop_tx.send(true).unwrap();
+    job.await.unwrap().unwrap();
+}
+
+#[test]
+fn sampling_picks_about_the_asked_share_of_chunks() {
+    let picked = (0..2000).filter(|&i| compare::sampled_for_tests("shop.orders", i, 10)).count();
+    assert!((120..=280).contains(&picked), "{picked} of 2000 at 10%");
 }

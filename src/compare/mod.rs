@@ -67,6 +67,9 @@ pub trait Side: Send {
     /// The rows of table `t` in `range`, in key order.
     fn rows(&mut self, t: usize, range: &KeyRange) -> impl Future<Output = Result<Vec<Row>>> + Send;
 
+    /// The rows of table `t` with these keys (those that exist).
+    fn rows_for_keys(&mut self, t: usize, keys: &[Vec<String>]) -> impl Future<Output = Result<Vec<Row>>> + Send;
+
     /// A SELECT a person can run on this side to see the row with `key` of table `t`.
     fn select_sql(&self, t: usize, key: &[String]) -> String;
 
@@ -83,6 +86,45 @@ pub struct Options {
     pub content: bool,
     /// Most differing rows listed (the counts stay exact).
     pub max_differences: usize,
+    /// Compare only this percent of each table's chunks (sampling); `None` compares all.
+    pub sample_percent: Option<u32>,
+    /// Rows read per second from each side, at most.
+    pub rows_per_second: Option<u64>,
+    /// Online comparison: how many times a mismatched chunk is checked again, each time once
+    /// the job's checkpoint has passed the moment of the previous read.
+    pub rechecks: u32,
+}
+
+/// Online comparison: waits until the job's checkpoint covers source changes up to `read_at`
+/// (returns false when it will not, e.g. the job is not streaming).
+pub trait CatchUp: Sync {
+    /// Waits for the checkpoint to pass `read_at`.
+    fn wait_past(&self, read_at: jiff::Timestamp) -> impl Future<Output = bool> + Send;
+}
+
+/// No job to wait for: a comparison at rest.
+pub struct AtRest;
+
+impl CatchUp for AtRest {
+    async fn wait_past(&self, _read_at: jiff::Timestamp) -> bool {
+        false
+    }
+}
+
+/// [`sampled`], for tests.
+#[doc(hidden)]
+pub fn sampled_for_tests(table: &str, i: usize, percent: u32) -> bool {
+    sampled(table, i, percent)
+}
+
+/// Whether chunk `i` of `table` is in a `percent` sample: a hash, so a rerun samples the same
+/// chunks.
+fn sampled(table: &str, i: usize, percent: u32) -> bool {
+    let h = table
+        .bytes()
+        .chain(i.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    h % 100 < u64::from(percent.min(100))
 }
 
 /// The outcome of a comparison.
@@ -116,7 +158,13 @@ fn result_of(equal: bool) -> ObjectCompareResult {
 type Pair = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// Diffs two key-ordered row lists of table `t`.
-fn diff_rows<S: Side, T: Side>(source: &S, target: &T, t: usize, a: Vec<Row>, b: Vec<Row>) -> Vec<RowDifference> {
+fn diff_rows<S: Side, T: Side>(
+    source: &S,
+    target: &T,
+    t: usize,
+    a: Vec<Row>,
+    b: Vec<Row>,
+) -> Vec<(Vec<String>, RowDifference)> {
     let table = source.tables()[t].display_name();
     let mut by_key: BTreeMap<Vec<String>, Pair> = BTreeMap::new();
     for r in a {
@@ -134,14 +182,15 @@ fn diff_rows<S: Side, T: Side>(source: &S, target: &T, t: usize, a: Vec<Row>, b:
             (None, _) => DifferenceKind::OnlyInTarget,
         };
         let shown = key.join(", ");
-        out.push(RowDifference {
+        let d = RowDifference {
             table: table.clone(),
             kind,
             source_key_value: s.is_some().then(|| shown.clone()),
             target_key_value: tv.is_some().then(|| shown.clone()),
             source_select_sql: Some(source.select_sql(t, &key)),
             target_select_sql: Some(target.select_sql(t, &key)),
-        });
+        };
+        out.push((key, d));
     }
     out
 }
@@ -198,9 +247,23 @@ fn shape_differences(want: &Shape, have: &Shape) -> Vec<String> {
     out
 }
 
-/// Compares every table of the pair.
+/// Compares every table of the pair at rest.
 pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Options) -> Result<Report> {
+    compare_online(source, target, opts, &AtRest).await
+}
+
+/// Compares every table of the pair while a job may still be applying changes: a mismatched
+/// chunk is checked again (`opts.rechecks` times) once `catch_up` says the job's checkpoint has
+/// passed the previous read, so only differences that persist are reported.
+pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
+    source: &mut S,
+    target: &mut T,
+    opts: Options,
+    catch_up: &C,
+) -> Result<Report> {
     let mut report = Report::default();
+    let started = std::time::Instant::now();
+    let mut rows_read = 0u64;
     for t in 0..source.tables().len() {
         let (sname, tname) = (source.tables()[t].display_name(), target.tables()[t].display_name());
         let mut status = TableCompareStatus {
@@ -246,24 +309,74 @@ pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Opt
         let chunks = if opts.content && keyed { source.chunks(t).await? } else { vec![KeyRange::default()] };
         let (mut src_rows, mut tgt_rows, mut differing) = (0u64, 0u64, 0u64);
         let mut hashes_equal = true;
-        for range in &chunks {
-            // Both servers hash at once.
-            let (s, tg) = futures::join!(source.hash(t, range), target.hash(t, range));
-            let ((sc, sh), (tc, th)) = (s?, tg?);
-            src_rows += sc;
-            tgt_rows += tc;
-            if sc == tc && sh == th {
+        let table_name = source.tables()[t].display_name();
+        let mut compared = 0usize;
+        for (i, range) in chunks.iter().enumerate() {
+            if let Some(p) = opts.sample_percent
+                && chunks.len() > 1
+                && !sampled(&table_name, i, p)
+            {
                 continue;
             }
-            hashes_equal = false;
+            compared += 1;
+            // A keyless table can only be checked again as a whole; a keyed one row by row below.
+            let chunk_rechecks = if keyed && opts.content { 0 } else { opts.rechecks };
+            let (mut sc, mut tc, mut same) = (0, 0, false);
+            let mut read_at = jiff::Timestamp::now();
+            for attempt in 0..=chunk_rechecks {
+                read_at = jiff::Timestamp::now();
+                // Both servers hash at once.
+                let (s, tg) = futures::join!(source.hash(t, range), target.hash(t, range));
+                let ((a, sh), (b, th)) = (s?, tg?);
+                (sc, tc, same) = (a, b, a == b && sh == th);
+                if same || attempt == chunk_rechecks || !catch_up.wait_past(read_at).await {
+                    break;
+                }
+            }
+            src_rows += sc;
+            tgt_rows += tc;
+            rows_read += sc.max(tc);
+            if let Some(limit) = opts.rows_per_second.filter(|l| *l > 0) {
+                // Stay under the read rate: sleep until the rows read so far fit in the time spent.
+                let due = std::time::Duration::from_secs_f64(rows_read as f64 / limit as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            if same {
+                continue;
+            }
+            if !(opts.content && keyed) {
+                hashes_equal = false;
+            }
             if opts.content && keyed {
                 let (a, b) = futures::join!(source.rows(t, range), target.rows(t, range));
                 let (a, b) = (a?, b?);
-                let diffs = diff_rows(source, target, t, a, b);
+                let mut diffs = diff_rows(source, target, t, a, b);
+                // Online: a row that differs only because the job has not applied its latest
+                // change yet agrees once the checkpoint has passed the read.
+                for _ in 0..opts.rechecks {
+                    if diffs.is_empty() || !catch_up.wait_past(read_at).await {
+                        break;
+                    }
+                    read_at = jiff::Timestamp::now();
+                    let keys: Vec<Vec<String>> = diffs.iter().map(|(k, _)| k.clone()).collect();
+                    let (a, b) = futures::join!(source.rows_for_keys(t, &keys), target.rows_for_keys(t, &keys));
+                    diffs = diff_rows(source, target, t, a?, b?);
+                }
+                if !diffs.is_empty() {
+                    hashes_equal = false;
+                }
                 differing += diffs.len() as u64;
                 let room = opts.max_differences.saturating_sub(report.differences.len());
-                report.differences.extend(diffs.into_iter().take(room));
+                report.differences.extend(diffs.into_iter().map(|(_, d)| d).take(room));
             }
+        }
+        if let Some(p) = opts.sample_percent.filter(|_| chunks.len() > 1) {
+            status.message = Some(format!(
+                "sampled {compared} of {} chunks ({p}%): row counts and differences cover those chunks",
+                chunks.len()
+            ));
         }
         status.source_rows = Some(src_rows);
         status.target_rows = Some(tgt_rows);
@@ -293,14 +406,26 @@ pub async fn run(
     credentials: &Credentials,
     opts: Options,
 ) -> Result<Report> {
+    run_online(source, target, objects, credentials, opts, &AtRest).await
+}
+
+/// [`run`] while a job may still be applying changes (see [`compare_online`]).
+pub async fn run_online<C: CatchUp>(
+    source: &Endpoint,
+    target: &Endpoint,
+    objects: &ObjectSelection,
+    credentials: &Credentials,
+    opts: Options,
+    catch_up: &C,
+) -> Result<Report> {
     match (source.engine, target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => {
             let (mut s, mut t) = postgres::PgSide::pair(source, target, objects, credentials).await?;
-            compare(&mut s, &mut t, opts).await
+            compare_online(&mut s, &mut t, opts, catch_up).await
         }
         (a, b) if a.is_mysql_family() && b.is_mysql_family() => {
             let (mut s, mut t) = mysql::MySide::pair(source, target, objects, credentials).await?;
-            compare(&mut s, &mut t, opts).await
+            compare_online(&mut s, &mut t, opts, catch_up).await
         }
         (a, b) => Err(EngineError::Unsupported(format!("comparing {a} with {b} is not supported yet"))),
     }

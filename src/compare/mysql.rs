@@ -137,42 +137,32 @@ impl Side for MySide {
         Ok(row.unwrap_or((0, "0".into())))
     }
 
+    async fn rows_for_keys(&mut self, t: usize, keys: &[Vec<String>]) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        for group in keys.chunks(200) {
+            let table = &self.tables[t];
+            let names: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
+            let one = format!("({})", names.iter().map(|k| format!("{k} = ?")).collect::<Vec<_>>().join(" AND "));
+            let cond = vec![one; group.len()].join(" OR ");
+            let p: Vec<Value> = group.iter().flatten().map(|v| Value::Bytes(v.clone().into_bytes())).collect();
+            out.extend(self.select_rows(t, &cond, p).await?);
+        }
+        Ok(out)
+    }
+
     async fn rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<Row>> {
-        let table = &self.tables[t];
-        let keys: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
-        let key_text: Vec<String> = keys.iter().map(|k| format!("CAST({k} AS CHAR)")).collect();
-        let (cond, p) = source::chunk_where(table, range);
-        let sql = format!(
-            "SELECT {}, {} FROM {}.{} WHERE {cond} ORDER BY {}",
-            key_text.join(", "),
-            self.row_sql(t),
-            my_ident(&table.def.schema),
-            my_ident(&table.def.name),
-            keys.join(", ")
-        );
-        let what = format!("reading rows of {}", table.def.display_name());
-        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, params(p)).await.map_err(self.fail(what))?;
-        let n = keys.len();
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let mut v = r.unwrap();
-                let values = match v.pop() {
-                    Some(Value::Bytes(b)) => b,
-                    _ => Vec::new(),
-                };
-                let key = v
-                    .into_iter()
-                    .take(n)
-                    .map(|k| match k {
-                        Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
-                        Value::NULL => String::new(),
-                        other => other.as_sql(true),
-                    })
-                    .collect();
-                Row { key, values }
-            })
-            .collect())
+        let (cond, p) = source::chunk_where(&self.tables[t], range);
+        self.select_rows(t, &cond, p).await
+    }
+
+    fn select_sql(&self, t: usize, key: &[String]) -> String {
+        let d = &self.defs[t];
+        let conds: Vec<String> = d
+            .key_columns()
+            .zip(key)
+            .map(|(c, v)| format!("{} = '{}'", my_ident(&c.name), v.replace('\\', "\\\\").replace('\'', "''")))
+            .collect();
+        format!("SELECT * FROM {}.{} WHERE {}", my_ident(&d.schema), my_ident(&d.name), conds.join(" AND "))
     }
 
     async fn shape(&mut self, t: usize) -> Result<Shape> {
@@ -210,14 +200,44 @@ impl Side for MySide {
         }
         Ok(shape)
     }
+}
 
-    fn select_sql(&self, t: usize, key: &[String]) -> String {
-        let d = &self.defs[t];
-        let conds: Vec<String> = d
-            .key_columns()
-            .zip(key)
-            .map(|(c, v)| format!("{} = '{}'", my_ident(&c.name), v.replace('\\', "\\\\").replace('\'', "''")))
-            .collect();
-        format!("SELECT * FROM {}.{} WHERE {}", my_ident(&d.schema), my_ident(&d.name), conds.join(" AND "))
+impl MySide {
+    /// The rows of table `t` matching `cond`, in key order.
+    async fn select_rows(&mut self, t: usize, cond: &str, p: Vec<Value>) -> Result<Vec<Row>> {
+        let table = &self.tables[t];
+        let keys: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
+        let key_text: Vec<String> = keys.iter().map(|k| format!("CAST({k} AS CHAR)")).collect();
+        let sql = format!(
+            "SELECT {}, {} FROM {}.{} WHERE {cond} ORDER BY {}",
+            key_text.join(", "),
+            self.row_sql(t),
+            my_ident(&table.def.schema),
+            my_ident(&table.def.name),
+            keys.join(", ")
+        );
+        let what = format!("reading rows of {}", table.def.display_name());
+        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, params(p)).await.map_err(self.fail(what))?;
+        let n = keys.len();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut v = r.unwrap();
+                let values = match v.pop() {
+                    Some(Value::Bytes(b)) => b,
+                    _ => Vec::new(),
+                };
+                let key = v
+                    .into_iter()
+                    .take(n)
+                    .map(|k| match k {
+                        Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                        Value::NULL => String::new(),
+                        other => other.as_sql(true),
+                    })
+                    .collect();
+                Row { key, values }
+            })
+            .collect())
     }
 }

@@ -132,6 +132,50 @@ impl Side for PgSide {
         Ok((row.get::<_, i64>(0) as u64, row.get(1)))
     }
 
+    async fn rows_for_keys(&mut self, t: usize, keys: &[Vec<String>]) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        for group in keys.chunks(200) {
+            let d = &self.tables[t];
+            let names: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+            let mut params: Vec<String> = Vec::new();
+            let tuples: Vec<String> = group
+                .iter()
+                .map(|key| {
+                    let vals: Vec<String> = d
+                        .key_columns()
+                        .zip(key)
+                        .map(|(c, v)| {
+                            params.push(v.clone());
+                            format!("${}::text::{}", params.len(), c.type_sql)
+                        })
+                        .collect();
+                    format!("ROW({})", vals.join(", "))
+                })
+                .collect();
+            let key_text: Vec<String> = names.iter().map(|k| format!("{k}::text")).collect();
+            let sql = format!(
+                "SELECT {}, {} FROM {} WHERE ROW({}) IN ({}) ORDER BY {}",
+                key_text.join(", "),
+                self.row_sql(t),
+                pg_qualified(&d.schema, &d.name),
+                names.join(", "),
+                tuples.join(", "),
+                names.join(", ")
+            );
+            let rows = self
+                .client
+                .query(&sql, &refs(&params))
+                .await
+                .ctx(self.which, || format!("reading rows of {}", d.display_name()))?;
+            let n = names.len();
+            out.extend(rows.iter().map(|r| Row {
+                key: (0..n).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect(),
+                values: r.get::<_, Option<String>>(n).unwrap_or_default().into_bytes(),
+            }));
+        }
+        Ok(out)
+    }
+
     async fn rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<Row>> {
         let d = &self.tables[t];
         let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{RunError, credentials_for};
-use crate::api::compare::{CompareTask, CompareType};
+use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
 use crate::api::manifest::{self, Manifest};
 use crate::api::{CompareResult, ObjectCompareResult, SyncJob};
 use crate::compare::{self, Options, Report};
@@ -113,10 +113,14 @@ pub async fn run(text: &str) -> Result<CompareResult, RunError> {
         },
     };
     let credentials = credentials_for(&secrets, &source, &target)?;
+    let sample = spec.mode.as_ref().filter(|m| m.kind == CompareModeKind::Sample);
     let opts = Options {
         objects: spec.compare_type == CompareType::Object,
         content: spec.compare_type == CompareType::Content,
         max_differences: 1000,
+        sample_percent: sample.map(|m| m.percent.unwrap_or(10)),
+        rows_per_second: spec.throttle.as_ref().and_then(|t| t.rows_per_second),
+        rechecks: 0,
     };
     let report = compare::run(&source, &target, &objects, &credentials, opts)
         .await
