@@ -211,4 +211,7 @@ pub struct CompareTaskStatus {
     /// Why the last run failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Runs started so far; the current run's pod is `<task>-compare-<runs>`.
+    #[serde(default)]
+    pub runs: u32,
 }

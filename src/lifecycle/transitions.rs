@@ -140,15 +140,18 @@ impl SyncJobPhase {
 }
 
 impl ComparePhase {
-    /// Whether moving from `self` to `next` is allowed. A finished run may start again (a new
-    /// scheduled run, or a spec change).
+    /// Whether moving from `self` to `next` is allowed. A waiting run may end any way (a pod can
+    /// finish before it is seen running, or never start and time out); a
+    /// finished run may start again (a new scheduled run, or a spec change) or fail on an invalid
+    /// spec.
     pub fn can_transition_to(self, next: ComparePhase) -> bool {
         use ComparePhase::*;
         self == next
             || match self {
-                WaitingForRunning => matches!(next, Running | Cancelled | Failed),
-                Running => matches!(next, Successful | Failed | Cancelled | TimeoutInterrupt),
-                Successful | Failed | Cancelled | TimeoutInterrupt => next == WaitingForRunning,
+                WaitingForRunning => !matches!(next, WaitingForRunning),
+                // Back to waiting when the run's pod vanished and is created again.
+                Running => matches!(next, WaitingForRunning | Successful | Failed | Cancelled | TimeoutInterrupt),
+                Successful | Failed | Cancelled | TimeoutInterrupt => matches!(next, WaitingForRunning | Failed),
             }
     }
 
