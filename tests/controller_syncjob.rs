@@ -1,4 +1,4 @@
-//! SyncJob controller scenarios against a mocked Kubernetes API (as kube-rs's reference
+//! SyncJob and CompareTask controller scenarios against a mocked Kubernetes API (as kube-rs's reference
 //! controller tests): each test runs one reconcile and asserts the exact API calls it makes, in
 //! order, answering each as the API server would.
 
@@ -398,4 +398,97 @@ async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
     assert_eq!(patch["metadata"]["finalizers"], json!([]));
     run.await.unwrap().unwrap();
     assert!(reasons(&api.done().await).contains(&"Released".to_owned()));
+}
+
+// CompareTask scenarios.
+
+const TASKS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks";
+
+fn compare_task(status: Option<ferry::api::compare::CompareTaskStatus>) -> ferry::api::compare::CompareTask {
+    let spec: ferry::api::compare::CompareTaskSpec =
+        serde_json::from_value(json!({"syncJobRef": {"name": "orders"}, "type": "content"})).unwrap();
+    let mut t = ferry::api::compare::CompareTask::new("check", spec);
+    t.metadata.namespace = Some("shop".into());
+    t.metadata.uid = Some("uid-2".into());
+    t.metadata.generation = Some(1);
+    t.status = status;
+    t
+}
+
+fn compare_pod(task: &ferry::api::compare::CompareTask, run: i64, phase: &str) -> Pod {
+    let mut p = pods::build_for(pods::PodParams {
+        owner: kube::Resource::controller_owner_ref(task, &()).unwrap(),
+        name: "check",
+        namespace: "shop",
+        role: Role::Compare,
+        n: run,
+        args: vec![],
+        source: None,
+        target: None,
+        node_type: ferry::api::NodeType::Small,
+        overrides: Default::default(),
+        default_image: "ferry:test",
+    });
+    p.status = Some(PodStatus { phase: Some(phase.into()), ..Default::default() });
+    p
+}
+
+#[tokio::test]
+async fn a_new_compare_task_runs_a_compare_pod_with_the_jobs_secrets() {
+    let (ctx, mut api) = context();
+    let task = compare_task(None);
+    let tv = serde_json::to_value(&task).unwrap();
+    let jv = serde_json::to_value(job(None)).unwrap();
+    let run = tokio::spawn(ferry::controller::compare::reconcile(Arc::new(task), ctx));
+    api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv)).await;
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "check-compare-1");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "CompareTask");
+    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["worker", "compare", "--job", "shop/check"]));
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert!(env.to_string().contains("secretKeyRef"), "{env}");
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{TASKS}/check/status"), tv)).await;
+    assert_eq!(status["status"]["phase"], "WAITING_FOR_RUNNING");
+    assert_eq!(status["status"]["runs"], 1);
+    assert!(status["status"].get("result").is_none(), "the worker's fields are not applied");
+    run.await.unwrap().unwrap();
+    api.done().await;
+}
+
+#[tokio::test]
+async fn a_finished_compare_pod_ends_the_run_and_cancel_stops_a_running_one() {
+    use ferry::api::ComparePhase;
+    use ferry::api::compare::CompareTaskStatus;
+    let running = CompareTaskStatus {
+        phase: Some(ComparePhase::Running),
+        runs: 1,
+        observed_generation: Some(1),
+        start_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now())),
+        ..Default::default()
+    };
+    let (ctx, mut api) = context();
+    let task = compare_task(Some(running.clone()));
+    let (tv, jv) = (serde_json::to_value(&task).unwrap(), serde_json::to_value(job(None)).unwrap());
+    let done = compare_pod(&task, 1, "Succeeded");
+    let run = tokio::spawn(ferry::controller::compare::reconcile(Arc::new(task), ctx));
+    api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv.clone())).await;
+    api.expect(call(Method::GET, PODS, pod_list(vec![done]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{TASKS}/check/status"), tv.clone())).await;
+    assert_eq!(status["status"]["phase"], "SUCCESSFUL");
+    run.await.unwrap().unwrap();
+    api.done().await;
+
+    let (ctx, mut api) = context();
+    let mut task = compare_task(Some(running));
+    task.spec.cancel = true;
+    let pod = compare_pod(&task, 1, "Running");
+    let run = tokio::spawn(ferry::controller::compare::reconcile(Arc::new(task), ctx));
+    api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv)).await;
+    api.expect(call(Method::GET, PODS, pod_list(vec![pod]))).await;
+    api.expect(call(Method::DELETE, &format!("{PODS}/check-compare-1"), json!({}))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{TASKS}/check/status"), tv)).await;
+    assert_eq!(status["status"]["phase"], "CANCELLED");
+    run.await.unwrap().unwrap();
+    api.done().await;
 }

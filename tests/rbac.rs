@@ -60,12 +60,16 @@ fn the_roles_grant_what_the_operator_and_the_worker_call_and_no_secrets() {
         ("", "pods", "delete"),
         ("", "pods", "watch"),
         ("events.k8s.io", "events", "create"),
+        ("ferry.dev", "comparetasks", "watch"),
+        ("ferry.dev", "comparetasks/status", "patch"),
     ] {
         assert!(grants(&operator, group, resource, verb), "operator lacks {verb} {group}/{resource}");
     }
     let worker = cluster_role("ferry-worker");
     assert!(grants(&worker, "ferry.dev", "syncjobs", "get"));
     assert!(grants(&worker, "ferry.dev", "syncjobs/status", "patch"));
+    assert!(grants(&worker, "ferry.dev", "comparetasks/status", "patch"));
+    assert!(grants(&worker, "", "configmaps", "patch"), "the compare worker writes its report");
     assert!(!grants(&worker, "ferry.dev", "syncjobs", "patch"), "a worker never edits the spec");
     for rules in [&operator, &worker] {
         assert!(

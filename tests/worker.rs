@@ -108,3 +108,59 @@ async fn a_failing_worker_returns_the_code_the_operator_reads() {
     let e = result.unwrap_err();
     assert_eq!(e.code, "SOURCE_CONNECT", "{}", e.line());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_worker_writes_its_result_and_the_full_report() {
+    let pair = Pair::start();
+    pair.source()
+        .await
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 500) g")
+        .await
+        .unwrap();
+    pair.target()
+        .await
+        .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 499) g")
+        .await
+        .unwrap();
+    let sync_job = job(&pair, TaskType::FullTrans);
+    let spec: ferry::api::compare::CompareTaskSpec =
+        serde_json::from_value(serde_json::json!({"syncJobRef": {"name": "orders"}})).unwrap();
+    let mut task = ferry::api::compare::CompareTask::new("check", spec);
+    task.metadata.namespace = Some("shop".into());
+    task.metadata.uid = Some("uid-3".into());
+
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (_stop_tx, stop) = watch::channel(false);
+    let credentials = pair.credentials();
+    let mut run =
+        tokio::spawn(async move { worker::run(client, Task::Compare, "shop/check", credentials, stop).await });
+    let (task_json, job_json) = (serde_json::to_vec(&task).unwrap(), serde_json::to_vec(&sync_job).unwrap());
+    let (mut report, mut status) = (Value::Null, Value::Null);
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut run => { result.unwrap().unwrap(); break; }
+            next = handle.next_request() => {
+                let Some((request, send)) = next else { run.await.unwrap().unwrap(); break };
+                let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+                let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap_or(Value::Null);
+                let answer = match (method, path.as_str()) {
+                    (Method::GET, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check") => task_json.clone(),
+                    (Method::GET, JOB) => job_json.clone(),
+                    (Method::PATCH, "/api/v1/namespaces/shop/configmaps/check-report") => { report = body.clone(); serde_json::to_vec(&body).unwrap() }
+                    (Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check/status") => { status = body; task_json.clone() }
+                    (m, p) => panic!("unexpected {m} {p}"),
+                };
+                send.send_response(Response::builder().body(Body::from(answer)).unwrap());
+            }
+        }
+    }
+    assert_eq!(status["status"]["result"], "INCONSISTENT");
+    assert_eq!(status["status"]["reportRef"]["name"], "check-report");
+    assert_eq!(status["status"]["differences"][0]["kind"], "onlyInSource");
+    assert_eq!(status["status"]["differences"][0]["sourceKeyValue"], "500");
+    let full: Value = serde_json::from_str(report["data"]["report.json"].as_str().unwrap()).unwrap();
+    assert_eq!(full["tables"][0]["differentRows"], 1);
+    assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "CompareTask");
+}

@@ -43,6 +43,8 @@ pub enum Role {
     Worker,
     /// Releases the source resources.
     Release,
+    /// Runs a CompareTask.
+    Compare,
 }
 
 impl Role {
@@ -52,12 +54,13 @@ impl Role {
             Role::Precheck => "precheck",
             Role::Worker => "sync",
             Role::Release => "release",
+            Role::Compare => "compare",
         }
     }
 
     /// The role a component label names.
     pub fn from_label(label: &str) -> Option<Role> {
-        [Role::Precheck, Role::Worker, Role::Release].into_iter().find(|r| r.as_str() == label)
+        [Role::Precheck, Role::Worker, Role::Release, Role::Compare].into_iter().find(|r| r.as_str() == label)
     }
 }
 
@@ -123,21 +126,64 @@ pub fn build(job: &SyncJob, role: Role, n: i64, default_image: &str) -> Option<P
     let namespace = job.metadata.namespace.as_deref()?;
     let owner: OwnerReference = job.controller_owner_ref(&())?;
     let spec = &job.spec;
-    let overrides = spec.worker.clone().unwrap_or_default();
+    Some(build_for(PodParams {
+        owner,
+        name,
+        namespace,
+        role,
+        n,
+        args: vec!["worker".into(), role.as_str().into(), "--job".into(), format!("{namespace}/{name}")],
+        source: spec.source.password_secret_ref.as_ref(),
+        target: spec.target.password_secret_ref.as_ref(),
+        node_type: spec.node_type,
+        overrides: spec.worker.clone().unwrap_or_default(),
+        default_image,
+    }))
+}
+
+/// What a worker pod is built from.
+pub struct PodParams<'a> {
+    /// The owning resource.
+    pub owner: OwnerReference,
+    /// The owner's name (labels and the pod's name derive from it).
+    pub name: &'a str,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// The pod's role.
+    pub role: Role,
+    /// Attempt, generation or run number.
+    pub n: i64,
+    /// The `ferry` arguments.
+    pub args: Vec<String>,
+    /// Secret key of the source password.
+    pub source: Option<&'a crate::api::SecretKeyRef>,
+    /// Secret key of the target password.
+    pub target: Option<&'a crate::api::SecretKeyRef>,
+    /// Size class.
+    pub node_type: NodeType,
+    /// Image, resources and placement overrides.
+    pub overrides: crate::api::WorkerOverrides,
+    /// The operator's own image.
+    pub default_image: &'a str,
+}
+
+/// A worker pod: owned, labelled, restricted, passwords from Secret references.
+pub fn build_for(p: PodParams<'_>) -> Pod {
+    let overrides = p.overrides;
     let env: Vec<EnvVar> = [
-        password_env(ENV_SOURCE_PASSWORD, spec.source.password_secret_ref.as_ref()),
-        password_env(ENV_TARGET_PASSWORD, spec.target.password_secret_ref.as_ref()),
+        password_env(ENV_SOURCE_PASSWORD, p.source),
+        password_env(ENV_TARGET_PASSWORD, p.target),
         Some(EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..Default::default() }),
     ]
     .into_iter()
     .flatten()
     .collect();
     let container = Container {
-        name: role.as_str().to_owned(),
-        image: Some(overrides.image.clone().unwrap_or_else(|| default_image.to_owned())),
-        args: Some(vec!["worker".into(), role.as_str().into(), "--job".into(), format!("{namespace}/{name}")]),
+        name: p.role.as_str().to_owned(),
+        image: Some(overrides.image.clone().unwrap_or_else(|| p.default_image.to_owned())),
+        args: Some(p.args),
         env: Some(env),
-        resources: Some(overrides.resources.clone().unwrap_or_else(|| resources(spec.node_type))),
+        resources: Some(overrides.resources.clone().unwrap_or_else(|| resources(p.node_type))),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -151,12 +197,12 @@ pub fn build(job: &SyncJob, role: Role, n: i64, default_image: &str) -> Option<P
         volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
         ..Default::default()
     };
-    Some(Pod {
+    Pod {
         metadata: ObjectMeta {
-            name: Some(pod_name(name, role, n)),
-            namespace: Some(namespace.to_owned()),
-            labels: Some(labels(name, role, n)),
-            owner_references: Some(vec![owner]),
+            name: Some(pod_name(p.name, p.role, p.n)),
+            namespace: Some(p.namespace.to_owned()),
+            labels: Some(labels(p.name, p.role, p.n)),
+            owner_references: Some(vec![p.owner]),
             ..Default::default()
         },
         spec: Some(PodSpec {
@@ -181,7 +227,7 @@ pub fn build(job: &SyncJob, role: Role, n: i64, default_image: &str) -> Option<P
             ..Default::default()
         }),
         status: None,
-    })
+    }
 }
 
 #[cfg(test)]

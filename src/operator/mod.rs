@@ -1,4 +1,4 @@
-//! `ferry operator`: the SyncJob controller with leader election, `/metrics`, `/healthz` and
+//! `ferry operator`: the SyncJob and CompareTask controllers with leader election, `/metrics`, `/healthz` and
 //! `/readyz`, and a graceful shutdown on SIGTERM (or on losing the lease).
 //!
 //! SyncJobs are watched through [`DeserializeGuard`], so one object that does not deserialize
@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use self::http::Health;
 use self::metrics::Metrics;
 use crate::api::SyncJob;
+use crate::api::compare::CompareTask;
 use crate::controller::pods::{LABEL_MANAGED_BY, MANAGER};
 use crate::controller::syncjob::{self, Context};
 
@@ -80,6 +81,37 @@ async fn reconcile_guarded(
             Ok(Action::await_change())
         }
     }
+}
+
+async fn reconcile_compare_guarded(
+    guard: Arc<DeserializeGuard<CompareTask>>,
+    ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
+) -> Result<Action, syncjob::Error> {
+    let (ctx, metrics) = (&ctx.0, &ctx.1);
+    let _timer = metrics.reconcile("comparetask");
+    match &guard.0 {
+        Ok(task) => {
+            let result = crate::controller::compare::reconcile(Arc::new(task.clone()), Arc::clone(ctx)).await;
+            if let Err(e) = &result {
+                metrics.failed("comparetask", e.category());
+            }
+            result
+        }
+        Err(invalid) => {
+            metrics.failed("comparetask", "malformed");
+            tracing::warn!(error = %invalid, "a CompareTask does not deserialize; skipped until it changes");
+            Ok(Action::await_change())
+        }
+    }
+}
+
+fn error_policy_compare(
+    _guard: Arc<DeserializeGuard<CompareTask>>,
+    error: &syncjob::Error,
+    _ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
+) -> Action {
+    tracing::warn!(error = %error, category = error.category(), "compare reconcile failed");
+    Action::requeue(std::time::Duration::from_secs(15))
 }
 
 fn error_policy_guarded(
@@ -152,19 +184,35 @@ pub async fn run(opts: Options) -> Result<(), OperatorError> {
         Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(opts.identity.clone()) });
     let ctx = Arc::new((Arc::new(Context { client: client.clone(), image: opts.image.clone(), recorder }), metrics));
     let jobs = Api::<DeserializeGuard<SyncJob>>::all(client.clone());
+    let tasks = Api::<DeserializeGuard<CompareTask>>::all(client.clone());
     let pods = Api::<Pod>::all(client);
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let stop_tasks = stop_rx.clone();
     let shutdown = async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     };
-    Controller::new(jobs, watcher::Config::default().any_semantic())
-        .owns(pods, watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}")))
+    let shutdown_tasks = async move {
+        let mut rx = stop_tasks;
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let sync_jobs = Controller::new(jobs, watcher::Config::default().any_semantic())
+        .owns(pods.clone(), owned.clone())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy_guarded, ctx)
+        .run(reconcile_guarded, error_policy_guarded, Arc::clone(&ctx))
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    let compare_tasks = Controller::new(tasks, watcher::Config::default().any_semantic())
+        .owns(pods, owned)
+        .graceful_shutdown_on(shutdown_tasks)
+        .run(reconcile_compare_guarded, error_policy_compare, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
+    futures::join!(sync_jobs, compare_tasks);
     Ok(())
 }

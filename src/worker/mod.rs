@@ -18,6 +18,8 @@ use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD};
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
 use crate::lifecycle;
 
+pub mod compare;
+
 /// The sync worker's field manager for server-side apply (`status.progress`, `status.checkpoint`).
 pub const FIELD_MANAGER: &str = "ferry-worker";
 /// The precheck worker's field manager (`status.precheck`). Separate from [`FIELD_MANAGER`]:
@@ -38,6 +40,8 @@ pub enum Task {
     Sync,
     /// Release the source resources.
     Release,
+    /// Run a CompareTask (`--job` names the CompareTask).
+    Compare,
 }
 
 /// Why a worker ended badly: a stable code and a message without secrets.
@@ -166,6 +170,9 @@ pub async fn run(
     let (namespace, name) = job
         .split_once('/')
         .ok_or_else(|| WorkerError::new("USAGE", format!("--job {job:?}: expected NAMESPACE/NAME")))?;
+    if task == Task::Compare {
+        return compare::run(client, namespace, name, credentials).await;
+    }
     let api: Api<SyncJob> = Api::namespaced(client, namespace);
     let sj = api.get(name).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 404 => WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")),
@@ -187,6 +194,7 @@ pub async fn run(
                 .await
                 .map_err(api_error("writing the precheck"))
         }
+        Task::Compare => Ok(()),
         Task::Release => {
             engine::release(job, &sj.spec, &credentials).await?;
             tracing::info!("source resources released");

@@ -1,0 +1,146 @@
+//! The CompareTask controller: observe the task, its run's pod and the SyncJob it names; let
+//! [`lifecycle::compare::plan`] decide; create or stop the compare pod; apply the operator's
+//! status fields. The pod (`ferry worker compare`) writes the result, the per-table rows, a
+//! sample of differing rows and the full report ConfigMap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::observe::{PodState, find, pod_state};
+use super::pods::{self, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
+use super::syncjob::{Context, Error};
+use crate::api::compare::{CompareTask, CompareTaskStatus};
+use crate::api::validate::{FieldError, Validate};
+use crate::api::{NodeType, SyncJob};
+use crate::lifecycle::compare::{self as plan, CompareAction, CompareObserved, RunState};
+
+/// Status fields the compare worker owns.
+const WORKER_FIELDS: [&str; 4] = ["result", "tables", "differences", "reportRef"];
+
+fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Api { what, source }
+}
+
+fn operator_fields(status: &CompareTaskStatus) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(map) = v.as_object_mut() {
+        for f in WORKER_FIELDS {
+            map.remove(f);
+        }
+    }
+    v
+}
+
+/// One reconcile of a CompareTask.
+pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let name = task.metadata.name.clone().ok_or(Error::Malformed("metadata.name"))?;
+    let ns = task.metadata.namespace.clone().ok_or(Error::Malformed("metadata.namespace"))?;
+    let tasks: Api<CompareTask> = Api::namespaced(ctx.client.clone(), &ns);
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+
+    let mut spec_errors = task.spec.validate();
+    let job = match &task.spec.sync_job_ref {
+        Some(r) if spec_errors.is_empty() => {
+            let jobs: Api<SyncJob> = Api::namespaced(ctx.client.clone(), &ns);
+            let job = jobs.get_opt(&r.name).await.map_err(api_err(format!("reading SyncJob {}", r.name)))?;
+            if job.is_none() {
+                spec_errors.push(FieldError {
+                    path: "spec.syncJobRef.name".into(),
+                    message: format!("SyncJob {:?} does not exist in namespace {ns}", r.name),
+                });
+            }
+            job
+        }
+        _ => None,
+    };
+    let selector = format!("{LABEL_INSTANCE}={name},{LABEL_MANAGED_BY}={MANAGER},{}=compare", pods::LABEL_COMPONENT);
+    let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
+    let status = task.status.clone().unwrap_or_default();
+    let run = match find(&pods, Role::Compare, i64::from(status.runs)).map(pod_state) {
+        None => RunState::Absent,
+        Some(PodState::Pending) => RunState::Pending,
+        Some(PodState::Running) => RunState::Running,
+        Some(PodState::Succeeded) => RunState::Succeeded,
+        Some(PodState::Failed { code, message }) => RunState::Failed { code, message },
+    };
+    let observed = CompareObserved { generation: task.metadata.generation.unwrap_or(0), spec_errors, run };
+    let decided = plan::plan(&task.spec, &status, &observed, jiff::Timestamp::now());
+
+    let reference = task.object_ref(&());
+    for action in &decided.actions {
+        match action {
+            CompareAction::StartRun { run } => {
+                let (source, target) = match &job {
+                    Some(j) => (j.spec.source.password_secret_ref.clone(), j.spec.target.password_secret_ref.clone()),
+                    None => (
+                        task.spec.source.as_ref().and_then(|e| e.password_secret_ref.clone()),
+                        task.spec.target.as_ref().and_then(|e| e.password_secret_ref.clone()),
+                    ),
+                };
+                let owner = task.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
+                let pod = pods::build_for(PodParams {
+                    owner,
+                    name: &name,
+                    namespace: &ns,
+                    role: Role::Compare,
+                    n: i64::from(*run),
+                    args: vec!["worker".into(), "compare".into(), "--job".into(), format!("{ns}/{name}")],
+                    source: source.as_ref(),
+                    target: target.as_ref(),
+                    node_type: job.as_ref().map_or(NodeType::Small, |j| j.spec.node_type),
+                    overrides: job.as_ref().and_then(|j| j.spec.worker.clone()).unwrap_or_default(),
+                    default_image: &ctx.image,
+                });
+                match pods_api
+                    .create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &pod)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(Error::Api { what: "creating the compare pod".into(), source: e }),
+                }
+            }
+            CompareAction::StopRun => {
+                for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+                    match pods_api.delete(&p.name_any(), &DeleteParams::default()).await {
+                        Ok(_) => {}
+                        Err(kube::Error::Api(s)) if s.code == 404 => {}
+                        Err(e) => return Err(Error::Api { what: format!("deleting pod {}", p.name_any()), source: e }),
+                    }
+                }
+            }
+            CompareAction::Event { warning, reason, message } => {
+                let event = Event {
+                    type_: if *warning { EventType::Warning } else { EventType::Normal },
+                    reason: (*reason).to_owned(),
+                    note: Some(message.chars().take(1000).collect()),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+                    tracing::warn!(task = %name, error = %e, "could not publish an event");
+                }
+            }
+        }
+    }
+    let new = operator_fields(&decided.status);
+    if new != operator_fields(&status) {
+        let patch = json!({"apiVersion": CompareTask::api_version(&()), "kind": CompareTask::kind(&()), "status": new});
+        tasks
+            .patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(api_err("applying the status"))?;
+    }
+    Ok(match decided.requeue_after {
+        Some(d) => Requeue::requeue(d),
+        None => Requeue::requeue(Duration::from_secs(300)),
+    })
+}

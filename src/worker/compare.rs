@@ -1,0 +1,131 @@
+//! `ferry worker compare --job NAMESPACE/NAME`: runs a CompareTask in its pod. Reads the task
+//! (and the SyncJob it names), compares — online, with re-checks, while that job streams — and
+//! writes the result, per-table rows and a sample of differing rows to the task's status, and
+//! the full report to the ConfigMap `<task>-report` the task owns.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Resource};
+use serde_json::json;
+
+use super::{FIELD_MANAGER, WorkerError};
+use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
+use crate::api::{LocalObjectRef, SyncJob, SyncJobPhase};
+use crate::compare::{self, CatchUp, Options};
+use crate::engine::Credentials;
+
+/// Differing rows kept in status; the report ConfigMap holds the rest.
+pub const STATUS_DIFFERENCES: usize = 20;
+/// Differing rows kept in the report (a ConfigMap holds at most 1 MiB).
+pub const REPORT_DIFFERENCES: usize = 2000;
+
+/// Waits for the SyncJob's checkpoint to cover source changes past a moment.
+struct JobCheckpoint {
+    jobs: Api<SyncJob>,
+    name: String,
+}
+
+impl CatchUp for JobCheckpoint {
+    async fn wait_past(&self, read_at: jiff::Timestamp) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Ok(job) = self.jobs.get(&self.name).await {
+                let status = job.status.unwrap_or_default();
+                if status.phase != Some(SyncJobPhase::IncreTransferStarted) {
+                    return false;
+                }
+                let covered = status.checkpoint.and_then(|c| c.source_time).is_some_and(|t| t.0 > read_at);
+                // Nothing newer received than applied: the target holds all there is.
+                let idle = status.progress.as_ref().and_then(|p| p.lag_seconds) == Some(0);
+                if covered || idle {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        false
+    }
+}
+
+fn api_error(what: &str) -> impl FnOnce(kube::Error) -> WorkerError + '_ {
+    move |e| WorkerError::new("KUBE_API", format!("{what}: {e}"))
+}
+
+/// Runs the CompareTask `namespace/name`.
+pub async fn run(client: Client, namespace: &str, name: &str, credentials: Credentials) -> Result<(), WorkerError> {
+    let tasks: Api<CompareTask> = Api::namespaced(client.clone(), namespace);
+    let jobs: Api<SyncJob> = Api::namespaced(client.clone(), namespace);
+    let task = tasks.get(name).await.map_err(|e| match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            WorkerError::new("TASK_NOT_FOUND", format!("CompareTask {namespace}/{name} not found"))
+        }
+        e => WorkerError::new("KUBE_API", format!("reading CompareTask {namespace}/{name}: {e}")),
+    })?;
+    let spec = &task.spec;
+    let (source, target, objects, streaming) = match &spec.sync_job_ref {
+        Some(r) => {
+            let job = jobs.get(&r.name).await.map_err(api_error("reading the SyncJob"))?;
+            let streaming = job.status.as_ref().and_then(|s| s.phase) == Some(SyncJobPhase::IncreTransferStarted);
+            let objects = spec.objects.clone().unwrap_or_else(|| job.spec.objects.clone());
+            (job.spec.source, job.spec.target, objects, streaming.then(|| r.name.clone()))
+        }
+        None => match (&spec.source, &spec.target, &spec.objects) {
+            (Some(s), Some(t), Some(o)) => (s.clone(), t.clone(), o.clone(), None),
+            _ => return Err(WorkerError::new("SPEC_INVALID", "either syncJobRef, or source, target and objects")),
+        },
+    };
+    let opts = Options {
+        objects: spec.compare_type == CompareType::Object,
+        content: spec.compare_type == CompareType::Content,
+        max_differences: REPORT_DIFFERENCES,
+        sample_percent: spec
+            .mode
+            .as_ref()
+            .filter(|m| m.kind == CompareModeKind::Sample)
+            .map(|m| m.percent.unwrap_or(10)),
+        rows_per_second: spec.throttle.as_ref().and_then(|t| t.rows_per_second),
+        rechecks: if streaming.is_some() { 3 } else { 0 },
+    };
+    let report = match streaming {
+        Some(job) => {
+            let catch_up = JobCheckpoint { jobs: jobs.clone(), name: job };
+            compare::run_online(&source, &target, &objects, &credentials, opts, &catch_up).await?
+        }
+        None => compare::run(&source, &target, &objects, &credentials, opts).await?,
+    };
+    let result = report.result();
+    tracing::info!(result = result.as_str(), differences = report.differences.len(), "comparison done");
+
+    // The full report, owned by the task so it goes with it.
+    let report_name = format!("{name}-report");
+    let owner = task.controller_owner_ref(&()).map(|mut o| {
+        o.controller = Some(false);
+        o
+    });
+    let body = json!({"result": result, "tables": report.tables, "differences": report.differences});
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": report_name, "namespace": namespace, "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+                     "labels": {"app.kubernetes.io/name": "ferry", "app.kubernetes.io/component": "compare-report",
+                                "app.kubernetes.io/instance": name}},
+        "data": {"report.json": serde_json::to_string_pretty(&body).unwrap_or_default()},
+    });
+    let maps: Api<ConfigMap> = Api::namespaced(client, namespace);
+    maps.patch(&report_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&config_map))
+        .await
+        .map_err(api_error("writing the report ConfigMap"))?;
+    let status = json!({
+        "result": result,
+        "tables": report.tables,
+        "differences": report.differences.iter().take(STATUS_DIFFERENCES).collect::<Vec<_>>(),
+        "reportRef": LocalObjectRef { name: report_name },
+    });
+    let patch = json!({"apiVersion": CompareTask::api_version(&()), "kind": CompareTask::kind(&()), "status": status});
+    tasks
+        .patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(api_error("writing the result"))?;
+    Ok(())
+}
