@@ -26,6 +26,7 @@ const OPTS: Options = Options {
     sample_percent: None,
     rows_per_second: None,
     rechecks: 0,
+    canonical: false,
 };
 
 fn line(what: &str, secs: f64, rows: u64) {

@@ -18,6 +18,7 @@ const OPTS: Options = Options {
     sample_percent: None,
     rows_per_second: None,
     rechecks: 0,
+    canonical: false,
 };
 const OBJECTS: Options = Options { objects: true, content: false, ..OPTS };
 
@@ -261,4 +262,68 @@ async fn an_online_comparison_during_streaming_is_consistent_and_still_finds_a_r
 fn sampling_picks_about_the_asked_share_of_chunks() {
     let picked = (0..2000).filter(|&i| compare::sampled_for_tests("shop.orders", i, 10)).count();
     assert!((120..=280).contains(&picked), "{picked} of 2000 at 10%");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_and_postgres_holding_the_same_logical_data_compare_equal_through_canonical_forms() {
+    let maria = ferry::testkit::MariaDbServer::start().unwrap();
+    let pg = ferry::testkit::PostgresServer::start().unwrap();
+    pg.create_database("shop").unwrap();
+    let mut m = mysql_async::Conn::new(maria.opts(None)).await.unwrap();
+    m.query_drop(
+        "CREATE DATABASE shop CHARACTER SET utf8mb4; USE shop;
+         CREATE TABLE orders (id int PRIMARY KEY, amount decimal(10,2), ratio double, f float, flag tinyint(1),
+                              at datetime(6), doc json, note varchar(50), data varbinary(10));
+         INSERT INTO orders VALUES
+           (1, 1.50, 0.1, 1.2345678, 1, '2024-01-01 10:00:00.5', '{\"b\": 1, \"a\": [1, 2]}', 'café 🦀', 0x00FF),
+           (2, -0.00, 1e300, -3.5, 0, '1999-12-31 23:59:59', NULL, '', ''),
+           (3, NULL, NULL, NULL, NULL, NULL, '[]', NULL, NULL);",
+    )
+    .await
+    .unwrap();
+    let (c, conn) = pg.config("shop").connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute(
+        "CREATE SCHEMA shop;
+         CREATE TABLE shop.orders (id int PRIMARY KEY, amount numeric(10,2), ratio double precision, f real, flag boolean,
+                                   at timestamp(6), doc jsonb, note varchar(50), data bytea);
+         INSERT INTO shop.orders VALUES
+           (1, 1.5, 0.1, 1.2345678, true, '2024-01-01 10:00:00.5', '{\"a\": [1, 2], \"b\": 1}', 'café 🦀', '\\x00ff'),
+           (2, 0, 1e300, -3.5, false, '1999-12-31 23:59:59', NULL, '', ''),
+           (3, NULL, NULL, NULL, NULL, NULL, '[]', NULL, NULL);",
+    )
+    .await
+    .unwrap();
+    let source = my_support::endpoint(&maria);
+    let mut target = support::endpoint(&pg);
+    target.database = Some("shop".into());
+    let objects = ferry::api::ObjectSelection {
+        scope: ferry::api::ObjectScope::Table,
+        target_database: None,
+        databases: vec![ferry::api::DatabaseSelection {
+            name: "shop".into(),
+            tables: vec![ferry::api::TableSelection { name: "orders".into(), ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let creds = ferry::engine::Credentials {
+        source_password: Some(maria.password().into()),
+        target_password: Some(pg.password().into()),
+    };
+    let report = compare::run(&source, &target, &objects, &creds, OPTS).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+
+    c.batch_execute("UPDATE shop.orders SET note = NULL WHERE id = 2; UPDATE shop.orders SET f = 1.2345679 WHERE id = 1; DELETE FROM shop.orders WHERE id = 3")
+        .await
+        .unwrap();
+    let report = compare::run(&source, &target, &objects, &creds, OPTS).await.unwrap();
+    assert_eq!(
+        kinds(&report),
+        vec![
+            ("1".into(), DifferenceKind::ValuesDiffer),
+            ("2".into(), DifferenceKind::ValuesDiffer),
+            ("3".into(), DifferenceKind::OnlyInSource),
+        ],
+        "{report:#?}"
+    );
 }

@@ -12,6 +12,7 @@
 //! for same-engine pairs (PostgreSQL ↔ PostgreSQL, MySQL family ↔ MySQL family); a
 //! cross-engine comparison needs canonical client-side hashes and is not built yet.
 
+pub mod canonical;
 pub mod mysql;
 pub mod postgres;
 
@@ -75,7 +76,17 @@ pub trait Side: Send {
 
     /// The structure of table `t` as it stands on this side.
     fn shape(&mut self, t: usize) -> impl Future<Output = Result<Shape>> + Send;
+
+    /// The value class of each compared column of table `t`, from this side's types.
+    fn classes(&self, t: usize) -> Vec<canonical::ValueClass>;
+
+    /// The rows of table `t` in `range`, in key order, each value as the server prints it
+    /// (`None` for NULL): for comparing across engines through canonical forms.
+    fn raw_rows(&mut self, t: usize, range: &KeyRange) -> impl Future<Output = Result<Vec<RawRow>>> + Send;
 }
+
+/// A row as printed by its server: key values and every compared value (`None` for NULL).
+pub type RawRow = (Vec<String>, Vec<Option<Vec<u8>>>);
 
 /// What to compare.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,6 +104,9 @@ pub struct Options {
     /// Online comparison: how many times a mismatched chunk is checked again, each time once
     /// the job's checkpoint has passed the moment of the previous read.
     pub rechecks: u32,
+    /// Compare canonical forms computed here rather than server-side hashes: for pairs of
+    /// different engines (set by [`run`]).
+    pub canonical: bool,
 }
 
 /// Online comparison: waits until the job's checkpoint covers source changes up to `read_at`
@@ -319,6 +333,38 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                 continue;
             }
             compared += 1;
+            if opts.canonical {
+                let classes: Vec<_> =
+                    source.classes(t).into_iter().zip(target.classes(t)).map(|(a, b)| a.merge(b)).collect();
+                let keys: Vec<usize> = source.tables()[t].key.clone();
+                let canon = |rows: Vec<RawRow>| -> Vec<Row> {
+                    rows.into_iter()
+                        .map(|(key, values)| Row {
+                            key: key
+                                .iter()
+                                .zip(&keys)
+                                .map(|(k, &i)| canonical::canonical(classes[i], Some(k.as_bytes())).unwrap_or_default())
+                                .collect(),
+                            values: canonical::row(&classes, &values),
+                        })
+                        .collect()
+                };
+                let (a, b) = futures::join!(source.raw_rows(t, range), target.raw_rows(t, range));
+                let (a, b) = (canon(a?), canon(b?));
+                src_rows += a.len() as u64;
+                tgt_rows += b.len() as u64;
+                if keyed && opts.content {
+                    let diffs = diff_rows(source, target, t, a, b);
+                    differing += diffs.len() as u64;
+                    let room = opts.max_differences.saturating_sub(report.differences.len());
+                    report.differences.extend(diffs.into_iter().map(|(_, d)| d).take(room));
+                } else if canonical::sum_hash(a.iter().map(|r| r.values.as_slice()))
+                    != canonical::sum_hash(b.iter().map(|r| r.values.as_slice()))
+                {
+                    hashes_equal = false;
+                }
+                continue;
+            }
             // A keyless table can only be checked again as a whole; a keyed one row by row below.
             let chunk_rechecks = if keyed && opts.content { 0 } else { opts.rechecks };
             let (mut sc, mut tc, mut same) = (0, 0, false);
@@ -426,6 +472,16 @@ pub async fn run_online<C: CatchUp>(
         (a, b) if a.is_mysql_family() && b.is_mysql_family() => {
             let (mut s, mut t) = mysql::MySide::pair(source, target, objects, credentials).await?;
             compare_online(&mut s, &mut t, opts, catch_up).await
+        }
+        (Engine::Postgresql, b) if b.is_mysql_family() => {
+            let (mut s, defs) = postgres::PgSide::source(source, objects, credentials).await?;
+            let mut t = mysql::MySide::target_for(target, credentials.target_password.as_deref(), defs).await?;
+            compare_online(&mut s, &mut t, Options { canonical: true, ..opts }, catch_up).await
+        }
+        (a, Engine::Postgresql) if a.is_mysql_family() => {
+            let (mut s, defs) = mysql::MySide::source(source, objects, credentials).await?;
+            let mut t = postgres::PgSide::target_for(target, credentials.target_password.as_deref(), defs).await?;
+            compare_online(&mut s, &mut t, Options { canonical: true, ..opts }, catch_up).await
         }
         (a, b) => Err(EngineError::Unsupported(format!("comparing {a} with {b} is not supported yet"))),
     }

@@ -7,7 +7,8 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
-use super::{CHUNK_ROWS, Row, Shape, Side, source_view, target_view};
+use super::canonical::ValueClass;
+use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::Credentials;
 use crate::engine::error::{EngineError, Result, Side as Which};
@@ -70,6 +71,48 @@ impl MySide {
         ))
     }
 
+    /// The source side alone, with the target's view of each table (for a cross-engine pair).
+    pub async fn source(
+        source: &Endpoint,
+        objects: &ObjectSelection,
+        credentials: &Credentials,
+    ) -> Result<(MySide, Vec<TableDef>)> {
+        let mut s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
+        let tables = catalog::resolve(&mut s, objects).await?;
+        let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
+        let src: Vec<MyTable> = tables.iter().map(|t| view(t, source_view(&t.def))).collect();
+        let defs = src.iter().map(|t| t.def.clone()).collect();
+        Ok((MySide { conn: s, which: Which::Source, defs, tables: src, planner: true }, tgt))
+    }
+
+    /// A MySQL-family target for tables `defs` (target names), with its own column types.
+    pub async fn target_for(endpoint: &Endpoint, password: Option<&str>, defs: Vec<TableDef>) -> Result<MySide> {
+        let mut conn = session(endpoint, password, Which::Target).await?;
+        let mut tables = Vec::with_capacity(defs.len());
+        for d in &defs {
+            let here = catalog::describe(&mut conn, &d.schema, &d.name, d.schema.clone(), d.name.clone(), None).await;
+            let mut def = d.clone();
+            let columns = match here {
+                Ok(t) => def
+                    .columns
+                    .iter_mut()
+                    .map(|c| {
+                        let found = t.def.columns.iter().position(|x| x.name == c.name);
+                        if let Some(i) = found {
+                            c.type_sql = t.def.columns[i].type_sql.clone();
+                        }
+                        found.map_or_else(placeholder_column, |i| t.columns[i].clone())
+                    })
+                    .collect(),
+                // Missing on the target: `exists` says so before anything is read.
+                Err(_) => def.columns.iter().map(|_| placeholder_column()).collect(),
+            };
+            tables.push(MyTable { def, columns, engine: None, collation: None, indexes: Vec::new() });
+        }
+        let defs = tables.iter().map(|t| t.def.clone()).collect();
+        Ok(MySide { conn, which: Which::Target, defs, tables, planner: false })
+    }
+
     /// The row as one binary string: which values are NULL, then the values.
     fn row_sql(&self, t: usize) -> String {
         let table = &self.tables[t];
@@ -90,6 +133,18 @@ impl MySide {
     fn fail(&self, what: String) -> impl FnOnce(mysql_async::Error) -> EngineError {
         let which = self.which;
         move |e| EngineError::query(which, what, e)
+    }
+}
+
+fn placeholder_column() -> catalog::MyColumn {
+    catalog::MyColumn {
+        kind: ColumnKind::Other,
+        charset: None,
+        collation: None,
+        default: None,
+        extra: String::new(),
+        generation: None,
+        comment: String::new(),
     }
 }
 
@@ -153,6 +208,56 @@ impl Side for MySide {
     async fn rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<Row>> {
         let (cond, p) = source::chunk_where(&self.tables[t], range);
         self.select_rows(t, &cond, p).await
+    }
+
+    fn classes(&self, t: usize) -> Vec<ValueClass> {
+        self.tables[t].def.columns.iter().map(|c| ValueClass::of_mysql(&c.type_sql)).collect()
+    }
+
+    async fn raw_rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<RawRow>> {
+        let table = &self.tables[t];
+        let keys: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
+        let mut select: Vec<String> = keys.iter().map(|k| format!("CAST({k} AS CHAR)")).collect();
+        for (c, m) in table.def.columns.iter().zip(&table.columns) {
+            let id = my_ident(&c.name);
+            select.push(match (m.kind, ValueClass::of_mysql(&c.type_sql)) {
+                (ColumnKind::Float, _) => format!("CAST(CAST({id} AS DOUBLE) AS CHAR)"),
+                (ColumnKind::Bit, _) => format!("CAST({id} + 0 AS CHAR)"),
+                (_, ValueClass::Bytes) => id,
+                _ => format!("CAST({id} AS CHAR)"),
+            });
+        }
+        let (cond, p) = source::chunk_where(table, range);
+        let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
+        let sql = format!(
+            "SELECT {} FROM {}.{} WHERE {cond}{order}",
+            select.join(", "),
+            my_ident(&table.def.schema),
+            my_ident(&table.def.name)
+        );
+        let what = format!("reading rows of {}", table.def.display_name());
+        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, params(p)).await.map_err(self.fail(what))?;
+        let n = keys.len();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut values: Vec<Option<Vec<u8>>> = r
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::NULL => None,
+                        Value::Bytes(b) => Some(b),
+                        other => Some(other.as_sql(true).into_bytes()),
+                    })
+                    .collect();
+                let rest = values.split_off(n);
+                let key = values
+                    .into_iter()
+                    .map(|k| k.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+                    .collect();
+                (key, rest)
+            })
+            .collect())
     }
 
     fn select_sql(&self, t: usize, key: &[String]) -> String {

@@ -5,7 +5,8 @@
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use super::{CHUNK_ROWS, Row, Shape, Side, source_view, target_view};
+use super::canonical::ValueClass;
+use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::Credentials;
 use crate::engine::error::{Context, Result, Side as Which};
@@ -52,6 +53,41 @@ impl PgSide {
             PgSide { client: s, which: Which::Source, tables: src, planned: tables },
             PgSide { client: t, which: Which::Target, tables: tgt, planned: Vec::new() },
         ))
+    }
+
+    /// The source side alone, with the target's view of each table (for a cross-engine pair).
+    pub async fn source(
+        source: &Endpoint,
+        objects: &ObjectSelection,
+        credentials: &Credentials,
+    ) -> Result<(PgSide, Vec<TableDef>)> {
+        let s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
+        let tables = catalog::resolve(&s, objects, source.database.as_deref().unwrap_or("postgres")).await?;
+        let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
+        let src = tables.iter().map(|t| source_view(&t.def)).collect();
+        Ok((PgSide { client: s, which: Which::Source, tables: src, planned: tables }, tgt))
+    }
+
+    /// A PostgreSQL target for tables `defs` (target names), with its own column types.
+    pub async fn target_for(endpoint: &Endpoint, password: Option<&str>, mut defs: Vec<TableDef>) -> Result<PgSide> {
+        let client = session(endpoint, password, Which::Target).await?;
+        for d in &mut defs {
+            let (table, shown) = (pg_qualified(&d.schema, &d.name), d.display_name());
+            for c in &mut d.columns {
+                let row = client
+                    .query_opt(
+                        "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                         WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped",
+                        &[&table, &c.name],
+                    )
+                    .await
+                    .ctx(Which::Target, || format!("describing {shown}"))?;
+                if let Some(r) = row {
+                    c.type_sql = r.get(0);
+                }
+            }
+        }
+        Ok(PgSide { client, which: Which::Target, tables: defs, planned: Vec::new() })
     }
 
     /// `WHERE` clause of a chunk of table `t` and its parameters (key bounds as text).
@@ -240,6 +276,34 @@ impl Side for PgSide {
             }
         }
         Ok(shape)
+    }
+
+    fn classes(&self, t: usize) -> Vec<ValueClass> {
+        self.tables[t].columns.iter().map(|c| ValueClass::of_postgres(&c.type_sql)).collect()
+    }
+
+    async fn raw_rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<RawRow>> {
+        let d = &self.tables[t];
+        let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+        let mut select: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
+        select.extend(d.columns.iter().map(|c| format!("{}::text", pg_ident(&c.name))));
+        let (cond, params) = self.range_sql(t, range);
+        let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
+        let sql = format!("SELECT {} FROM {} WHERE {cond}{order}", select.join(", "), pg_qualified(&d.schema, &d.name));
+        let rows = self
+            .client
+            .query(&sql, &refs(&params))
+            .await
+            .ctx(self.which, || format!("reading rows of {}", d.display_name()))?;
+        let (n, m) = (keys.len(), d.columns.len());
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let key = (0..n).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect();
+                let values = (n..n + m).map(|i| r.get::<_, Option<String>>(i).map(String::into_bytes)).collect();
+                (key, values)
+            })
+            .collect())
     }
 
     fn select_sql(&self, t: usize, key: &[String]) -> String {

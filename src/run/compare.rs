@@ -121,6 +121,7 @@ pub async fn run(text: &str) -> Result<CompareResult, RunError> {
         sample_percent: sample.map(|m| m.percent.unwrap_or(10)),
         rows_per_second: spec.throttle.as_ref().and_then(|t| t.rows_per_second),
         rechecks: 0,
+        canonical: false,
     };
     let report = compare::run(&source, &target, &objects, &credentials, opts)
         .await

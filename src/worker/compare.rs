@@ -87,6 +87,7 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
             .map(|m| m.percent.unwrap_or(10)),
         rows_per_second: spec.throttle.as_ref().and_then(|t| t.rows_per_second),
         rechecks: if streaming.is_some() { 3 } else { 0 },
+        canonical: false,
     };
     let report = match streaming {
         Some(job) => {
