@@ -327,3 +327,49 @@ async fn mariadb_and_postgres_holding_the_same_logical_data_compare_equal_throug
         "{report:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_value_of_each_type_class_is_found_on_its_own_row() {
+    let pair = support::Pair::start();
+    let columns = [
+        ("i", "bigint", "1", "2"),
+        ("n", "numeric(20,5)", "1.5", "1.50001"),
+        ("f", "double precision", "0.1", "0.1000000000000001"),
+        ("b", "boolean", "true", "false"),
+        ("d", "date", "'2024-02-29'", "'2024-03-01'"),
+        ("ts", "timestamptz", "'2024-01-01 00:00:00+00'", "'2024-01-01 00:00:00.000001+00'"),
+        ("t", "time", "'12:00'", "'12:00:01'"),
+        ("by", "bytea", "'\\x00ff'", "'\\x00fe'"),
+        ("j", "jsonb", "'{\"a\": 1}'", "'{\"a\": 2}'"),
+        ("s", "text", "'x'", "'X'"),
+        ("u", "uuid", "'00000000-0000-0000-0000-000000000001'", "'00000000-0000-0000-0000-000000000002'"),
+        ("iv", "interval", "'1 day'", "'24 hours'"),
+    ];
+    let defs: Vec<String> = columns.iter().map(|(c, t, _, _)| format!("{c} {t}")).collect();
+    let values: Vec<&str> = columns.iter().map(|(_, _, v, _)| *v).collect();
+    let mut sql = format!("CREATE TABLE kinds (id int PRIMARY KEY, {});", defs.join(", "));
+    for id in 1..=columns.len() {
+        sql.push_str(&format!("INSERT INTO kinds VALUES ({id}, {});", values.join(", ")));
+    }
+    sql.push_str("ANALYZE;");
+    pair.source().await.batch_execute(&sql).await.unwrap();
+    let spec = pair.spec(TaskType::FullTrans, &["kinds"]);
+    let creds = pair.credentials();
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let tracker = ferry::engine::Tracker::new(std::sync::Arc::new(ferry::engine::progress::NoProgress));
+    ferry::engine::run(ferry::engine::Job { id: "t/kinds", spec: &spec, credentials: &creds, tracker, stop }).await.unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    // Row k gets column k changed.
+    let updates: String = columns
+        .iter()
+        .enumerate()
+        .map(|(k, (c, _, _, changed))| format!("UPDATE kinds SET {c} = {changed} WHERE id = {};", k + 1))
+        .collect();
+    pair.target().await.batch_execute(&updates).await.unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
+    let mut found: Vec<u32> = report.differences.iter().map(|d| d.source_key_value.clone().unwrap().parse().unwrap()).collect();
+    found.sort();
+    assert_eq!(found, (1..=columns.len() as u32).collect::<Vec<_>>(), "{report:#?}");
+    assert!(report.differences.iter().all(|d| d.kind == DifferenceKind::ValuesDiffer));
+}
