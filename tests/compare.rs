@@ -357,7 +357,9 @@ async fn a_changed_value_of_each_type_class_is_found_on_its_own_row() {
     let creds = pair.credentials();
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let tracker = ferry::engine::Tracker::new(std::sync::Arc::new(ferry::engine::progress::NoProgress));
-    ferry::engine::run(ferry::engine::Job { id: "t/kinds", spec: &spec, credentials: &creds, tracker, stop }).await.unwrap();
+    ferry::engine::run(ferry::engine::Job { id: "t/kinds", spec: &spec, credentials: &creds, tracker, stop })
+        .await
+        .unwrap();
     let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
     assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
     // Row k gets column k changed.
@@ -368,7 +370,8 @@ async fn a_changed_value_of_each_type_class_is_found_on_its_own_row() {
         .collect();
     pair.target().await.batch_execute(&updates).await.unwrap();
     let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, OPTS).await.unwrap();
-    let mut found: Vec<u32> = report.differences.iter().map(|d| d.source_key_value.clone().unwrap().parse().unwrap()).collect();
+    let mut found: Vec<u32> =
+        report.differences.iter().map(|d| d.source_key_value.clone().unwrap().parse().unwrap()).collect();
     found.sort();
     assert_eq!(found, (1..=columns.len() as u32).collect::<Vec<_>>(), "{report:#?}");
     assert!(report.differences.iter().all(|d| d.kind == DifferenceKind::ValuesDiffer));
