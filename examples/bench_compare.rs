@@ -19,15 +19,7 @@ mod my_support;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-const OPTS: Options = Options {
-    objects: false,
-    content: true,
-    max_differences: 100,
-    sample_percent: None,
-    rows_per_second: None,
-    rechecks: 0,
-    canonical: false,
-};
+const OPTS: Options = Options::content(100);
 
 fn line(what: &str, secs: f64, rows: u64) {
     println!("{what:<58} {secs:>7.2} s  {:>10.0} rows/s per side", rows as f64 / secs);

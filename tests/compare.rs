@@ -11,15 +11,7 @@ use ferry::api::{CompareResult, ObjectCompareResult, TaskType, Tuning};
 use ferry::compare::{self, Options};
 use mysql_async::prelude::Queryable;
 
-const OPTS: Options = Options {
-    objects: false,
-    content: true,
-    max_differences: 100,
-    sample_percent: None,
-    rows_per_second: None,
-    rechecks: 0,
-    canonical: false,
-};
+const OPTS: Options = Options::content(100);
 const OBJECTS: Options = Options { objects: true, content: false, ..OPTS };
 
 fn kinds(report: &compare::Report) -> Vec<(String, DifferenceKind)> {

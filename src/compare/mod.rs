@@ -109,6 +109,21 @@ pub struct Options {
     pub canonical: bool,
 }
 
+impl Options {
+    /// Every row's content, at rest, listing up to `max_differences` differing rows.
+    pub const fn content(max_differences: usize) -> Options {
+        Options {
+            objects: false,
+            content: true,
+            max_differences,
+            sample_percent: None,
+            rows_per_second: None,
+            rechecks: 0,
+            canonical: false,
+        }
+    }
+}
+
 /// Online comparison: waits until the job's checkpoint covers source changes up to `read_at`
 /// (returns false when it will not, e.g. the job is not streaming).
 pub trait CatchUp: Sync {

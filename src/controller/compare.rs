@@ -13,6 +13,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::api_err;
 use super::observe::{PodState, find, pod_state};
 use super::pods::{self, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
 use super::syncjob::{Context, Error};
@@ -24,19 +25,8 @@ use crate::lifecycle::compare::{self as plan, CompareAction, CompareObserved, Ru
 /// Status fields the compare worker owns.
 const WORKER_FIELDS: [&str; 4] = ["result", "tables", "differences", "reportRef"];
 
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Api { what, source }
-}
-
 fn operator_fields(status: &CompareTaskStatus) -> serde_json::Value {
-    let mut v = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
-    if let Some(map) = v.as_object_mut() {
-        for f in WORKER_FIELDS {
-            map.remove(f);
-        }
-    }
-    v
+    super::without_fields(status, &WORKER_FIELDS)
 }
 
 /// One reconcile of a CompareTask.

@@ -5,3 +5,20 @@ pub mod compare;
 pub mod observe;
 pub mod pods;
 pub mod syncjob;
+
+/// An API error with what was being done.
+pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> syncjob::Error {
+    let what = what.into();
+    move |source| syncjob::Error::Api { what, source }
+}
+
+/// A status as JSON for server-side apply, without the fields another manager owns.
+pub(crate) fn without_fields<S: serde::Serialize>(status: &S, owned_elsewhere: &[&str]) -> serde_json::Value {
+    let mut v = serde_json::to_value(status).unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(map) = v.as_object_mut() {
+        for f in owned_elsewhere {
+            map.remove(*f);
+        }
+    }
+    v
+}

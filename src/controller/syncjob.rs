@@ -11,8 +11,8 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use super::observe;
 use super::pods::{self, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, Role};
+use super::{api_err, observe};
 use crate::api::{SyncJob, SyncJobStatus};
 use crate::lifecycle::{self, Action};
 
@@ -60,20 +60,9 @@ impl Error {
     }
 }
 
-fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let what = what.into();
-    move |source| Error::Api { what, source }
-}
-
 /// The operator's part of a status, as JSON for server-side apply.
 fn operator_fields(status: &SyncJobStatus) -> serde_json::Value {
-    let mut v = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
-    if let Some(map) = v.as_object_mut() {
-        for f in WORKER_FIELDS {
-            map.remove(f);
-        }
-    }
-    v
+    super::without_fields(status, &WORKER_FIELDS)
 }
 
 /// Creates `pod` unless it exists (names are per job and attempt, so this is idempotent).
