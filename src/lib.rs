@@ -6,6 +6,7 @@
 pub mod api;
 pub mod compare;
 pub mod controller;
+pub mod convert;
 pub mod engine;
 pub mod lifecycle;
 pub mod operator;

@@ -67,8 +67,29 @@ enum Command {
         #[arg(long)]
         job: String,
     },
+    /// Convert a request of another service into Ferry manifests.
+    Convert {
+        #[command(subcommand)]
+        from: Convert,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum Convert {
+    /// A DRS batch-create request body (JSON) into a BatchJob and a Secret skeleton (YAML on
+    /// stdout). Fields without a Ferry counterpart are listed on stderr.
+    Drs {
+        /// The request body.
+        file: PathBuf,
+        /// Name of the BatchJob (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Namespace of the manifests.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -147,6 +168,30 @@ fn main() -> ExitCode {
                     let line = e.line();
                     ferry::worker::write_termination(&line);
                     eprintln!("{line}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Convert { from: Convert::Drs { file, name, namespace } } => {
+            let name = name.unwrap_or_else(|| {
+                file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "batch".into())
+            });
+            let result = std::fs::read_to_string(&file)
+                .map_err(|e| format!("CONVERT_INPUT: reading {}: {e}", file.display()))
+                .and_then(|body| {
+                    ferry::convert::drs(&body, &name, namespace.as_deref()).map_err(|e| format!("CONVERT: {e}"))
+                })
+                .and_then(|c| c.to_yaml().map(|y| (y, c.dropped)).map_err(|e| format!("CONVERT: {e}")));
+            match result {
+                Ok((yaml, dropped)) => {
+                    print!("{yaml}");
+                    for d in dropped {
+                        eprintln!("dropped: {d}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
                     ExitCode::from(2)
                 }
             }
