@@ -308,8 +308,11 @@ async fn an_incremental_job_starts_at_a_given_gtid_position() {
     tgt.exec_batch("INSERT INTO shop.lines VALUES (?, ?, ?)", dump.drain(..)).await.unwrap();
     let mut spec = pair.spec(TaskType::IncrTrans, &["lines"]);
     spec.start_position = Some(at);
-    let (stop, job) = pair.spawn("t/gtid", spec);
-    wait_equal(&pair, "shop.lines", "shop.lines", Duration::from_secs(20)).await;
+    let (stop, mut job) = pair.spawn("t/gtid", spec);
+    tokio::select! {
+        r = &mut job => panic!("the job ended: {r:?}"),
+        _ = wait_equal(&pair, "shop.lines", "shop.lines", Duration::from_secs(60)) => {}
+    }
     stop.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }

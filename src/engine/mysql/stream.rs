@@ -241,15 +241,7 @@ impl Decoder {
             }
             ROTATE_EVENT => {
                 if let Some(EventData::RotateEvent(r)) = event.read_data().map_err(bad)? {
-                    // The first (artificial) rotate arrives before the format description
-                    // announces checksums, so its name may carry the 4 checksum bytes.
-                    let name = r.name().into_owned();
-                    self.file = match name.rsplit_once('.') {
-                        Some((base, seq)) => {
-                            format!("{base}.{}", seq.chars().take_while(char::is_ascii_digit).collect::<String>())
-                        }
-                        None => name,
-                    };
+                    self.file = file_name(r.name_raw(), &self.opts.names);
                 }
                 Ok(None)
             }
@@ -493,6 +485,25 @@ impl Decoder {
     }
 }
 
+/// The binary log file a ROTATE event names. The first (artificial) rotate arrives before the
+/// format description announces checksums, so its name may carry the 4 checksum bytes, which
+/// can be anything, dots and digits included: the name is the known base, a dot and the
+/// sequence number's digits.
+fn file_name(raw: &[u8], names: &BinlogNames) -> String {
+    let prefix = format!("{}.", names.base);
+    let end = prefix.len() + names.width;
+    if raw.starts_with(prefix.as_bytes()) && raw.len() >= end && raw[prefix.len()..end].iter().all(u8::is_ascii_digit) {
+        return String::from_utf8_lossy(&raw[..end]).into_owned();
+    }
+    // Another base name (the server's log was renamed): up to the digits after the first dot
+    // that is followed by a digit.
+    let name = String::from_utf8_lossy(raw);
+    match name.find('.').map(|i| name.split_at(i + 1)) {
+        Some((base, rest)) => format!("{base}{}", rest.chars().take_while(char::is_ascii_digit).collect::<String>()),
+        None => name.into_owned(),
+    }
+}
+
 fn compile_filter(t: &MyTable) -> Result<Option<RowFilter>> {
     t.def
         .filter
@@ -532,6 +543,16 @@ mod tests {
         assert_eq!(names.display(a), "mariadb-bin.000003:4000");
         assert_eq!(names.decode(b), ("mariadb-bin.000004".to_owned(), 4));
         assert!(BinlogNames::of("nonumber").is_err());
+    }
+
+    #[test]
+    fn a_rotate_name_with_checksum_bytes_that_look_like_digits_or_dots_still_names_the_file() {
+        let names = BinlogNames::of("mariadb-bin.000001").unwrap();
+        for tail in [&b"\x12\x34\x56\x78"[..], b"7.9a", b"1234", b""] {
+            let raw = [b"mariadb-bin.000003".as_slice(), tail].concat();
+            assert_eq!(file_name(&raw, &names), "mariadb-bin.000003", "{tail:?}");
+        }
+        assert_eq!(file_name(b"other.000042\x01\x02\x03\x04", &names), "other.000042");
     }
 
     #[test]
