@@ -9,7 +9,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -108,16 +107,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                 }
             }
             CompareAction::Event { warning, reason, message } => {
-                let event = Event {
-                    type_: if *warning { EventType::Warning } else { EventType::Normal },
-                    reason: (*reason).to_owned(),
-                    note: Some(message.chars().take(1000).collect()),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                };
-                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-                    tracing::warn!(task = %name, error = %e, "could not publish an event");
-                }
+                super::publish_event(&ctx.recorder, &reference, *warning, reason, message).await;
             }
         }
     }

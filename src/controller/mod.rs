@@ -22,3 +22,24 @@ pub(crate) fn without_fields<S: serde::Serialize>(status: &S, owned_elsewhere: &
     }
     v
 }
+
+/// Records an Event on `reference`; a lost Event is logged, not worth failing a reconcile for.
+pub(crate) async fn publish_event(
+    recorder: &kube::runtime::events::Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
+    use kube::runtime::events::{Event, EventType};
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_owned(),
+        note: Some(message.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, reference).await {
+        tracing::warn!(object = ?reference.name, error = %e, "could not publish an event");
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
@@ -168,17 +168,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
                 return Ok(Requeue::await_change());
             }
             Action::Event { warning, reason, message } => {
-                let event = Event {
-                    type_: if *warning { EventType::Warning } else { EventType::Normal },
-                    reason: (*reason).to_owned(),
-                    note: Some(message.chars().take(1000).collect()),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                };
-                if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-                    // An Event lost is not worth failing the reconcile for.
-                    tracing::warn!(job = %name, error = %e, "could not publish an event");
-                }
+                super::publish_event(&ctx.recorder, &reference, *warning, reason, message).await;
             }
         }
     }

@@ -69,6 +69,20 @@ pub struct KeyRange {
     pub hi: Option<Vec<String>>,
 }
 
+impl KeyRange {
+    /// The ranges between ascending split points: `[.., b0)`, `[b0, b1)`, …, `[bn, ..)`.
+    pub fn between(bounds: Vec<Vec<String>>) -> Vec<KeyRange> {
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        let mut lo = None;
+        for b in bounds {
+            ranges.push(KeyRange { lo: lo.take(), hi: Some(b.clone()) });
+            lo = Some(b);
+        }
+        ranges.push(KeyRange { lo, hi: None });
+        ranges
+    }
+}
+
 /// One column value in a change: its text form, raw bytes, an integer, SQL NULL, or
 /// (PostgreSQL) a TOASTed value the change left as it was and did not send.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

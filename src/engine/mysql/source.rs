@@ -120,14 +120,7 @@ pub async fn plan_chunks(conn: &mut Conn, t: &MyTable, rows_per_chunk: u64) -> R
             None => break,
         }
     }
-    let mut ranges = Vec::with_capacity(bounds.len() + 1);
-    let mut lo = None;
-    for b in bounds {
-        ranges.push(KeyRange { lo: lo.take(), hi: Some(b.clone()) });
-        lo = Some(b);
-    }
-    ranges.push(KeyRange { lo, hi: None });
-    Ok(ranges)
+    Ok(KeyRange::between(bounds))
 }
 
 /// The select list of a chunk read: the written columns, as they are.

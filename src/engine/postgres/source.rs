@@ -41,14 +41,7 @@ pub async fn plan_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) 
     let rows = client.query(&sql, &[&every]).await.ctx(S, || format!("planning chunks of {}", d.display_name()))?;
     let bounds: Vec<Vec<String>> =
         rows.iter().map(|r| (0..d.key.len()).map(|i| r.get::<_, String>(i)).collect()).collect();
-    let mut ranges = Vec::with_capacity(bounds.len() + 1);
-    let mut lo = None;
-    for b in bounds {
-        ranges.push(KeyRange { lo: lo.take(), hi: Some(b.clone()) });
-        lo = Some(b);
-    }
-    ranges.push(KeyRange { lo, hi: None });
-    Ok(ranges)
+    Ok(KeyRange::between(bounds))
 }
 
 /// Splits an integer key's range into equal slices: two index lookups instead of a scan.
