@@ -2,6 +2,8 @@
 //! controller tests): each test runs one reconcile and asserts the exact API calls it makes, in
 //! order, answering each as the API server would.
 
+mod mock_api;
+
 use std::sync::Arc;
 
 use ferry::api::{
@@ -9,85 +11,14 @@ use ferry::api::{
     WorkerStatus,
 };
 use ferry::controller::pods::{self, Role};
-use ferry::controller::syncjob::{Context, FINALIZER, reconcile};
-use http::{Method, Request, Response};
+use ferry::controller::syncjob::{FINALIZER, reconcile};
+use http::Method;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use kube::Client;
-use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
+use mock_api::{call, context};
 use serde_json::{Value, json};
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// The API server side of a scenario: answers requests in order and records Events apart.
-struct ApiServer {
-    handle: Handle,
-    events: Vec<Value>,
-}
-
-/// One expected call: method, path (without the query), and the answer's body.
-struct Call {
-    method: Method,
-    path: String,
-    answer: Value,
-}
-
-fn call(method: Method, path: &str, answer: Value) -> Call {
-    Call { method, path: path.to_owned(), answer }
-}
 
 const JOBS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/syncjobs";
 const PODS: &str = "/api/v1/namespaces/shop/pods";
-
-impl ApiServer {
-    /// Answers the next request, which must be `expected`; returns its query and body.
-    async fn expect(&mut self, expected: Call) -> (String, Value) {
-        loop {
-            let (request, send) = self.handle.next_request().await.expect("the reconcile makes another call");
-            let method = request.method().clone();
-            let path = request.uri().path().to_owned();
-            let query = request.uri().query().unwrap_or("").to_owned();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
-            if path.contains("/events") {
-                send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
-                self.events.push(body);
-                continue;
-            }
-            assert_eq!(
-                (&method, path.as_str()),
-                (&expected.method, expected.path.as_str()),
-                "query {query}, body {body}"
-            );
-            send.send_response(
-                Response::builder().body(Body::from(serde_json::to_vec(&expected.answer).unwrap())).unwrap(),
-            );
-            return (query, body);
-        }
-    }
-
-    /// No more calls, except Events.
-    async fn done(mut self) -> Vec<Value> {
-        while let Ok(Some((request, send))) =
-            tokio::time::timeout(std::time::Duration::from_millis(200), self.handle.next_request()).await
-        {
-            let path = request.uri().path().to_owned();
-            assert!(path.contains("/events"), "unexpected call {} {path}", request.method());
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap();
-            send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
-            self.events.push(body);
-        }
-        self.events
-    }
-}
-
-fn context() -> (Arc<Context>, ApiServer) {
-    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "ferry-operator".into(), instance: None });
-    (Arc::new(Context { client, image: "ferry:test".into(), recorder }), ApiServer { handle, events: Vec::new() })
-}
 
 fn job(status: Option<SyncJobStatus>) -> SyncJob {
     let mut j = SyncJob::new("orders", SyncJobSpec::test());

@@ -62,6 +62,11 @@ fn the_roles_grant_what_the_operator_and_the_worker_call_and_no_secrets() {
         ("events.k8s.io", "events", "create"),
         ("ferry.dev", "comparetasks", "watch"),
         ("ferry.dev", "comparetasks/status", "patch"),
+        ("ferry.dev", "batchjobs", "watch"),
+        ("ferry.dev", "batchjobs/status", "patch"),
+        ("ferry.dev", "syncjobs", "create"),
+        ("ferry.dev", "syncjobs", "delete"),
+        ("ferry.dev", "batchjobs/finalizers", "update"),
     ] {
         assert!(grants(&operator, group, resource, verb), "operator lacks {verb} {group}/{resource}");
     }

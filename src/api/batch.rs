@@ -53,8 +53,10 @@ pub struct BatchJobSpec {
     /// The children, one SyncJob each.
     #[schemars(length(min = 1, max = 500))]
     pub jobs: Vec<BatchItem>,
-    /// At most this many children past `CONFIGURATION` at once; the others wait, in list
-    /// order. Unset: no limit.
+    /// At most this many children rolling out at once: a child counts from its creation until
+    /// its full transfer is complete or its incremental transfer has started (or it is
+    /// released); a failed child keeps counting. Items beyond the limit wait and are created in
+    /// list order. Unset: no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_concurrent: Option<u32>,
@@ -99,16 +101,17 @@ pub struct BatchJobStatus {
     /// Number of items.
     #[serde(default)]
     pub total: u32,
-    /// Children in a running phase.
+    /// Children in a phase with a running worker.
     #[serde(default)]
     pub running: u32,
-    /// Children failed or invalid.
+    /// Items invalid, and children failed or stalled.
     #[serde(default)]
     pub failed: u32,
-    /// Children per phase.
+    /// Children per phase, plus `WAITING` (items without a child yet) and `INVALID` (items whose
+    /// merged spec is invalid or whose child name is taken).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub counts: BTreeMap<String, u32>,
-    /// One row per item.
+    /// One row per item, in list order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<BatchChildStatus>,
 }
@@ -131,5 +134,50 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
                 merge_patch(map.entry(key.clone()).or_insert(serde_json::Value::Null), value);
             }
         }
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`: changed keys with their new
+/// value, removed keys as `null`, objects diffed key by key. `to` must hold no `null` (a merge
+/// patch cannot set one); serialized specs skip unset fields, so they hold none.
+pub fn merge_diff(from: &serde_json::Value, to: &serde_json::Value) -> serde_json::Value {
+    match (from, to) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            let mut out = serde_json::Map::new();
+            for key in a.keys().filter(|k| !b.contains_key(*k)) {
+                out.insert(key.clone(), serde_json::Value::Null);
+            }
+            for (key, new) in b {
+                match a.get(key) {
+                    Some(old) if old == new => {}
+                    Some(old) if old.is_object() && new.is_object() => {
+                        out.insert(key.clone(), merge_diff(old, new));
+                    }
+                    _ => {
+                        out.insert(key.clone(), new.clone());
+                    }
+                }
+            }
+            serde_json::Value::Object(out)
+        }
+        _ => to.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_diff_is_the_patch_that_merge_patch_applies() {
+        let from = json!({"a": {"b": 1, "c": [1, 2]}, "gone": {"x": 1}, "same": 3, "k": {"n": 1}});
+        let to = json!({"a": {"b": 2, "c": [1, 2]}, "same": 3, "k": "scalar", "new": {"y": 2}});
+        let diff = merge_diff(&from, &to);
+        assert_eq!(diff, json!({"a": {"b": 2}, "gone": null, "k": "scalar", "new": {"y": 2}}));
+        let mut applied = from.clone();
+        merge_patch(&mut applied, &diff);
+        assert_eq!(applied, to);
+        assert_eq!(merge_diff(&to, &to), json!({}));
     }
 }

@@ -45,7 +45,7 @@ pub enum Error {
         source: kube::Error,
     },
     /// The object lacks a field every stored object has.
-    #[error("the SyncJob has no {0}")]
+    #[error("the resource has no {0}")]
     Malformed(&'static str),
 }
 

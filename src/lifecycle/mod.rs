@@ -4,6 +4,7 @@
 //! database, and takes the clock as an argument. Controllers and `ferry run` observe the world,
 //! call [`plan`], and carry out the returned actions.
 
+pub mod batch;
 pub mod compare;
 pub mod conditions;
 pub mod syncjob;

@@ -1,4 +1,4 @@
-//! `ferry operator`: the SyncJob and CompareTask controllers with leader election, `/metrics`, `/healthz` and
+//! `ferry operator`: the SyncJob, CompareTask and BatchJob controllers with leader election, `/metrics`, `/healthz` and
 //! `/readyz`, and a graceful shutdown on SIGTERM (or on losing the lease).
 //!
 //! SyncJobs are watched through [`DeserializeGuard`], so one object that does not deserialize
@@ -25,10 +25,11 @@ use tokio::sync::watch;
 
 use self::http::Health;
 use self::metrics::Metrics;
-use crate::api::SyncJob;
 use crate::api::compare::CompareTask;
+use crate::api::{BatchJob, SyncJob};
 use crate::controller::pods::{LABEL_MANAGED_BY, MANAGER};
 use crate::controller::syncjob::{self, Context};
+use crate::lifecycle::batch::LABEL_BATCH;
 
 /// How the operator runs.
 #[derive(Clone, Debug)]
@@ -61,71 +62,67 @@ pub enum OperatorError {
     },
 }
 
-async fn reconcile_guarded(
-    guard: Arc<DeserializeGuard<SyncJob>>,
-    ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
-) -> Result<Action, syncjob::Error> {
+/// The shared context of the three controllers.
+type Shared = Arc<(Arc<Context>, Arc<Metrics>)>;
+
+/// Runs `reconcile` on an object that deserialized, timed and counted under `kind`; an object
+/// that did not is logged and skipped until it changes.
+async fn guarded<K, F, Fut>(
+    kind: &'static str,
+    guard: &DeserializeGuard<K>,
+    ctx: &Shared,
+    reconcile: F,
+) -> Result<Action, syncjob::Error>
+where
+    K: Clone,
+    F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
+    Fut: std::future::Future<Output = Result<Action, syncjob::Error>>,
+{
     let (ctx, metrics) = (&ctx.0, &ctx.1);
-    let _timer = metrics.reconcile("syncjob");
+    let _timer = metrics.reconcile(kind);
     match &guard.0 {
-        Ok(job) => {
-            let result = syncjob::reconcile(Arc::new(job.clone()), Arc::clone(ctx)).await;
+        Ok(object) => {
+            let result = reconcile(Arc::new(object.clone()), Arc::clone(ctx)).await;
             if let Err(e) = &result {
-                metrics.failed("syncjob", e.category());
+                metrics.failed(kind, e.category());
             }
             result
         }
         Err(invalid) => {
-            metrics.failed("syncjob", "malformed");
-            tracing::warn!(error = %invalid, "a SyncJob does not deserialize; skipped until it changes");
+            metrics.failed(kind, "malformed");
+            tracing::warn!(kind, error = %invalid, "an object does not deserialize; skipped until it changes");
             Ok(Action::await_change())
         }
     }
 }
 
-async fn reconcile_compare_guarded(
-    guard: Arc<DeserializeGuard<CompareTask>>,
-    ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
-) -> Result<Action, syncjob::Error> {
-    let (ctx, metrics) = (&ctx.0, &ctx.1);
-    let _timer = metrics.reconcile("comparetask");
-    match &guard.0 {
-        Ok(task) => {
-            let result = crate::controller::compare::reconcile(Arc::new(task.clone()), Arc::clone(ctx)).await;
-            if let Err(e) = &result {
-                metrics.failed("comparetask", e.category());
-            }
-            result
-        }
-        Err(invalid) => {
-            metrics.failed("comparetask", "malformed");
-            tracing::warn!(error = %invalid, "a CompareTask does not deserialize; skipped until it changes");
-            Ok(Action::await_change())
-        }
-    }
+async fn reconcile_syncjob(guard: Arc<DeserializeGuard<SyncJob>>, ctx: Shared) -> Result<Action, syncjob::Error> {
+    guarded("syncjob", &guard, &ctx, syncjob::reconcile).await
 }
 
-fn error_policy_compare(
-    _guard: Arc<DeserializeGuard<CompareTask>>,
-    error: &syncjob::Error,
-    _ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
-) -> Action {
-    tracing::warn!(error = %error, category = error.category(), "compare reconcile failed");
-    Action::requeue(std::time::Duration::from_secs(15))
+async fn reconcile_compare(guard: Arc<DeserializeGuard<CompareTask>>, ctx: Shared) -> Result<Action, syncjob::Error> {
+    guarded("comparetask", &guard, &ctx, crate::controller::compare::reconcile).await
 }
 
-fn error_policy_guarded(
-    _guard: Arc<DeserializeGuard<SyncJob>>,
-    error: &syncjob::Error,
-    ctx: Arc<(Arc<Context>, Arc<Metrics>)>,
-) -> Action {
+async fn reconcile_batch(guard: Arc<DeserializeGuard<BatchJob>>, ctx: Shared) -> Result<Action, syncjob::Error> {
+    guarded("batchjob", &guard, &ctx, crate::controller::batch::reconcile).await
+}
+
+/// What a failed reconcile does: try again soon after a conflict, later after anything else.
+fn error_policy<K>(_object: Arc<K>, error: &syncjob::Error, _ctx: Shared) -> Action {
     tracing::warn!(error = %error, category = error.category(), "reconcile failed");
-    let _ = ctx;
     Action::requeue(if error.category() == "conflict" {
         std::time::Duration::from_secs(1)
     } else {
         std::time::Duration::from_secs(15)
     })
+}
+
+/// Logs what a controller's stream yields that is not a successful reconcile.
+async fn log<T, E: std::fmt::Display>(result: Result<T, E>) {
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "controller event");
+    }
 }
 
 /// A future that resolves on SIGTERM or SIGINT.
@@ -185,34 +182,29 @@ pub async fn run(opts: Options) -> Result<(), OperatorError> {
     let ctx = Arc::new((Arc::new(Context { client: client.clone(), image: opts.image.clone(), recorder }), metrics));
     let jobs = Api::<DeserializeGuard<SyncJob>>::all(client.clone());
     let tasks = Api::<DeserializeGuard<CompareTask>>::all(client.clone());
+    let batches = Api::<DeserializeGuard<BatchJob>>::all(client.clone());
     let pods = Api::<Pod>::all(client);
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
-    let stop_tasks = stop_rx.clone();
-    let shutdown = async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    };
-    let shutdown_tasks = async move {
-        let mut rx = stop_tasks;
+    let children = watcher::Config::default().labels(LABEL_BATCH);
+    let stopped = |rx: watch::Receiver<bool>| async move {
+        let mut rx = rx;
         let _ = rx.wait_for(|s| *s).await;
     };
-    let sync_jobs = Controller::new(jobs, watcher::Config::default().any_semantic())
+    let sync_jobs = Controller::new(jobs.clone(), watcher::Config::default().any_semantic())
         .owns(pods.clone(), owned.clone())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_guarded, error_policy_guarded, Arc::clone(&ctx))
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
-            }
-        });
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(reconcile_syncjob, error_policy, Arc::clone(&ctx))
+        .for_each(log);
     let compare_tasks = Controller::new(tasks, watcher::Config::default().any_semantic())
         .owns(pods, owned)
-        .graceful_shutdown_on(shutdown_tasks)
-        .run(reconcile_compare_guarded, error_policy_compare, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
-            }
-        });
-    futures::join!(sync_jobs, compare_tasks);
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(reconcile_compare, error_policy, Arc::clone(&ctx))
+        .for_each(log);
+    let batch_jobs = Controller::new(batches, watcher::Config::default().any_semantic())
+        .owns(jobs, children)
+        .graceful_shutdown_on(stopped(stop_rx))
+        .run(reconcile_batch, error_policy, ctx)
+        .for_each(log);
+    futures::join!(sync_jobs, compare_tasks, batch_jobs);
     Ok(())
 }

@@ -1,0 +1,104 @@
+//! A mocked Kubernetes API for controller scenarios (as kube-rs's reference controller tests):
+//! the scenario answers each request the reconcile makes, in order, as the API server would.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use ferry::controller::syncjob::Context;
+use http::{Method, Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use serde_json::Value;
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The API server side of a scenario: answers requests in order and records Events apart.
+pub struct ApiServer {
+    handle: Handle,
+    /// Events recorded so far.
+    pub events: Vec<Value>,
+}
+
+/// One expected call: method, path (without the query), and the answer's body.
+pub struct Call {
+    method: Method,
+    path: String,
+    status: u16,
+    answer: Value,
+}
+
+/// A call answered with 200 and `answer`.
+pub fn call(method: Method, path: &str, answer: Value) -> Call {
+    Call { method, path: path.to_owned(), status: 200, answer }
+}
+
+/// A call answered with its own request body (what a create returns).
+pub fn echo(method: Method, path: &str) -> Call {
+    Call { method, path: path.to_owned(), status: 200, answer: Value::Null }
+}
+
+/// A call refused with `code` and a Kubernetes `Status` saying `reason`.
+pub fn refused(method: Method, path: &str, code: u16, reason: &str) -> Call {
+    let answer = serde_json::json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason,
+        "message": format!("{reason} (mocked)"), "metadata": {}
+    });
+    Call { method, path: path.to_owned(), status: code, answer }
+}
+
+impl ApiServer {
+    /// Answers the next request, which must be `expected`; returns its query and body.
+    pub async fn expect(&mut self, expected: Call) -> (String, Value) {
+        loop {
+            let (request, send) = self.handle.next_request().await.expect("the reconcile makes another call");
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            let query = request.uri().query().unwrap_or("").to_owned();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+            if path.contains("/events") {
+                send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+                self.events.push(body);
+                continue;
+            }
+            assert_eq!(
+                (&method, path.as_str()),
+                (&expected.method, expected.path.as_str()),
+                "query {query}, body {body}"
+            );
+            send.send_response(
+                Response::builder()
+                    .status(expected.status)
+                    .body(Body::from(
+                        serde_json::to_vec(if expected.answer.is_null() { &body } else { &expected.answer }).unwrap(),
+                    ))
+                    .unwrap(),
+            );
+            return (query, body);
+        }
+    }
+
+    /// No more calls, except Events.
+    pub async fn done(mut self) -> Vec<Value> {
+        while let Ok(Some((request, send))) =
+            tokio::time::timeout(std::time::Duration::from_millis(200), self.handle.next_request()).await
+        {
+            let path = request.uri().path().to_owned();
+            assert!(path.contains("/events"), "unexpected call {} {path}", request.method());
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
+            self.events.push(body);
+        }
+        self.events
+    }
+}
+
+pub fn context() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "ferry-operator".into(), instance: None });
+    (Arc::new(Context { client, image: "ferry:test".into(), recorder }), ApiServer { handle, events: Vec::new() })
+}
