@@ -38,6 +38,9 @@ enum Command {
         /// After a clean stop, release the replication slot and publication.
         #[arg(long)]
         release: bool,
+        /// Serve the worker metrics (`/metrics`) on this address while the job runs.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Run the operator: reconcile SyncJobs in the cluster (leader-elected), serve `/metrics`,
     /// `/healthz` and `/readyz`.
@@ -66,6 +69,9 @@ enum Command {
         /// The SyncJob, as NAMESPACE/NAME.
         #[arg(long)]
         job: String,
+        /// Address of the worker's `/metrics`.
+        #[arg(long, env = "FERRY_METRICS_LISTEN", default_value = "0.0.0.0:9464")]
+        metrics_listen: std::net::SocketAddr,
     },
     /// Convert a request of another service into Ferry manifests.
     Convert {
@@ -102,7 +108,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { file, status_file, release } => {
+        Command::Run { file, status_file, release, metrics_listen } => {
             init_tracing();
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -121,6 +127,11 @@ fn main() -> ExitCode {
                         ExitCode::from(2)
                     }
                 };
+            }
+            if let Some(addr) = metrics_listen
+                && let Some(bound) = runtime.block_on(ferry::worker::serve_metrics(addr))
+            {
+                eprintln!("metrics on http://{bound}/metrics");
             }
             match runtime.block_on(ferry::run::run(ferry::run::Options { file, status_file, release })) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -148,7 +159,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Worker { task, job } => {
+        Command::Worker { task, job, metrics_listen } => {
             init_tracing_default("info");
             let result = tokio::runtime::Runtime::new()
                 .map_err(|e| ferry::worker::WorkerError { code: "RUNTIME".into(), message: e.to_string() })
@@ -158,6 +169,7 @@ fn main() -> ExitCode {
                             code: "KUBE_CONFIG".into(),
                             message: e.to_string(),
                         })?;
+                        ferry::worker::serve_metrics(metrics_listen).await;
                         let stop = ferry::worker::stop_on_signals();
                         ferry::worker::run(client, task, &job, ferry::worker::credentials_from_env(), stop).await
                     })

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
+    PodSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -27,6 +27,8 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_ATTEMPT: &str = "ferry.dev/attempt";
 /// The operator's name as `managed-by` and as its field manager.
 pub const MANAGER: &str = "ferry-operator";
+/// Port of a worker's `/metrics` (its default `--metrics-listen`).
+pub const METRICS_PORT: i32 = 9464;
 /// The service account worker pods run as.
 pub const WORKER_SERVICE_ACCOUNT: &str = "ferry-worker";
 /// Environment variable carrying the source password into a worker.
@@ -183,6 +185,13 @@ pub fn build_for(p: PodParams<'_>) -> Pod {
         image: Some(overrides.image.clone().unwrap_or_else(|| p.default_image.to_owned())),
         args: Some(p.args),
         env: Some(env),
+        // `ferry worker` serves its metrics here; the chart's PodMonitor scrapes the port by name.
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".into()),
+            container_port: METRICS_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
         resources: Some(overrides.resources.clone().unwrap_or_else(|| resources(p.node_type))),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),

@@ -6,6 +6,7 @@
 //! this module owns the batching, the idempotent window after a full transfer, the skipping of
 //! changes a keyless table's copy already holds, stopping, and progress.
 
+use super::metrics::{Stage, metrics};
 use std::future::Future;
 use std::time::Duration;
 
@@ -140,9 +141,11 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
             tracker.received(t);
         }
         let started = std::time::Instant::now();
+        metrics().read(Stage::Incremental, batch.len() as u64);
         if let Err(e) = target.apply(&batch, commit_time).await {
             break Err(e);
         }
+        metrics().batch_applied(started.elapsed());
         tracing::debug!(
             transactions = batch.transactions.len(),
             changes = batch.len(),

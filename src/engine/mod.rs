@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod error;
 pub mod filter;
+pub mod metrics;
 pub mod model;
 pub mod mysql;
 pub mod postgres;

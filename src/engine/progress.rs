@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
+use super::metrics::{Stage, metrics};
 use crate::api::{Checkpoint, Progress, TableProgress, TableState, TransferStage};
 
 /// Receives progress. Called from the engine's tasks; must not block for long.
@@ -107,6 +108,11 @@ impl Tracker {
     /// Counts rows written and bytes read for a table (full transfer) or the stream (`None`).
     pub fn add(&self, table: Option<usize>, rows: u64, bytes: u64) {
         self.with(false, |s| {
+            let stage = match s.progress.stage {
+                Some(TransferStage::Incremental) => Stage::Incremental,
+                _ => Stage::Full,
+            };
+            metrics().written(stage, rows, bytes);
             s.progress.rows_transferred += rows;
             s.progress.bytes_transferred += bytes;
             if let Some(t) = table.and_then(|i| s.progress.tables.get_mut(i)) {
@@ -134,8 +140,9 @@ impl Tracker {
         let source_time = source_time_us.and_then(|us| Timestamp::from_microsecond(us).ok());
         self.with(false, |s| {
             let lag = source_time.map(|t| now.duration_since(t).as_secs().max(0) as u64);
-            if lag.is_some() {
-                s.progress.lag_seconds = lag;
+            if let Some(lag) = lag {
+                s.progress.lag_seconds = Some(lag);
+                metrics().lag(lag);
             }
             s.checkpoint = Some(Checkpoint {
                 position: Some(position),
@@ -147,6 +154,7 @@ impl Tracker {
 
     /// Sets the incremental lag directly (e.g. zero when the stream is idle and caught up).
     pub fn lag(&self, seconds: u64) {
+        metrics().lag(seconds);
         self.with(false, |s| s.progress.lag_seconds = Some(seconds));
     }
 

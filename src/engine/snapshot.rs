@@ -113,6 +113,7 @@ where
     FT: Future<Output = Result<T>>,
 {
     let next = AtomicUsize::new(0);
+    super::metrics::metrics().chunks_planned(pending.len());
     let workers = (0..parallel.clamp(1, pending.len().max(1))).map(|_| async {
         let mut source = open_source().await?;
         let mut target = open_target().await?;
@@ -125,6 +126,9 @@ where
             let (position, data) = source.read(chunk).await?;
             let rows = target.write(chunk, position, data, throttle, tracker).await?;
             source.finish().await?;
+            // Row filters apply in the source query: every row read is written.
+            super::metrics::metrics().read(super::metrics::Stage::Full, rows);
+            super::metrics::metrics().chunk_done();
             tracker.add(Some(chunk.table), rows, 0);
         }
     });

@@ -84,6 +84,7 @@ impl Throttle {
         // read waits for the sum.
         if wait >= MIN_SLEEP {
             self.waited_ms.fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+            super::metrics::metrics().throttled(wait);
             tokio::time::sleep(wait).await;
         }
     }

@@ -7,12 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::metrics::Metrics;
-
 /// What the endpoints report.
 pub struct Health {
-    /// Metrics for `/metrics`.
-    pub metrics: Arc<Metrics>,
+    /// Renders `/metrics`.
+    pub metrics: Box<dyn Fn() -> String + Send + Sync>,
     /// `/readyz` answers 200 once this is true.
     pub ready: AtomicBool,
 }
@@ -27,9 +25,7 @@ fn response(status: &str, content_type: &str, body: &str) -> String {
 /// The response to a request line's path.
 pub fn route(path: &str, health: &Health) -> String {
     match path {
-        "/metrics" => {
-            response("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", &health.metrics.encode())
-        }
+        "/metrics" => response("200 OK", "text/plain; version=0.0.4; charset=utf-8", &(health.metrics)()),
         "/healthz" => response("200 OK", "text/plain", "ok\n"),
         "/readyz" if health.ready.load(Ordering::SeqCst) => response("200 OK", "text/plain", "ready\n"),
         "/readyz" => response("503 Service Unavailable", "text/plain", "starting\n"),
@@ -65,8 +61,9 @@ mod tests {
     async fn the_three_endpoints_answer_over_tcp() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let health = Arc::new(Health { metrics: Arc::new(Metrics::default()), ready: AtomicBool::new(false) });
-        drop(health.metrics.reconcile("syncjob"));
+        let metrics = Arc::new(super::super::metrics::Metrics::default());
+        drop(metrics.reconcile("syncjob"));
+        let health = Arc::new(Health { metrics: Box::new(move || metrics.encode()), ready: AtomicBool::new(false) });
         tokio::spawn(serve(listener, Arc::clone(&health)));
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -1,5 +1,6 @@
 //! The operator's Prometheus metrics (prefix `ferry_`): reconcile runs, failures by category and
-//! duration per controller. One registry, encoded on `/metrics`.
+//! duration per controller, and the per-resource series of [`super::resources`]. One registry,
+//! encoded on `/metrics` in the Prometheus text format.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::resources::ResourceMetrics;
 
 /// Labels of per-controller series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,6 +36,8 @@ pub struct Metrics {
     runs: Family<ControllerLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     duration: Family<ControllerLabels, Histogram>,
+    /// Per-resource series, described once the caches are there.
+    pub resources: Arc<ResourceMetrics>,
 }
 
 impl Default for Metrics {
@@ -50,7 +55,9 @@ impl Default for Metrics {
             failures.clone(),
         );
         registry.register("reconcile_duration_seconds", "Time a reconcile took, per controller", duration.clone());
-        Metrics { registry, runs, failures, duration }
+        let resources = Arc::new(ResourceMetrics::default());
+        registry.register_collector(Box::new(Arc::clone(&resources)));
+        Metrics { registry, runs, failures, duration, resources }
     }
 }
 
@@ -71,10 +78,7 @@ impl Metrics {
 
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        crate::engine::metrics::encode(&self.registry)
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod resources;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -118,6 +119,11 @@ fn error_policy<K>(_object: Arc<K>, error: &syncjob::Error, _ctx: Shared) -> Act
     })
 }
 
+/// The cached objects that deserialized.
+fn valid<K: Clone>(guards: Vec<Arc<DeserializeGuard<K>>>) -> Vec<Arc<K>> {
+    guards.iter().filter_map(|g| g.0.as_ref().ok().map(|k| Arc::new(k.clone()))).collect()
+}
+
 /// Logs what a controller's stream yields that is not a successful reconcile.
 async fn log<T, E: std::fmt::Display>(result: Result<T, E>) {
     if let Err(e) = result {
@@ -145,7 +151,8 @@ async fn signalled() {
 pub async fn run(opts: Options) -> Result<(), OperatorError> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
-    let health = Arc::new(Health { metrics: Arc::clone(&metrics), ready: AtomicBool::new(false) });
+    let exposed = Arc::clone(&metrics);
+    let health = Arc::new(Health { metrics: Box::new(move || exposed.encode()), ready: AtomicBool::new(false) });
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(|source| OperatorError::Listen { addr: opts.listen, source })?;
@@ -179,6 +186,7 @@ pub async fn run(opts: Options) -> Result<(), OperatorError> {
 
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(opts.identity.clone()) });
+    let resources = Arc::clone(&metrics.resources);
     let ctx = Arc::new((Arc::new(Context { client: client.clone(), image: opts.image.clone(), recorder }), metrics));
     let jobs = Api::<DeserializeGuard<SyncJob>>::all(client.clone());
     let tasks = Api::<DeserializeGuard<CompareTask>>::all(client.clone());
@@ -190,21 +198,27 @@ pub async fn run(opts: Options) -> Result<(), OperatorError> {
         let mut rx = rx;
         let _ = rx.wait_for(|s| *s).await;
     };
-    let sync_jobs = Controller::new(jobs.clone(), watcher::Config::default().any_semantic())
-        .owns(pods.clone(), owned.clone())
+    let sync_jobs =
+        Controller::new(jobs.clone(), watcher::Config::default().any_semantic()).owns(pods.clone(), owned.clone());
+    let compare_tasks = Controller::new(tasks, watcher::Config::default().any_semantic()).owns(pods, owned);
+    let batch_jobs = Controller::new(batches, watcher::Config::default().any_semantic()).owns(jobs, children);
+    // The per-resource series read the controllers' caches at scrape time.
+    let (job_store, task_store, batch_store) = (sync_jobs.store(), compare_tasks.store(), batch_jobs.store());
+    resources.watch(move || resources::Snapshot {
+        jobs: valid(job_store.state()),
+        tasks: valid(task_store.state()),
+        batches: valid(batch_store.state()),
+    });
+    let sync_jobs = sync_jobs
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(reconcile_syncjob, error_policy, Arc::clone(&ctx))
         .for_each(log);
-    let compare_tasks = Controller::new(tasks, watcher::Config::default().any_semantic())
-        .owns(pods, owned)
+    let compare_tasks = compare_tasks
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(reconcile_compare, error_policy, Arc::clone(&ctx))
         .for_each(log);
-    let batch_jobs = Controller::new(batches, watcher::Config::default().any_semantic())
-        .owns(jobs, children)
-        .graceful_shutdown_on(stopped(stop_rx))
-        .run(reconcile_batch, error_policy, ctx)
-        .for_each(log);
+    let batch_jobs =
+        batch_jobs.graceful_shutdown_on(stopped(stop_rx)).run(reconcile_batch, error_policy, ctx).for_each(log);
     futures::join!(sync_jobs, compare_tasks, batch_jobs);
     Ok(())
 }

@@ -227,6 +227,28 @@ pub async fn run(
     }
 }
 
+/// Serves the engine's metrics (`/metrics`) and `/healthz` on `addr` for the rest of the
+/// process; returns the bound address. A port that cannot be bound is reported and skipped:
+/// metrics are not worth failing a job for.
+pub async fn serve_metrics(addr: std::net::SocketAddr) -> Option<std::net::SocketAddr> {
+    use crate::operator::http::{Health, serve};
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "cannot serve metrics");
+            return None;
+        }
+    };
+    let bound = listener.local_addr().ok();
+    let registry = crate::engine::metrics::registry();
+    let health = Health {
+        metrics: Box::new(move || crate::engine::metrics::encode(&registry)),
+        ready: std::sync::atomic::AtomicBool::new(true),
+    };
+    tokio::spawn(serve(listener, std::sync::Arc::new(health)));
+    bound
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

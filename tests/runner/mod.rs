@@ -16,6 +16,11 @@ impl Runner {
     /// Starts `ferry run -f manifest --status-file dir/status.json`, logging to
     /// `dir/run-<attempt>.log`.
     pub fn start(dir: &Path, manifest: &Path, attempt: u32) -> Runner {
+        Runner::start_with(dir, manifest, attempt, &[])
+    }
+
+    /// [`Runner::start`] with more arguments.
+    pub fn start_with(dir: &Path, manifest: &Path, attempt: u32, extra: &[&str]) -> Runner {
         let log = dir.join(format!("run-{attempt}.log"));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -23,6 +28,7 @@ impl Runner {
             .arg(manifest)
             .arg("--status-file")
             .arg(dir.join("status.json"))
+            .args(extra)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .stdin(Stdio::null())

@@ -90,6 +90,42 @@ impl Job<'_> {
     }
 }
 
+/// Reads the WAL the job's replication slot retains into the worker metrics, at once and then
+/// every 30 s, on a connection of its own, until dropped.
+struct SlotWatch(tokio::task::JoinHandle<()>);
+
+impl SlotWatch {
+    fn start(endpoint: &crate::api::Endpoint, password: Option<String>, slot: String) -> SlotWatch {
+        let endpoint = endpoint.clone();
+        SlotWatch(tokio::spawn(async move {
+            let client = match connect::connect(&endpoint, password.as_deref(), Side::Source).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "no connection to watch the slot's retained WAL");
+                    return;
+                }
+            };
+            let sql = "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
+                       ELSE pg_current_wal_lsn() END - restart_lsn)::int8 \
+                       FROM pg_replication_slots WHERE slot_name = $1";
+            loop {
+                if let Ok(Some(row)) = client.query_opt(sql, &[&slot]).await
+                    && let Ok(Some(bytes)) = row.try_get::<_, Option<i64>>(0)
+                {
+                    super::metrics::metrics().slot_retained_wal(u64::try_from(bytes).unwrap_or(0));
+                }
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
+        }))
+    }
+}
+
+impl Drop for SlotWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The slot's position, if the slot exists.
 pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<u64>> {
     let row = client
@@ -212,6 +248,9 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
         }
     };
+
+    // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
+    let _slot_watch = SlotWatch::start(&spec.source, job.credentials.source_password.clone(), names.slot.clone());
 
     if spec.task_type.has_full() && !state.full_done {
         let snapshot = match &held_snapshot {
