@@ -54,7 +54,8 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
             .collect(),
     };
     let old = batch.status.clone().unwrap_or_default();
-    let mut decided = plan::plan(&batch.spec, &old, &observed, jiff::Timestamp::now());
+    let now = jiff::Timestamp::now();
+    let mut decided = plan::plan(&batch.spec, &old, &observed, now);
 
     let reference = batch.object_ref(&());
     let mut owner = batch.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
@@ -121,7 +122,7 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
         }
     }
     for (item, child_name) in &taken {
-        plan::mark_name_taken(&mut decided.status, item, child_name);
+        plan::mark_name_taken(&mut decided.status, item, child_name, now);
     }
 
     let new = serde_json::to_value(&decided.status).unwrap_or_default();

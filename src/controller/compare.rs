@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::api_err;
 use super::observe::{PodState, find, pod_state};
-use super::pods::{self, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
+use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
 use super::syncjob::{Context, Error};
 use crate::api::compare::{CompareTask, CompareTaskStatus};
 use crate::api::validate::{FieldError, Validate};
@@ -50,7 +50,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
         }
         _ => None,
     };
-    let selector = format!("{LABEL_INSTANCE}={name},{LABEL_MANAGED_BY}={MANAGER},{}=compare", pods::LABEL_COMPONENT);
+    let selector = format!("{LABEL_JOB}={name},{LABEL_MANAGED_BY}={MANAGER},{}=compare", pods::LABEL_COMPONENT);
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
     let status = task.status.clone().unwrap_or_default();
     let run = match find(&pods, Role::Compare, i64::from(status.runs)).map(pod_state) {

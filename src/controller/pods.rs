@@ -19,8 +19,10 @@ use crate::api::{NodeType, SyncJob};
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 /// Label: the pod's role (`precheck`, `worker`, `release`).
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
-/// Label: the SyncJob the pod belongs to.
-pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+/// Label: the SyncJob (or CompareTask) the pod works for. Not `app.kubernetes.io/instance`:
+/// Argo CD's label tracking reads that one as the name of the application a resource belongs to,
+/// and would prune the pods of a job named like an application.
+pub const LABEL_JOB: &str = "ferry.dev/job";
 /// Label: who manages the pod.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label: the worker attempt or the spec generation the pod runs for.
@@ -98,7 +100,7 @@ pub fn labels(job: &str, role: Role, n: i64) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_NAME.to_owned(), "ferry".to_owned()),
         (LABEL_COMPONENT.to_owned(), role.as_str().to_owned()),
-        (LABEL_INSTANCE.to_owned(), job.to_owned()),
+        (LABEL_JOB.to_owned(), job.to_owned()),
         (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
         (LABEL_ATTEMPT.to_owned(), n.to_string()),
     ])

@@ -11,7 +11,7 @@ use kube::runtime::events::Recorder;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
-use super::pods::{self, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGER, Role};
+use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, Role};
 use super::{api_err, observe};
 use crate::api::{SyncJob, SyncJobStatus};
 use crate::lifecycle::{self, Action};
@@ -122,7 +122,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             .map_err(api_err("adding the finalizer"))?;
     }
 
-    let selector = format!("{LABEL_INSTANCE}={name},{LABEL_MANAGED_BY}={MANAGER}");
+    let selector = format!("{LABEL_JOB}={name},{LABEL_MANAGED_BY}={MANAGER}");
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
     let observed = observe::observe(&job, &pods);
     let status = job.status.clone().unwrap_or_default();

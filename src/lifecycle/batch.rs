@@ -375,7 +375,7 @@ pub fn plan(spec: &BatchJobSpec, old: &BatchJobStatus, obs: &BatchObserved, now:
 
 /// Marks an item whose child name is taken by a SyncJob outside the batch (the create was
 /// refused): its row says so and it counts as failed.
-pub fn mark_name_taken(status: &mut BatchJobStatus, item: &str, child: &str) {
+pub fn mark_name_taken(status: &mut BatchJobStatus, item: &str, child: &str, now: Timestamp) {
     let Some(row) = status.jobs.iter_mut().find(|r| r.name == item) else { return };
     row.sync_job = None;
     row.message = Some(format!(
@@ -384,6 +384,12 @@ pub fn mark_name_taken(status: &mut BatchJobStatus, item: &str, child: &str) {
     status.failed += 1;
     *status.counts.entry(COUNT_INVALID.into()).or_default() += 1;
     status.phase = Some(BatchPhase::Failed);
+    let generation = status.observed_generation.unwrap_or(0);
+    let message = format!("item {item:?}: the name {child} is taken by a SyncJob outside this batch");
+    let conds = &mut status.conditions;
+    conditions::set(conds, types::STALLED, Status::True, "Failed", message.clone(), generation, now);
+    conditions::set(conds, types::READY, Status::False, "Failed", message.clone(), generation, now);
+    conditions::set(conds, types::RECONCILING, Status::False, "Failed", message, generation, now);
 }
 
 fn event(warning: bool, reason: &'static str, message: String) -> BatchAction {
@@ -721,9 +727,11 @@ mod tests {
     fn a_taken_child_name_is_marked_on_its_row() {
         let spec = batch(&["a"], None);
         let mut p = plan(&spec, &BatchJobStatus::default(), &observed(vec![]), now());
-        mark_name_taken(&mut p.status, "a", "b-a");
+        mark_name_taken(&mut p.status, "a", "b-a", now());
         assert!(p.status.jobs[0].message.as_deref().unwrap().contains("already exists"));
         assert_eq!(p.status.phase, Some(BatchPhase::Failed));
         assert_eq!(p.status.failed, 1);
+        assert!(conditions::is_true(&p.status.conditions, types::STALLED));
+        assert!(!conditions::is_true(&p.status.conditions, types::READY));
     }
 }

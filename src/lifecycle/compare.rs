@@ -226,7 +226,11 @@ pub fn plan(spec: &CompareTaskSpec, status: &CompareTaskStatus, o: &CompareObser
     st.observed_generation = Some(o.generation);
     let g = o.generation;
     let finished = next.is_finished();
-    let stalled = next == Failed && !o.spec_errors.is_empty();
+    // A finished run that found differences, failed or timed out needs a person; one that found
+    // none is what the task asks for.
+    let inconsistent = next == Successful && st.result == Some(crate::api::CompareResult::Inconsistent);
+    let stalled = matches!(next, Failed | TimeoutInterrupt) || inconsistent;
+    let ready = next == Successful && !inconsistent;
     let message = st.message.clone().unwrap_or_else(|| format!("phase {}", next.as_str()));
     let reason = match next {
         WaitingForRunning => "WaitingForRunning",
@@ -237,7 +241,7 @@ pub fn plan(spec: &CompareTaskSpec, status: &CompareTaskStatus, o: &CompareObser
         TimeoutInterrupt => "TimeoutInterrupt",
     };
     let c = &mut st.conditions;
-    conditions::set(c, types::READY, Status::from_bool(next == Successful), reason, message.clone(), g, now);
+    conditions::set(c, types::READY, Status::from_bool(ready), reason, message.clone(), g, now);
     conditions::set(c, types::STALLED, Status::from_bool(stalled), reason, message.clone(), g, now);
     conditions::set(c, types::RECONCILING, Status::from_bool(!finished), reason, message, g, now);
     ComparePlan { status: st, actions, requeue_after: requeue }

@@ -571,6 +571,8 @@ impl Planner<'_> {
         let stuck = if phase == IncreTransferStarted { self.stuck() } else { None };
         let stalled = match phase {
             CreateFailed | ReleaseResourceFailed => true,
+            // An edit made the spec invalid: nothing is retried until the spec is fixed.
+            ChangeJobFailed if !self.obs.spec_errors.is_empty() => true,
             Configuration => precheck_failed,
             IncreTransferStarted => stuck.is_some(),
             _ => exhausted,

@@ -110,7 +110,7 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": report_name, "namespace": namespace, "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
                      "labels": {"app.kubernetes.io/name": "ferry", "app.kubernetes.io/component": "compare-report",
-                                "app.kubernetes.io/instance": name}},
+                                "ferry.dev/job": name}},
         "data": {"report.json": serde_json::to_string_pretty(&body).unwrap_or_default()},
     });
     let maps: Api<ConfigMap> = Api::namespaced(client, namespace);
