@@ -5,7 +5,7 @@ mod mock_api;
 
 use std::sync::Arc;
 
-use ferry::api::batch::{BatchItem, BatchJobStatus};
+use ferry::api::batch::BatchJobStatus;
 use ferry::api::{BatchJob, BatchJobSpec, BatchPhase, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus};
 use ferry::controller::batch::reconcile;
 use ferry::lifecycle::batch::{LABEL_BATCH, LABEL_ITEM, desired_spec, plan};
@@ -20,22 +20,7 @@ const JOBS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/syncjobs";
 const BATCH_STATUS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/batchjobs/tenants/status";
 
 fn spec(items: &[&str], max: Option<u32>) -> BatchJobSpec {
-    let mut template = serde_json::to_value(SyncJobSpec::test()).unwrap();
-    template.as_object_mut().unwrap().remove("objects");
-    BatchJobSpec {
-        template,
-        jobs: items
-            .iter()
-            .map(|n| BatchItem {
-                name: (*n).into(),
-                overrides: Some(json!({"objects": {"scope": "table", "databases": [
-                    {"name": "shop", "tables": [{"name": n}]}
-                ]}})),
-            })
-            .collect(),
-        max_concurrent: max,
-        paused: false,
-    }
+    BatchJobSpec::test(items, max)
 }
 
 fn batch(spec: BatchJobSpec, status: Option<BatchJobStatus>) -> BatchJob {

@@ -9,7 +9,7 @@
 use std::io::{ErrorKind, Write};
 use std::process::{Command, Output, Stdio};
 
-use ferry::api::batch::{BatchItem, BatchJobStatus};
+use ferry::api::batch::BatchJobStatus;
 use ferry::api::compare::TableCompareStatus;
 use ferry::api::validate::FieldError;
 use ferry::api::{
@@ -650,22 +650,7 @@ fn a_comparetask_status_with_fields_missing_or_malformed_does_not_break_the_chec
 // BatchJob
 
 fn batch_spec(items: &[&str], max: Option<u32>) -> BatchJobSpec {
-    let mut template = serde_json::to_value(SyncJobSpec::test()).unwrap();
-    template.as_object_mut().unwrap().remove("objects");
-    BatchJobSpec {
-        template,
-        jobs: items
-            .iter()
-            .map(|n| BatchItem {
-                name: (*n).into(),
-                overrides: Some(json!({"objects": {"scope": "table", "databases": [
-                    {"name": "shop", "tables": [{"name": n}]}
-                ]}})),
-            })
-            .collect(),
-        max_concurrent: max,
-        paused: false,
-    }
+    BatchJobSpec::test(items, max)
 }
 
 /// The child of `item`, with the status its own planner writes after these worker states.

@@ -5,6 +5,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::batch::{BatchItem, BatchJobSpec};
 use super::common::{
     DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SchemaSelection, SecretKeyRef, TableSelection,
 };
@@ -110,5 +111,30 @@ impl SyncJobSpec {
     pub fn expires_after_days(mut self, days: u32) -> Self {
         self.expired_days = days;
         self
+    }
+}
+
+impl BatchJobSpec {
+    /// A batch of [`SyncJobSpec::test`] jobs without their `objects`: each item's overrides
+    /// select the table `public.<item>` of database `shop`.
+    pub fn test(items: &[&str], max_concurrent: Option<u32>) -> BatchJobSpec {
+        let mut template = serde_json::to_value(SyncJobSpec::test()).unwrap_or_default();
+        if let Some(t) = template.as_object_mut() {
+            t.remove("objects");
+        }
+        BatchJobSpec {
+            template,
+            jobs: items
+                .iter()
+                .map(|n| BatchItem {
+                    name: (*n).into(),
+                    overrides: Some(serde_json::json!({"objects": {"scope": "table", "databases": [
+                        {"name": "shop", "tables": [{"name": n}]}
+                    ]}})),
+                })
+                .collect(),
+            max_concurrent,
+            paused: false,
+        }
     }
 }

@@ -418,28 +418,8 @@ mod tests {
         Timestamp::from_second(1_800_000_000).unwrap()
     }
 
-    fn template() -> serde_json::Value {
-        let mut t = serde_json::to_value(SyncJobSpec::test()).unwrap();
-        t.as_object_mut().unwrap().remove("objects");
-        t
-    }
-
-    fn item(name: &str, table: &str) -> BatchItem {
-        BatchItem {
-            name: name.into(),
-            overrides: Some(json!({"objects": {"scope": "table", "databases": [
-                {"name": "shop", "tables": [{"name": table}]}
-            ]}})),
-        }
-    }
-
     fn batch(items: &[&str], max: Option<u32>) -> BatchJobSpec {
-        BatchJobSpec {
-            template: template(),
-            jobs: items.iter().map(|n| item(n, n)).collect(),
-            max_concurrent: max,
-            paused: false,
-        }
+        BatchJobSpec::test(items, max)
     }
 
     fn observed(children: Vec<Child>) -> BatchObserved {
