@@ -193,9 +193,3 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
         None => Requeue::requeue(Duration::from_secs(300)),
     })
 }
-
-/// What a failed reconcile does: try again with a delay that grows with the failure kind.
-pub fn error_policy(_job: Arc<SyncJob>, error: &Error, _ctx: Arc<Context>) -> Requeue {
-    tracing::warn!(error = %error, category = error.category(), "reconcile failed");
-    Requeue::requeue(if error.category() == "conflict" { Duration::from_secs(1) } else { Duration::from_secs(15) })
-}
