@@ -12,4 +12,5 @@ pub mod lifecycle;
 pub mod operator;
 pub mod run;
 pub mod testkit;
+pub mod tls;
 pub mod worker;

@@ -100,6 +100,7 @@ enum Convert {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    ferry::tls::install_crypto_provider();
     match cli.command {
         Command::Crd { out_dir } => match crd(out_dir) {
             Ok(()) => ExitCode::SUCCESS,
