@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferry::api::{PrecheckItem, PrecheckResult, PrecheckStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus};
-use ferry::controller::syncjob::{Context, FINALIZER, reconcile};
+use ferry::controller::Context;
+use ferry::controller::syncjob::{FINALIZER, reconcile};
 use futures::StreamExt;
 use http::{Request, Response};
 use kube::Client;

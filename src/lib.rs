@@ -11,6 +11,8 @@ pub mod engine;
 pub mod lifecycle;
 pub mod operator;
 pub mod run;
+pub mod signals;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod tls;
 pub mod worker;

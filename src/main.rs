@@ -118,24 +118,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            if ferry::run::compare::holds_compare_task(&text) {
-                return match runtime.block_on(ferry::run::compare::run(&text)) {
-                    Ok(ferry::api::CompareResult::Consistent) => ExitCode::SUCCESS,
-                    Ok(ferry::api::CompareResult::Inconsistent) => ExitCode::from(1),
-                    Err(e) => {
-                        println!("{e}");
-                        ExitCode::from(2)
-                    }
-                };
-            }
             if let Some(addr) = metrics_listen
                 && let Some(bound) = runtime.block_on(ferry::worker::serve_metrics(addr))
             {
                 eprintln!("metrics on http://{bound}/metrics");
             }
             match runtime.block_on(ferry::run::run(ferry::run::Options { file, status_file, release })) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(ferry::run::Finished::Synced) => ExitCode::SUCCESS,
+                Ok(ferry::run::Finished::Compared(ferry::api::CompareResult::Consistent)) => ExitCode::SUCCESS,
+                Ok(ferry::run::Finished::Compared(ferry::api::CompareResult::Inconsistent)) => ExitCode::from(1),
                 Err(e) => {
                     println!("{e}");
                     ExitCode::from(2)
@@ -171,7 +162,7 @@ fn main() -> ExitCode {
                             message: e.to_string(),
                         })?;
                         ferry::worker::serve_metrics(metrics_listen).await;
-                        let stop = ferry::worker::stop_on_signals();
+                        let stop = ferry::signals::stop_flag();
                         ferry::worker::run(client, task, &job, ferry::worker::credentials_from_env(), stop).await
                     })
                 });

@@ -55,8 +55,14 @@ async fn a_new_job_gets_its_finalizer_and_a_precheck_pod() {
     j.metadata.finalizers = None;
     let jv = serde_json::to_value(&j).unwrap();
     let run = tokio::spawn(reconcile(Arc::new(j), ctx));
-    let (_, patch) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders"), jv.clone())).await;
-    assert_eq!(patch["metadata"]["finalizers"], json!([FINALIZER]));
+    let (query, patch) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders"), jv.clone())).await;
+    // A JSON patch that tests the (absent) list it read, never a merge patch of the whole list.
+    assert_eq!(
+        patch,
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}]),
+        "{query}"
+    );
     let (query, _) = api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
     assert!(query.contains("labelSelector"), "{query}");
     let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
@@ -326,7 +332,11 @@ async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
     let run = tokio::spawn(reconcile(Arc::new(j), ctx));
     api.expect(call(Method::GET, PODS, pod_list(vec![released]))).await;
     let (_, patch) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders"), jv)).await;
-    assert_eq!(patch["metadata"]["finalizers"], json!([]));
+    assert_eq!(
+        patch,
+        json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+               {"op": "remove", "path": "/metadata/finalizers/0"}])
+    );
     run.await.unwrap().unwrap();
     assert!(reasons(&api.done().await).contains(&"Released".to_owned()));
 }
@@ -334,6 +344,11 @@ async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
 // CompareTask scenarios.
 
 const TASKS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks";
+
+/// The report ConfigMap does not exist yet.
+fn no_report() -> mock_api::Call {
+    mock_api::refused(Method::GET, "/api/v1/namespaces/shop/configmaps/check-report", 404, "NotFound")
+}
 
 fn compare_task(status: Option<ferry::api::compare::CompareTaskStatus>) -> ferry::api::compare::CompareTask {
     let spec: ferry::api::compare::CompareTaskSpec =
@@ -372,6 +387,7 @@ async fn a_new_compare_task_runs_a_compare_pod_with_the_jobs_secrets() {
     let jv = serde_json::to_value(job(None)).unwrap();
     let run = tokio::spawn(ferry::controller::compare::reconcile(Arc::new(task), ctx));
     api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv)).await;
+    api.expect(no_report()).await;
     api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
     let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
     assert_eq!(pod["metadata"]["name"], "check-compare-1");
@@ -404,6 +420,7 @@ async fn a_finished_compare_pod_ends_the_run_and_cancel_stops_a_running_one() {
     let done = compare_pod(&task, 1, "Succeeded");
     let run = tokio::spawn(ferry::controller::compare::reconcile(Arc::new(task), ctx));
     api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv.clone())).await;
+    api.expect(no_report()).await;
     api.expect(call(Method::GET, PODS, pod_list(vec![done]))).await;
     let (_, status) = api.expect(call(Method::PATCH, &format!("{TASKS}/check/status"), tv.clone())).await;
     assert_eq!(status["status"]["phase"], "SUCCESSFUL");
@@ -416,6 +433,7 @@ async fn a_finished_compare_pod_ends_the_run_and_cancel_stops_a_running_one() {
     let pod = compare_pod(&task, 1, "Running");
     let run = tokio::spawn(ferry::controller::compare::reconcile(Arc::new(task), ctx));
     api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv)).await;
+    api.expect(no_report()).await;
     api.expect(call(Method::GET, PODS, pod_list(vec![pod]))).await;
     api.expect(call(Method::DELETE, &format!("{PODS}/check-compare-1"), json!({}))).await;
     let (_, status) = api.expect(call(Method::PATCH, &format!("{TASKS}/check/status"), tv)).await;

@@ -67,6 +67,7 @@ fn the_roles_grant_what_the_operator_and_the_worker_call_and_no_secrets() {
         ("ferry.dev", "syncjobs", "create"),
         ("ferry.dev", "syncjobs", "delete"),
         ("ferry.dev", "batchjobs/finalizers", "update"),
+        ("", "configmaps", "get"),
     ] {
         assert!(grants(&operator, group, resource, verb), "operator lacks {verb} {group}/{resource}");
     }
@@ -76,6 +77,7 @@ fn the_roles_grant_what_the_operator_and_the_worker_call_and_no_secrets() {
     assert!(grants(&worker, "ferry.dev", "comparetasks/status", "patch"));
     assert!(grants(&worker, "", "configmaps", "patch"), "the compare worker writes its report");
     assert!(!grants(&worker, "ferry.dev", "syncjobs", "patch"), "a worker never edits the spec");
+    assert!(!grants(&operator, "", "configmaps", "patch"), "the operator never writes a ConfigMap");
     for rules in [&operator, &worker] {
         assert!(
             !rules.iter().any(|r| r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == "secrets" || x == "*")))

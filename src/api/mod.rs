@@ -7,9 +7,11 @@ pub mod batch;
 pub mod common;
 pub mod compare;
 pub mod crd;
+#[cfg(any(test, feature = "testkit"))]
 pub mod fixtures;
 pub mod manifest;
 pub mod phase;
+pub mod schedule;
 pub mod schema;
 pub mod syncjob;
 pub mod validate;

@@ -462,38 +462,7 @@ pub fn check_start_position(p: &str) -> Result<(), String> {
 
 /// Checks a five-field cron expression: minute, hour, day of month, month, day of week.
 pub fn check_cron(expr: &str) -> Result<(), String> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Err(format!(
-            "a schedule has 5 fields (minute hour day-of-month month day-of-week), got {}",
-            fields.len()
-        ));
-    }
-    let ranges = [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7)];
-    for (field, (name, lo, hi)) in fields.iter().zip(ranges) {
-        for part in field.split(',') {
-            let (range, step) = match part.split_once('/') {
-                Some((r, s)) => (r, Some(s)),
-                None => (part, None),
-            };
-            if let Some(s) = step
-                && s.parse::<u32>().map_or(true, |s| s == 0)
-            {
-                return Err(format!("{name}: step {s:?} is not a positive number"));
-            }
-            if range == "*" {
-                continue;
-            }
-            let bounds: Vec<&str> = range.splitn(2, '-').collect();
-            for b in &bounds {
-                let v: u32 = b.parse().map_err(|_| format!("{name}: {b:?} is not a number"))?;
-                if v < lo || v > hi {
-                    return Err(format!("{name}: {v} is outside {lo}–{hi}"));
-                }
-            }
-        }
-    }
-    Ok(())
+    super::schedule::Schedule::parse(expr).map(|_| ())
 }
 
 impl Validate for CompareTaskSpec {

@@ -14,8 +14,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::api_err;
-use super::pods::{LABEL_MANAGED_BY, MANAGER};
-use super::syncjob::{Context, Error};
+use super::pods::{LABEL_MANAGED_BY, MANAGER, label_value};
+use super::{Context, Error};
 use crate::api::batch::merge_diff;
 use crate::api::{BatchJob, SyncJob};
 use crate::lifecycle::batch::{self as plan, BatchAction, BatchObserved, Child, LABEL_BATCH, LABEL_ITEM};
@@ -29,7 +29,7 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
     let jobs: Api<SyncJob> = Api::namespaced(ctx.client.clone(), &ns);
 
     let listed = jobs
-        .list(&ListParams::default().labels(&format!("{LABEL_BATCH}={name}")))
+        .list(&ListParams::default().labels(&format!("{LABEL_BATCH}={}", label_value(&name))))
         .await
         .map_err(api_err("listing the batch's SyncJobs"))?
         .items;
@@ -72,7 +72,7 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
                     namespace: Some(ns.clone()),
                     labels: Some(
                         [
-                            (LABEL_BATCH.to_owned(), name.clone()),
+                            (LABEL_BATCH.to_owned(), label_value(&name)),
                             (LABEL_ITEM.to_owned(), item.clone()),
                             (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
                         ]

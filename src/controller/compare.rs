@@ -6,23 +6,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::api_err;
 use super::observe::{PodState, find, pod_state};
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
-use super::syncjob::{Context, Error};
+use super::{Context, Error};
+use super::{PodCreation, REASON_POD_REJECTED, api_err, create_pod};
 use crate::api::compare::{CompareTask, CompareTaskStatus};
 use crate::api::validate::{FieldError, Validate};
 use crate::api::{NodeType, SyncJob};
 use crate::lifecycle::compare::{self as plan, CompareAction, CompareObserved, RunState};
+use crate::lifecycle::conditions::{self, Status, types};
 
 /// Status fields the compare worker owns.
 const WORKER_FIELDS: [&str; 4] = ["result", "tables", "differences", "reportRef"];
+
+/// The name of a task's report ConfigMap.
+pub fn report_name(task: &str) -> String {
+    format!("{task}-report")
+}
 
 fn operator_fields(status: &CompareTaskStatus) -> serde_json::Value {
     super::without_fields(status, &WORKER_FIELDS)
@@ -50,7 +56,30 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
         }
         _ => None,
     };
-    let selector = format!("{LABEL_JOB}={name},{LABEL_MANAGED_BY}={MANAGER},{}=compare", pods::LABEL_COMPONENT);
+    // The report ConfigMap `<task>-report` is the task's: one of that name that the task does not
+    // own (a user's) is never taken over, and no run starts until the name is free.
+    let report = report_name(&name);
+    if spec_errors.is_empty() {
+        let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+        let existing = maps.get_opt(&report).await.map_err(api_err(format!("reading ConfigMap {report}")))?;
+        let uid = task.metadata.uid.as_deref().unwrap_or_default();
+        if let Some(cm) = existing
+            && !cm.owner_references().iter().any(|o| o.uid == uid)
+        {
+            spec_errors.push(FieldError {
+                path: "metadata.name".into(),
+                message: format!(
+                    "the report ConfigMap {report} exists and does not belong to this CompareTask; Ferry does not \
+                     take over objects it did not create: delete or rename that ConfigMap, or rename the task"
+                ),
+            });
+        }
+    }
+    let selector = format!(
+        "{LABEL_JOB}={},{LABEL_MANAGED_BY}={MANAGER},{}=compare",
+        pods::label_value(&name),
+        pods::LABEL_COMPONENT
+    );
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
     let status = task.status.clone().unwrap_or_default();
     let run = match find(&pods, Role::Compare, i64::from(status.runs)).map(pod_state) {
@@ -64,6 +93,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
     let decided = plan::plan(&task.spec, &status, &observed, jiff::Timestamp::now());
 
     let reference = task.object_ref(&());
+    let mut rejected = None;
     for action in &decided.actions {
         match action {
             CompareAction::StartRun { run } => {
@@ -88,13 +118,8 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                     overrides: job.as_ref().and_then(|j| j.spec.worker.clone()).unwrap_or_default(),
                     default_image: &ctx.image,
                 });
-                match pods_api
-                    .create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &pod)
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => return Err(Error::Api { what: "creating the compare pod".into(), source: e }),
+                if let PodCreation::Rejected(message) = create_pod(&pods_api, pod).await? {
+                    rejected = Some(message);
                 }
             }
             CompareAction::StopRun => {
@@ -111,6 +136,15 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
             }
         }
     }
+    let mut decided = decided;
+    if let Some(message) = &rejected {
+        let generation = task.metadata.generation.unwrap_or(0);
+        let now = jiff::Timestamp::now();
+        let conditions = &mut decided.status.conditions;
+        conditions::set(conditions, types::STALLED, Status::True, REASON_POD_REJECTED, message, generation, now);
+        conditions::set(conditions, types::READY, Status::False, REASON_POD_REJECTED, message, generation, now);
+        super::publish_event(&ctx.recorder, &reference, true, REASON_POD_REJECTED, message).await;
+    }
     let new = operator_fields(&decided.status);
     if new != operator_fields(&status) {
         let patch = json!({"apiVersion": CompareTask::api_version(&()), "kind": CompareTask::kind(&()), "status": new});
@@ -120,6 +154,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
             .map_err(api_err("applying the status"))?;
     }
     Ok(match decided.requeue_after {
+        _ if rejected.is_some() => Requeue::requeue(super::syncjob::POD_REJECTED_RETRY),
         Some(d) => Requeue::requeue(d),
         None => Requeue::requeue(Duration::from_secs(300)),
     })

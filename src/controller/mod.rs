@@ -7,10 +7,159 @@ pub mod observe;
 pub mod pods;
 pub mod syncjob;
 
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::Recorder;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+/// What the controllers share between reconciles.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Image of worker pods when the job does not name one: the operator's own.
+    pub image: String,
+    /// Publishes Events.
+    pub recorder: Recorder,
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{what}: {source}")]
+    Api {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: kube::Error,
+    },
+    /// The object changed between our read and our write (a failed precondition).
+    #[error("{0}: the object changed meanwhile")]
+    Conflict(String),
+    /// The object lacks a field every stored object has.
+    #[error("the resource has no {0}")]
+    Malformed(&'static str),
+}
+
+impl Error {
+    /// A stable label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Api { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
+            Error::Conflict(_) => "conflict",
+            Error::Api { .. } => "api",
+            Error::Malformed(_) => "malformed",
+        }
+    }
+}
+
 /// An API error with what was being done.
-pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> syncjob::Error {
+pub(crate) fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
     let what = what.into();
-    move |source| syncjob::Error::Api { what, source }
+    move |source| Error::Api { what, source }
+}
+
+/// Adds `finalizer` to `object` with a JSON patch that first tests the list it read, so a
+/// finalizer another controller added meanwhile is never dropped (a merge patch of the whole
+/// list would drop it). A changed list fails the test: [`Error::Conflict`], and the reconcile
+/// runs again on fresh data.
+pub async fn add_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = match object.meta().finalizers.as_ref() {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [finalizer]},
+        ]),
+        Some(current) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": finalizer},
+        ]),
+    };
+    json_patch(api, object, patch, "adding the finalizer").await
+}
+
+/// Removes `finalizer` from `object` by its index, testing first that the index still holds it;
+/// the other finalizers stay as they are. Nothing to do when it is not there.
+pub async fn remove_finalizer<K>(api: &Api<K>, object: &K, finalizer: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let Some(index) = object.finalizers().iter().position(|f| f == finalizer) else { return Ok(()) };
+    let path = format!("/metadata/finalizers/{index}");
+    let patch = json!([
+        {"op": "test", "path": path, "value": finalizer},
+        {"op": "remove", "path": path},
+    ]);
+    json_patch(api, object, patch, "removing the finalizer").await
+}
+
+async fn json_patch<K>(api: &Api<K>, object: &K, patch: serde_json::Value, what: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|_| Error::Malformed("finalizers"))?;
+    match api.patch(&object.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+        Ok(_) => Ok(()),
+        // A failed `test` operation is refused as invalid (422); a 409 is a conflict too.
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => Err(Error::Conflict(what.to_owned())),
+        Err(source) => Err(Error::Api { what: what.to_owned(), source }),
+    }
+}
+
+/// What became of a pod the operator asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PodCreation {
+    /// Created, or it existed already (names are per job and attempt, so creating is idempotent).
+    Created,
+    /// The API server refused it for a reason the user must fix (a missing ServiceAccount, a
+    /// ResourceQuota, Pod Security admission, an admission webhook): what and how to fix it.
+    Rejected(String),
+}
+
+/// Creates `pod` unless it exists; a refusal the user must act on is [`PodCreation::Rejected`],
+/// not an error to retry blindly.
+pub async fn create_pod(pods: &Api<Pod>, pod: Pod) -> Result<PodCreation, Error> {
+    let name = pod.name_any();
+    let namespace = pod.namespace().unwrap_or_default();
+    match pods.create(&PostParams { field_manager: Some(pods::MANAGER.into()), ..Default::default() }, &pod).await {
+        Ok(_) => Ok(PodCreation::Created),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(PodCreation::Created),
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
+            Ok(PodCreation::Rejected(pod_rejection(&name, &namespace, &s.message)))
+        }
+        Err(e) => Err(Error::Api { what: format!("creating pod {name}"), source: e }),
+    }
+}
+
+/// Condition reason (and Event reason) of a refused pod.
+pub const REASON_POD_REJECTED: &str = "PodRejected";
+
+/// What a refusal of pod `name` means and how to fix it, from the API server's message.
+pub fn pod_rejection(name: &str, namespace: &str, message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    let fix = if lower.contains("serviceaccount") || lower.contains("service account") {
+        format!(
+            "the ServiceAccount {sa} does not exist in namespace {namespace}: create it with its RoleBinding \
+             (the last objects of deploy/rbac.yaml, or add {namespace} to the chart's workers.namespaces)",
+            sa = pods::WORKER_SERVICE_ACCOUNT
+        )
+    } else if lower.contains("exceeded quota") || lower.contains("resourcequota") || lower.contains("must specify") {
+        format!(
+            "a ResourceQuota in namespace {namespace} refuses it: raise the quota, or lower spec.nodeType or \
+             spec.worker.resources"
+        )
+    } else if lower.contains("podsecurity") || lower.contains("pod security") {
+        format!(
+            "Pod Security admission in namespace {namespace} refuses it (worker pods meet the restricted profile \
+             unless spec.worker changes them): check the namespace's pod-security.kubernetes.io labels"
+        )
+    } else {
+        "an admission check refuses it: see the message".to_owned()
+    };
+    format!("the API server refused pod {name}: {fix} ({})", message.chars().take(300).collect::<String>())
 }
 
 /// A status as JSON for server-side apply, without the fields another manager owns.

@@ -68,17 +68,32 @@ impl Role {
     }
 }
 
+/// The longest name a pod or a label value may have.
+pub const MAX_LABEL: usize = 63;
+
+/// `name` followed by `suffix` in at most 63 characters: a name too long for that is cut and a
+/// hash of the whole name keeps it unique.
+fn fit(name: &str, suffix: &str) -> String {
+    if name.len() + suffix.len() <= MAX_LABEL {
+        return format!("{name}{suffix}");
+    }
+    let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
+    let keep = MAX_LABEL - suffix.len() - 9;
+    let cut: String = name.chars().take(keep).collect();
+    format!("{}-{hash:08x}{suffix}", cut.trim_end_matches(['-', '.']))
+}
+
 /// `<job>-<role>-<n>`, at most 63 characters: a long job name is cut and a hash of the full
 /// name keeps it unique.
 pub fn pod_name(job: &str, role: Role, n: i64) -> String {
-    let suffix = format!("-{}-{n}", role.as_str());
-    if job.len() + suffix.len() <= 63 {
-        return format!("{job}{suffix}");
-    }
-    let hash = job.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-    let keep = 63 - suffix.len() - 9;
-    let cut: String = job.chars().take(keep).collect();
-    format!("{}-{hash:08x}{suffix}", cut.trim_end_matches('-'))
+    fit(job, &format!("-{}-{n}", role.as_str()))
+}
+
+/// A resource's name as a label value, which may hold at most 63 characters while a SyncJob's,
+/// CompareTask's or BatchJob's name may hold 253: a longer name is cut and hashed as in
+/// [`pod_name`]. Labels and the selectors that find them both go through here.
+pub fn label_value(name: &str) -> String {
+    fit(name, "")
 }
 
 /// Requests and limits for a `nodeType`.
@@ -100,7 +115,7 @@ pub fn labels(job: &str, role: Role, n: i64) -> BTreeMap<String, String> {
     BTreeMap::from([
         (LABEL_NAME.to_owned(), "ferry".to_owned()),
         (LABEL_COMPONENT.to_owned(), role.as_str().to_owned()),
-        (LABEL_JOB.to_owned(), job.to_owned()),
+        (LABEL_JOB.to_owned(), label_value(job)),
         (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
         (LABEL_ATTEMPT.to_owned(), n.to_string()),
     ])

@@ -5,74 +5,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::Recorder;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, Role};
-use super::{api_err, observe};
+use super::{Context, Error, PodCreation, REASON_POD_REJECTED, api_err, create_pod, observe};
 use crate::api::{SyncJob, SyncJobStatus};
+use crate::lifecycle::conditions::{self, Status, types};
 use crate::lifecycle::{self, Action};
 
 /// Finalizer that holds deletion until the source resources are released.
 pub const FINALIZER: &str = "ferry.dev/release";
 
+/// How soon a job whose pod was refused tries again.
+pub const POD_REJECTED_RETRY: Duration = Duration::from_secs(30);
+
+/// The message of a refused pod.
+fn refused(created: PodCreation) -> Option<String> {
+    match created {
+        PodCreation::Created => None,
+        PodCreation::Rejected(message) => Some(message),
+    }
+}
+
 /// Status fields the worker owns (written with its own field manager); the operator never
 /// applies them.
 const WORKER_FIELDS: [&str; 3] = ["precheck", "progress", "checkpoint"];
 
-/// What the controller shares between reconciles.
-pub struct Context {
-    /// API client.
-    pub client: Client,
-    /// Image of worker pods when the job does not name one: the operator's own.
-    pub image: String,
-    /// Publishes Events.
-    pub recorder: Recorder,
-}
-
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// An API call failed.
-    #[error("{what}: {source}")]
-    Api {
-        /// What was being done.
-        what: String,
-        /// The error.
-        source: kube::Error,
-    },
-    /// The object lacks a field every stored object has.
-    #[error("the resource has no {0}")]
-    Malformed(&'static str),
-}
-
-impl Error {
-    /// A stable label for metrics and logs.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Error::Api { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
-            Error::Api { .. } => "api",
-            Error::Malformed(_) => "malformed",
-        }
-    }
-}
-
 /// The operator's part of a status, as JSON for server-side apply.
 fn operator_fields(status: &SyncJobStatus) -> serde_json::Value {
     super::without_fields(status, &WORKER_FIELDS)
-}
-
-/// Creates `pod` unless it exists (names are per job and attempt, so this is idempotent).
-async fn ensure_pod(pods: &Api<Pod>, pod: Pod) -> Result<(), Error> {
-    let name = pod.name_any();
-    match pods.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &pod).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(Error::Api { what: format!("creating pod {name}"), source: e }),
-    }
 }
 
 /// Deletes the job's pods of `role` except the one of attempt `keep`; `deleted` remembers what
@@ -114,15 +78,10 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
 
     let deleting = job.metadata.deletion_timestamp.is_some();
     if !deleting && !job.finalizers().iter().any(|f| f == FINALIZER) {
-        let mut finalizers = job.finalizers().to_vec();
-        finalizers.push(FINALIZER.to_owned());
-        let patch = json!({"metadata": {"finalizers": finalizers}});
-        jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(api_err("adding the finalizer"))?;
+        super::add_finalizer(&jobs, &*job, FINALIZER).await?;
     }
 
-    let selector = format!("{LABEL_JOB}={name},{LABEL_MANAGED_BY}={MANAGER}");
+    let selector = format!("{LABEL_JOB}={},{LABEL_MANAGED_BY}={MANAGER}", pods::label_value(&name));
     let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
     let observed = observe::observe(&job, &pods);
     let status = job.status.clone().unwrap_or_default();
@@ -131,17 +90,18 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
 
     let reference = job.object_ref(&());
     let mut deleted = std::collections::HashSet::new();
+    let mut rejected = None;
     for action in &plan.actions {
         match action {
             Action::RunPrecheck { generation } => {
                 let pod = pods::build(&job, Role::Precheck, *generation, &ctx.image).ok_or(Error::Malformed("uid"))?;
-                ensure_pod(&pods_api, pod).await?;
+                rejected = rejected.or(refused(create_pod(&pods_api, pod).await?));
             }
             Action::StartWorker { attempt } => {
                 let attempt = i64::from(*attempt);
                 delete_pods(&pods_api, &pods, Role::Worker, Some(attempt), &mut deleted).await?;
                 let pod = pods::build(&job, Role::Worker, attempt, &ctx.image).ok_or(Error::Malformed("uid"))?;
-                ensure_pod(&pods_api, pod).await?;
+                rejected = rejected.or(refused(create_pod(&pods_api, pod).await?));
             }
             Action::StopWorker => {
                 let keep = plan
@@ -156,14 +116,10 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             Action::RunRelease { attempt } => {
                 let pod =
                     pods::build(&job, Role::Release, i64::from(*attempt), &ctx.image).ok_or(Error::Malformed("uid"))?;
-                ensure_pod(&pods_api, pod).await?;
+                rejected = rejected.or(refused(create_pod(&pods_api, pod).await?));
             }
             Action::RemoveFinalizer => {
-                let finalizers: Vec<String> = job.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-                let patch = json!({"metadata": {"finalizers": finalizers}});
-                jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map_err(api_err("removing the finalizer"))?;
+                super::remove_finalizer(&jobs, &*job, FINALIZER).await?;
                 // The object is about to go: its status no longer matters.
                 return Ok(Requeue::await_change());
             }
@@ -180,6 +136,16 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     {
         w.pod = Some(pods::pod_name(&name, Role::Worker, i64::from(attempt)));
     }
+    if let Some(message) = &rejected {
+        // The pod the plan needs cannot exist until the user fixes something: say what, and look
+        // again later (the fix itself — a ServiceAccount, a quota — wakes nothing here).
+        let generation = job.metadata.generation.unwrap_or(0);
+        let now = jiff::Timestamp::now();
+        let conditions = &mut plan.status.conditions;
+        conditions::set(conditions, types::STALLED, Status::True, REASON_POD_REJECTED, message, generation, now);
+        conditions::set(conditions, types::READY, Status::False, REASON_POD_REJECTED, message, generation, now);
+        super::publish_event(&ctx.recorder, &reference, true, REASON_POD_REJECTED, message).await;
+    }
     let new = operator_fields(&plan.status);
     if new != operator_fields(&status) {
         let patch = json!({"apiVersion": SyncJob::api_version(&()), "kind": SyncJob::kind(&()), "status": new});
@@ -188,6 +154,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             .map_err(api_err("applying the status"))?;
     }
     Ok(match plan.requeue_after {
+        _ if rejected.is_some() => Requeue::requeue(POD_REJECTED_RETRY),
         Some(d) => Requeue::requeue(d),
         // Pod changes wake the job through `owns`; look again now and then regardless.
         None => Requeue::requeue(Duration::from_secs(300)),

@@ -65,46 +65,10 @@ pub struct ComparePlan {
     pub requeue_after: Option<Duration>,
 }
 
-/// The first minute at or after `after` (plus one minute) that `expr` (five cron fields, UTC)
-/// matches, within a year.
+/// The first minute after `after` that `expr` (five cron fields, UTC) matches; none for an
+/// invalid expression (validation reports it) or one that never fires again.
 pub fn next_run(expr: &str, after: Timestamp) -> Option<Timestamp> {
-    let fields: Vec<&str> = expr.split_whitespace().collect();
-    if fields.len() != 5 {
-        return None;
-    }
-    let matches = |field: &str, value: i64, lo: i64, hi: i64| -> bool {
-        field.split(',').any(|part| {
-            let (range, step) = match part.split_once('/') {
-                Some((r, s)) => (r, s.parse::<i64>().unwrap_or(1).max(1)),
-                None => (part, 1),
-            };
-            let (a, b) = if range == "*" {
-                (lo, hi)
-            } else if let Some((a, b)) = range.split_once('-') {
-                (a.parse().unwrap_or(lo), b.parse().unwrap_or(hi))
-            } else {
-                let v = range.parse().unwrap_or(-1);
-                (v, if step > 1 { hi } else { v })
-            };
-            value >= a && value <= b && (value - a) % step == 0
-        })
-    };
-    let start = after.checked_add(jiff::SignedDuration::from_secs(60 - after.as_second().rem_euclid(60))).ok()?;
-    let mut t = start.to_zoned(jiff::tz::TimeZone::UTC);
-    for _ in 0..(366 * 24 * 60) {
-        let dow = i64::from(t.weekday().to_sunday_zero_offset());
-        let dow_ok = matches(fields[4], dow, 0, 7) || (dow == 0 && matches(fields[4], 7, 0, 7));
-        if matches(fields[0], i64::from(t.minute()), 0, 59)
-            && matches(fields[1], i64::from(t.hour()), 0, 23)
-            && matches(fields[2], i64::from(t.day()), 1, 31)
-            && matches(fields[3], i64::from(t.month()), 1, 12)
-            && dow_ok
-        {
-            return Some(t.timestamp());
-        }
-        t = t.checked_add(jiff::SignedDuration::from_secs(60)).ok()?;
-    }
-    None
+    crate::api::schedule::Schedule::parse(expr).ok()?.next_after(after)
 }
 
 fn since(t: &Option<Time>) -> Option<Timestamp> {
@@ -359,6 +323,15 @@ mod tests {
         assert_eq!(next_run("bad", t), None);
         let n = zoned(next_run("0 0 * * 0", t).unwrap());
         assert_eq!(n.weekday(), jiff::civil::Weekday::Sunday);
+        // Day of month OR day of week, as cron has it: the 20th (a Wednesday) or any Monday,
+        // whichever comes first — Monday the 18th.
+        let n = zoned(next_run("0 0 20 * 1", t).unwrap());
+        assert_eq!((n.day(), n.weekday()), (18, jiff::civil::Weekday::Monday));
+        // What validation accepts is exactly what fires: a descending range is refused by both.
+        assert!(crate::api::validate::check_cron("30-10 * * * *").is_err());
+        assert_eq!(next_run("30-10 * * * *", t), None);
+        // February 30th never comes: refused at validation instead of scanning a year each time.
+        assert!(crate::api::validate::check_cron("0 0 30 2 *").is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ use self::metrics::Metrics;
 use crate::api::compare::CompareTask;
 use crate::api::{BatchJob, SyncJob};
 use crate::controller::pods::{LABEL_MANAGED_BY, MANAGER};
-use crate::controller::syncjob::{self, Context};
+use crate::controller::{self, Context};
 use crate::lifecycle::batch::LABEL_BATCH;
 
 /// How the operator runs.
@@ -53,6 +53,9 @@ pub enum OperatorError {
     /// No usable Kubernetes configuration, or the API refused us.
     #[error("Kubernetes client: {0}")]
     Client(#[from] kube::Error),
+    /// The leader lease cannot be used.
+    #[error("leader election: {0}")]
+    Lease(#[from] leader::LeaseError),
     /// The endpoints' port.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -73,11 +76,11 @@ async fn guarded<K, F, Fut>(
     guard: &DeserializeGuard<K>,
     ctx: &Shared,
     reconcile: F,
-) -> Result<Action, syncjob::Error>
+) -> Result<Action, controller::Error>
 where
     K: Clone,
     F: FnOnce(Arc<K>, Arc<Context>) -> Fut,
-    Fut: std::future::Future<Output = Result<Action, syncjob::Error>>,
+    Fut: std::future::Future<Output = Result<Action, controller::Error>>,
 {
     let (ctx, metrics) = (&ctx.0, &ctx.1);
     let _timer = metrics.reconcile(kind);
@@ -97,20 +100,23 @@ where
     }
 }
 
-async fn reconcile_syncjob(guard: Arc<DeserializeGuard<SyncJob>>, ctx: Shared) -> Result<Action, syncjob::Error> {
-    guarded("syncjob", &guard, &ctx, syncjob::reconcile).await
+async fn reconcile_syncjob(guard: Arc<DeserializeGuard<SyncJob>>, ctx: Shared) -> Result<Action, controller::Error> {
+    guarded("syncjob", &guard, &ctx, controller::syncjob::reconcile).await
 }
 
-async fn reconcile_compare(guard: Arc<DeserializeGuard<CompareTask>>, ctx: Shared) -> Result<Action, syncjob::Error> {
+async fn reconcile_compare(
+    guard: Arc<DeserializeGuard<CompareTask>>,
+    ctx: Shared,
+) -> Result<Action, controller::Error> {
     guarded("comparetask", &guard, &ctx, crate::controller::compare::reconcile).await
 }
 
-async fn reconcile_batch(guard: Arc<DeserializeGuard<BatchJob>>, ctx: Shared) -> Result<Action, syncjob::Error> {
+async fn reconcile_batch(guard: Arc<DeserializeGuard<BatchJob>>, ctx: Shared) -> Result<Action, controller::Error> {
     guarded("batchjob", &guard, &ctx, crate::controller::batch::reconcile).await
 }
 
 /// What a failed reconcile does: try again soon after a conflict, later after anything else.
-fn error_policy<K>(_object: Arc<K>, error: &syncjob::Error, _ctx: Shared) -> Action {
+fn error_policy<K>(_object: Arc<K>, error: &controller::Error, _ctx: Shared) -> Action {
     tracing::warn!(error = %error, category = error.category(), "reconcile failed");
     Action::requeue(if error.category() == "conflict" {
         std::time::Duration::from_secs(1)
@@ -131,22 +137,6 @@ async fn log<T, E: std::fmt::Display>(result: Result<T, E>) {
     }
 }
 
-/// A future that resolves on SIGTERM or SIGINT.
-async fn signalled() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// Runs the operator until SIGTERM or the loss of the lease.
 pub async fn run(opts: Options) -> Result<(), OperatorError> {
     let client = Client::try_default().await?;
@@ -164,17 +154,17 @@ pub async fn run(opts: Options) -> Result<(), OperatorError> {
     {
         let stop_tx = stop_tx.clone();
         tokio::spawn(async move {
-            signalled().await;
+            crate::signals::first().await;
             tracing::info!("shutting down");
             let _ = stop_tx.send(true);
         });
     }
     if opts.leader_election {
-        let elector =
-            leader::Elector::new(Api::<Lease>::namespaced(client.clone(), &opts.namespace), MANAGER, &opts.identity);
+        let leases = Api::<Lease>::namespaced(client.clone(), &opts.namespace);
+        let elector = leader::Elector::new(leases, &opts.namespace, MANAGER, &opts.identity);
         tracing::info!(identity = %opts.identity, "waiting for the lease");
         tokio::select! {
-            _ = elector.acquire() => {}
+            held = elector.acquire() => held?,
             _ = stop_rx.wait_for(|s| *s) => return Ok(()),
         }
         tracing::info!(identity = %opts.identity, "leading");

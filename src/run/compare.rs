@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 
 use super::{RunError, credentials_for};
 use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
-use crate::api::manifest::{self, Manifest};
+use crate::api::manifest::Manifest;
 use crate::api::{CompareResult, ObjectCompareResult, SyncJob};
 use crate::compare::{self, Options, Report};
 
 /// Whether the manifests hold a CompareTask (then `ferry run` compares).
-pub fn holds_compare_task(text: &str) -> bool {
-    manifest::parse(text).is_ok_and(|docs| docs.iter().any(|d| matches!(d, Manifest::CompareTask(_))))
+pub fn holds_compare_task(docs: &[Manifest]) -> bool {
+    docs.iter().any(|d| matches!(d, Manifest::CompareTask(_)))
 }
 
 /// Most differing rows printed.
@@ -74,8 +74,7 @@ pub fn print(report: &Report, compare_type: CompareType) {
 }
 
 /// Runs the CompareTask of `text` and prints its results.
-pub async fn run(text: &str) -> Result<CompareResult, RunError> {
-    let docs = manifest::parse(text).map_err(|e| RunError::new("MANIFEST_INVALID", e.to_string()))?;
+pub async fn run(docs: Vec<Manifest>) -> Result<CompareResult, RunError> {
     let mut secrets = BTreeMap::new();
     let mut jobs: Vec<SyncJob> = Vec::new();
     let mut tasks: Vec<CompareTask> = Vec::new();

@@ -52,9 +52,30 @@ impl RunError {
     }
 }
 
-/// Reads the manifests: the one SyncJob and the passwords its Secret references name.
-pub fn load(text: &str) -> Result<(SyncJob, Credentials), RunError> {
-    let docs = manifest::parse(text).map_err(|e| RunError::new("MANIFEST_INVALID", e.to_string()))?;
+/// How `ferry run` ended well.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// The SyncJob completed its full transfer, or stopped cleanly at a checkpoint.
+    Synced,
+    /// The CompareTask ran, with this result.
+    Compared(crate::api::CompareResult),
+}
+
+/// Runs what the manifest file holds: a CompareTask when it holds one (with the SyncJob it names),
+/// the SyncJob otherwise. The file is read and parsed once.
+pub async fn run(opts: Options) -> Result<Finished, RunError> {
+    let text = std::fs::read_to_string(&opts.file)
+        .map_err(|e| RunError::new("MANIFEST_INVALID", format!("reading {}: {e}", opts.file.display())))?;
+    let docs = manifest::parse(&text).map_err(|e| RunError::new("MANIFEST_INVALID", e.to_string()))?;
+    if compare::holds_compare_task(&docs) {
+        return compare::run(docs).await.map(Finished::Compared);
+    }
+    let (job, credentials) = load(docs)?;
+    sync(job, credentials, opts).await.map(|()| Finished::Synced)
+}
+
+/// The one SyncJob of the manifests and the passwords its Secret references name.
+pub fn load(docs: Vec<Manifest>) -> Result<(SyncJob, Credentials), RunError> {
     let mut secrets = BTreeMap::new();
     let mut jobs = Vec::new();
     for doc in docs {
@@ -128,10 +149,7 @@ impl ProgressSink for Sink {
 }
 
 /// Runs the job. `Ok` when a FULL_TRANS job completed or a stop was clean.
-pub async fn run(opts: Options) -> Result<(), RunError> {
-    let text = std::fs::read_to_string(&opts.file)
-        .map_err(|e| RunError::new("MANIFEST_INVALID", format!("reading {}: {e}", opts.file.display())))?;
-    let (job, credentials) = load(&text)?;
+async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(), RunError> {
     let name = job.metadata.name.clone().unwrap_or_else(|| "job".into());
     let id = format!("{}/{}", job.metadata.namespace.as_deref().unwrap_or("default"), name);
     let mut spec = job.spec.clone();
@@ -146,7 +164,8 @@ pub async fn run(opts: Options) -> Result<(), RunError> {
         last_stage: Mutex::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut signals = Signals::new()?;
+    let mut signals = crate::signals::Signals::new()
+        .map_err(|e| RunError::new("SIGNALS", format!("installing signal handlers: {e}")))?;
 
     let mut status = SyncJobStatus::default();
     let mut observed = Observed::new(1);
@@ -295,28 +314,4 @@ fn spawn_engine(
         tracker.flush();
         let _ = events.send(WorkerEvent::Done(result));
     })
-}
-
-/// SIGINT and SIGTERM.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Result<Signals, RunError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let err = |e: std::io::Error| RunError::new("SIGNALS", format!("installing signal handlers: {e}"));
-        Ok(Signals {
-            term: signal(SignalKind::terminate()).map_err(err)?,
-            int: signal(SignalKind::interrupt()).map_err(err)?,
-        })
-    }
-
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
 }

@@ -63,6 +63,18 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         }
         e => WorkerError::new("KUBE_API", format!("reading CompareTask {namespace}/{name}: {e}")),
     })?;
+    // Never write over a ConfigMap of the report's name that the task does not own.
+    let report_name = crate::controller::compare::report_name(name);
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let uid = task.metadata.uid.clone().unwrap_or_default();
+    if let Some(cm) = maps.get_opt(&report_name).await.map_err(api_error("reading the report ConfigMap"))?
+        && !cm.metadata.owner_references.iter().flatten().any(|o| o.uid == uid)
+    {
+        return Err(WorkerError::new(
+            "REPORT_NAME_TAKEN",
+            format!("ConfigMap {report_name} exists and does not belong to CompareTask {name}: delete or rename it"),
+        ));
+    }
     let spec = &task.spec;
     let (source, target, objects, streaming) = match &spec.sync_job_ref {
         Some(r) => {
@@ -100,7 +112,6 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
     tracing::info!(result = result.as_str(), differences = report.differences.len(), "comparison done");
 
     // The full report, owned by the task so it goes with it.
-    let report_name = format!("{name}-report");
     let owner = task.controller_owner_ref(&()).map(|mut o| {
         o.controller = Some(false);
         o
@@ -110,10 +121,9 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": report_name, "namespace": namespace, "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
                      "labels": {"app.kubernetes.io/name": "ferry", "app.kubernetes.io/component": "compare-report",
-                                "ferry.dev/job": name}},
+                                "ferry.dev/job": crate::controller::pods::label_value(name)}},
         "data": {"report.json": serde_json::to_string_pretty(&body).unwrap_or_default()},
     });
-    let maps: Api<ConfigMap> = Api::namespaced(client, namespace);
     maps.patch(&report_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&config_map))
         .await
         .map_err(api_error("writing the report ConfigMap"))?;

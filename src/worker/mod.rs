@@ -134,30 +134,6 @@ async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Option
     }
 }
 
-/// A stop signal that turns true on SIGTERM or SIGINT.
-pub fn stop_on_signals() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut term) = signal(SignalKind::terminate()) {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            } else {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("asked to stop: stopping at the next checkpoint");
-        let _ = tx.send(true);
-    });
-    rx
-}
-
 /// Runs `task` for the job `namespace/name` with `client` and the job's passwords; a sync stops
 /// at a checkpoint when `stop` turns true.
 pub async fn run(

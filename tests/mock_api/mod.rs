@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use ferry::controller::syncjob::Context;
+use ferry::controller::Context;
 use http::{Method, Request, Response};
 use kube::Client;
 use kube::client::Body;
@@ -19,6 +19,8 @@ pub struct ApiServer {
     handle: Handle,
     /// Events recorded so far.
     pub events: Vec<Value>,
+    /// Requests left unanswered on purpose.
+    hung: Vec<tower_test::mock::SendResponse<Response<Body>>>,
 }
 
 /// One expected call: method, path (without the query), and the answer's body.
@@ -48,7 +50,25 @@ pub fn refused(method: Method, path: &str, code: u16, reason: &str) -> Call {
     Call { method, path: path.to_owned(), status: code, answer }
 }
 
+/// A call refused with `code`, `reason` and the API server's own `message`.
+pub fn refused_with(method: Method, path: &str, code: u16, reason: &str, message: &str) -> Call {
+    let answer = serde_json::json!({
+        "apiVersion": "v1", "kind": "Status", "status": "Failure", "code": code, "reason": reason,
+        "message": message, "metadata": {}
+    });
+    Call { method, path: path.to_owned(), status: code, answer }
+}
+
 impl ApiServer {
+    /// Takes the next request and never answers it (a call that hangs); returns its method and
+    /// path. The unanswered request is kept open until the server is dropped.
+    pub async fn hang(&mut self) -> (Method, String) {
+        let (request, send) = self.handle.next_request().await.expect("another call");
+        let out = (request.method().clone(), request.uri().path().to_owned());
+        self.hung.push(send);
+        out
+    }
+
     /// Answers the next request, which must be `expected`; returns its query and body.
     pub async fn expect(&mut self, expected: Call) -> (String, Value) {
         loop {
@@ -100,5 +120,8 @@ pub fn context() -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), Reporter { controller: "ferry-operator".into(), instance: None });
-    (Arc::new(Context { client, image: "ferry:test".into(), recorder }), ApiServer { handle, events: Vec::new() })
+    (
+        Arc::new(Context { client, image: "ferry:test".into(), recorder }),
+        ApiServer { handle, events: Vec::new(), hung: Vec::new() },
+    )
 }
