@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The pinned helm scripts/install-deps.sh puts in .tools/bin (see DEVELOPERS.md).
 HELM ?= .tools/bin/helm
 
-.PHONY: demo demo-mariadb test deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare
+.PHONY: demo demo-mariadb test e2e deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
@@ -21,6 +21,12 @@ demo-mariadb: deps-demo
 ## and every test
 test: deps lint crds-check chart-check
 	$(CARGO) test --locked
+
+## e2e: the end-to-end tests against the cluster FERRY_E2E_KUBECONFIG names (a control-plane-only
+## kube-apiserver + etcd is enough: the tests play the node for Ferry's pods); see DEVELOPERS.md
+e2e: deps
+	@test -n "$$FERRY_E2E_KUBECONFIG" || { echo "error: set FERRY_E2E_KUBECONFIG to an admin kubeconfig of the cluster to test against" >&2; exit 1; }
+	$(CARGO) test --locked --test e2e -- --ignored --test-threads=1 --nocapture
 
 ## deps: system packages and tools the tests need (apt as root, else the command to run)
 deps:
