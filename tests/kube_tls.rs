@@ -82,23 +82,9 @@ async fn endpoint() -> (u16, String, Seen) {
 /// A kubeconfig naming the endpoint, trusting its certificate, with a bearer token.
 fn kubeconfig(dir: &std::path::Path, port: u16, ca_pem: &str) -> std::path::PathBuf {
     use std::fmt::Write as _;
-    let b64 = {
-        // Standard base64 of the PEM, as kubeconfigs carry `certificate-authority-data`.
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in ca_pem.as_bytes().chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    };
+    // certificate-authority-data is base64, as k8s-openapi serializes bytes.
+    let b64 = serde_json::to_value(k8s_openapi::ByteString(ca_pem.as_bytes().to_vec())).unwrap();
+    let b64 = b64.as_str().unwrap();
     let mut text = String::new();
     writeln!(
         text,

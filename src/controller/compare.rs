@@ -15,12 +15,11 @@ use serde_json::json;
 use super::observe::{PodState, find, pod_state};
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
 use super::{Context, Error};
-use super::{PodCreation, REASON_POD_REJECTED, api_err, create_pod};
+use super::{PodCreation, api_err, create_pod};
 use crate::api::compare::{CompareTask, CompareTaskStatus};
 use crate::api::validate::{FieldError, Validate};
 use crate::api::{NodeType, SyncJob};
 use crate::lifecycle::compare::{self as plan, CompareAction, CompareObserved, RunState};
-use crate::lifecycle::conditions::{self, Status, types};
 
 /// Status fields the compare worker owns.
 const WORKER_FIELDS: [&str; 4] = ["result", "tables", "differences", "reportRef"];
@@ -139,11 +138,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
     let mut decided = decided;
     if let Some(message) = &rejected {
         let generation = task.metadata.generation.unwrap_or(0);
-        let now = jiff::Timestamp::now();
-        let conditions = &mut decided.status.conditions;
-        conditions::set(conditions, types::STALLED, Status::True, REASON_POD_REJECTED, message, generation, now);
-        conditions::set(conditions, types::READY, Status::False, REASON_POD_REJECTED, message, generation, now);
-        super::publish_event(&ctx.recorder, &reference, true, REASON_POD_REJECTED, message).await;
+        super::report_rejection(&ctx, &reference, &mut decided.status.conditions, generation, message).await;
     }
     let new = operator_fields(&decided.status);
     if new != operator_fields(&status) {
@@ -154,7 +149,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
             .map_err(api_err("applying the status"))?;
     }
     Ok(match decided.requeue_after {
-        _ if rejected.is_some() => Requeue::requeue(super::syncjob::POD_REJECTED_RETRY),
+        _ if rejected.is_some() => Requeue::requeue(super::POD_REJECTED_RETRY),
         Some(d) => Requeue::requeue(d),
         None => Requeue::requeue(Duration::from_secs(300)),
     })

@@ -137,6 +137,27 @@ pub async fn create_pod(pods: &Api<Pod>, pod: Pod) -> Result<PodCreation, Error>
 /// Condition reason (and Event reason) of a refused pod.
 pub const REASON_POD_REJECTED: &str = "PodRejected";
 
+/// Reports a refused pod on its owner: `Stalled` (and not `Ready`) with the reason and the fix,
+/// and a Warning Event. The pod cannot exist until the user fixes something, and the fix (a
+/// ServiceAccount, a quota) wakes nothing here: the caller looks again after
+/// [`POD_REJECTED_RETRY`].
+pub(crate) async fn report_rejection(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    generation: i64,
+    message: &str,
+) {
+    use crate::lifecycle::conditions::{Status, set, types};
+    let now = jiff::Timestamp::now();
+    set(conditions, types::STALLED, Status::True, REASON_POD_REJECTED, message, generation, now);
+    set(conditions, types::READY, Status::False, REASON_POD_REJECTED, message, generation, now);
+    publish_event(&ctx.recorder, reference, true, REASON_POD_REJECTED, message).await;
+}
+
+/// How soon an owner whose pod was refused tries again.
+pub const POD_REJECTED_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What a refusal of pod `name` means and how to fix it, from the API server's message.
 pub fn pod_rejection(name: &str, namespace: &str, message: &str) -> String {
     let lower = message.to_ascii_lowercase();

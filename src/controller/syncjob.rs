@@ -11,16 +11,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, Role};
-use super::{Context, Error, PodCreation, REASON_POD_REJECTED, api_err, create_pod, observe};
+use super::{Context, Error, PodCreation, api_err, create_pod, observe};
 use crate::api::{SyncJob, SyncJobStatus};
-use crate::lifecycle::conditions::{self, Status, types};
 use crate::lifecycle::{self, Action};
 
 /// Finalizer that holds deletion until the source resources are released.
 pub const FINALIZER: &str = "ferry.dev/release";
-
-/// How soon a job whose pod was refused tries again.
-pub const POD_REJECTED_RETRY: Duration = Duration::from_secs(30);
 
 /// The message of a refused pod.
 fn refused(created: PodCreation) -> Option<String> {
@@ -137,14 +133,8 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
         w.pod = Some(pods::pod_name(&name, Role::Worker, i64::from(attempt)));
     }
     if let Some(message) = &rejected {
-        // The pod the plan needs cannot exist until the user fixes something: say what, and look
-        // again later (the fix itself — a ServiceAccount, a quota — wakes nothing here).
         let generation = job.metadata.generation.unwrap_or(0);
-        let now = jiff::Timestamp::now();
-        let conditions = &mut plan.status.conditions;
-        conditions::set(conditions, types::STALLED, Status::True, REASON_POD_REJECTED, message, generation, now);
-        conditions::set(conditions, types::READY, Status::False, REASON_POD_REJECTED, message, generation, now);
-        super::publish_event(&ctx.recorder, &reference, true, REASON_POD_REJECTED, message).await;
+        super::report_rejection(&ctx, &reference, &mut plan.status.conditions, generation, message).await;
     }
     let new = operator_fields(&plan.status);
     if new != operator_fields(&status) {
@@ -154,7 +144,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             .map_err(api_err("applying the status"))?;
     }
     Ok(match plan.requeue_after {
-        _ if rejected.is_some() => Requeue::requeue(POD_REJECTED_RETRY),
+        _ if rejected.is_some() => Requeue::requeue(super::POD_REJECTED_RETRY),
         Some(d) => Requeue::requeue(d),
         // Pod changes wake the job through `owns`; look again now and then regardless.
         None => Requeue::requeue(Duration::from_secs(300)),

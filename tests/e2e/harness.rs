@@ -108,18 +108,10 @@ fn access() -> ClusterAccess {
     ClusterAccess { server: cluster.server.expect("a server"), ca_data }
 }
 
-/// Standard base64.
+/// Base64, as k8s-openapi serializes bytes (and kubeconfigs carry `*-data`).
 pub fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            out.push(if i <= chunk.len() { A[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
-        }
-    }
-    out
+    let value = serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).expect("bytes serialize");
+    value.as_str().unwrap_or_default().to_owned()
 }
 
 /// A bound token of the ServiceAccount `namespace/name`, as the kubelet mounts into a pod.

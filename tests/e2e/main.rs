@@ -134,16 +134,83 @@ async fn runner_pid(ns: &str, pod: &str) -> Option<u32> {
     harness().pids.lock().unwrap().get(&format!("{ns}/{pod}")).copied()
 }
 
+/// Applies the SyncJob `orders` with `spec`.
+async fn apply_job(jobs: &Api<SyncJob>, spec: Value) {
+    create(
+        jobs,
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": "orders"}, "spec": spec}),
+    )
+    .await;
+}
+
+/// Two PostgreSQL servers, each with a database `shop`.
+fn pg_pair() -> (PostgresServer, PostgresServer) {
+    let source = PostgresServer::start().expect("source PostgreSQL");
+    let target = PostgresServer::start().expect("target PostgreSQL");
+    source.create_database("shop").unwrap();
+    target.create_database("shop").unwrap();
+    (source, target)
+}
+
+/// Pauses the streaming job `orders` and waits until its worker pod is gone; returns the attempt
+/// it paused.
+async fn pause(jobs: &Api<SyncJob>, pods: &Api<Pod>) -> u32 {
+    let before = attempt(&jobs.get("orders").await.unwrap());
+    merge(jobs, "orders", json!({"spec": {"paused": true}})).await;
+    reach(jobs, "orders", SyncJobPhase::Pausing, minutes(2)).await;
+    wait_for("the worker pod gone", minutes(1), async || {
+        pods.list(&ListParams::default().labels("app.kubernetes.io/component=sync"))
+            .await
+            .is_ok_and(|l| l.items.iter().all(|p| p.metadata.deletion_timestamp.is_some()))
+    })
+    .await;
+    before
+}
+
+/// Resumes the job paused at attempt `before`: it streams again on a new attempt.
+async fn resume(jobs: &Api<SyncJob>, before: u32) {
+    merge(jobs, "orders", json!({"spec": {"paused": false}})).await;
+    let job = reach(jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(3)).await;
+    assert!(attempt(&job) > before, "resuming starts a new attempt");
+}
+
+/// Edits the streaming job's spec and waits until a new attempt streams on it.
+async fn edit(jobs: &Api<SyncJob>) {
+    let before = attempt(&jobs.get("orders").await.unwrap());
+    merge(jobs, "orders", json!({"spec": {"alarm": {"delaySeconds": 120}}})).await;
+    wait_for("the edit taken on", minutes(3), async || {
+        jobs.get("orders").await.is_ok_and(|j| {
+            j.status.as_ref().and_then(|s| s.observed_generation) == j.metadata.generation
+                && attempt(&j) > before
+                && phase(&j) == Some(SyncJobPhase::IncreTransferStarted)
+        })
+    })
+    .await;
+}
+
+/// SIGKILLs the worker's process, as a node would lose it; returns the attempt killed.
+async fn kill_worker(jobs: &Api<SyncJob>, ns: &str) -> u32 {
+    let job = jobs.get("orders").await.unwrap();
+    let pod = job.status.as_ref().and_then(|s| s.worker.as_ref()).and_then(|w| w.pod.clone()).expect("a worker pod");
+    let pid = runner_pid(ns, &pod).await.expect("the worker runs");
+    // SAFETY: a process the runner started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    attempt(&job)
+}
+
+/// Waits for the retry of a worker killed at attempt `before` to stream again.
+async fn retried(jobs: &Api<SyncJob>, before: u32) {
+    wait_for("a retry", minutes(3), async || jobs.get("orders").await.is_ok_and(|j| attempt(&j) > before)).await;
+    reach(jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(3)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a cluster: FERRY_E2E_KUBECONFIG=... make e2e"]
 async fn a_postgres_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_worker_and_releases_its_slot() {
     let _one = ONE_AT_A_TIME.lock().await;
     harness();
     let client = admin().await;
-    let source = PostgresServer::start().expect("source PostgreSQL");
-    let target = PostgresServer::start().expect("target PostgreSQL");
-    source.create_database("shop").unwrap();
-    target.create_database("shop").unwrap();
+    let (source, target) = pg_pair();
     let (src, dst) = (pg(&source).await, pg(&target).await);
     src.batch_execute(
         "CREATE TABLE orders (id int PRIMARY KEY, note text); \
@@ -160,11 +227,7 @@ async fn a_postgres_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_w
         pg_endpoint(&target, "target"),
         pg_tables(&["orders", "events"]),
     );
-    create(
-        &jobs,
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": "orders"}, "spec": spec}),
-    )
-    .await;
+    apply_job(&jobs, spec).await;
     let job = reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(5)).await;
     assert!(job.finalizers().iter().any(|f| f == "ferry.dev/release"));
     let pc = job.status.as_ref().and_then(|s| s.precheck.as_ref()).expect("precheck results written by the worker");
@@ -174,50 +237,22 @@ async fn a_postgres_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_w
     pg_equal(&src, &dst, "events").await;
 
     // Pause: the worker stops at a checkpoint; changes wait on the slot.
-    let before = attempt(&job);
-    merge(&jobs, "orders", json!({"spec": {"paused": true}})).await;
-    reach(&jobs, "orders", SyncJobPhase::Pausing, minutes(2)).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    wait_for("the worker pod gone", minutes(1), async || {
-        pods.list(&ListParams::default().labels("app.kubernetes.io/component=sync"))
-            .await
-            .is_ok_and(|l| l.items.iter().all(|p| p.metadata.deletion_timestamp.is_some()))
-    })
-    .await;
+    let before = pause(&jobs, &pods).await;
     src.batch_execute("INSERT INTO orders SELECT g, 'paused' FROM generate_series(6001, 6050) g").await.unwrap();
-    merge(&jobs, "orders", json!({"spec": {"paused": false}})).await;
-    let job = reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(3)).await;
-    assert!(attempt(&job) > before, "resuming starts a new attempt");
+    resume(&jobs, before).await;
     pg_equal(&src, &dst, "orders").await;
 
     // A spec edit while streaming: the worker restarts on the new spec.
-    let before = attempt(&job);
-    merge(&jobs, "orders", json!({"spec": {"alarm": {"delaySeconds": 120}}})).await;
-    wait_for("the edit taken on", minutes(3), async || {
-        jobs.get("orders").await.is_ok_and(|j| {
-            let st = j.status.clone().unwrap_or_default();
-            st.observed_generation == j.metadata.generation
-                && attempt(&j) > before
-                && phase(&j) == Some(SyncJobPhase::IncreTransferStarted)
-        })
-    })
-    .await;
+    edit(&jobs).await;
     src.batch_execute("UPDATE orders SET note = 'edited' WHERE id BETWEEN 100 AND 150").await.unwrap();
     pg_equal(&src, &dst, "orders").await;
 
-    // The worker's process dies as a node would lose it: retried from the checkpoint, nothing
-    // lost or doubled.
-    let job = jobs.get("orders").await.unwrap();
-    let pod = job.status.as_ref().and_then(|s| s.worker.as_ref()).and_then(|w| w.pod.clone()).expect("a worker pod");
-    let before = attempt(&job);
+    // The worker's process dies: retried from the checkpoint, nothing lost or doubled.
     src.batch_execute("INSERT INTO orders SELECT g, 'before-kill' FROM generate_series(7001, 7500) g").await.unwrap();
-    let pid = runner_pid(&ns, &pod).await.expect("the worker runs");
-    // SAFETY: a process the runner started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let before = kill_worker(&jobs, &ns).await;
     src.batch_execute("INSERT INTO orders SELECT g, 'after-kill' FROM generate_series(7501, 8000) g; INSERT INTO events VALUES (10000, 'after')").await.unwrap();
-    wait_for("a retry", minutes(3), async || jobs.get("orders").await.is_ok_and(|j| attempt(&j) > before)).await;
-    let job = reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(3)).await;
-    assert!(job.status.as_ref().is_some_and(|s| s.retries >= 1 || s.last_error.is_some()), "{:?}", job.status);
+    retried(&jobs, before).await;
     pg_equal(&src, &dst, "orders").await;
     pg_equal(&src, &dst, "events").await;
 
@@ -278,12 +313,8 @@ async fn a_mariadb_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_wo
     let objects =
         json!({"scope": "table", "databases": [{"name": "shop", "tables": [{"name": "orders"}, {"name": "events"}]}]});
     let spec = job_spec("FULL_INCR_TRANS", my_endpoint(&source, "source"), my_endpoint(&target, "target"), objects);
-    create(
-        &jobs,
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": "orders"}, "spec": spec}),
-    )
-    .await;
-    let job = reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(5)).await;
+    apply_job(&jobs, spec).await;
+    reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(5)).await;
     src.query_drop(
         "INSERT INTO shop.orders SELECT seq, 'live' FROM shop.seq_5001_to_5100; \
          UPDATE shop.orders SET note = 'u' WHERE id <= 10; DELETE FROM shop.orders WHERE id BETWEEN 20 AND 29; \
@@ -294,39 +325,20 @@ async fn a_mariadb_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_wo
     my_equal(&mut src, &mut dst).await;
 
     // Pause and resume: changes made while paused arrive after.
-    let before = attempt(&job);
-    merge(&jobs, "orders", json!({"spec": {"paused": true}})).await;
-    reach(&jobs, "orders", SyncJobPhase::Pausing, minutes(2)).await;
+    let before = pause(&jobs, &Api::namespaced(client.clone(), &ns)).await;
     src.query_drop("INSERT INTO shop.orders SELECT seq, 'paused' FROM shop.seq_6001_to_6050").await.unwrap();
-    merge(&jobs, "orders", json!({"spec": {"paused": false}})).await;
-    let job = reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(3)).await;
-    assert!(attempt(&job) > before, "resuming starts a new attempt");
+    resume(&jobs, before).await;
     my_equal(&mut src, &mut dst).await;
 
     // A spec edit restarts the worker on the new spec.
-    let before = attempt(&job);
-    merge(&jobs, "orders", json!({"spec": {"alarm": {"delaySeconds": 120}}})).await;
-    wait_for("the edit taken on", minutes(3), async || {
-        jobs.get("orders").await.is_ok_and(|j| {
-            j.status.as_ref().and_then(|s| s.observed_generation) == j.metadata.generation
-                && attempt(&j) > before
-                && phase(&j) == Some(SyncJobPhase::IncreTransferStarted)
-        })
-    })
-    .await;
+    edit(&jobs).await;
 
     // The worker killed while changes arrive: retried from its checkpoint, nothing lost, and the
     // keyless table has no duplicates.
-    let job = jobs.get("orders").await.unwrap();
-    let pod = job.status.as_ref().and_then(|s| s.worker.as_ref()).and_then(|w| w.pod.clone()).expect("a worker pod");
-    let before = attempt(&job);
     src.query_drop("INSERT INTO shop.events SELECT seq, 'before-kill' FROM shop.seq_10001_to_10500").await.unwrap();
-    let pid = runner_pid(&ns, &pod).await.expect("the worker runs");
-    // SAFETY: a process the runner started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let before = kill_worker(&jobs, &ns).await;
     src.query_drop("INSERT INTO shop.events SELECT seq, 'after-kill' FROM shop.seq_10501_to_11000").await.unwrap();
-    wait_for("a retry", minutes(3), async || jobs.get("orders").await.is_ok_and(|j| attempt(&j) > before)).await;
-    reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(3)).await;
+    retried(&jobs, before).await;
     my_equal(&mut src, &mut dst).await;
 
     jobs.delete("orders", &DeleteParams::default()).await.unwrap();
@@ -340,10 +352,7 @@ async fn a_compare_task_runs_writes_its_report_and_runs_again_on_its_schedule() 
     let _one = ONE_AT_A_TIME.lock().await;
     harness();
     let client = admin().await;
-    let source = PostgresServer::start().expect("source PostgreSQL");
-    let target = PostgresServer::start().expect("target PostgreSQL");
-    source.create_database("shop").unwrap();
-    target.create_database("shop").unwrap();
+    let (source, target) = pg_pair();
     pg(&source)
         .await
         .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders SELECT g, 'n' || g FROM generate_series(1, 2000) g;")
@@ -353,11 +362,7 @@ async fn a_compare_task_runs_writes_its_report_and_runs_again_on_its_schedule() 
     let jobs: Api<SyncJob> = Api::namespaced(client.clone(), &ns);
     let spec =
         job_spec("FULL_TRANS", pg_endpoint(&source, "source"), pg_endpoint(&target, "target"), pg_tables(&["orders"]));
-    create(
-        &jobs,
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": "orders"}, "spec": spec}),
-    )
-    .await;
+    apply_job(&jobs, spec).await;
     reach(&jobs, "orders", SyncJobPhase::FullTransferComplete, minutes(5)).await;
 
     let tasks: Api<CompareTask> = Api::namespaced(client.clone(), &ns);
@@ -399,10 +404,7 @@ async fn a_batch_rolls_out_under_max_concurrent_takes_an_item_edit_and_a_removal
     let _one = ONE_AT_A_TIME.lock().await;
     harness();
     let client = admin().await;
-    let source = PostgresServer::start().expect("source PostgreSQL");
-    let target = PostgresServer::start().expect("target PostgreSQL");
-    source.create_database("shop").unwrap();
-    target.create_database("shop").unwrap();
+    let (source, target) = pg_pair();
     let tenants = ["acme", "globex", "initech"];
     let init: String = tenants
         .iter()
@@ -499,11 +501,7 @@ async fn a_job_in_a_namespace_without_the_worker_service_account_says_so() {
     let mut target = endpoint.clone();
     target["port"] = json!(2);
     let spec = job_spec("FULL_TRANS", endpoint, target, pg_tables(&["orders"]));
-    create(
-        &jobs,
-        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": "orders"}, "spec": spec}),
-    )
-    .await;
+    apply_job(&jobs, spec).await;
     wait_for("the PodRejected condition", minutes(1), async || {
         jobs.get("orders").await.is_ok_and(|j| {
             j.status.is_some_and(|s| {
