@@ -264,7 +264,7 @@ pub async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut()
     }
 }
 
-/// A namespace of the test's own with the worker's ServiceAccount and RoleBinding (as the last
+/// A namespace of the test's own (Pod Security `restricted` enforced) with the worker's ServiceAccount and RoleBinding (as the last
 /// objects of deploy/rbac.yaml, namespace changed) and the Secret `creds` with `passwords`.
 pub async fn namespace(client: &Client, test: &str, passwords: &[(&str, &str)]) -> String {
     let ns = format!("e2e-{test}-{}", std::process::id());
@@ -274,7 +274,11 @@ pub async fn namespace(client: &Client, test: &str, passwords: &[(&str, &str)]) 
         matches!(namespaces.get_opt(&ns).await, Ok(None))
     })
     .await;
-    let object: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    // Enforced restricted Pod Security: Ferry's pods must pass it, as in the namespace the chart
+    // creates for the operator.
+    let object: Namespace = serde_json::from_value(json!({"metadata": {"name": ns,
+        "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
+    .unwrap();
     apply(&namespaces, &object).await;
     let sa: ServiceAccount =
         serde_json::from_value(json!({"metadata": {"name": "ferry-worker", "namespace": ns}})).unwrap();
