@@ -145,14 +145,18 @@ async fn the_compare_worker_writes_its_result_and_the_full_report() {
                 let Some((request, send)) = next else { run.await.unwrap().unwrap(); break };
                 let (method, path) = (request.method().clone(), request.uri().path().to_owned());
                 let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap_or(Value::Null);
-                let answer = match (method, path.as_str()) {
-                    (Method::GET, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check") => task_json.clone(),
-                    (Method::GET, JOB) => job_json.clone(),
-                    (Method::PATCH, "/api/v1/namespaces/shop/configmaps/check-report") => { report = body.clone(); serde_json::to_vec(&body).unwrap() }
-                    (Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check/status") => { status = body; task_json.clone() }
+                let not_found = serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                    "reason": "NotFound", "code": 404, "message": "not found", "metadata": {}})).unwrap();
+                let (code, answer) = match (method, path.as_str()) {
+                    (Method::GET, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check") => (200, task_json.clone()),
+                    (Method::GET, JOB) => (200, job_json.clone()),
+                    // The report's name is free: the worker looks before it writes.
+                    (Method::GET, "/api/v1/namespaces/shop/configmaps/check-report") => (404, not_found),
+                    (Method::PATCH, "/api/v1/namespaces/shop/configmaps/check-report") => { report = body.clone(); (200, serde_json::to_vec(&body).unwrap()) }
+                    (Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check/status") => { status = body; (200, task_json.clone()) }
                     (m, p) => panic!("unexpected {m} {p}"),
                 };
-                send.send_response(Response::builder().body(Body::from(answer)).unwrap());
+                send.send_response(Response::builder().status(code).body(Body::from(answer)).unwrap());
             }
         }
     }
@@ -163,4 +167,32 @@ async fn the_compare_worker_writes_its_result_and_the_full_report() {
     let full: Value = serde_json::from_str(report["data"]["report.json"].as_str().unwrap()).unwrap();
     assert_eq!(full["tables"][0]["differentRows"], 1);
     assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "CompareTask");
+}
+
+#[tokio::test]
+async fn the_compare_worker_never_writes_over_a_report_configmap_it_does_not_own() {
+    let spec: ferry::api::compare::CompareTaskSpec =
+        serde_json::from_value(serde_json::json!({"syncJobRef": {"name": "orders"}})).unwrap();
+    let mut task = ferry::api::compare::CompareTask::new("check", spec);
+    task.metadata.namespace = Some("shop".into());
+    task.metadata.uid = Some("uid-3".into());
+    let users = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "check-report", "namespace": "shop", "uid": "someone-else"}, "data": {"mine": "yes"}});
+
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (_stop_tx, stop) = watch::channel(false);
+    let run =
+        tokio::spawn(async move { worker::run(client, Task::Compare, "shop/check", Default::default(), stop).await });
+    for (path, answer) in [
+        ("/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check", serde_json::to_vec(&task).unwrap()),
+        ("/api/v1/namespaces/shop/configmaps/check-report", serde_json::to_vec(&users).unwrap()),
+    ] {
+        let (request, send) = handle.next_request().await.expect("a request");
+        assert_eq!((request.method(), request.uri().path()), (&Method::GET, path));
+        send.send_response(Response::builder().body(Body::from(answer)).unwrap());
+    }
+    let error = run.await.unwrap().unwrap_err();
+    assert_eq!(error.code, "REPORT_NAME_TAKEN", "{}", error.line());
+    assert!(error.message.contains("check-report"), "{}", error.line());
 }
