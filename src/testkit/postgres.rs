@@ -18,12 +18,11 @@ const DATABASE: &str = "ferry";
 /// The superuser `initdb` creates; it has no password and can only log in over the private
 /// unix socket.
 const BOOTSTRAP_USER: &str = "postgres";
-/// Password logins over TCP; the unix socket lives in the server's private directory.
-const PG_HBA: &str = "\
-local all all trust
-host all all 127.0.0.1/32 scram-sha-256
-host replication all 127.0.0.1/32 scram-sha-256
-";
+/// Password logins over TCP with `method`; the unix socket lives in the server's private
+/// directory.
+fn pg_hba(method: &str) -> String {
+    format!("local all all trust\nhost all all 127.0.0.1/32 {method}\nhost replication all 127.0.0.1/32 {method}\n")
+}
 
 /// Settings a [`PostgresServer`] starts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,11 +33,19 @@ pub struct PostgresOptions {
     pub max_replication_slots: u32,
     /// `max_wal_senders`; 10 by default.
     pub max_wal_senders: u32,
+    /// How passwords are stored and checked over TCP: `"scram-sha-256"` (the default since
+    /// PostgreSQL 14) or `"md5"` (older servers and many managed ones).
+    pub password_auth: String,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { wal_level: "logical".to_owned(), max_replication_slots: 10, max_wal_senders: 10 }
+        Self {
+            wal_level: "logical".to_owned(),
+            max_replication_slots: 10,
+            max_wal_senders: 10,
+            password_auth: "scram-sha-256".to_owned(),
+        }
     }
 }
 
@@ -80,7 +87,8 @@ impl PostgresServer {
         init.args(["--encoding=UTF8", "--locale=C", "--no-sync"]);
         ctx.run(init, "initdb")?;
         let hba = data.join("pg_hba.conf");
-        std::fs::write(&hba, PG_HBA).map_err(|err| ctx.io(format!("could not write {}", hba.display()), err))?;
+        std::fs::write(&hba, pg_hba(&opts.password_auth))
+            .map_err(|err| ctx.io(format!("could not write {}", hba.display()), err))?;
 
         let settings = [
             "listen_addresses=127.0.0.1".to_owned(),
@@ -90,6 +98,7 @@ impl PostgresServer {
             format!("wal_level={}", opts.wal_level),
             format!("max_replication_slots={}", opts.max_replication_slots),
             format!("max_wal_senders={}", opts.max_wal_senders),
+            format!("password_encryption={}", opts.password_auth),
         ];
         let server_command = |port: u16| {
             let mut server = command(&postgres, account, dir.path());
