@@ -73,7 +73,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
 
 /// Runs the precheck for a job's endpoints.
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
-    match (spec.source.engine, spec.target.engine) {
+    let mut items = match (spec.source.engine, spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
         (s, t) => vec![PrecheckItem {
@@ -84,7 +84,41 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
             skippable: false,
             skipped: false,
         }],
-    }
+    };
+    items.extend(plaintext_items(spec));
+    items
+}
+
+/// Whether `host` is this machine: traffic to it never crosses a network.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `source.tls` and `target.tls`: an ALARM for a side that reaches a host across the network
+/// without TLS (its password and every row travel in the clear), PASSED otherwise.
+pub fn plaintext_items(spec: &SyncJobSpec) -> Vec<PrecheckItem> {
+    [(Side::Source, &spec.source), (Side::Target, &spec.target)]
+        .into_iter()
+        .map(|(side, endpoint)| {
+            let mode = endpoint.tls.as_ref().map_or(crate::api::TlsMode::Disable, |t| t.mode);
+            let plaintext = mode == crate::api::TlsMode::Disable && !is_loopback(&endpoint.host);
+            PrecheckItem {
+                item: format!("{side}.tls"),
+                result: if plaintext { PrecheckResult::Alarm } else { PrecheckResult::Passed },
+                reason: plaintext.then(|| {
+                    format!(
+                        "spec.{side}.tls.mode is disable and {} is not this machine: the password and every row \
+                         cross the network unencrypted",
+                        endpoint.host
+                    )
+                }),
+                fix: plaintext.then(|| format!("set spec.{side}.tls.mode to verify-full (or require)")),
+                skippable: true,
+                skipped: false,
+            }
+        })
+        .collect()
 }
 
 /// Releases what a job holds on its source (replication slot, publication) and its bookkeeping
@@ -94,5 +128,35 @@ pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) ->
         Engine::Postgresql => postgres::release(id, spec, credentials).await,
         e if e.is_mysql_family() => mysql::release(id, spec, credentials).await,
         other => Err(EngineError::Unsupported(format!("releasing {other} sources is not implemented yet"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{TlsConfig, TlsMode};
+
+    fn results(spec: &SyncJobSpec) -> Vec<(String, PrecheckResult)> {
+        plaintext_items(spec).into_iter().map(|i| (i.item, i.result)).collect()
+    }
+
+    #[test]
+    fn plaintext_across_a_network_is_an_alarm_and_loopback_or_tls_is_not() {
+        let mut spec = SyncJobSpec::test();
+        spec.source.host = "127.0.0.1".into();
+        spec.target.host = "localhost".into();
+        assert_eq!(
+            results(&spec),
+            [("source.tls".to_owned(), PrecheckResult::Passed), ("target.tls".to_owned(), PrecheckResult::Passed)]
+        );
+        spec.source.host = "orders-db.prod.svc".into();
+        spec.target.host = "[::1]".into();
+        let items = plaintext_items(&spec);
+        assert_eq!(items[0].result, PrecheckResult::Alarm);
+        assert!(items[0].reason.as_deref().unwrap().contains("orders-db.prod.svc"), "{:?}", items[0]);
+        assert!(items[0].fix.as_deref().unwrap().contains("spec.source.tls.mode"), "{:?}", items[0]);
+        assert_eq!(items[1].result, PrecheckResult::Passed);
+        spec.source.tls = Some(TlsConfig { mode: TlsMode::VerifyFull, ..Default::default() });
+        assert_eq!(results(&spec)[0].1, PrecheckResult::Passed);
     }
 }
