@@ -282,6 +282,7 @@ async fn main() -> Result<(), Error> {
     let creds = Credentials {
         source_password: Some(source.password().to_owned()),
         target_password: Some(target.password().to_owned()),
+        ..Default::default()
     };
     let full_spec = spec(
         source,

@@ -89,7 +89,11 @@ async fn a_mariadb_job_logs_in_as_an_ed25519_user_on_both_sides() {
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["orders"]);
     spec.source.user = Some("ed".into());
     spec.target.user = Some("ed".into());
-    let credentials = Credentials { source_password: Some(password.into()), target_password: Some(password.into()) };
+    let credentials = Credentials {
+        source_password: Some(password.into()),
+        target_password: Some(password.into()),
+        ..Default::default()
+    };
     let items = ferry::engine::precheck(&spec, &credentials).await;
     let failed: Vec<_> = items.iter().filter(|i| i.result == ferry::api::PrecheckResult::Failed).collect();
     assert!(failed.is_empty(), "{failed:?}");

@@ -301,6 +301,7 @@ async fn mariadb_and_postgres_holding_the_same_logical_data_compare_equal_throug
     let creds = ferry::engine::Credentials {
         source_password: Some(maria.password().into()),
         target_password: Some(pg.password().into()),
+        ..Default::default()
     };
     let report = compare::run(&source, &target, &objects, &creds, OPTS).await.unwrap();
     assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");

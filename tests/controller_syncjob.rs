@@ -371,6 +371,8 @@ fn compare_pod(task: &ferry::api::compare::CompareTask, run: i64, phase: &str) -
         args: vec![],
         source: None,
         target: None,
+        source_tls: None,
+        target_tls: None,
         node_type: ferry::api::NodeType::Small,
         overrides: Default::default(),
         default_image: "ferry:test",

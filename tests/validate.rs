@@ -118,10 +118,43 @@ fn postgres_needs_a_database_and_every_sql_engine_a_user() {
 }
 
 #[test]
-fn verify_full_tls_needs_a_ca() {
+fn tls_settings_that_would_mislead_are_rejected_with_the_field() {
+    let secret = || SecretKeyRef { name: "db-ca".into(), key: "ca.crt".into() };
     let mut s = SyncJobSpec::test();
-    s.target.tls = Some(TlsConfig { mode: TlsMode::VerifyFull, ca_secret_ref: None });
-    rejects(&s, "spec.target.tls.caSecretRef", "CA certificate");
+    // verify-full without a CA trusts the public roots: valid.
+    s.target.tls = Some(TlsConfig { mode: TlsMode::VerifyFull, ..Default::default() });
+    assert!(s.validate().is_empty(), "{:#?}", s.validate());
+    // A CA that the mode never checks against.
+    s.target.tls = Some(TlsConfig { mode: TlsMode::Require, ca_secret_ref: Some(secret()), ..Default::default() });
+    rejects(&s, "spec.target.tls.mode", "never checks the server certificate");
+    // Two CA sources.
+    s.target.tls = Some(TlsConfig {
+        mode: TlsMode::VerifyCa,
+        ca_secret_ref: Some(secret()),
+        ca_config_map_ref: Some(ConfigMapKeyRef { name: "db-ca".into(), key: "ca.crt".into() }),
+        ..Default::default()
+    });
+    rejects(&s, "spec.target.tls.caConfigMapRef", "not both");
+    // A client certificate without TLS, and with the same key twice.
+    s.source.tls = Some(TlsConfig {
+        mode: TlsMode::Disable,
+        client_cert_secret_ref: Some(ClientCertSecretRef {
+            name: "client".into(),
+            cert_key: "tls.crt".into(),
+            key_key: "tls.crt".into(),
+        }),
+        ..Default::default()
+    });
+    rejects(&s, "spec.source.tls.mode", "client certificate needs TLS");
+    rejects(&s, "spec.source.tls.clientCertSecretRef", "different keys");
+}
+
+#[test]
+fn client_certificate_keys_default_to_a_kubernetes_tls_secret() {
+    let tls: TlsConfig =
+        serde_json::from_str(r#"{"mode":"verify-full","clientCertSecretRef":{"name":"client"}}"#).unwrap();
+    let c = tls.client_cert_secret_ref.unwrap();
+    assert_eq!((c.cert_key.as_str(), c.key_key.as_str()), ("tls.crt", "tls.key"));
 }
 
 #[test]

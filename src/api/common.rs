@@ -62,11 +62,13 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// How the connection to a database is encrypted.
+/// How the connection to a database is encrypted and whose certificate is trusted.
 ///
-/// `disable`: plain TCP. `require`: TLS, certificate not verified. `verify-ca`: TLS, the server
-/// certificate must be signed by the CA in `caSecretRef`. `verify-full`: as `verify-ca`, and the
-/// certificate must also name `host`.
+/// `disable`: plain TCP. `require`: TLS, the server certificate is not verified (encryption
+/// against eavesdroppers, not against a server in the middle). `verify-ca`: TLS, the server
+/// certificate must be signed by the CA (`caSecretRef`/`caConfigMapRef`, else the public roots
+/// compiled into Ferry). `verify-full`: as `verify-ca`, and the certificate must also name `host`
+/// (a DNS or IP subject alternative name).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TlsMode {
@@ -77,17 +79,95 @@ pub enum TlsMode {
     VerifyFull,
 }
 
-/// Transport encryption of a database connection.
+impl TlsMode {
+    /// The mode as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server certificate is checked against a CA.
+    pub fn verifies(self) -> bool {
+        matches!(self, TlsMode::VerifyCa | TlsMode::VerifyFull)
+    }
+}
+
+impl std::fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key of a ConfigMap in the same namespace as the resource that refers to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap, in the resource's own namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the ConfigMap's `data` whose value is used.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A Secret holding a PEM client certificate and its private key, for servers that require
+/// mutual TLS. A `kubernetes.io/tls` Secret (as cert-manager writes) works with the default keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertSecretRef {
+    /// Name of the Secret, in the resource's own namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the PEM certificate (chain). Default `tls.crt`.
+    #[serde(default = "default_cert_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub cert_key: String,
+    /// Key holding the PEM private key (PKCS#8, PKCS#1 or SEC1). Default `tls.key`.
+    #[serde(default = "default_key_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key_key: String,
+}
+
+fn default_cert_key() -> String {
+    "tls.crt".to_owned()
+}
+
+fn default_key_key() -> String {
+    "tls.key".to_owned()
+}
+
+/// Transport encryption of a database connection. Applies to every connection Ferry makes to
+/// the endpoint: SQL sessions, the PostgreSQL replication stream, the MySQL binlog stream and
+/// compare sessions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsConfig {
     /// TLS mode: `disable`, `require`, `verify-ca` or `verify-full`. Default `disable`.
     #[serde(default)]
     pub mode: TlsMode,
-    /// Secret key holding the PEM-encoded CA certificate that signs the server certificate.
-    /// Required for `verify-ca` and `verify-full`.
+    /// Secret key holding the PEM CA certificate(s) that sign the server certificate, for
+    /// `verify-ca` and `verify-full`. At most one of `caSecretRef` and `caConfigMapRef`; with
+    /// neither, the public (Mozilla) roots compiled into Ferry are trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_secret_ref: Option<SecretKeyRef>,
+    /// ConfigMap key holding the PEM CA certificate(s), as an alternative to `caSecretRef` (CA
+    /// bundles are public; cloud providers publish them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map_ref: Option<ConfigMapKeyRef>,
+    /// Client certificate and key for mutual TLS (Cloud SQL, servers with `clientcert=verify-full`
+    /// or `REQUIRE X509`). Any mode but `disable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_secret_ref: Option<ClientCertSecretRef>,
+}
+
+impl TlsConfig {
+    /// The effective mode of an endpoint's optional TLS settings.
+    pub fn mode_of(tls: Option<&TlsConfig>) -> TlsMode {
+        tls.map_or(TlsMode::Disable, |t| t.mode)
+    }
 }
 
 /// Where a database is and how to log in to it.

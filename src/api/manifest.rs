@@ -1,7 +1,7 @@
 //! Reading manifests as a user would `kubectl apply` them: a multi-document YAML stream of
 //! Secrets and Ferry resources.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use serde::Deserialize;
 
 use super::{BatchJob, CompareTask, SyncJob};
@@ -9,8 +9,10 @@ use super::{BatchJob, CompareTask, SyncJob};
 /// One document of a manifest stream.
 #[derive(Clone, Debug)]
 pub enum Manifest {
-    /// A Secret (passwords the jobs refer to).
+    /// A Secret (passwords, client certificates the jobs refer to).
     Secret(Box<Secret>),
+    /// A ConfigMap (CA bundles the jobs refer to).
+    ConfigMap(Box<ConfigMap>),
     /// A SyncJob.
     SyncJob(Box<SyncJob>),
     /// A CompareTask.
@@ -26,7 +28,7 @@ pub enum ManifestError {
     #[error("document {index}: {message}")]
     Invalid { index: usize, message: String },
     /// A document has a kind Ferry does not read.
-    #[error("document {index}: {api_version}/{kind} is not a Secret, SyncJob, CompareTask or BatchJob")]
+    #[error("document {index}: {api_version}/{kind} is not a Secret, ConfigMap, SyncJob, CompareTask or BatchJob")]
     UnknownKind { index: usize, api_version: String, kind: String },
 }
 
@@ -54,6 +56,7 @@ pub fn parse(text: &str) -> Result<Vec<Manifest>, ManifestError> {
         let invalid = |e: serde_yaml::Error| ManifestError::Invalid { index, message: format!("{}: {e}", meta.kind) };
         let manifest = match (meta.api_version.as_str(), meta.kind.as_str()) {
             ("v1", "Secret") => Manifest::Secret(Box::new(serde_yaml::from_value(value).map_err(invalid)?)),
+            ("v1", "ConfigMap") => Manifest::ConfigMap(Box::new(serde_yaml::from_value(value).map_err(invalid)?)),
             ("ferry.dev/v1alpha1", "SyncJob") => {
                 Manifest::SyncJob(Box::new(serde_yaml::from_value(value).map_err(invalid)?))
             }
@@ -68,6 +71,22 @@ pub fn parse(text: &str) -> Result<Vec<Manifest>, ManifestError> {
         out.push(manifest);
     }
     Ok(out)
+}
+
+/// The bytes of `key` in a Secret, from `data` or `stringData`, if present.
+pub fn secret_bytes(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = secret.string_data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.clone().into_bytes());
+    }
+    secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
+}
+
+/// The bytes of `key` in a ConfigMap, from `data` or `binaryData`, if present.
+pub fn config_map_bytes(map: &ConfigMap, key: &str) -> Option<Vec<u8>> {
+    if let Some(v) = map.data.as_ref().and_then(|d| d.get(key)) {
+        return Some(v.clone().into_bytes());
+    }
+    map.binary_data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
 }
 
 /// The value of `key` in a Secret, from `data` or `stringData`, if present and UTF-8.

@@ -7,7 +7,7 @@ use std::fmt;
 
 use super::batch::{BatchJobSpec, merge_patch};
 use super::common::{
-    ColumnSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SecretKeyRef, TableSelection, TlsMode,
+    ColumnSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SecretKeyRef, TableSelection, TlsConfig, TlsMode,
 };
 use super::compare::{CompareModeKind, CompareTaskSpec};
 use super::syncjob::{SpeedLimit, SyncJobSpec, TaskType};
@@ -109,12 +109,48 @@ fn check_endpoint(errs: &mut Errors, path: &str, ep: &Endpoint) {
         check_secret_ref(errs, &format!("{path}.passwordSecretRef"), r);
     }
     if let Some(tls) = &ep.tls {
-        let needs_ca = matches!(tls.mode, TlsMode::VerifyCa | TlsMode::VerifyFull);
-        match &tls.ca_secret_ref {
-            None if needs_ca => errs
-                .push(format!("{path}.tls.caSecretRef"), "verify-ca and verify-full need the CA certificate's Secret"),
-            Some(r) => check_secret_ref(errs, &format!("{path}.tls.caSecretRef"), r),
-            None => {}
+        check_tls(errs, &format!("{path}.tls"), tls);
+    }
+}
+
+fn check_tls(errs: &mut Errors, path: &str, tls: &TlsConfig) {
+    if let Some(r) = &tls.ca_secret_ref {
+        check_secret_ref(errs, &format!("{path}.caSecretRef"), r);
+    }
+    if let Some(r) = &tls.ca_config_map_ref {
+        if r.name.trim().is_empty() {
+            errs.push(format!("{path}.caConfigMapRef.name"), "must name a ConfigMap in the same namespace");
+        }
+        if r.key.trim().is_empty() {
+            errs.push(format!("{path}.caConfigMapRef.key"), "must name a key of the ConfigMap");
+        }
+    }
+    let has_ca = tls.ca_secret_ref.is_some() || tls.ca_config_map_ref.is_some();
+    if tls.ca_secret_ref.is_some() && tls.ca_config_map_ref.is_some() {
+        errs.push(format!("{path}.caConfigMapRef"), "set either caSecretRef or caConfigMapRef, not both");
+    }
+    if has_ca && !tls.mode.verifies() {
+        errs.push(
+            format!("{path}.mode"),
+            format!(
+                "a CA is given but mode {} never checks the server certificate against it: use verify-full \
+                 (or verify-ca), or drop the CA",
+                tls.mode
+            ),
+        );
+    }
+    if let Some(c) = &tls.client_cert_secret_ref {
+        let p = format!("{path}.clientCertSecretRef");
+        if c.name.trim().is_empty() {
+            errs.push(format!("{p}.name"), "must name a Secret in the same namespace");
+        }
+        if c.cert_key.trim().is_empty() || c.key_key.trim().is_empty() {
+            errs.push(p.clone(), "certKey and keyKey must name keys of the Secret");
+        } else if c.cert_key == c.key_key {
+            errs.push(p.clone(), "certKey and keyKey must be different keys");
+        }
+        if tls.mode == TlsMode::Disable {
+            errs.push(format!("{path}.mode"), "a client certificate needs TLS: set mode to verify-full (or require)");
         }
     }
 }

@@ -490,12 +490,13 @@ pub async fn run_online<C: CatchUp>(
         }
         (Engine::Postgresql, b) if b.is_mysql_family() => {
             let (mut s, defs) = postgres::PgSide::source(source, objects, credentials).await?;
-            let mut t = mysql::MySide::target_for(target, credentials.target_password.as_deref(), defs).await?;
+            let mut t = mysql::MySide::target_for(target, credentials.login(crate::engine::Side::Target), defs).await?;
             compare_online(&mut s, &mut t, Options { canonical: true, ..opts }, catch_up).await
         }
         (a, Engine::Postgresql) if a.is_mysql_family() => {
             let (mut s, defs) = mysql::MySide::source(source, objects, credentials).await?;
-            let mut t = postgres::PgSide::target_for(target, credentials.target_password.as_deref(), defs).await?;
+            let mut t =
+                postgres::PgSide::target_for(target, credentials.login(crate::engine::Side::Target), defs).await?;
             compare_online(&mut s, &mut t, Options { canonical: true, ..opts }, catch_up).await
         }
         (a, b) => Err(EngineError::Unsupported(format!("comparing {a} with {b} is not supported yet"))),

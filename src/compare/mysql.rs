@@ -10,12 +10,12 @@ use mysql_async::{Conn, Params, Value};
 use super::canonical::ValueClass;
 use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
-use crate::engine::Credentials;
 use crate::engine::error::{EngineError, Result, Side as Which};
 use crate::engine::model::{KeyRange, TableDef};
 use crate::engine::mysql::catalog::{self, ColumnKind, MyTable};
 use crate::engine::mysql::{connect, source};
 use crate::engine::sql::my_ident;
+use crate::engine::{Credentials, Login};
 
 /// One MySQL or MariaDB server of a comparison.
 pub struct MySide {
@@ -32,8 +32,8 @@ fn view(t: &MyTable, def: TableDef) -> MyTable {
     MyTable { def, columns, engine: t.engine.clone(), collation: t.collation.clone(), indexes: Vec::new() }
 }
 
-async fn session(endpoint: &Endpoint, password: Option<&str>, which: Which) -> Result<Conn> {
-    let mut conn = connect::connect(endpoint, password, which).await?;
+async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Conn> {
+    let mut conn = connect::connect(endpoint, login, which).await?;
     conn.query_drop("SET SESSION time_zone = '+00:00'")
         .await
         .map_err(|e| EngineError::query(which, "setting up the comparison session", e))?;
@@ -48,8 +48,8 @@ impl MySide {
         objects: &ObjectSelection,
         credentials: &Credentials,
     ) -> Result<(MySide, MySide)> {
-        let mut s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
-        let t = session(target, credentials.target_password.as_deref(), Which::Target).await?;
+        let mut s = session(source, credentials.login(Which::Source), Which::Source).await?;
+        let t = session(target, credentials.login(Which::Target), Which::Target).await?;
         let tables = catalog::resolve(&mut s, objects).await?;
         let src: Vec<MyTable> = tables.iter().map(|t| view(t, source_view(&t.def))).collect();
         let tgt: Vec<MyTable> = tables.iter().map(|t| view(t, target_view(&t.def))).collect();
@@ -77,7 +77,7 @@ impl MySide {
         objects: &ObjectSelection,
         credentials: &Credentials,
     ) -> Result<(MySide, Vec<TableDef>)> {
-        let mut s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
+        let mut s = session(source, credentials.login(Which::Source), Which::Source).await?;
         let tables = catalog::resolve(&mut s, objects).await?;
         let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
         let src: Vec<MyTable> = tables.iter().map(|t| view(t, source_view(&t.def))).collect();
@@ -86,8 +86,8 @@ impl MySide {
     }
 
     /// A MySQL-family target for tables `defs` (target names), with its own column types.
-    pub async fn target_for(endpoint: &Endpoint, password: Option<&str>, defs: Vec<TableDef>) -> Result<MySide> {
-        let mut conn = session(endpoint, password, Which::Target).await?;
+    pub async fn target_for(endpoint: &Endpoint, login: Login<'_>, defs: Vec<TableDef>) -> Result<MySide> {
+        let mut conn = session(endpoint, login, Which::Target).await?;
         let mut tables = Vec::with_capacity(defs.len());
         for d in &defs {
             let here = catalog::describe(&mut conn, &d.schema, &d.name, d.schema.clone(), d.name.clone(), None).await;

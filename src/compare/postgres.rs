@@ -8,12 +8,12 @@ use tokio_postgres::types::ToSql;
 use super::canonical::ValueClass;
 use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
-use crate::engine::Credentials;
 use crate::engine::error::{Context, Result, Side as Which};
 use crate::engine::model::{KeyRange, TableDef};
 use crate::engine::postgres::catalog::{self, PgTable};
 use crate::engine::postgres::{connect, source};
 use crate::engine::sql::{pg_ident, pg_qualified};
+use crate::engine::{Credentials, Login};
 
 /// One PostgreSQL database of a comparison.
 pub struct PgSide {
@@ -24,8 +24,8 @@ pub struct PgSide {
     planned: Vec<PgTable>,
 }
 
-async fn session(endpoint: &Endpoint, password: Option<&str>, which: Which) -> Result<Client> {
-    let client = connect::connect(endpoint, password, which).await?;
+async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Client> {
+    let client = connect::connect(endpoint, login, which).await?;
     client
         .batch_execute(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
@@ -44,8 +44,8 @@ impl PgSide {
         objects: &ObjectSelection,
         credentials: &Credentials,
     ) -> Result<(PgSide, PgSide)> {
-        let s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
-        let t = session(target, credentials.target_password.as_deref(), Which::Target).await?;
+        let s = session(source, credentials.login(Which::Source), Which::Source).await?;
+        let t = session(target, credentials.login(Which::Target), Which::Target).await?;
         let tables = catalog::resolve(&s, objects, source.database.as_deref().unwrap_or("postgres")).await?;
         let src = tables.iter().map(|t| source_view(&t.def)).collect();
         let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
@@ -61,7 +61,7 @@ impl PgSide {
         objects: &ObjectSelection,
         credentials: &Credentials,
     ) -> Result<(PgSide, Vec<TableDef>)> {
-        let s = session(source, credentials.source_password.as_deref(), Which::Source).await?;
+        let s = session(source, credentials.login(Which::Source), Which::Source).await?;
         let tables = catalog::resolve(&s, objects, source.database.as_deref().unwrap_or("postgres")).await?;
         let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
         let src = tables.iter().map(|t| source_view(&t.def)).collect();
@@ -69,8 +69,8 @@ impl PgSide {
     }
 
     /// A PostgreSQL target for tables `defs` (target names), with its own column types.
-    pub async fn target_for(endpoint: &Endpoint, password: Option<&str>, mut defs: Vec<TableDef>) -> Result<PgSide> {
-        let client = session(endpoint, password, Which::Target).await?;
+    pub async fn target_for(endpoint: &Endpoint, login: Login<'_>, mut defs: Vec<TableDef>) -> Result<PgSide> {
+        let client = session(endpoint, login, Which::Target).await?;
         for d in &mut defs {
             let (table, shown) = (pg_qualified(&d.schema, &d.name), d.display_name());
             for c in &mut d.columns {

@@ -96,13 +96,15 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
     for action in &decided.actions {
         match action {
             CompareAction::StartRun { run } => {
-                let (source, target) = match &job {
-                    Some(j) => (j.spec.source.password_secret_ref.clone(), j.spec.target.password_secret_ref.clone()),
-                    None => (
-                        task.spec.source.as_ref().and_then(|e| e.password_secret_ref.clone()),
-                        task.spec.target.as_ref().and_then(|e| e.password_secret_ref.clone()),
-                    ),
+                // The endpoints the compare worker will use: the job's, or the task's own.
+                let (source_ep, target_ep) = match &job {
+                    Some(j) => (Some(j.spec.source.clone()), Some(j.spec.target.clone())),
+                    None => (task.spec.source.clone(), task.spec.target.clone()),
                 };
+                let source = source_ep.as_ref().and_then(|e| e.password_secret_ref.clone());
+                let target = target_ep.as_ref().and_then(|e| e.password_secret_ref.clone());
+                let source_tls = source_ep.and_then(|e| e.tls);
+                let target_tls = target_ep.and_then(|e| e.tls);
                 let owner = task.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
                 let pod = pods::build_for(PodParams {
                     owner,
@@ -113,6 +115,8 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                     args: vec!["worker".into(), "compare".into(), "--job".into(), format!("{ns}/{name}")],
                     source: source.as_ref(),
                     target: target.as_ref(),
+                    source_tls: source_tls.as_ref(),
+                    target_tls: target_tls.as_ref(),
                     node_type: job.as_ref().map_or(NodeType::Small, |j| j.spec.node_type),
                     overrides: job.as_ref().and_then(|j| j.spec.worker.clone()).unwrap_or_default(),
                     default_image: &ctx.image,

@@ -1,19 +1,21 @@
 //! The pods the SyncJob controller runs: precheck, worker (sync) and release. Pure builders —
 //! names derived from the job and the attempt so creation is idempotent, `app.kubernetes.io/*`
 //! labels, restricted pod security, resources from `nodeType`, passwords wired from the job's
-//! Secrets into environment variables (the operator never reads a Secret's value).
+//! Secrets into environment variables and TLS CA bundles and client certificates mounted from
+//! its Secrets and ConfigMaps (the operator never reads a Secret's value).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
-    PodSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapProjection, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    Pod, PodSecurityContext, PodSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretProjection, SecurityContext, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
-use crate::api::{NodeType, SyncJob};
+use crate::api::{NodeType, SyncJob, TlsConfig};
 
 /// Label: the application (`ferry`).
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -37,6 +39,13 @@ pub const WORKER_SERVICE_ACCOUNT: &str = "ferry-worker";
 pub const ENV_SOURCE_PASSWORD: &str = "FERRY_SOURCE_PASSWORD";
 /// Environment variable carrying the target password into a worker.
 pub const ENV_TARGET_PASSWORD: &str = "FERRY_TARGET_PASSWORD";
+/// Environment variable naming the directory where a worker finds each side's TLS files
+/// (`<dir>/source/ca.crt`, `tls.crt`, `tls.key`; the same under `target`).
+pub const ENV_TLS_DIR: &str = "FERRY_TLS_DIR";
+/// Where worker pods mount the TLS files.
+pub const TLS_DIR: &str = "/etc/ferry/tls";
+/// The user and group worker containers run as.
+const WORKER_UID: i64 = 65532;
 
 /// What a pod does for its job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -121,6 +130,49 @@ pub fn labels(job: &str, role: Role, n: i64) -> BTreeMap<String, String> {
     ])
 }
 
+/// The projected volume holding one side's CA bundle and client certificate, readable by the
+/// worker's group only, if the side names any.
+fn tls_volume(side: &str, tls: Option<&TlsConfig>) -> Option<Volume> {
+    let tls = tls?;
+    let item = |key: &str, path: &str| KeyToPath { key: key.to_owned(), path: path.to_owned(), mode: None };
+    let mut sources = Vec::new();
+    if let Some(r) = &tls.ca_secret_ref {
+        sources.push(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: r.name.clone(),
+                items: Some(vec![item(&r.key, "ca.crt")]),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+    }
+    if let Some(r) = &tls.ca_config_map_ref {
+        sources.push(VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: r.name.clone(),
+                items: Some(vec![item(&r.key, "ca.crt")]),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+    }
+    if let Some(r) = &tls.client_cert_secret_ref {
+        sources.push(VolumeProjection {
+            secret: Some(SecretProjection {
+                name: r.name.clone(),
+                items: Some(vec![item(&r.cert_key, "tls.crt"), item(&r.key_key, "tls.key")]),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+    }
+    (!sources.is_empty()).then(|| Volume {
+        name: format!("tls-{side}"),
+        projected: Some(ProjectedVolumeSource { sources: Some(sources), default_mode: Some(0o440) }),
+        ..Default::default()
+    })
+}
+
 fn password_env(name: &str, secret: Option<&crate::api::SecretKeyRef>) -> Option<EnvVar> {
     let secret = secret?;
     Some(EnvVar {
@@ -154,6 +206,8 @@ pub fn build(job: &SyncJob, role: Role, n: i64, default_image: &str) -> Option<P
         args: vec!["worker".into(), role.as_str().into(), "--job".into(), format!("{namespace}/{name}")],
         source: spec.source.password_secret_ref.as_ref(),
         target: spec.target.password_secret_ref.as_ref(),
+        source_tls: spec.source.tls.as_ref(),
+        target_tls: spec.target.tls.as_ref(),
         node_type: spec.node_type,
         overrides: spec.worker.clone().unwrap_or_default(),
         default_image,
@@ -178,6 +232,10 @@ pub struct PodParams<'a> {
     pub source: Option<&'a crate::api::SecretKeyRef>,
     /// Secret key of the target password.
     pub target: Option<&'a crate::api::SecretKeyRef>,
+    /// Source TLS settings (CA bundle and client certificate to mount).
+    pub source_tls: Option<&'a TlsConfig>,
+    /// Target TLS settings.
+    pub target_tls: Option<&'a TlsConfig>,
     /// Size class.
     pub node_type: NodeType,
     /// Image, resources and placement overrides.
@@ -193,10 +251,25 @@ pub fn build_for(p: PodParams<'_>) -> Pod {
         password_env(ENV_SOURCE_PASSWORD, p.source),
         password_env(ENV_TARGET_PASSWORD, p.target),
         Some(EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..Default::default() }),
+        Some(EnvVar { name: ENV_TLS_DIR.into(), value: Some(TLS_DIR.into()), ..Default::default() }),
     ]
     .into_iter()
     .flatten()
     .collect();
+    let mut volumes =
+        vec![Volume { name: "tmp".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() }];
+    let mut mounts = vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }];
+    for (side, tls) in [("source", p.source_tls), ("target", p.target_tls)] {
+        if let Some(volume) = tls_volume(side, tls) {
+            mounts.push(VolumeMount {
+                name: volume.name.clone(),
+                mount_path: format!("{TLS_DIR}/{side}"),
+                read_only: Some(true),
+                ..Default::default()
+            });
+            volumes.push(volume);
+        }
+    }
     let container = Container {
         name: p.role.as_str().to_owned(),
         image: Some(overrides.image.clone().unwrap_or_else(|| p.default_image.to_owned())),
@@ -220,7 +293,7 @@ pub fn build_for(p: PodParams<'_>) -> Pod {
         }),
         // The worker writes `CODE: message` there on failure; the log's tail otherwise.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     };
     Pod {
@@ -238,18 +311,16 @@ pub fn build_for(p: PodParams<'_>) -> Pod {
             service_account_name: Some(WORKER_SERVICE_ACCOUNT.into()),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
-                run_as_user: Some(65532),
-                run_as_group: Some(65532),
+                run_as_user: Some(WORKER_UID),
+                run_as_group: Some(WORKER_UID),
+                // Mounted TLS files belong to this group, readable by it only.
+                fs_group: Some(WORKER_UID),
                 seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                 ..Default::default()
             }),
             node_selector: (!overrides.node_selector.is_empty()).then(|| overrides.node_selector.clone()),
             tolerations: (!overrides.tolerations.is_empty()).then(|| overrides.tolerations.clone()),
-            volumes: Some(vec![Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Default::default()
-            }]),
+            volumes: Some(volumes),
             ..Default::default()
         }),
         status: None,
@@ -298,6 +369,49 @@ mod tests {
         assert!(pw.value_from.as_ref().unwrap().secret_key_ref.is_some());
         assert_eq!(c.resources.as_ref().unwrap(), &resources(NodeType::Small));
         assert_eq!(pod.metadata.labels.unwrap()[LABEL_COMPONENT], "sync");
+    }
+
+    #[test]
+    fn tls_files_are_mounted_from_the_named_secrets_and_config_maps_readable_by_the_worker_only() {
+        use crate::api::{ClientCertSecretRef, ConfigMapKeyRef, SecretKeyRef, TlsConfig, TlsMode};
+        let mut j = job();
+        j.spec.source.tls = Some(TlsConfig {
+            mode: TlsMode::VerifyFull,
+            ca_config_map_ref: Some(ConfigMapKeyRef { name: "rds-ca".into(), key: "bundle.pem".into() }),
+            client_cert_secret_ref: Some(ClientCertSecretRef {
+                name: "client".into(),
+                cert_key: "tls.crt".into(),
+                key_key: "tls.key".into(),
+            }),
+            ..Default::default()
+        });
+        j.spec.target.tls = Some(TlsConfig {
+            mode: TlsMode::VerifyCa,
+            ca_secret_ref: Some(SecretKeyRef { name: "db-ca".into(), key: "ca.crt".into() }),
+            ..Default::default()
+        });
+        let pod = build(&j, Role::Worker, 1, "ferry:1").unwrap();
+        let spec = pod.spec.unwrap();
+        let c = &spec.containers[0];
+        let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        assert_eq!(mounts, ["/tmp", "/etc/ferry/tls/source", "/etc/ferry/tls/target"]);
+        let env = c.env.as_ref().unwrap();
+        assert!(env.iter().any(|e| e.name == ENV_TLS_DIR && e.value.as_deref() == Some(TLS_DIR)));
+        let volumes = spec.volumes.unwrap();
+        let source = volumes[1].projected.as_ref().unwrap();
+        assert_eq!(source.default_mode, Some(0o440));
+        let sources = source.sources.as_ref().unwrap();
+        let ca = sources[0].config_map.as_ref().unwrap();
+        assert_eq!((ca.name.as_str(), ca.items.as_ref().unwrap()[0].path.as_str()), ("rds-ca", "ca.crt"));
+        let client = sources[1].secret.as_ref().unwrap();
+        let paths: Vec<_> = client.items.as_ref().unwrap().iter().map(|i| (i.key.as_str(), i.path.as_str())).collect();
+        assert_eq!(paths, [("tls.crt", "tls.crt"), ("tls.key", "tls.key")]);
+        let target = volumes[2].projected.as_ref().unwrap().sources.as_ref().unwrap();
+        assert_eq!(target[0].secret.as_ref().unwrap().name, "db-ca");
+        assert_eq!(spec.security_context.unwrap().fs_group, Some(65532));
+        // A side without TLS files gets no volume.
+        let plain = build(&job(), Role::Worker, 1, "ferry:1").unwrap();
+        assert_eq!(plain.spec.unwrap().volumes.unwrap().len(), 1);
     }
 
     #[test]

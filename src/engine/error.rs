@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::engine::tls::TlsFailure;
+
 /// Which database an error concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -26,6 +28,9 @@ pub enum EngineError {
     /// The database could not be reached or refused the login.
     #[error("cannot connect to the {side} database: {message}")]
     Connect { side: Side, message: String },
+    /// The TLS handshake failed, for a reason [`TlsFailure`] names.
+    #[error("cannot connect to the {side} database over TLS: {}; fix: {}", failure.reason(host, *port), failure.fix(*side))]
+    Tls { side: Side, host: String, port: u16, failure: TlsFailure },
     /// A statement failed.
     #[error("{side} database: {context}: {message}")]
     Query { side: Side, context: String, message: String },
@@ -55,6 +60,8 @@ impl EngineError {
         match self {
             EngineError::Connect { side: Side::Source, .. } => "SOURCE_CONNECT",
             EngineError::Connect { side: Side::Target, .. } => "TARGET_CONNECT",
+            EngineError::Tls { side: Side::Source, .. } => "SOURCE_TLS",
+            EngineError::Tls { side: Side::Target, .. } => "TARGET_TLS",
             EngineError::Query { side: Side::Source, .. } => "SOURCE_QUERY",
             EngineError::Query { side: Side::Target, .. } => "TARGET_WRITE",
             EngineError::MissingTable(_) => "MISSING_TABLE",

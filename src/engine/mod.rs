@@ -16,18 +16,24 @@ pub mod progress;
 pub mod snapshot;
 pub mod sql;
 pub mod throttle;
+pub mod tls;
 
 pub use error::{EngineError, Side};
 pub use model::{Cell, Change, ChangeBatch, ColumnDef, KeyRange, TableDef, Transaction};
 pub use progress::{ProgressSink, Tracker};
 
-/// Passwords of the two endpoints, read from the referenced Secrets by whoever runs the engine.
+/// Passwords and TLS material of the two endpoints, read from the referenced Secrets and
+/// ConfigMaps by whoever runs the engine.
 #[derive(Clone, Default)]
 pub struct Credentials {
     /// Source password, if the source needs one.
     pub source_password: Option<String>,
     /// Target password, if the target needs one.
     pub target_password: Option<String>,
+    /// Source CA bundle and client certificate, as `spec.source.tls` names them.
+    pub source_tls: tls::TlsMaterial,
+    /// Target CA bundle and client certificate, as `spec.target.tls` names them.
+    pub target_tls: tls::TlsMaterial,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -36,8 +42,29 @@ impl std::fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("source_password", &self.source_password.as_ref().map(|_| "<redacted>"))
             .field("target_password", &self.target_password.as_ref().map(|_| "<redacted>"))
+            .field("source_tls", &self.source_tls)
+            .field("target_tls", &self.target_tls)
             .finish()
     }
+}
+
+impl Credentials {
+    /// What logging in to `side` takes.
+    pub fn login(&self, side: Side) -> Login<'_> {
+        match side {
+            Side::Source => Login { password: self.source_password.as_deref(), tls: &self.source_tls },
+            Side::Target => Login { password: self.target_password.as_deref(), tls: &self.target_tls },
+        }
+    }
+}
+
+/// What logging in to one endpoint takes: its password and its TLS material.
+#[derive(Clone, Copy, Debug)]
+pub struct Login<'a> {
+    /// The password, if the endpoint needs one.
+    pub password: Option<&'a str>,
+    /// CA bundle and client certificate.
+    pub tls: &'a tls::TlsMaterial,
 }
 
 use tokio::sync::watch;
@@ -85,7 +112,10 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
             skipped: false,
         }],
     };
-    items.extend(plaintext_items(spec));
+    // A side whose TLS failed already has its `<side>.tls` item.
+    let plaintext: Vec<_> =
+        plaintext_items(spec).into_iter().filter(|p| !items.iter().any(|i| i.item == p.item)).collect();
+    items.extend(plaintext);
     items
 }
 

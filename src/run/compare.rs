@@ -3,9 +3,7 @@
 //! Prints a table of results; the caller exits 0 when consistent, 1 when not, 2 on a failure,
 //! as diff(1) does.
 
-use std::collections::BTreeMap;
-
-use super::{RunError, credentials_for};
+use super::{Referenced, RunError, credentials_for};
 use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
 use crate::api::manifest::Manifest;
 use crate::api::{CompareResult, ObjectCompareResult, SyncJob};
@@ -75,14 +73,13 @@ pub fn print(report: &Report, compare_type: CompareType) {
 
 /// Runs the CompareTask of `text` and prints its results.
 pub async fn run(docs: Vec<Manifest>) -> Result<CompareResult, RunError> {
-    let mut secrets = BTreeMap::new();
+    let mut refs = Referenced::default();
     let mut jobs: Vec<SyncJob> = Vec::new();
     let mut tasks: Vec<CompareTask> = Vec::new();
     for doc in docs {
         match doc {
-            Manifest::Secret(s) => {
-                secrets.insert(s.metadata.name.clone().unwrap_or_default(), *s);
-            }
+            Manifest::Secret(s) => refs.add_secret(*s),
+            Manifest::ConfigMap(m) => refs.add_config_map(*m),
             Manifest::SyncJob(j) => jobs.push(*j),
             Manifest::CompareTask(t) => tasks.push(*t),
             Manifest::BatchJob(_) => return Err(RunError::new("MANIFEST_INVALID", "a BatchJob cannot run locally")),
@@ -111,7 +108,7 @@ pub async fn run(docs: Vec<Manifest>) -> Result<CompareResult, RunError> {
             }
         },
     };
-    let credentials = credentials_for(&secrets, &source, &target)?;
+    let credentials = credentials_for(&refs, &source, &target)?;
     let sample = spec.mode.as_ref().filter(|m| m.kind == CompareModeKind::Sample);
     let opts = Options {
         objects: spec.compare_type == CompareType::Object,

@@ -21,6 +21,7 @@ use crate::api::validate::{Validate, describe};
 use crate::api::{
     Checkpoint, Progress, SecretKeyRef, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
 };
+use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Outcome, ProgressSink, Tracker};
 use crate::lifecycle::{self, Action, Observed, PrecheckState, ReleaseState, WorkerState};
 use display::Display;
@@ -76,18 +77,17 @@ pub async fn run(opts: Options) -> Result<Finished, RunError> {
 
 /// The one SyncJob of the manifests and the passwords its Secret references name.
 pub fn load(docs: Vec<Manifest>) -> Result<(SyncJob, Credentials), RunError> {
-    let mut secrets = BTreeMap::new();
+    let mut refs = Referenced::default();
     let mut jobs = Vec::new();
     for doc in docs {
         match doc {
-            Manifest::Secret(s) => {
-                secrets.insert(s.metadata.name.clone().unwrap_or_default(), *s);
-            }
+            Manifest::Secret(s) => refs.add_secret(*s),
+            Manifest::ConfigMap(m) => refs.add_config_map(*m),
             Manifest::SyncJob(j) => jobs.push(*j),
             Manifest::CompareTask(_) | Manifest::BatchJob(_) => {
                 return Err(RunError::new(
                     "MANIFEST_INVALID",
-                    "ferry run takes Secrets and one SyncJob, or Secrets, a CompareTask and the SyncJob it names",
+                    "ferry run takes Secrets, ConfigMaps and one SyncJob, or those, a CompareTask and the SyncJob it names",
                 ));
             }
         }
@@ -96,28 +96,84 @@ pub fn load(docs: Vec<Manifest>) -> Result<(SyncJob, Credentials), RunError> {
         1 => jobs.remove(0),
         n => return Err(RunError::new("MANIFEST_INVALID", format!("expected one SyncJob, found {n}"))),
     };
-    let credentials = credentials_for(&secrets, &job.spec.source, &job.spec.target)?;
+    let credentials = credentials_for(&refs, &job.spec.source, &job.spec.target)?;
     Ok((job, credentials))
 }
 
-/// The passwords the endpoints' Secret references name, from the Secrets of the file.
+/// The Secrets and ConfigMaps of a manifest file, by name.
+#[derive(Default)]
+pub(crate) struct Referenced {
+    secrets: BTreeMap<String, k8s_openapi::api::core::v1::Secret>,
+    config_maps: BTreeMap<String, k8s_openapi::api::core::v1::ConfigMap>,
+}
+
+impl Referenced {
+    /// Adds a Secret of the file.
+    pub(crate) fn add_secret(&mut self, s: k8s_openapi::api::core::v1::Secret) {
+        self.secrets.insert(s.metadata.name.clone().unwrap_or_default(), s);
+    }
+
+    /// Adds a ConfigMap of the file.
+    pub(crate) fn add_config_map(&mut self, m: k8s_openapi::api::core::v1::ConfigMap) {
+        self.config_maps.insert(m.metadata.name.clone().unwrap_or_default(), m);
+    }
+
+    fn secret(&self, field: &str, name: &str, key: &str) -> Result<Vec<u8>, RunError> {
+        let secret = self
+            .secrets
+            .get(name)
+            .ok_or_else(|| RunError::new("SECRET_MISSING", format!("{field}: Secret {name:?} is not in the file")))?;
+        manifest::secret_bytes(secret, key)
+            .ok_or_else(|| RunError::new("SECRET_MISSING", format!("{field}: Secret {name:?} has no key {key:?}")))
+    }
+
+    fn config_map(&self, field: &str, name: &str, key: &str) -> Result<Vec<u8>, RunError> {
+        let map = self.config_maps.get(name).ok_or_else(|| {
+            RunError::new("CONFIGMAP_MISSING", format!("{field}: ConfigMap {name:?} is not in the file"))
+        })?;
+        manifest::config_map_bytes(map, key).ok_or_else(|| {
+            RunError::new("CONFIGMAP_MISSING", format!("{field}: ConfigMap {name:?} has no key {key:?}"))
+        })
+    }
+
+    /// The CA bundle and client certificate an endpoint's `tls` names.
+    fn tls(&self, path: &str, endpoint: &crate::api::Endpoint) -> Result<TlsMaterial, RunError> {
+        let Some(tls) = &endpoint.tls else { return Ok(TlsMaterial::default()) };
+        let mut m = TlsMaterial::default();
+        if let Some(r) = &tls.ca_secret_ref {
+            m.ca_pem = Some(self.secret(&format!("{path}.tls.caSecretRef"), &r.name, &r.key)?);
+        }
+        if let Some(r) = &tls.ca_config_map_ref {
+            m.ca_pem = Some(self.config_map(&format!("{path}.tls.caConfigMapRef"), &r.name, &r.key)?);
+        }
+        if let Some(r) = &tls.client_cert_secret_ref {
+            let field = format!("{path}.tls.clientCertSecretRef");
+            m.client_cert_pem = Some(self.secret(&field, &r.name, &r.cert_key)?);
+            m.client_key_pem = Some(self.secret(&field, &r.name, &r.key_key)?);
+        }
+        Ok(m)
+    }
+}
+
+/// The passwords, CA bundles and client certificates the endpoints' references name, from the
+/// Secrets and ConfigMaps of the file.
 pub(crate) fn credentials_for(
-    secrets: &BTreeMap<String, k8s_openapi::api::core::v1::Secret>,
+    refs: &Referenced,
     source: &crate::api::Endpoint,
     target: &crate::api::Endpoint,
 ) -> Result<Credentials, RunError> {
     let password = |field: &str, r: &Option<SecretKeyRef>| -> Result<Option<String>, RunError> {
         let Some(r) = r else { return Ok(None) };
-        let secret = secrets.get(&r.name).ok_or_else(|| {
-            RunError::new("SECRET_MISSING", format!("{field}: Secret {:?} is not in the file", r.name))
-        })?;
-        manifest::secret_value(secret, &r.key).map(Some).ok_or_else(|| {
-            RunError::new("SECRET_MISSING", format!("{field}: Secret {:?} has no key {:?}", r.name, r.key))
+        let bytes = refs.secret(field, &r.name, &r.key)?;
+        String::from_utf8(bytes).map(Some).map_err(|_| {
+            RunError::new("SECRET_INVALID", format!("{field}: Secret {:?} key {:?} is not UTF-8 text", r.name, r.key))
         })
     };
     Ok(Credentials {
         source_password: password("spec.source.passwordSecretRef", &source.password_secret_ref)?,
         target_password: password("spec.target.passwordSecretRef", &target.password_secret_ref)?,
+        source_tls: refs.tls("spec.source", source)?,
+        target_tls: refs.tls("spec.target", target)?,
     })
 }
 

@@ -8,8 +8,8 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use super::{
-    Ctx, HOST, ServerProcess, TestkitError, command, find_binary, launch, path_arg, random_password, service_account,
-    temp_dir,
+    Ctx, HOST, ServerProcess, ServerTls, TestkitError, command, find_binary, launch, path_arg, random_password,
+    service_account, temp_dir, write_tls_files,
 };
 
 const SERVER: &str = "MariaDB";
@@ -28,11 +28,13 @@ pub struct MariaDbOptions {
     pub binlog_format: String,
     /// Further `mariadbd` options, given last so they override the defaults.
     pub extra_args: Vec<String>,
+    /// TLS: off when `None` (the default).
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for MariaDbOptions {
     fn default() -> Self {
-        Self { log_bin: true, binlog_format: "ROW".to_owned(), extra_args: Vec::new() }
+        Self { log_bin: true, binlog_format: "ROW".to_owned(), extra_args: Vec::new(), tls: None }
     }
 }
 
@@ -83,6 +85,15 @@ impl MariaDbServer {
             .args(INNODB_SETTINGS);
         ctx.run(install, "mariadb-install-db")?;
 
+        let mut tls_args = Vec::new();
+        if let Some(tls) = &opts.tls {
+            write_tls_files(SERVER, dir.path(), account, tls)?;
+            tls_args.push(path_arg("--ssl-cert=", &dir.path().join("server.crt")));
+            tls_args.push(path_arg("--ssl-key=", &dir.path().join("server.key")));
+            if tls.client_ca_pem.is_some() {
+                tls_args.push(path_arg("--ssl-ca=", &dir.path().join("client-ca.crt")));
+            }
+        }
         let server_command = |port: u16| {
             let mut server = command(&mariadbd, account, dir.path());
             // --no-defaults must come first; it keeps /etc/mysql out.
@@ -101,6 +112,7 @@ impl MariaDbServer {
             if opts.log_bin {
                 server.arg("--log-bin=mariadb-bin");
             }
+            server.args(&tls_args);
             server.args(&opts.extra_args);
             server
         };
@@ -132,6 +144,25 @@ impl MariaDbServer {
             password = server.password
         ));
         server.ctx().run(setup, "mariadb (create the ferry user)")?;
+        let require = match &opts.tls {
+            Some(t) if t.require_client_cert => Some("X509"),
+            Some(t) if t.require_tls => Some("SSL"),
+            _ => None,
+        };
+        if let Some(require) = require {
+            let mut alter = root_client(&server.client, server.dir.path(), &socket);
+            alter.arg("-e").arg(format!(
+                "ALTER USER '{USER}'@'127.0.0.1' REQUIRE {require}; ALTER USER '{USER}'@'localhost' REQUIRE {require};"
+            ));
+            server.ctx().run(alter, "mariadb (require TLS of the ferry user)")?;
+        }
+        if require == Some("X509") {
+            // The client has no certificate: ask over the socket; the tests log in over TCP.
+            let mut version = root_client(&server.client, server.dir.path(), &socket);
+            version.args(["--batch", "--skip-column-names", "-e", "SELECT VERSION()"]);
+            server.version = server.ctx().run(version, "mariadb (server version)")?;
+            return Ok(server);
+        }
 
         let mut login = command(&server.client, None, server.dir.path());
         login
@@ -139,6 +170,9 @@ impl MariaDbServer {
             .args([format!("--host={HOST}"), format!("--port={}", server.port), format!("--user={USER}")])
             .args(["-e", "SELECT VERSION()"])
             .env("MYSQL_PWD", &server.password);
+        if opts.tls.is_some() {
+            login.arg("--ssl");
+        }
         server.version = server.ctx().run(login, "mariadb (password login over TCP)")?;
         Ok(server)
     }

@@ -16,6 +16,7 @@
 //! so it can be called from plain tests and from inside `#[tokio::test]` alike.
 
 mod mariadb;
+mod pki;
 mod postgres;
 mod redis;
 
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub use mariadb::{MariaDbOptions, MariaDbServer};
+pub use pki::{ServerTls, TLS_HOST, TestPki};
 pub use postgres::{PostgresOptions, PostgresServer};
 pub use redis::RedisServer;
 
@@ -221,6 +223,33 @@ fn temp_dir(server: &'static str, prefix: &str, account: Option<Account>) -> Res
             .map_err(|err| ctx.io(format!("could not hand {} to uid {}", dir.path().display(), account.uid), err))?;
     }
     Ok(dir)
+}
+
+/// Writes a server's TLS files into `dir` (owned by `account`, the key readable by it only):
+/// `server.crt`, `server.key` and, when clients are checked, `client-ca.crt`.
+fn write_tls_files(
+    server: &'static str,
+    dir: &Path,
+    account: Option<Account>,
+    tls: &ServerTls,
+) -> Result<(), TestkitError> {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = Ctx { server, secret: "", log: Path::new("") };
+    let mut files = vec![("server.crt", &tls.cert_pem, 0o644), ("server.key", &tls.key_pem, 0o600)];
+    if let Some(ca) = &tls.client_ca_pem {
+        files.push(("client-ca.crt", ca, 0o644));
+    }
+    for (name, pem, mode) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).map_err(|err| ctx.io(format!("could not write {}", path.display()), err))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(|err| ctx.io(format!("could not set the mode of {}", path.display()), err))?;
+        if let Some(account) = account {
+            std::os::unix::fs::chown(&path, Some(account.uid), Some(account.gid))
+                .map_err(|err| ctx.io(format!("could not hand {} to uid {}", path.display(), account.uid), err))?;
+        }
+    }
+    Ok(())
 }
 
 /// A random password of 24 hex digits.

@@ -8,7 +8,8 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use super::{
-    Ctx, HOST, ServerProcess, TestkitError, command, find_binary, launch, random_password, service_account, temp_dir,
+    Ctx, HOST, ServerProcess, ServerTls, TestkitError, command, find_binary, launch, random_password, service_account,
+    temp_dir, write_tls_files,
 };
 
 const SERVER: &str = "PostgreSQL";
@@ -18,10 +19,19 @@ const DATABASE: &str = "ferry";
 /// The superuser `initdb` creates; it has no password and can only log in over the private
 /// unix socket.
 const BOOTSTRAP_USER: &str = "postgres";
-/// Password logins over TCP with `method`; the unix socket lives in the server's private
-/// directory.
-fn pg_hba(method: &str) -> String {
-    format!("local all all trust\nhost all all 127.0.0.1/32 {method}\nhost replication all 127.0.0.1/32 {method}\n")
+/// Password logins over TCP with `method` (over TLS only, and with a client certificate, as
+/// `tls` says); the unix socket lives in the server's private directory.
+fn pg_hba(method: &str, tls: Option<&ServerTls>) -> String {
+    let mut hba = String::from("local all all trust\n");
+    let (kind, options) = match tls {
+        Some(t) if t.require_client_cert => ("hostssl", " clientcert=verify-full"),
+        Some(t) if t.require_tls => ("hostssl", ""),
+        _ => ("host", ""),
+    };
+    for database in ["all", "replication"] {
+        hba.push_str(&format!("{kind} {database} all 127.0.0.1/32 {method}{options}\n"));
+    }
+    hba
 }
 
 /// Settings a [`PostgresServer`] starts with.
@@ -36,6 +46,8 @@ pub struct PostgresOptions {
     /// How passwords are stored and checked over TCP: `"scram-sha-256"` (the default since
     /// PostgreSQL 14) or `"md5"` (older servers and many managed ones).
     pub password_auth: String,
+    /// TLS: off when `None` (the default).
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for PostgresOptions {
@@ -45,6 +57,7 @@ impl Default for PostgresOptions {
             max_replication_slots: 10,
             max_wal_senders: 10,
             password_auth: "scram-sha-256".to_owned(),
+            tls: None,
         }
     }
 }
@@ -87,10 +100,10 @@ impl PostgresServer {
         init.args(["--encoding=UTF8", "--locale=C", "--no-sync"]);
         ctx.run(init, "initdb")?;
         let hba = data.join("pg_hba.conf");
-        std::fs::write(&hba, pg_hba(&opts.password_auth))
+        std::fs::write(&hba, pg_hba(&opts.password_auth, opts.tls.as_ref()))
             .map_err(|err| ctx.io(format!("could not write {}", hba.display()), err))?;
 
-        let settings = [
+        let mut settings = vec![
             "listen_addresses=127.0.0.1".to_owned(),
             "fsync=off".to_owned(),
             "full_page_writes=off".to_owned(),
@@ -100,6 +113,15 @@ impl PostgresServer {
             format!("max_wal_senders={}", opts.max_wal_senders),
             format!("password_encryption={}", opts.password_auth),
         ];
+        if let Some(tls) = &opts.tls {
+            write_tls_files(SERVER, dir.path(), account, tls)?;
+            settings.push("ssl=on".to_owned());
+            settings.push(format!("ssl_cert_file={}", dir.path().join("server.crt").display()));
+            settings.push(format!("ssl_key_file={}", dir.path().join("server.key").display()));
+            if tls.client_ca_pem.is_some() {
+                settings.push(format!("ssl_ca_file={}", dir.path().join("client-ca.crt").display()));
+            }
+        }
         let server_command = |port: u16| {
             let mut server = command(&postgres, account, dir.path());
             server.arg("-D").arg(&data).args(["-p", &port.to_string()]).arg("-k").arg(dir.path());
@@ -123,12 +145,19 @@ impl PostgresServer {
             .arg(format!("CREATE DATABASE {DATABASE} OWNER {USER}"));
         server.ctx().run(setup, "psql (create the ferry role and database)")?;
 
-        let mut login = command(&server.psql, None, server.dir.path());
-        login
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SHOW server_version"])
-            .arg(format!("host={HOST} port={} user={USER} dbname={DATABASE} connect_timeout=5", server.port))
-            .env("PGPASSWORD", &server.password);
-        server.version = server.ctx().run(login, "psql (password login over TCP)")?;
+        if opts.tls.as_ref().is_some_and(|t| t.require_client_cert) {
+            // psql has no client certificate: ask over the socket; the tests log in over TCP.
+            let mut version = server.psql_over_socket();
+            version.args(["-c", "SHOW server_version"]);
+            server.version = server.ctx().run(version, "psql (server version)")?;
+        } else {
+            let mut login = command(&server.psql, None, server.dir.path());
+            login
+                .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", "SHOW server_version"])
+                .arg(format!("host={HOST} port={} user={USER} dbname={DATABASE} connect_timeout=5", server.port))
+                .env("PGPASSWORD", &server.password);
+            server.version = server.ctx().run(login, "psql (password login over TCP)")?;
+        }
         Ok(server)
     }
 

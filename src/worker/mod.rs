@@ -14,7 +14,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::api::{Checkpoint, Progress, SyncJob, TransferStage};
-use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD};
+use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD, ENV_TLS_DIR, TLS_DIR};
+use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
 use crate::lifecycle;
 
@@ -80,12 +81,22 @@ pub fn write_termination(line: &str) {
     let _ = std::fs::write(path, line);
 }
 
-/// Passwords from the environment the operator wired from the job's Secrets.
+/// Passwords from the environment the operator wired from the job's Secrets, and the TLS files
+/// it mounted from the job's Secrets and ConfigMaps.
 pub fn credentials_from_env() -> Credentials {
+    let dir = std::path::PathBuf::from(std::env::var(ENV_TLS_DIR).unwrap_or_else(|_| TLS_DIR.to_owned()));
     Credentials {
         source_password: std::env::var(ENV_SOURCE_PASSWORD).ok(),
         target_password: std::env::var(ENV_TARGET_PASSWORD).ok(),
+        source_tls: tls_files(&dir.join("source")),
+        target_tls: tls_files(&dir.join("target")),
     }
+}
+
+/// The TLS files of one side, those that are there (the pod mounts only what the spec names).
+fn tls_files(dir: &std::path::Path) -> TlsMaterial {
+    let read = |name: &str| std::fs::read(dir.join(name)).ok();
+    TlsMaterial { ca_pem: read("ca.crt"), client_cert_pem: read("tls.crt"), client_key_pem: read("tls.key") }
 }
 
 /// Applies `status` fields of the job with field manager `manager`.

@@ -39,6 +39,7 @@ pub fn credentials(source: &MariaDbServer, target: &MariaDbServer) -> Credential
     Credentials {
         source_password: Some(source.password().to_owned()),
         target_password: Some(target.password().to_owned()),
+        ..Default::default()
     }
 }
 

@@ -39,6 +39,7 @@ impl Pair {
         Credentials {
             source_password: Some(self.source.password().to_owned()),
             target_password: Some(self.target.password().to_owned()),
+            ..Default::default()
         }
     }
 

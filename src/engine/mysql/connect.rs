@@ -1,24 +1,39 @@
-//! Connections to MySQL and MariaDB through `mysql_async`.
+//! Connections to MySQL and MariaDB through `mysql_async`, over TLS when the endpoint asks for
+//! it.
+//!
+//! mysql_async builds its own rustls configuration from [`SslOpts`]; it is given the same CA,
+//! client certificate and verification as every other connection Ferry makes. One difference
+//! needs work here: its "skip the name check" switch does not work with this rustls version, so
+//! `verify-ca` first looks at the server's certificate with our own verifier (chain checked
+//! against the CA, names read) and then has mysql_async verify the chain for a name the
+//! certificate carries.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::{ClientIdentity, Conn, OptsBuilder, SslOpts};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-use crate::api::{Endpoint, TlsMode};
+use crate::api::{Endpoint, TlsConfig, TlsMode};
+use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::tls::{self, TlsFailure};
+
+/// `CLIENT_SSL` in the capability flags of the server greeting.
+const CLIENT_SSL: u32 = 0x0800;
 
 /// Opens a session to `endpoint` over TCP.
-pub async fn connect(endpoint: &Endpoint, password: Option<&str>, side: Side) -> Result<Conn> {
-    let mode = endpoint.tls.as_ref().map_or(TlsMode::Disable, |t| t.mode);
-    if mode != TlsMode::Disable {
-        return Err(EngineError::Unsupported(format!(
-            "spec.{side}.tls.mode {mode:?}: TLS connections to MySQL/MariaDB are not supported yet; use disable"
-        )));
-    }
-    let opts = OptsBuilder::default()
+pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Conn> {
+    let mut opts = OptsBuilder::default()
         .ip_or_hostname(endpoint.host.clone())
         .tcp_port(endpoint.port)
         .user(endpoint.user.clone())
-        .pass(password.map(str::to_owned))
+        .pass(login.password.map(str::to_owned))
         .db_name(endpoint.database.clone())
         // Never switch to a local unix socket: the endpoint is what the user named.
         .prefer_socket(false)
@@ -26,7 +41,159 @@ pub async fn connect(endpoint: &Endpoint, password: Option<&str>, side: Side) ->
         .client_found_rows(true)
         // The applier prepares a few statements per table and batch size.
         .stmt_cache_size(512);
-    let mut conn = Conn::new(opts).await.map_err(|e| EngineError::Connect { side, message: e.to_string() })?;
+    if let Some(ssl) = ssl_opts(endpoint, login, side).await? {
+        opts = opts.ssl_opts(ssl);
+    }
+    let mut conn = Conn::new(opts).await.map_err(|e| connect_error(endpoint, login, side, &e))?;
     conn.query_drop("SET NAMES utf8mb4").await.map_err(|e| EngineError::query(side, "setting up the session", e))?;
     Ok(conn)
+}
+
+/// A connection error: TLS failures told apart; a refused login over TLS without a client
+/// certificate also says that the user may require one.
+fn connect_error(endpoint: &Endpoint, login: Login<'_>, side: Side, e: &mysql_async::Error) -> EngineError {
+    let failure = TlsFailure::find(e).or_else(|| {
+        matches!(e, mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))
+            .then_some(TlsFailure::NotOffered)
+    });
+    if let Some(failure) = failure {
+        return EngineError::Tls { side, host: endpoint.host.clone(), port: endpoint.port, failure };
+    }
+    let mut message = e.to_string();
+    if let mysql_async::Error::Server(s) = e
+        && s.code == 1045
+        && TlsConfig::mode_of(endpoint.tls.as_ref()) != TlsMode::Disable
+        && login.tls.client_cert_pem.is_none()
+    {
+        message.push_str(&format!(
+            " (a user created with REQUIRE X509 or REQUIRE SUBJECT also needs a client certificate: \
+             spec.{side}.tls.clientCertSecretRef)"
+        ));
+    }
+    EngineError::Connect { side, message }
+}
+
+/// mysql_async's TLS settings for the endpoint's mode, CA and client certificate.
+async fn ssl_opts(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Option<SslOpts>> {
+    let mode = TlsConfig::mode_of(endpoint.tls.as_ref());
+    if mode == TlsMode::Disable {
+        return Ok(None);
+    }
+    // Parse here, so bad material is reported as such rather than as a handshake failure.
+    let cas = login.tls.ca_certificates(side)?;
+    let identity = login.tls.client_identity(side)?;
+    let mut ssl = SslOpts::default();
+    if !cas.is_empty()
+        && let Some(pem) = &login.tls.ca_pem
+    {
+        ssl = ssl.with_root_certs(vec![pem.clone().into()]).with_disable_built_in_roots(true);
+    }
+    if identity.is_some()
+        && let (Some(cert), Some(key)) = (&login.tls.client_cert_pem, &login.tls.client_key_pem)
+    {
+        ssl = ssl.with_client_identity(Some(ClientIdentity::new(cert.clone().into(), key.clone().into())));
+    }
+    match mode {
+        TlsMode::Require => ssl = ssl.with_danger_accept_invalid_certs(true),
+        TlsMode::VerifyCa => {
+            let name = certificate_name(endpoint, login, side).await?;
+            ssl = ssl.with_danger_tls_hostname_override(Some(Cow::Owned(name)));
+        }
+        TlsMode::VerifyFull | TlsMode::Disable => {}
+    }
+    Ok(Some(ssl))
+}
+
+/// A name the server's certificate carries, its chain checked against the CA: what `verify-ca`
+/// has mysql_async verify. Remembered per endpoint for the life of the process.
+async fn certificate_name(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<String> {
+    static NAMES: OnceLock<Mutex<HashMap<(String, u16), String>>> = OnceLock::new();
+    let key = (endpoint.host.clone(), endpoint.port);
+    let names = NAMES.get_or_init(Default::default);
+    if let Some(name) = names.lock().ok().and_then(|n| n.get(&key).cloned()) {
+        return Ok(name);
+    }
+    let tls_error = |failure| EngineError::Tls { side, host: endpoint.host.clone(), port: endpoint.port, failure };
+    let io = |what: &str, e: std::io::Error| EngineError::Connect {
+        side,
+        message: format!("{}:{}: {what}: {e}", endpoint.host, endpoint.port),
+    };
+    let mut stream =
+        tokio::time::timeout(Duration::from_secs(10), TcpStream::connect((endpoint.host.as_str(), endpoint.port)))
+            .await
+            .map_err(|_| io("connecting", std::io::ErrorKind::TimedOut.into()))?
+            .map_err(|e| io("connecting", e))?;
+    let greeting = read_packet(&mut stream).await.map_err(|e| io("reading the server greeting", e))?;
+    if !offers_tls(&greeting) {
+        return Err(tls_error(TlsFailure::NotOffered));
+    }
+    // SSLRequest: capabilities (protocol 4.1, secure connection, SSL), max packet, utf8mb4,
+    // 23 bytes of filler; sequence 1.
+    let mut request = vec![32, 0, 0, 1];
+    request.extend_from_slice(&(0x0200u32 | 0x8000 | CLIENT_SSL).to_le_bytes());
+    request.extend_from_slice(&(16u32 << 20).to_le_bytes());
+    request.push(45);
+    request.extend_from_slice(&[0; 23]);
+    stream.write_all(&request).await.map_err(|e| io("asking for TLS", e))?;
+    let presented = tls::probe_names(stream, login.tls, &endpoint.host, endpoint.port, side).await?;
+    let name = match presented {
+        None => endpoint.host.clone(),
+        Some(names) => match tls::checkable_name(&names) {
+            Some(ServerName::DnsName(d)) => d.as_ref().to_owned(),
+            Some(ServerName::IpAddress(ip)) => std::net::IpAddr::from(ip).to_string(),
+            _ => {
+                return Err(tls_error(TlsFailure::Handshake(
+                    "verify-ca: the certificate is signed by the CA but carries no DNS or IP subject \
+                     alternative name, which this client needs to check it; use require, or reissue the \
+                     certificate with one"
+                        .into(),
+                )));
+            }
+        },
+    };
+    if let Ok(mut n) = names.lock() {
+        n.insert(key, name.clone());
+    }
+    Ok(name)
+}
+
+/// One MySQL protocol packet's payload.
+async fn read_packet(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await?;
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut payload = vec![0u8; len];
+    stream.read_exact(&mut payload).await?;
+    Ok(payload)
+}
+
+/// Whether a protocol-10 greeting advertises `CLIENT_SSL`.
+fn offers_tls(greeting: &[u8]) -> bool {
+    // protocol version, server version (NUL-terminated), thread id (4), scramble part 1 (8),
+    // filler (1), capability flags (lower 2 bytes).
+    if greeting.first() != Some(&10) {
+        return false;
+    }
+    let Some(nul) = greeting[1..].iter().position(|b| *b == 0) else { return false };
+    let at = 1 + nul + 1 + 4 + 8 + 1;
+    greeting.get(at..at + 2).is_some_and(|c| u32::from(u16::from_le_bytes([c[0], c[1]])) & CLIENT_SSL != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_greeting_tells_whether_tls_is_offered() {
+        let mut g = vec![10];
+        g.extend_from_slice(b"10.11.6-MariaDB\0");
+        g.extend_from_slice(&[1, 0, 0, 0]);
+        g.extend_from_slice(&[0; 8]);
+        g.push(0);
+        let with = [g.clone(), (0xffffu16).to_le_bytes().to_vec()].concat();
+        let without = [g, (0xffffu16 & !0x0800).to_le_bytes().to_vec()].concat();
+        assert!(offers_tls(&with));
+        assert!(!offers_tls(&without));
+        assert!(!offers_tls(&[0xff, 1, 2]));
+    }
 }

@@ -49,12 +49,11 @@ use crate::engine::Outcome;
 
 impl Job<'_> {
     async fn my_source(&self) -> Result<Conn> {
-        connect::connect(&self.spec.source, self.credentials.source_password.as_deref(), Side::Source).await
+        connect::connect(&self.spec.source, self.credentials.login(Side::Source), Side::Source).await
     }
 
     async fn my_target(&self) -> Result<Conn> {
-        let mut conn =
-            connect::connect(&self.spec.target, self.credentials.target_password.as_deref(), Side::Target).await?;
+        let mut conn = connect::connect(&self.spec.target, self.credentials.login(Side::Target), Side::Target).await?;
         target::prepare_session(&mut conn).await?;
         Ok(conn)
     }
@@ -249,7 +248,7 @@ async fn apply_stream(
         dml: spec.policy.dml_types.clone(),
         names: names.clone(),
     };
-    let changes = MyChanges::open(&spec.source, job.credentials.source_password.as_deref(), opts).await?;
+    let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
     let apply_opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until);
     let mut applier =
         applier::Applier::new(job.my_target().await?, job.id, tables, spec.policy.conflict, ddl_attempted);
@@ -258,7 +257,7 @@ async fn apply_stream(
 
 /// Forgets the job's bookkeeping on the target; the source holds nothing of it. Safe to repeat.
 pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<()> {
-    let mut tgt = connect::connect(&spec.target, credentials.target_password.as_deref(), Side::Target).await?;
+    let mut tgt = connect::connect(&spec.target, credentials.login(Side::Target), Side::Target).await?;
     let has: Option<String> = tgt
         .query_first("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_ferry'")
         .await

@@ -55,14 +55,18 @@ async fn connect_item(
     side: Side,
 ) -> Option<Conn> {
     let (ep, pw) = match side {
-        Side::Source => (&spec.source, creds.source_password.as_deref()),
-        Side::Target => (&spec.target, creds.target_password.as_deref()),
+        Side::Source => (&spec.source, creds.login(Side::Source)),
+        Side::Target => (&spec.target, creds.login(Side::Target)),
     };
     let name = format!("{side}.connection");
     match connect::connect(ep, pw, side).await {
         Ok(c) => {
             items.push(passed(&name));
             Some(c)
+        }
+        Err(EngineError::Tls { failure, .. }) => {
+            items.push(failure.item(side, "SQL connection", &ep.host, ep.port));
+            None
         }
         Err(e) => {
             let message = match &e {

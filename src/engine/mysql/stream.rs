@@ -22,6 +22,7 @@ use super::ddl::{self, StatementKind};
 use super::gtid;
 use super::values::{binlog_cell, filter_text};
 use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
+use crate::engine::Login;
 use crate::engine::apply::ChangeSource;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
@@ -113,9 +114,9 @@ pub struct MyChanges {
 
 impl MyChanges {
     /// Opens the stream and starts reading.
-    pub async fn open(endpoint: &Endpoint, password: Option<&str>, opts: StreamOptions) -> Result<MyChanges> {
-        let mut conn = connect::connect(endpoint, password, Side::Source).await?;
-        let catalog_conn = connect::connect(endpoint, password, Side::Source).await?;
+    pub async fn open(endpoint: &Endpoint, login: Login<'_>, opts: StreamOptions) -> Result<MyChanges> {
+        let mut conn = connect::connect(endpoint, login, Side::Source).await?;
+        let catalog_conn = connect::connect(endpoint, login, Side::Source).await?;
         let fail = |e: mysql_async::Error| EngineError::Stream(format!("opening the binary log stream: {e}"));
         // A MariaDB replica that understands GTID events; a heartbeat every second keeps an idle
         // stream alive.

@@ -1,9 +1,22 @@
-//! Connections to PostgreSQL: ordinary SQL sessions through tokio-postgres.
+//! Connections to PostgreSQL: ordinary SQL sessions through tokio-postgres, over TLS when the
+//! endpoint asks for it (rustls, configured by [`crate::engine::tls`]).
 
-use tokio_postgres::{Client, Config, NoTls};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use crate::api::{Endpoint, TlsMode};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, Config, NoTls, Socket};
+
+use crate::api::{Endpoint, TlsConfig};
+use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::tls::{self, TlsFailure};
 
 /// The connection settings for an endpoint and its password.
 pub fn config(endpoint: &Endpoint, password: Option<&str>, application: &str) -> Result<Config> {
@@ -24,26 +37,117 @@ pub fn config(endpoint: &Endpoint, password: Option<&str>, application: &str) ->
 
 /// Opens a session to `endpoint`. The connection task runs in the background and ends with the
 /// client.
-pub async fn connect(endpoint: &Endpoint, password: Option<&str>, side: Side) -> Result<Client> {
-    let mode = endpoint.tls.as_ref().map_or(TlsMode::Disable, |t| t.mode);
-    if mode != TlsMode::Disable {
-        return Err(EngineError::Unsupported(format!(
-            "spec.{side}.tls.mode {mode:?}: TLS connections to PostgreSQL are not supported yet; use disable"
-        )));
-    }
-    let cfg = config(endpoint, password, "ferry")?;
-    let (client, connection) =
-        cfg.connect(NoTls).await.map_err(|e| EngineError::Connect { side, message: describe_pg_error(&e) })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "postgres connection closed");
+pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Client> {
+    let mut cfg = config(endpoint, login.password, "ferry")?;
+    let tls_config = tls::client_config(TlsConfig::mode_of(endpoint.tls.as_ref()), login.tls, side)?;
+    let client = match tls_config {
+        None => {
+            cfg.ssl_mode(SslMode::Disable);
+            let (client, connection) = cfg.connect(NoTls).await.map_err(|e| connect_error(endpoint, side, &e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "postgres connection closed");
+                }
+            });
+            client
         }
-    });
+        Some(config) => {
+            // Require: a server that answers the TLS request with "no" is an error, never a
+            // fallback to plain text.
+            cfg.ssl_mode(SslMode::Require);
+            let connector = PgTls { config, name: tls::server_name(&endpoint.host, side)? };
+            let (client, connection) = cfg.connect(connector).await.map_err(|e| connect_error(endpoint, side, &e))?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "postgres connection closed");
+                }
+            });
+            client
+        }
+    };
     client
         .batch_execute("SET search_path = pg_catalog; SET standard_conforming_strings = on; SET extra_float_digits = 3")
         .await
         .map_err(|e| EngineError::query(side, "setting up the session", describe_pg_error(&e)))?;
     Ok(client)
+}
+
+/// A connection error: a TLS failure told apart, anything else as the server or client says.
+fn connect_error(endpoint: &Endpoint, side: Side, e: &tokio_postgres::Error) -> EngineError {
+    let message = describe_pg_error(e);
+    let failure = TlsFailure::find(e).or_else(|| {
+        // tokio-postgres says this when the server answers the TLS request with "N".
+        if message.contains("server does not support TLS") {
+            Some(TlsFailure::NotOffered)
+        } else {
+            tls::refused_client_certificate(&message).then(|| TlsFailure::ClientCertificateRefused(message.clone()))
+        }
+    });
+    match failure {
+        Some(failure) => EngineError::Tls { side, host: endpoint.host.clone(), port: endpoint.port, failure },
+        None => EngineError::Connect { side, message },
+    }
+}
+
+/// tokio-postgres's TLS hook, on rustls.
+#[derive(Clone)]
+struct PgTls {
+    config: Arc<ClientConfig>,
+    name: ServerName<'static>,
+}
+
+impl MakeTlsConnect<Socket> for PgTls {
+    type Stream = PgTlsStream;
+    type TlsConnect = PgTls;
+    type Error = std::io::Error;
+
+    fn make_tls_connect(&mut self, _domain: &str) -> std::io::Result<PgTls> {
+        // The name was fixed from the endpoint's host when the connector was made.
+        Ok(self.clone())
+    }
+}
+
+impl TlsConnect<Socket> for PgTls {
+    type Stream = PgTlsStream;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<PgTlsStream>> + Send>>;
+
+    fn connect(self, stream: Socket) -> Self::Future {
+        Box::pin(async move {
+            let stream = tokio_rustls::TlsConnector::from(self.config).connect(self.name, stream).await?;
+            Ok(PgTlsStream(Box::new(stream)))
+        })
+    }
+}
+
+/// A TLS session to the server.
+struct PgTlsStream(Box<tokio_rustls::client::TlsStream<Socket>>);
+
+impl tokio_postgres::tls::TlsStream for PgTlsStream {
+    fn channel_binding(&self) -> ChannelBinding {
+        // SCRAM works without channel binding; servers cannot demand it.
+        ChannelBinding::none()
+    }
+}
+
+impl AsyncRead for PgTlsStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PgTlsStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
 }
 
 /// The server's own message for a database error (which names the failing object), or the

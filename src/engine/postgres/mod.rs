@@ -18,6 +18,7 @@
 pub mod catalog;
 pub mod connect;
 pub mod precheck;
+pub mod relay;
 pub mod source;
 pub mod stream;
 pub mod target;
@@ -78,11 +79,11 @@ impl Job<'_> {
     }
 
     async fn source(&self) -> Result<Client> {
-        connect::connect(&self.spec.source, self.credentials.source_password.as_deref(), Side::Source).await
+        connect::connect(&self.spec.source, self.credentials.login(Side::Source), Side::Source).await
     }
 
     async fn target(&self) -> Result<Client> {
-        connect::connect(&self.spec.target, self.credentials.target_password.as_deref(), Side::Target).await
+        connect::connect(&self.spec.target, self.credentials.login(Side::Target), Side::Target).await
     }
 
     fn source_db(&self) -> &str {
@@ -95,10 +96,10 @@ impl Job<'_> {
 struct SlotWatch(tokio::task::JoinHandle<()>);
 
 impl SlotWatch {
-    fn start(endpoint: &crate::api::Endpoint, password: Option<String>, slot: String) -> SlotWatch {
+    fn start(endpoint: &crate::api::Endpoint, credentials: Credentials, slot: String) -> SlotWatch {
         let endpoint = endpoint.clone();
         SlotWatch(tokio::spawn(async move {
-            let client = match connect::connect(&endpoint, password.as_deref(), Side::Source).await {
+            let client = match connect::connect(&endpoint, credentials.login(Side::Source), Side::Source).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::debug!(error = %e, "no connection to watch the slot's retained WAL");
@@ -219,7 +220,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             let started = std::time::Instant::now();
             let slot = SlotSnapshot::create(
                 &spec.source,
-                job.credentials.source_password.as_deref(),
+                job.credentials.login(Side::Source),
                 &names.slot,
                 &names.publication,
             )
@@ -250,7 +251,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     };
 
     // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
-    let _slot_watch = SlotWatch::start(&spec.source, job.credentials.source_password.clone(), names.slot.clone());
+    let _slot_watch = SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone());
 
     if spec.task_type.has_full() && !state.full_done {
         let snapshot = match &held_snapshot {
@@ -322,8 +323,8 @@ async fn open_changes(
     match held {
         Some(slot) => slot.into_changes(tables, from).await,
         None => {
-            let pw = job.credentials.source_password.as_deref();
-            Changes::open(&job.spec.source, pw, &names.slot, &names.publication, tables, from).await
+            let login = job.credentials.login(Side::Source);
+            Changes::open(&job.spec.source, login, &names.slot, &names.publication, tables, from).await
         }
     }
 }
@@ -387,9 +388,9 @@ async fn apply_stream(
 /// target. Safe to repeat.
 pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<()> {
     let names = SourceNames::for_job(id);
-    let src = connect::connect(&spec.source, credentials.source_password.as_deref(), Side::Source).await?;
+    let src = connect::connect(&spec.source, credentials.login(Side::Source), Side::Source).await?;
     drop_source_objects(&src, &names).await?;
-    if let Ok(tgt) = connect::connect(&spec.target, credentials.target_password.as_deref(), Side::Target).await {
+    if let Ok(tgt) = connect::connect(&spec.target, credentials.login(Side::Target), Side::Target).await {
         let has = tgt
             .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = '_ferry'", &[])
             .await

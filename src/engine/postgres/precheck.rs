@@ -30,6 +30,7 @@ pub async fn run(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckI
     let tgt = connect_item(&mut items, "target.connection", spec, credentials, Side::Target).await;
     let mut tables = Vec::new();
     if let Some(src) = &src {
+        replication_item(&mut items, spec, credentials).await;
         source_checks(&mut items, src, spec).await;
         tables = tables_item(&mut items, src, spec).await;
     }
@@ -49,14 +50,18 @@ async fn connect_item(
     creds: &Credentials,
     side: Side,
 ) -> Option<Client> {
-    let (ep, pw) = match side {
-        Side::Source => (&spec.source, creds.source_password.as_deref()),
-        Side::Target => (&spec.target, creds.target_password.as_deref()),
+    let ep = match side {
+        Side::Source => &spec.source,
+        Side::Target => &spec.target,
     };
-    match connect::connect(ep, pw, side).await {
+    match connect::connect(ep, creds.login(side), side).await {
         Ok(c) => {
             items.push(passed(name));
             Some(c)
+        }
+        Err(EngineError::Tls { failure, .. }) => {
+            items.push(failure.item(side, "SQL connection", &ep.host, ep.port));
+            None
         }
         Err(e) => {
             let message = match &e {
@@ -81,6 +86,28 @@ async fn connect_item(
             });
             None
         }
+    }
+}
+
+/// `source.replicationConnection`: the replication protocol reaches the server (pg_hba.conf has a
+/// `replication` line for the user, TLS works on this connection too).
+async fn replication_item(items: &mut Vec<PrecheckItem>, spec: &SyncJobSpec, creds: &Credentials) {
+    let ep = &spec.source;
+    match super::stream::check_connection(ep, creds.login(Side::Source)).await {
+        Ok(()) => items.push(passed("source.replicationConnection")),
+        Err(EngineError::Tls { failure, .. }) => {
+            items.push(failure.item(Side::Source, "replication connection", &ep.host, ep.port))
+        }
+        Err(e) => items.push(item(
+            "source.replicationConnection",
+            PrecheckResult::Failed,
+            Some(e.to_string()),
+            Some(
+                "allow replication connections for spec.source.user in pg_hba.conf (a line with database \
+                 \"replication\", or on PostgreSQL 16+ the database itself) and reload PostgreSQL",
+            ),
+            false,
+        )),
     }
 }
 

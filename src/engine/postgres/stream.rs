@@ -16,26 +16,35 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::catalog::PgTable;
+use super::relay::Relay;
 use crate::api::Endpoint;
+use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, Transaction};
 
 /// How many decoded transactions may wait for the applier before the reader pauses.
 const QUEUE: usize = 256;
 
-/// The replication connection string for an endpoint. Values are quoted for libpq's key=value
-/// syntax; the string is never logged.
-fn replication_dsn(endpoint: &Endpoint, password: Option<&str>) -> String {
+/// The replication connection string for an endpoint, or for the TLS relay in front of it.
+/// Values are quoted for libpq's key=value syntax; the string is never logged.
+fn replication_dsn(endpoint: &Endpoint, password: Option<&str>, relay: Option<&Relay>) -> String {
     let q = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'"));
+    let database = endpoint.database.clone().unwrap_or_default();
+    let (host, port, database) = match relay {
+        Some(r) => (r.addr().ip().to_string(), r.addr().port(), r.database(&database)),
+        None => (endpoint.host.clone(), endpoint.port, database),
+    };
     let mut parts = vec![
-        format!("host={}", q(&endpoint.host)),
-        format!("port={}", endpoint.port),
+        format!("host={}", q(&host)),
+        format!("port={port}"),
         "replication=database".to_owned(),
+        // Plain text only to the relay on this machine (or with TLS disabled by the spec);
+        // the relay speaks TLS to the server.
         "sslmode=disable".to_owned(),
         "application_name=ferry".to_owned(),
     ];
-    if let Some(db) = &endpoint.database {
-        parts.push(format!("dbname={}", q(db)));
+    if !database.is_empty() {
+        parts.push(format!("dbname={}", q(&database)));
     }
     if let Some(u) = &endpoint.user {
         parts.push(format!("user={}", q(u)));
@@ -44,6 +53,36 @@ fn replication_dsn(endpoint: &Endpoint, password: Option<&str>) -> String {
         parts.push(format!("password={}", q(p)));
     }
     parts.join(" ")
+}
+
+/// Opens the replication connection, through a TLS relay when the endpoint asks for TLS. A
+/// failure reaching the server through the relay is reported as the relay saw it.
+async fn connect_stream(
+    endpoint: &Endpoint,
+    login: Login<'_>,
+    config: ReplicationStreamConfig,
+) -> Result<(LogicalReplicationStream, Option<Relay>)> {
+    let relay = Relay::start(endpoint, login).await?;
+    let dsn = replication_dsn(endpoint, login.password, relay.as_ref());
+    match LogicalReplicationStream::new(&dsn, config).await {
+        Ok(stream) => Ok((stream, relay)),
+        Err(e) => {
+            if let Some(failure) = relay.as_ref().and_then(Relay::failure) {
+                return Err(failure);
+            }
+            let message = format!("replication connection: {e}");
+            Err(if relay.is_some() && crate::engine::tls::refused_client_certificate(&message) {
+                EngineError::Tls {
+                    side: Side::Source,
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                    failure: crate::engine::tls::TlsFailure::ClientCertificateRefused(message),
+                }
+            } else {
+                EngineError::Connect { side: Side::Source, message }
+            })
+        }
+    }
 }
 
 fn stream_error(e: impl std::fmt::Display) -> EngineError {
@@ -67,26 +106,28 @@ fn config(slot: &str, publication: &str, export: bool) -> ReplicationStreamConfi
     cfg
 }
 
+/// Opens a replication connection (IDENTIFY_SYSTEM) and closes it: the precheck's proof that
+/// the server takes replication connections from this user, over TLS when asked.
+pub async fn check_connection(endpoint: &Endpoint, login: Login<'_>) -> Result<()> {
+    let (stream, relay) = connect_stream(endpoint, login, config("ferry_precheck", "ferry_precheck", false)).await?;
+    drop(stream);
+    drop(relay);
+    Ok(())
+}
+
 /// A replication connection that has created the job's slot and holds its exported snapshot.
 /// The snapshot lives until [`SlotSnapshot::into_changes`] starts streaming or the value is
 /// dropped: every chunk reader must have imported it by then.
 pub struct SlotSnapshot {
     stream: LogicalReplicationStream,
+    relay: Option<Relay>,
     snapshot: String,
 }
 
 impl SlotSnapshot {
     /// Creates the slot (which must not exist) with an exported snapshot.
-    pub async fn create(
-        endpoint: &Endpoint,
-        password: Option<&str>,
-        slot: &str,
-        publication: &str,
-    ) -> Result<SlotSnapshot> {
-        let dsn = replication_dsn(endpoint, password);
-        let mut stream = LogicalReplicationStream::new(&dsn, config(slot, publication, true)).await.map_err(|e| {
-            EngineError::Connect { side: Side::Source, message: format!("replication connection: {e}") }
-        })?;
+    pub async fn create(endpoint: &Endpoint, login: Login<'_>, slot: &str, publication: &str) -> Result<SlotSnapshot> {
+        let (mut stream, relay) = connect_stream(endpoint, login, config(slot, publication, true)).await?;
         stream
             .ensure_replication_slot()
             .await
@@ -95,7 +136,7 @@ impl SlotSnapshot {
             .exported_snapshot_name()
             .ok_or_else(|| EngineError::Stream(format!("slot {slot} was created without an exported snapshot")))?
             .to_owned();
-        Ok(SlotSnapshot { stream, snapshot })
+        Ok(SlotSnapshot { stream, relay, snapshot })
     }
 
     /// The exported snapshot's name, for `SET TRANSACTION SNAPSHOT`.
@@ -105,7 +146,7 @@ impl SlotSnapshot {
 
     /// Starts streaming from `from` on the same connection (which ends the snapshot).
     pub async fn into_changes(self, tables: &[PgTable], from: u64) -> Result<Changes> {
-        Changes::start(self.stream, tables, from).await
+        Changes::start(self.stream, self.relay, tables, from).await
     }
 }
 
@@ -115,6 +156,8 @@ pub struct Changes {
     feedback: Arc<SharedLsnFeedback>,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
+    // Carries the replication connection while TLS is on; dropped after the reading task.
+    _relay: Option<Relay>,
 }
 
 impl Changes {
@@ -122,20 +165,22 @@ impl Changes {
     /// at the current position) and streams transactions that end after `from`.
     pub async fn open(
         endpoint: &Endpoint,
-        password: Option<&str>,
+        login: Login<'_>,
         slot: &str,
         publication: &str,
         tables: &[PgTable],
         from: u64,
     ) -> Result<Changes> {
-        let dsn = replication_dsn(endpoint, password);
-        let stream = LogicalReplicationStream::new(&dsn, config(slot, publication, false)).await.map_err(|e| {
-            EngineError::Connect { side: Side::Source, message: format!("replication connection: {e}") }
-        })?;
-        Changes::start(stream, tables, from).await
+        let (stream, relay) = connect_stream(endpoint, login, config(slot, publication, false)).await?;
+        Changes::start(stream, relay, tables, from).await
     }
 
-    async fn start(mut stream: LogicalReplicationStream, tables: &[PgTable], from: u64) -> Result<Changes> {
+    async fn start(
+        mut stream: LogicalReplicationStream,
+        relay: Option<Relay>,
+        tables: &[PgTable],
+        from: u64,
+    ) -> Result<Changes> {
         stream.start(Some(from)).await.map_err(|e| EngineError::Stream(format!("starting replication: {e}")))?;
         let feedback = Arc::clone(&stream.shared_lsn_feedback);
         let cancel = CancellationToken::new();
@@ -143,7 +188,7 @@ impl Changes {
         let decoder = Decoder::new(tables);
         let events = stream.into_stream(cancel.clone());
         let task = tokio::spawn(read_loop(events, decoder, tx, from));
-        Ok(Changes { rx, feedback, cancel, task: Some(task) })
+        Ok(Changes { rx, feedback, cancel, task: Some(task), _relay: relay })
     }
 
     /// The next transaction; `None` once the stream has ended.
