@@ -191,7 +191,7 @@ mod tests {
         g.extend_from_slice(&[0; 8]);
         g.push(0);
         let with = [g.clone(), (0xffffu16).to_le_bytes().to_vec()].concat();
-        let without = [g, (0xffffu16 & !0x0800).to_le_bytes().to_vec()].concat();
+        let without = [g, (!0x0800u16).to_le_bytes().to_vec()].concat();
         assert!(offers_tls(&with));
         assert!(!offers_tls(&without));
         assert!(!offers_tls(&[0xff, 1, 2]));
