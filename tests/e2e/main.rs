@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use ferry::api::compare::CompareTask;
 use ferry::api::{BatchJob, SyncJob, SyncJobPhase};
-use ferry::testkit::{MariaDbServer, PostgresServer};
+use ferry::engine::{Credentials, Side};
+use ferry::testkit::{MariaDbServer, PostgresOptions, PostgresServer, ServerTls, TLS_HOST, TestPki};
 use harness::{RUNNER_SELECTOR, admin, cleanup, harness, namespace, wait_for};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -263,6 +264,85 @@ async fn a_postgres_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_w
     assert!(slots.is_empty(), "the slot is released");
     let publications = src.query("SELECT pubname FROM pg_publication", &[]).await.unwrap();
     assert!(publications.is_empty(), "the publication is released");
+    cleanup(&client, &ns).await;
+}
+
+/// A job whose endpoints use verify-full, the CA from a ConfigMap and a client certificate from
+/// a `kubernetes.io/tls` Secret: the worker pods mount them (a projected volume the API server
+/// and restricted Pod Security accept), and the job streams over TLS on both connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: FERRY_E2E_KUBECONFIG=... make e2e"]
+async fn a_postgres_job_over_verify_full_gets_its_ca_and_client_certificate_mounted() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    harness();
+    let client = admin().await;
+    let pki = TestPki::new("ferry").unwrap();
+    let start = |tls| {
+        let server = PostgresServer::start_with(PostgresOptions { tls: Some(tls), ..Default::default() }).unwrap();
+        server.create_database("shop").unwrap();
+        server
+    };
+    let source = start(pki.server_requiring_client_certs());
+    let target = start(ServerTls { require_tls: true, ..pki.server() });
+    let ns = namespace(&client, "tls", &[("source", source.password()), ("target", target.password())]).await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    create(&maps, json!({"metadata": {"name": "db-ca"}, "data": {"ca.crt": pki.ca_pem}})).await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    create(
+        &secrets,
+        json!({"metadata": {"name": "client"}, "type": "kubernetes.io/tls",
+               "stringData": {"tls.crt": pki.client_cert_pem, "tls.key": pki.client_key_pem}}),
+    )
+    .await;
+    let endpoint = |server: &PostgresServer, key: &str, client_cert: bool| {
+        let mut e = pg_endpoint(server, key);
+        e["host"] = json!(TLS_HOST);
+        e["tls"] = json!({"mode": "verify-full", "caConfigMapRef": {"name": "db-ca", "key": "ca.crt"}});
+        if client_cert {
+            e["tls"]["clientCertSecretRef"] = json!({"name": "client"});
+        }
+        e
+    };
+    let (source_ep, target_ep) = (endpoint(&source, "source", true), endpoint(&target, "target", false));
+    let creds = Credentials {
+        source_password: Some(source.password().into()),
+        target_password: Some(target.password().into()),
+        source_tls: pki.trust_with_client_cert(),
+        target_tls: pki.trust(),
+    };
+    let connect = async |ep: &Value, side| {
+        let ep: ferry::api::Endpoint = serde_json::from_value(ep.clone()).unwrap();
+        ferry::engine::postgres::connect::connect(&ep, creds.login(side), side).await.unwrap()
+    };
+    let src = connect(&source_ep, Side::Source).await;
+    let dst = connect(&target_ep, Side::Target).await;
+    src.batch_execute(
+        "CREATE TABLE public.orders (id int PRIMARY KEY, note text); \
+         INSERT INTO public.orders SELECT g, 'n' || g FROM generate_series(1, 3000) g;",
+    )
+    .await
+    .unwrap();
+    src.batch_execute("SET search_path = public").await.unwrap();
+    dst.batch_execute("SET search_path = public").await.unwrap();
+    let jobs: Api<SyncJob> = Api::namespaced(client.clone(), &ns);
+    apply_job(&jobs, job_spec("FULL_INCR_TRANS", source_ep, target_ep, pg_tables(&["orders"]))).await;
+    let job = reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(5)).await;
+    let items = &job.status.as_ref().and_then(|s| s.precheck.as_ref()).expect("precheck results").items;
+    for name in ["source.tls", "target.tls", "source.replicationConnection"] {
+        let item = items.iter().find(|i| i.item == name).unwrap_or_else(|| panic!("{name} in {items:?}"));
+        assert_eq!(item.result, ferry::api::PrecheckResult::Passed, "{item:?}");
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let worker =
+        pods.list(&ListParams::default()).await.unwrap().items.into_iter().find(|p| p.name_any().contains("-sync-"));
+    let volumes = worker.and_then(|p| p.spec).and_then(|s| s.volumes).unwrap_or_default();
+    assert!(volumes.iter().any(|v| v.name == "tls-source" && v.projected.is_some()), "{volumes:?}");
+    src.batch_execute("INSERT INTO orders SELECT g, 'live' FROM generate_series(5001, 5100) g; UPDATE orders SET note = 'u' WHERE id <= 10").await.unwrap();
+    pg_equal(&src, &dst, "orders").await;
+    jobs.delete("orders", &DeleteParams::default()).await.unwrap();
+    wait_for("the job gone", minutes(3), async || matches!(jobs.get_opt("orders").await, Ok(None))).await;
+    let slots = src.query("SELECT slot_name FROM pg_replication_slots", &[]).await.unwrap();
+    assert!(slots.is_empty(), "the release pod reached the source over TLS too");
     cleanup(&client, &ns).await;
 }
 

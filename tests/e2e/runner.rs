@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -140,6 +140,47 @@ async fn run_pod(client: Client, access: ClusterAccess, logs: PathBuf, pids: Pid
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let kubeconfig = dir.join("kubeconfig");
     access.write_kubeconfig(&kubeconfig, &token);
+    // Projected volumes (TLS files from Secrets and ConfigMaps) are written under the pod's
+    // directory, and environment values naming their mount points follow them there.
+    let root = dir.join("root");
+    let mut mounts = Vec::new();
+    for mount in container.volume_mounts.clone().unwrap_or_default() {
+        let Some(volume) = spec.volumes.iter().flatten().find(|v| v.name == mount.name) else { continue };
+        let Some(projected) = &volume.projected else { continue };
+        let target = root.join(mount.mount_path.trim_start_matches('/'));
+        std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+        for source in projected.sources.iter().flatten() {
+            let files: Vec<(String, Vec<u8>)> = if let Some(s) = &source.secret {
+                let secret = secrets.get(&s.name).await.map_err(|e| format!("Secret {}: {e}", s.name))?;
+                let data = secret.data.unwrap_or_default();
+                s.items
+                    .iter()
+                    .flatten()
+                    .map(|i| (i.path.clone(), data.get(&i.key).map(|v| v.0.clone()).unwrap_or_default()))
+                    .collect()
+            } else if let Some(c) = &source.config_map {
+                let maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+                let map = maps.get(&c.name).await.map_err(|e| format!("ConfigMap {}: {e}", c.name))?;
+                let data = map.data.unwrap_or_default();
+                c.items
+                    .iter()
+                    .flatten()
+                    .map(|i| (i.path.clone(), data.get(&i.key).cloned().unwrap_or_default().into_bytes()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for (path, bytes) in files {
+                std::fs::write(target.join(path), bytes).map_err(|e| e.to_string())?;
+            }
+        }
+        mounts.push(mount.mount_path.clone());
+    }
+    for (_, value) in env.iter_mut() {
+        if value.starts_with('/') && mounts.iter().any(|m| m.starts_with(value.as_str())) {
+            *value = root.join(value.trim_start_matches('/')).display().to_string();
+        }
+    }
     let termination = dir.join("termination-log");
     let log_path = dir.join("log");
     let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;

@@ -24,6 +24,10 @@ use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::tls::{self, TlsFailure};
 
+/// The client-side authentication plugins the client speaks.
+pub const SUPPORTED_PLUGINS: &str =
+    "mysql_native_password, caching_sha2_password, client_ed25519 (MariaDB ed25519), parsec and mysql_clear_password";
+
 /// `CLIENT_SSL` in the capability flags of the server greeting.
 const CLIENT_SSL: u32 = 0x0800;
 
@@ -58,6 +62,15 @@ fn connect_error(endpoint: &Endpoint, login: Login<'_>, side: Side, e: &mysql_as
     });
     if let Some(failure) = failure {
         return EngineError::Tls { side, host: endpoint.host.clone(), port: endpoint.port, failure };
+    }
+    if let mysql_async::Error::Driver(mysql_async::DriverError::UnknownAuthPlugin { name }) = e {
+        return EngineError::Connect {
+            side,
+            message: format!(
+                "the server asks for the authentication plugin {name:?}, which Ferry's client does not support \
+                 (it logs in with {SUPPORTED_PLUGINS})"
+            ),
+        };
     }
     let mut message = e.to_string();
     if let mysql_async::Error::Server(s) = e

@@ -73,15 +73,21 @@ async fn connect_item(
                 EngineError::Connect { message, .. } => message.clone(),
                 other => other.to_string(),
             };
+            let unsupported_plugin = message.contains("authentication plugin");
             let fix = if message.contains("Access denied") {
                 format!(
                     "check spec.{side}.user and the password in the Secret spec.{side}.passwordSecretRef names, and that the user may log in from the worker's host"
+                )
+            } else if unsupported_plugin {
+                format!(
+                    "give spec.{side}.user a password plugin the client supports, e.g. ALTER USER ... IDENTIFIED VIA \
+                     ed25519 USING PASSWORD('...') on MariaDB, or IDENTIFIED WITH caching_sha2_password BY '...' on MySQL"
                 )
             } else {
                 format!("check spec.{side}.host and port, and that the server accepts connections from the worker")
             };
             items.push(PrecheckItem {
-                item: name,
+                item: if unsupported_plugin { format!("{side}.authentication") } else { name },
                 result: PrecheckResult::Failed,
                 reason: Some(format!("cannot connect to {}:{}: {message}", ep.host, ep.port)),
                 fix: Some(fix),
