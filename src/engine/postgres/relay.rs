@@ -123,7 +123,15 @@ impl Server {
         let server = Arc::new(self);
         let mut carried = Vec::new();
         loop {
-            let Ok((local, _)) = listener.accept().await else { continue };
+            let local = match listener.accept().await {
+                Ok((local, _)) => local,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::debug!(error = %e, "replication relay could not accept");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             let server = Arc::clone(&server);
             // Connections end with the relay: aborting this loop drops their handles.
             carried.retain(|h: &AbortOnDrop| !h.0.is_finished());
