@@ -21,7 +21,7 @@ use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, Transaction};
 
 /// How many decoded transactions may wait for the applier before the reader pauses.
-const QUEUE: usize = 256;
+pub(super) const QUEUE: usize = 256;
 
 /// The replication connection string for an endpoint. Values are quoted for libpq's key=value
 /// syntax; the string is never logged.
@@ -135,6 +135,17 @@ impl Changes {
         Changes::start(stream, tables, from).await
     }
 
+    /// Changes a task of the caller's reads into `rx`; it learns through `feedback` what the
+    /// target has committed and stops on `cancel`.
+    pub(super) fn from_task(
+        rx: mpsc::Receiver<Result<Transaction>>,
+        feedback: Arc<SharedLsnFeedback>,
+        cancel: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Changes {
+        Changes { rx, feedback, cancel, task: Some(task) }
+    }
+
     async fn start(mut stream: LogicalReplicationStream, tables: &[PgTable], from: u64) -> Result<Changes> {
         stream.start(Some(from)).await.map_err(|e| EngineError::Stream(format!("starting replication: {e}")))?;
         let feedback = Arc::clone(&stream.shared_lsn_feedback);
@@ -201,7 +212,7 @@ async fn read_loop(
     tx: mpsc::Sender<Result<Transaction>>,
     from: u64,
 ) {
-    let mut current: Option<Transaction> = None;
+    let mut assembler = Assembler::new(from);
     loop {
         let event = match events.next_event().await {
             Ok(e) => e,
@@ -211,35 +222,61 @@ async fn read_loop(
                 break;
             }
         };
-        match event.event_type {
+        if let Some(t) = assembler.push(&mut decoder, &event.event_type)
+            && tx.send(Ok(t)).await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = events.shutdown().await;
+}
+
+/// Groups decoded changes into source transactions, skipping those that end at or before a
+/// position.
+pub(super) struct Assembler {
+    current: Option<Transaction>,
+    /// Transactions ending at or before this are not handed out (again).
+    done: u64,
+}
+
+impl Assembler {
+    /// An assembler that hands out transactions ending after `from`.
+    pub(super) fn new(from: u64) -> Assembler {
+        Assembler { current: None, done: from }
+    }
+
+    /// Takes one event; returns the transaction it completes, if any.
+    pub(super) fn push(&mut self, decoder: &mut Decoder, event: &EventType) -> Option<Transaction> {
+        match event {
             EventType::Begin { commit_timestamp, .. } => {
-                current = Some(Transaction {
+                self.current = Some(Transaction {
                     changes: Vec::new(),
                     end: 0,
                     commit_time_us: commit_timestamp.timestamp_micros(),
                 });
+                None
             }
             EventType::Commit { end_lsn, commit_timestamp, .. } => {
-                if let Some(mut t) = current.take() {
-                    t.end = end_lsn.value();
-                    t.commit_time_us = commit_timestamp.timestamp_micros();
-                    // The server skips what the slot confirmed; this also skips what the target
-                    // has beyond that (a checkpoint committed but not yet acknowledged).
-                    if t.end > from && tx.send(Ok(t)).await.is_err() {
-                        break;
-                    }
+                let mut t = self.current.take()?;
+                t.end = end_lsn.value();
+                t.commit_time_us = commit_timestamp.timestamp_micros();
+                // The server skips what the slot confirmed; this also skips what the target has
+                // beyond that (a checkpoint committed but not yet acknowledged), and what a
+                // polled slot sends again until it is acknowledged.
+                if t.end <= self.done {
+                    return None;
                 }
+                self.done = t.end;
+                Some(t)
             }
-            ref other => {
-                if let Some(change) = decoder.decode(other)
-                    && let Some(t) = current.as_mut()
-                {
-                    t.changes.push(change);
+            other => {
+                if let Some(t) = self.current.as_mut() {
+                    t.changes.extend(decoder.decode(other));
                 }
+                None
             }
         }
     }
-    let _ = events.shutdown().await;
 }
 
 /// A job table as the decoder needs it: index in the job's list, column names in order, key
@@ -247,13 +284,13 @@ async fn read_loop(
 type DecodedTable = (usize, Vec<String>, Vec<usize>);
 
 /// Maps pgoutput events onto the job's tables.
-struct Decoder {
+pub(super) struct Decoder {
     /// `(schema, table)` → the job's table.
     tables: HashMap<(String, String), DecodedTable>,
 }
 
 impl Decoder {
-    fn new(tables: &[PgTable]) -> Decoder {
+    pub(super) fn new(tables: &[PgTable]) -> Decoder {
         let map = tables
             .iter()
             .enumerate()
