@@ -158,8 +158,13 @@ pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u
 
 /// The newest position any chunk of each table was read at, by `schema.table`.
 pub async fn table_read_lsns(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
+    // Not max(read_lsn): PostgreSQL 12 has no max(pg_lsn), but it orders pg_lsn.
     let rows = client
-        .query("SELECT table_name, max(read_lsn)::text FROM _ferry.chunks WHERE job = $1 AND done GROUP BY 1", &[&job])
+        .query(
+            "SELECT DISTINCT ON (table_name) table_name, read_lsn::text FROM _ferry.chunks \
+             WHERE job = $1 AND done AND read_lsn IS NOT NULL ORDER BY table_name, read_lsn DESC",
+            &[&job],
+        )
         .await
         .ctx(T, || "reading the chunk ledger".into())?;
     Ok(rows.iter().filter_map(|r| Some((r.get::<_, String>(0), parse_lsn(r.get::<_, Option<&str>>(1)?)?))).collect())
@@ -171,7 +176,8 @@ pub async fn finish_full(client: &Client, job: &str) -> Result<u64> {
     let row = client
         .query_one(
             "UPDATE _ferry.jobs j SET full_done = true, updated_at = now(), \
-               safe_end_lsn = greatest(j.start_lsn, (SELECT max(read_lsn) FROM _ferry.chunks c WHERE c.job = j.job)) \
+               safe_end_lsn = greatest(j.start_lsn, (SELECT c.read_lsn FROM _ferry.chunks c \
+                 WHERE c.job = j.job AND c.read_lsn IS NOT NULL ORDER BY c.read_lsn DESC LIMIT 1)) \
              WHERE job = $1 RETURNING safe_end_lsn::text",
             &[&job],
         )
