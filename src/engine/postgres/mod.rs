@@ -23,13 +23,14 @@ pub mod source;
 pub mod stream;
 pub mod target;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_postgres::Client;
 
 use self::catalog::PgTable;
-use self::source::Snapshot;
-use self::stream::{Changes, SlotSnapshot};
+use self::source::{Snapshot, VisibleXids};
+use self::stream::{Changes, Decoder, SlotSnapshot};
 use self::target::Applier;
 use super::Credentials;
 use super::Job;
@@ -228,6 +229,10 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let tables = catalog::resolve(&src, &spec.objects, job.source_db()).await?;
     let version = catalog::server_version(&src, Side::Source).await?;
     check_publishable(&tables, version)?;
+    if version < PUBLICATION_FILTERS_SINCE && (spec.task_type.has_incremental() || version < poll::STREAMING_SINCE) {
+        // The stream applies the filters: fail before copying anything if one cannot follow it.
+        Decoder::new(&tables).filtering(&tables)?;
+    }
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);
 
@@ -355,13 +360,22 @@ async fn open_changes(
     version: u32,
 ) -> Result<Changes> {
     let pw = job.credentials.source_password.as_deref();
+    let decoder = decoder(job, tables, version).await?;
     match held {
-        Some(slot) => slot.into_changes(tables, from).await,
+        Some(slot) => slot.into_changes(decoder, from).await,
         None if version >= poll::STREAMING_SINCE => {
-            Changes::open(&job.spec.source, pw, &names.slot, &names.publication, tables, from).await
+            Changes::open(&job.spec.source, pw, &names.slot, &names.publication, decoder, from).await
         }
-        None => poll::open(&job.spec.source, pw, &names.slot, &names.publication, tables, from).await,
+        None => poll::open(&job.spec.source, pw, &names.slot, &names.publication, decoder, from).await,
     }
+}
+
+/// The decoder of the job's changes: it drops what tables copied in one chunk in a fresh
+/// snapshot hold already, and before 15 it applies the row filters the publication cannot.
+async fn decoder(job: &Job<'_>, tables: &[PgTable], version: u32) -> Result<Decoder> {
+    let copied = copied_snapshots(&job.target().await?, job.id).await?;
+    let decoder = Decoder::new(tables).skipping_copied(&copied);
+    if version < PUBLICATION_FILTERS_SINCE { decoder.filtering(tables) } else { Ok(decoder) }
 }
 
 async fn truncate_targets(tgt: &Client, tables: &[PgTable]) -> Result<()> {
@@ -402,6 +416,12 @@ async fn full_transfer(
     snapshot::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
 }
 
+/// The tables copied in one chunk read in a fresh snapshot, with the transactions it saw.
+async fn copied_snapshots(tgt: &Client, job: &str) -> Result<HashMap<String, VisibleXids>> {
+    let copied = target::single_chunk_snapshots(tgt, job).await?;
+    Ok(copied.into_iter().filter_map(|(table, snapshot)| Some((table, VisibleXids::parse(&snapshot)?))).collect())
+}
+
 /// Applies the change stream until stopped, or (with `until`) until a transaction ending at or
 /// past that position is applied.
 async fn apply_stream(
@@ -413,7 +433,11 @@ async fn apply_stream(
 ) -> Result<()> {
     let spec = job.spec;
     let client = job.target().await?;
-    let read_lsns = target::table_read_lsns(&client, job.id).await?;
+    let mut read_lsns = target::table_read_lsns(&client, job.id).await?;
+    // The decoder skips by transaction what these tables' copies hold.
+    for table in copied_snapshots(&client, job.id).await?.keys() {
+        read_lsns.remove(table);
+    }
     let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until);
     let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await

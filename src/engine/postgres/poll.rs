@@ -21,7 +21,6 @@ use pg_walstream::{CancellationToken, Lsn, PgOutputDecoder, SharedLsnFeedback};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use super::catalog::PgTable;
 use super::connect::{self, describe_pg_error};
 use super::stream::{Assembler, Changes, Decoder, QUEUE};
 use super::target::fmt_lsn;
@@ -54,7 +53,7 @@ pub async fn open(
     password: Option<&str>,
     slot: &str,
     publication: &str,
-    tables: &[PgTable],
+    decoder: Decoder,
     from: u64,
 ) -> Result<Changes> {
     let client = connect::connect(endpoint, password, Side::Source).await?;
@@ -71,7 +70,7 @@ pub async fn open(
         feedback: Arc::clone(&feedback),
         advanced: 0,
     };
-    let task = tokio::spawn(reader.run(Decoder::new(tables), Assembler::new(from), tx, cancel.clone()));
+    let task = tokio::spawn(reader.run(decoder, Assembler::new(from), tx, cancel.clone()));
     Ok(Changes::from_task(rx, feedback, cancel, task))
 }
 
@@ -156,7 +155,7 @@ impl Reader {
                 .decode_message(data, Lsn(lsn))
                 .map_err(|e| EngineError::Stream(format!("decoding slot {}: {e}", self.slot)))?;
             if let Some(event) = event {
-                fresh.extend(assembler.push(decoder, &event.event_type));
+                fresh.extend(assembler.push(decoder, &event.event_type)?);
             }
         }
         Ok(fresh)
