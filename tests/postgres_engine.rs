@@ -115,35 +115,12 @@ async fn a_full_incr_job_follows_inserts_updates_deletes_and_truncate() {
     assert!(support::publications(&src).await.is_empty(), "released");
 }
 
-const TYPES: &str = "
-    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-    CREATE TABLE types (
-        id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, num numeric, num_big numeric(40,20), f4 float4, f8 float8,
-        b bool, t text, vc varchar(20), c char(5), by bytea, u uuid, j json, jb jsonb, d date, tm time, tmtz timetz,
-        ts timestamp, tstz timestamptz, iv interval, ip inet, net cidr, mac macaddr, arr int[], tarr text[],
-        m mood, marr mood[], big text);";
-
-const TYPE_ROWS: &str = "
-    INSERT INTO types VALUES
-    (1, -32768, -2147483648, -9223372036854775808, 'NaN', 12345678901234567890.12345678901234567890, 'Infinity',
-     '-Infinity', true, 'tëxt ✓ 😀 \\ \" ''', 'vc', 'ab', '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
-     '{\"b\": 1, \"a\": [1, 2]}', '{\"b\": 1, \"a\": [1, 2]}', '2024-02-29', '23:59:59.999999', '12:00:00+05:30',
-     '2024-01-01 12:34:56.789012', '2024-06-01 12:00:00+05:30', '1 year 2 mons 3 days 04:05:06.789',
-     '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '{1,NULL,3}', '{\"a b\",\"c,d\",NULL}', 'happy',
-     '{sad,ok}', repeat('toast ', 20000)),
-    (2, 32767, 2147483647, 9223372036854775807, -0.000000000000000000001, -1.5, 'NaN', 0.1, false, '', '',
-     '', '\\x', '00000000-0000-0000-0000-000000000000', 'null', '[]', '0001-01-01', '00:00', '00:00:00-12',
-     '1999-12-31 23:59:59', '1970-01-01 00:00:00+00', '-1 days', '::1', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff',
-     '{}', '{}', 'sad', '{}', ''),
-    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_common_type_round_trips_exactly_in_both_phases() {
     let pair = Pair::start();
     let src = pair.source().await;
-    src.batch_execute(TYPES).await.unwrap();
-    src.batch_execute(TYPE_ROWS).await.unwrap();
+    src.batch_execute(support::TYPES).await.unwrap();
+    src.batch_execute(support::TYPE_ROWS).await.unwrap();
     let spec = pair.spec(TaskType::FullIncrTrans, &["types"]);
     let (stop_tx, runner) = spawn_job(&pair, &spec, "test/types");
     wait_equal(&pair, "types", "types", Duration::from_secs(30)).await;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A database engine Ferry can read from or write to.
 ///
 /// `mysql` (MySQL 8), `mariadb` (MariaDB 10.6 and later), `postgresql` (PostgreSQL 12 and later;
-/// row filters and column lists need 15), `redis` (Redis 6 and later).
+/// before 15 row filters and column lists are applied by the change stream), `redis` (Redis 6 and later).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {

@@ -4,7 +4,9 @@
 //! verbatim as a `WHERE` clause, but MySQL/MariaDB binary log rows arrive as plain row images,
 //! so the incremental phase has to decide "would this row have matched?" itself. This module
 //! parses a documented subset of MySQL expression syntax and evaluates it with SQL three-valued
-//! logic. Whatever lies outside the subset is refused at parse time with the construct and its
+//! logic. PostgreSQL sources before 15 cannot filter their publication either: for them
+//! [`RowFilter::parse_postgres`] reads a PostgreSQL subset, typed by the table's columns (see
+//! the `postgres` submodule). Whatever lies outside the subset is refused at parse time with the construct and its
 //! position, so the precheck can tell the user before any row is moved, instead of the stream
 //! silently keeping or dropping rows the source would have treated differently.
 //!
@@ -70,11 +72,22 @@ use std::cmp::Ordering;
 /// evaluation recurse, so an adversarial filter must not be able to exhaust the stack.
 const MAX_DEPTH: usize = 100;
 
+mod postgres;
+
 /// A row filter compiled for evaluation on change rows.
 #[derive(Debug, Clone)]
 pub struct RowFilter {
     root: Expr,
     columns: Vec<String>,
+    /// PostgreSQL: the type class of each of `columns`; empty for MySQL.
+    classes: Vec<postgres::Class>,
+}
+
+/// Whose expression syntax and semantics a filter has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    MySql,
+    Postgres,
 }
 
 /// Why a filter cannot be evaluated on change rows (message names the construct and its position).
@@ -110,15 +123,13 @@ pub enum Value<'a> {
 impl RowFilter {
     /// Compiles `sql`, or says which construct keeps it from being evaluated on change rows.
     pub fn parse(sql: &str) -> Result<RowFilter, UnsupportedFilter> {
-        let mut parser = Parser { src: sql, toks: lex(sql), pos: 0, depth: 0, columns: Vec::new() };
-        if matches!(parser.peek(), TokKind::Eof) {
-            return Err(parser.error(parser.at(), "the filter is empty"));
-        }
-        let root = parser.expr()?;
-        if !matches!(parser.peek(), TokKind::Eof) {
-            return parser.unexpected("AND, OR, XOR or the end of the filter");
-        }
-        Ok(RowFilter { root, columns: parser.columns })
+        Parser::new(sql, Dialect::MySql, &[]).filter()
+    }
+
+    /// Compiles `sql` as PostgreSQL reads it, for a table whose columns are `(name, type)`
+    /// (the type as `format_type` writes it), or says why it cannot be evaluated on change rows.
+    pub fn parse_postgres(sql: &str, columns: &[(&str, &str)]) -> Result<RowFilter, UnsupportedFilter> {
+        Parser::new(sql, Dialect::Postgres, columns).filter()
     }
 
     /// Column names the filter refers to (unquoted), each once, in first-use order.
@@ -133,6 +144,16 @@ impl RowFilter {
         // treating it as NULL could turn `x IS NULL` true, so the whole answer is unknown.
         let row = self.columns.iter().map(|c| lookup(c)).collect::<Option<Vec<_>>>()?;
         self.root.truth(&row)
+    }
+
+    /// The result of a filter compiled by [`parse_postgres`](Self::parse_postgres): whether the
+    /// row is kept (the filter is TRUE; FALSE and NULL drop it), or the column value the filter
+    /// could not read as its type.
+    pub fn eval_postgres<'a>(&self, lookup: impl Fn(&str) -> Option<Value<'a>>) -> Result<bool, String> {
+        let Some(row) = self.columns.iter().map(|c| lookup(c)).collect::<Option<Vec<_>>>() else {
+            return Err("a column of the filter is missing from the row".to_owned());
+        };
+        Ok(self.root.pg_truth(&row, &self.classes)? == Some(true))
     }
 
     /// Keep the row? (eval == Some(true))
@@ -185,7 +206,8 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
 }
 
-fn lex(src: &str) -> Vec<Tok> {
+fn lex(src: &str, dialect: Dialect) -> Vec<Tok> {
+    let pg = dialect == Dialect::Postgres;
     let b = src.as_bytes();
     let mut toks: Vec<Tok> = Vec::new();
     let mut i = 0;
@@ -196,30 +218,45 @@ fn lex(src: &str) -> Vec<Tok> {
                 i += 1;
                 continue;
             }
+            b'#' if pg => (TokKind::Reject("operator `#` is not supported".into()), i),
             b'#' => {
                 i = line_end(b, i);
                 continue;
             }
             // MySQL needs whitespace after `--` for a comment; `--5` is minus minus five.
-            b'-' if next == Some(b'-') && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) => {
+            b'-' if next == Some(b'-') && (pg || b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace())) => {
                 i = line_end(b, i);
                 continue;
             }
             b'/' if next == Some(b'*') => {
-                if matches!(b.get(i + 2), Some(b'!' | b'+')) || b[i..].starts_with(b"/*M!") {
+                let body = src[i + 2..].find("*/").map(|len| &src[i + 2..i + 2 + len]);
+                if !pg && (matches!(b.get(i + 2), Some(b'!' | b'+')) || b[i..].starts_with(b"/*M!")) {
                     (TokKind::Reject("executable comment or optimizer hint `/*!...*/` is not supported".into()), i)
-                } else if let Some(len) = src[i + 2..].find("*/") {
-                    i += 2 + len + 2;
+                } else if pg && body.is_some_and(|body| body.contains("/*")) {
+                    // PostgreSQL nests comments, MySQL does not: refuse rather than guess.
+                    (TokKind::Reject("nested comment `/* /* */ */` is not supported".into()), i)
+                } else if let Some(body) = body {
+                    i += 2 + body.len() + 2;
                     continue;
                 } else {
                     (TokKind::Reject("unterminated comment `/*`".into()), i)
                 }
             }
+            b'\'' if pg => match lex_standard_string(src, i) {
+                Some((text, end)) => (TokKind::Str(text), end),
+                None => (TokKind::Reject("unterminated string literal".into()), i),
+            },
+            b'"' if pg => match lex_quoted(src, i, '"') {
+                Some((name, _)) if name.is_empty() => (TokKind::Reject("empty identifier \"\"".into()), i),
+                Some((name, end)) => (TokKind::Ident { name, quoted: true }, end),
+                None => (TokKind::Reject("unterminated quoted identifier".into()), i),
+            },
+            b'`' if pg => (TokKind::Reject("back-quoted identifier (MySQL); quote names with \"...\"".into()), i),
             q @ (b'\'' | b'"') => match lex_string(src, i, q as char) {
                 Some((text, end)) => (TokKind::Str(text), end),
                 None => (TokKind::Reject("unterminated string literal".into()), i),
             },
-            b'`' => match lex_backticked(src, i) {
+            b'`' => match lex_quoted(src, i, '`') {
                 Some((name, _)) if name.is_empty() => (TokKind::Reject("empty identifier ``".into()), i),
                 Some((name, end)) => (TokKind::Ident { name, quoted: true }, end),
                 None => (TokKind::Reject("unterminated back-quoted identifier".into()), i),
@@ -232,7 +269,7 @@ fn lex(src: &str) -> Vec<Tok> {
                 lex_number(src, i)
             }
             _ => {
-                let (kind, len) = lex_symbol(src, i);
+                let (kind, len) = if pg { lex_pg_symbol(src, i) } else { lex_symbol(src, i) };
                 (kind, i + len)
             }
         };
@@ -286,22 +323,58 @@ fn lex_string(src: &str, start: usize, quote: char) -> Option<(String, usize)> {
     None
 }
 
-fn lex_backticked(src: &str, start: usize) -> Option<(String, usize)> {
+/// Text between `quote`s, a doubled one standing for itself: MySQL's back-quoted names,
+/// PostgreSQL's double-quoted names.
+fn lex_quoted(src: &str, start: usize, quote: char) -> Option<(String, usize)> {
     let mut out = String::new();
     let mut chars = src[start + 1..].char_indices().peekable();
     while let Some((off, c)) = chars.next() {
-        if c == '`' {
-            if chars.peek().is_some_and(|&(_, n)| n == '`') {
+        if c == quote {
+            if chars.peek().is_some_and(|&(_, n)| n == quote) {
                 chars.next();
-                out.push('`');
+                out.push(quote);
             } else {
-                return Some((out, start + 1 + off + 1));
+                return Some((out, start + 1 + off + c.len_utf8()));
             }
         } else {
             out.push(c);
         }
     }
     None
+}
+
+/// A standard-conforming string (PostgreSQL): no backslash escapes, `''` for a quote.
+fn lex_standard_string(src: &str, start: usize) -> Option<(String, usize)> {
+    lex_quoted(src, start, '\'')
+}
+
+/// PostgreSQL's operators and punctuation at `i`: those MySQL's lexer reads alike, and the
+/// ones that mean something else here refused.
+fn lex_pg_symbol(src: &str, i: usize) -> (TokKind, usize) {
+    let rest = &src[i..];
+    let reject = |what: &str, len: usize| (TokKind::Reject(format!("{what} `{}` is not supported", &rest[..len])), len);
+    if rest.starts_with("::") {
+        return reject("type cast", 2);
+    }
+    if rest.starts_with("<=>") {
+        return (TokKind::Reject("`<=>` is MySQL's; write IS NOT DISTINCT FROM".into()), 3);
+    }
+    if rest.starts_with("||") {
+        return reject("string concatenation", 2);
+    }
+    if rest.starts_with("&&") {
+        return reject("operator", 2);
+    }
+    if rest.starts_with('!') && !rest.starts_with("!=") {
+        return reject("operator", 1);
+    }
+    if rest.starts_with('~') {
+        return reject("pattern match operator", 1);
+    }
+    if rest.starts_with('$') {
+        return reject("dollar quoting or parameter", 1);
+    }
+    lex_symbol(src, i)
 }
 
 /// A number starting at `start`, and the offset after it.
@@ -455,11 +528,13 @@ enum Expr {
         high: Box<Expr>,
         negated: bool,
     },
-    /// A NULL pattern is `None`: the result is always unknown.
+    /// A NULL pattern is `None`: the result is always unknown. `fold`: case-insensitive (MySQL's
+    /// `_ci` collations, PostgreSQL's ILIKE).
     Like {
         subject: Box<Expr>,
         pattern: Option<Vec<PatTok>>,
         negated: bool,
+        fold: bool,
     },
 }
 
@@ -483,6 +558,9 @@ const NILADIC_FUNCTIONS: &[&str] = &[
     "UTC_TIMESTAMP",
 ];
 
+/// PostgreSQL's bare words that are functions, beside [`NILADIC_FUNCTIONS`].
+const PG_NILADIC_FUNCTIONS: &[&str] = &["USER", "SESSION_USER", "CURRENT_SCHEMA", "CURRENT_CATALOG", "SYSTEM_USER"];
+
 /// Words that can never be a bare column name: the filter's own operators and the clauses of
 /// the statement a filter is spliced into.
 const RESERVED: &[&str] = &[
@@ -498,9 +576,37 @@ struct Parser<'s> {
     pos: usize,
     depth: usize,
     columns: Vec<String>,
+    dialect: Dialect,
+    /// PostgreSQL: the table's columns and their types; `classes` follows `columns`.
+    table: &'s [(&'s str, &'s str)],
+    classes: Vec<postgres::Class>,
 }
 
-impl Parser<'_> {
+impl<'s> Parser<'s> {
+    fn new(src: &'s str, dialect: Dialect, table: &'s [(&'s str, &'s str)]) -> Parser<'s> {
+        let toks = lex(src, dialect);
+        Parser { src, toks, pos: 0, depth: 0, columns: Vec::new(), dialect, table, classes: Vec::new() }
+    }
+
+    fn pg(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
+    /// The whole filter.
+    fn filter(mut self) -> Parsed<RowFilter> {
+        if matches!(self.peek(), TokKind::Eof) {
+            return Err(self.error(self.at(), "the filter is empty"));
+        }
+        let at = self.at();
+        let root = self.expr()?;
+        if !matches!(self.peek(), TokKind::Eof) {
+            let expected =
+                if self.pg() { "AND, OR or the end of the filter" } else { "AND, OR, XOR or the end of the filter" };
+            return self.unexpected(expected);
+        }
+        self.condition(at, &root)?;
+        Ok(RowFilter { root, columns: self.columns, classes: self.classes })
+    }
     fn tok(&self, ahead: usize) -> Option<&Tok> {
         self.toks.get(self.pos + ahead)
     }
@@ -585,23 +691,35 @@ impl Parser<'_> {
         result
     }
 
-    fn column(&mut self, name: String) -> usize {
-        if let Some(i) = self.columns.iter().position(|c| same_name(c, &name)) {
-            return i;
+    fn column(&mut self, at: usize, name: String) -> Parsed<usize> {
+        let same = |c: &String| if self.pg() { *c == name } else { same_name(c, &name) };
+        if let Some(i) = self.columns.iter().position(same) {
+            return Ok(i);
+        }
+        if self.pg() {
+            let Some((_, type_sql)) = self.table.iter().find(|(c, _)| *c == name) else {
+                return self.fail(at, format!("column `{name}` does not exist in the table"));
+            };
+            self.classes.push(postgres::Class::of(type_sql));
         }
         self.columns.push(name);
-        self.columns.len() - 1
+        Ok(self.columns.len() - 1)
     }
 
     /// `expr := xor ((OR | "||") xor)*`
     fn expr(&mut self) -> Parsed<Expr> {
+        let at = self.at();
         let first = self.xor()?;
         if !(self.kw_at(0, "OR") || self.peek() == &TokKind::OrOr) {
             return Ok(first);
         }
+        self.condition(at, &first)?;
         let mut items = vec![first];
         while self.eat_kw("OR") || self.eat(&TokKind::OrOr) {
-            items.push(self.xor()?);
+            let at = self.at();
+            let item = self.xor()?;
+            self.condition(at, &item)?;
+            items.push(item);
         }
         Ok(Expr::Or(items))
     }
@@ -609,7 +727,7 @@ impl Parser<'_> {
     /// `xor := and (XOR and)*`
     fn xor(&mut self) -> Parsed<Expr> {
         let first = self.and()?;
-        if !self.kw_at(0, "XOR") {
+        if self.pg() || !self.kw_at(0, "XOR") {
             return Ok(first);
         }
         let mut items = vec![first];
@@ -621,13 +739,18 @@ impl Parser<'_> {
 
     /// `and := not ((AND | "&&") not)*`
     fn and(&mut self) -> Parsed<Expr> {
+        let at = self.at();
         let first = self.not()?;
         if !(self.kw_at(0, "AND") || self.peek() == &TokKind::AndAnd) {
             return Ok(first);
         }
+        self.condition(at, &first)?;
         let mut items = vec![first];
         while self.eat_kw("AND") || self.eat(&TokKind::AndAnd) {
-            items.push(self.not()?);
+            let at = self.at();
+            let item = self.not()?;
+            self.condition(at, &item)?;
+            items.push(item);
         }
         Ok(Expr::And(items))
     }
@@ -636,9 +759,31 @@ impl Parser<'_> {
     fn not(&mut self) -> Parsed<Expr> {
         let at = self.at();
         if self.eat_kw("NOT") {
-            return self.nested(at, |p| Ok(Expr::Not(Box::new(p.not()?))));
+            return self.nested(at, |p| {
+                let inner_at = p.at();
+                let inner = p.not()?;
+                p.condition(inner_at, &inner)?;
+                Ok(Expr::Not(Box::new(inner)))
+            });
         }
         self.is()
+    }
+
+    /// PostgreSQL: `expr`, starting at `at`, must be a boolean.
+    fn condition(&self, at: usize, expr: &Expr) -> Parsed<()> {
+        if !self.pg() {
+            return Ok(());
+        }
+        postgres::check_condition(expr, &self.columns, &self.classes).map_err(|reason| self.error(at, reason))
+    }
+
+    /// PostgreSQL: `left op right` (`at` the operator) must compare like with like.
+    fn comparison(&self, at: usize, op: postgres::Comparing, left: &Expr, right: &Expr) -> Parsed<()> {
+        if !self.pg() {
+            return Ok(());
+        }
+        postgres::check_comparison(op, left, right, &self.columns, &self.classes)
+            .map_err(|reason| self.error(at, reason))
     }
 
     /// `is := bool_pri (IS [NOT] (TRUE|FALSE|UNKNOWN|NULL))*`
@@ -667,6 +812,9 @@ impl Parser<'_> {
             // Each test wraps the tree once more, so a long `IS TRUE IS TRUE ...` chain is
             // as deep as nested parentheses.
             self.deeper(at)?;
+            if matches!(test, Test::Truth(_)) {
+                self.condition(at, &subject)?;
+            }
             let boxed = Box::new(subject);
             subject = match test {
                 Test::Null => Expr::IsNull { subject: boxed, negated },
@@ -681,11 +829,32 @@ impl Parser<'_> {
     fn bool_pri(&mut self) -> Parsed<Expr> {
         let mut left = self.predicate()?;
         let depth = self.depth;
+        let mut compared = false;
         loop {
             let at = self.at();
+            if self.pg() && (self.kw_at(0, "ISNULL") || self.kw_at(0, "NOTNULL")) {
+                let negated = self.kw_at(0, "NOTNULL");
+                self.deeper(at)?;
+                self.advance();
+                left = Expr::IsNull { subject: Box::new(left), negated };
+                continue;
+            }
             if self.kw_at(0, "IS") {
                 // Only IS [NOT] NULL sits at this level; IS TRUE and friends bind looser.
                 let null_at = if self.kw_at(1, "NOT") { 2 } else { 1 };
+                if self.pg() && self.kw_at(null_at, "DISTINCT") {
+                    // IS [NOT] DISTINCT FROM: the null-safe (in)equality.
+                    self.deeper(at)?;
+                    self.pos += null_at + 1;
+                    if !self.eat_kw("FROM") {
+                        return self.unexpected("FROM after IS DISTINCT");
+                    }
+                    let right = self.predicate()?;
+                    self.comparison(at, postgres::Comparing::Equality, &left, &right)?;
+                    let same = Expr::Compare(CmpOp::NullSafeEq, Box::new(left), Box::new(right));
+                    left = if null_at == 2 { same } else { Expr::Not(Box::new(same)) };
+                    continue;
+                }
                 if !self.kw_at(null_at, "NULL") {
                     break;
                 }
@@ -708,9 +877,18 @@ impl Parser<'_> {
             if self.kw_at(0, "ANY") || self.kw_at(0, "ALL") || self.kw_at(0, "SOME") {
                 return self.fail(self.at(), "subquery comparison (ANY/ALL/SOME) is not supported");
             }
+            if self.pg() && compared {
+                return self.fail(at, "comparisons do not chain in PostgreSQL (`a = b = c`); join them with AND");
+            }
+            compared = true;
             // `a = b = c` is `(a = b) = c`: every link of a chain nests the tree one level.
             self.deeper(at)?;
             let right = self.predicate()?;
+            let comparing = match op {
+                CmpOp::Eq | CmpOp::NullSafeEq | CmpOp::Ne => postgres::Comparing::Equality,
+                _ => postgres::Comparing::Order,
+            };
+            self.comparison(at, comparing, &left, &right)?;
             left = Expr::Compare(op, Box::new(left), Box::new(right));
         }
         self.depth = depth;
@@ -732,26 +910,47 @@ impl Parser<'_> {
         if self.kw_at(0, "MEMBER") {
             return self.fail(self.at(), "MEMBER OF is not supported");
         }
-        let negated = self.kw_at(0, "NOT") && ["IN", "BETWEEN", "LIKE"].iter().any(|kw| self.kw_at(1, kw));
+        if self.pg() && (self.kw_at(0, "SIMILAR") || (self.kw_at(0, "NOT") && self.kw_at(1, "SIMILAR"))) {
+            return self.fail(self.at(), "SIMILAR TO is not supported");
+        }
+        let words: &[&str] = if self.pg() { &["IN", "BETWEEN", "LIKE", "ILIKE"] } else { &["IN", "BETWEEN", "LIKE"] };
+        let negated = self.kw_at(0, "NOT") && words.iter().any(|kw| self.kw_at(1, kw));
         if negated {
             self.advance();
         }
-        let subject = Box::new(subject);
+        let at = self.at();
         if self.eat_kw("IN") {
             let list = self.in_list()?;
-            Ok(Expr::In { subject, list, negated })
+            for item in &list {
+                self.comparison(at, postgres::Comparing::Equality, &subject, item)?;
+            }
+            Ok(Expr::In { subject: Box::new(subject), list, negated })
         } else if self.eat_kw("BETWEEN") {
-            let low = Box::new(self.operand()?);
+            if self.pg() && self.kw_at(0, "SYMMETRIC") {
+                return self.fail(self.at(), "BETWEEN SYMMETRIC is not supported");
+            }
+            if self.pg() {
+                self.eat_kw("ASYMMETRIC");
+            }
+            let low = self.operand()?;
             if !self.eat_kw("AND") {
                 return self.unexpected("AND after BETWEEN's lower bound");
             }
-            let high = Box::new(self.operand()?);
-            Ok(Expr::Between { subject, low, high, negated })
-        } else if self.eat_kw("LIKE") {
-            let pattern = self.like_pattern()?;
-            Ok(Expr::Like { subject, pattern, negated })
+            let high = self.operand()?;
+            self.comparison(at, postgres::Comparing::Order, &subject, &low)?;
+            self.comparison(at, postgres::Comparing::Order, &subject, &high)?;
+            Ok(Expr::Between { subject: Box::new(subject), low: Box::new(low), high: Box::new(high), negated })
+        } else if self.kw_at(0, "LIKE") || (self.pg() && self.kw_at(0, "ILIKE")) {
+            // MySQL's usual collations ignore case; PostgreSQL's LIKE does not, its ILIKE does.
+            let fold = !self.pg() || self.kw_at(0, "ILIKE");
+            self.advance();
+            let pattern = self.like_pattern(fold)?;
+            if self.pg() {
+                postgres::check_like(&subject, &self.columns, &self.classes).map_err(|r| self.error(at, r))?;
+            }
+            Ok(Expr::Like { subject: Box::new(subject), pattern, negated, fold })
         } else {
-            Ok(*subject)
+            Ok(subject)
         }
     }
 
@@ -782,10 +981,14 @@ impl Parser<'_> {
         }
     }
 
-    fn like_pattern(&mut self) -> Parsed<Option<Vec<PatTok>>> {
+    fn like_pattern(&mut self, fold: bool) -> Parsed<Option<Vec<PatTok>>> {
         let at = self.at();
         let pattern = match self.operand()? {
-            Expr::Text(s) | Expr::Number(s) => s,
+            Expr::Text(s) => s,
+            Expr::Number(_) | Expr::Bool(_) if self.pg() => {
+                return self.fail(at, "LIKE pattern must be a string literal");
+            }
+            Expr::Number(s) => s,
             Expr::Bool(b) => String::from(if b { "1" } else { "0" }),
             Expr::Null => return Ok(None),
             _ => return self.fail(at, "LIKE pattern must be a literal; columns and expressions are not supported"),
@@ -798,7 +1001,7 @@ impl Parser<'_> {
                 _ => return self.fail(at, "ESCAPE must be a string literal of at most one character"),
             };
         }
-        Ok(Some(compile_like(&pattern, escape)))
+        Ok(Some(compile_like(&pattern, escape, fold)))
     }
 
     fn starts_subquery(&self) -> bool {
@@ -832,6 +1035,9 @@ impl Parser<'_> {
             }
             TokKind::Str(mut s) => {
                 self.advance();
+                if self.pg() && matches!(self.peek(), TokKind::Str(_)) {
+                    return self.fail(self.at(), "adjacent string literals are not supported; write one literal");
+                }
                 while let TokKind::Str(more) = self.peek() {
                     s.push_str(more);
                     self.advance();
@@ -875,6 +1081,9 @@ impl Parser<'_> {
 
     fn name(&mut self, at: usize, name: String, quoted: bool) -> Parsed<Expr> {
         self.advance();
+        if !quoted && self.pg() && PG_NILADIC_FUNCTIONS.contains(&name.to_ascii_uppercase().as_str()) {
+            return self.fail(at, format!("function `{name}` is not supported"));
+        }
         if !quoted {
             let upper = name.to_ascii_uppercase();
             match upper.as_str() {
@@ -914,13 +1123,13 @@ impl Parser<'_> {
             _ => {}
         }
         // A qualified name (`db.t.c`) names the column by its last part.
-        let mut name = name;
+        let (mut name, mut quoted) = (name, quoted);
         while self.peek() == &TokKind::Dot {
             self.advance();
             match self.peek().clone() {
-                TokKind::Ident { name: part, .. } => {
+                TokKind::Ident { name: part, quoted: part_quoted } => {
                     self.advance();
-                    name = part;
+                    (name, quoted) = (part, part_quoted);
                 }
                 _ => return self.unexpected("a column name after `.`"),
             }
@@ -928,7 +1137,11 @@ impl Parser<'_> {
         if self.peek() == &TokKind::LParen {
             return self.fail(at, format!("function call `{name}(...)` is not supported"));
         }
-        Ok(Expr::Column(self.column(name)))
+        // PostgreSQL folds unquoted names to lower case (ASCII letters only, as in UTF-8).
+        if self.pg() && !quoted {
+            name = name.to_ascii_lowercase();
+        }
+        Ok(Expr::Column(self.column(at, name)?))
     }
 }
 
@@ -954,7 +1167,8 @@ fn symbol(kind: &TokKind) -> &'static str {
     }
 }
 
-fn compile_like(pattern: &str, escape: Option<char>) -> Vec<PatTok> {
+fn compile_like(pattern: &str, escape: Option<char>, fold_case: bool) -> Vec<PatTok> {
+    let fold = |c: char| if fold_case { fold(c) } else { c };
     let mut out = Vec::new();
     let mut chars = pattern.chars();
     while let Some(c) = chars.next() {
@@ -1104,10 +1318,10 @@ impl Expr {
                 };
                 within.map(|b| b != *negated)
             }
-            Expr::Like { subject, pattern, negated } => {
+            Expr::Like { subject, pattern, negated, fold } => {
                 let text = subject.value(row).text()?;
                 let pattern = pattern.as_ref()?;
-                Some(like_match(text, pattern) != *negated)
+                Some(like_match(text, pattern, *fold) != *negated)
             }
         }
     }
@@ -1152,8 +1366,8 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 /// `LIKE`: case-insensitive, but unlike `=` trailing spaces count, as in MySQL.
-fn like_match(text: &str, pattern: &[PatTok]) -> bool {
-    let text: Vec<char> = text.chars().map(fold).collect();
+fn like_match(text: &str, pattern: &[PatTok], fold_case: bool) -> bool {
+    let text: Vec<char> = if fold_case { text.chars().map(fold).collect() } else { text.chars().collect() };
     let (mut t, mut p) = (0, 0);
     // Where the last `%` was and how much text it has swallowed so far; on a mismatch the `%`
     // takes one more character. Only the last `%` needs retrying, which keeps this O(n·m).

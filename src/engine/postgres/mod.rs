@@ -17,19 +17,21 @@
 
 pub mod catalog;
 pub mod connect;
+pub mod poll;
 pub mod precheck;
 pub mod relay;
 pub mod source;
 pub mod stream;
 pub mod target;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio_postgres::Client;
 
 use self::catalog::PgTable;
-use self::source::Snapshot;
-use self::stream::{Changes, SlotSnapshot};
+use self::source::{Snapshot, VisibleXids};
+use self::stream::{Changes, Decoder, SlotSnapshot};
 use self::target::Applier;
 use super::Credentials;
 use super::Job;
@@ -168,24 +170,54 @@ pub async fn drop_source_objects(client: &Client, names: &SourceNames) -> Result
         .ctx(Side::Source, || format!("dropping publication {}", names.publication))
 }
 
-/// `CREATE PUBLICATION` for the selected tables, with their column lists and row filters.
-fn publication_sql(name: &str, tables: &[PgTable]) -> String {
+/// The first source version (`server_version_num`) that publishes row filters and column
+/// lists; before it the publication carries whole rows and the decoder filters them.
+pub const PUBLICATION_FILTERS_SINCE: u32 = 150_000;
+
+/// The first source version that publishes a partitioned table (as itself, with
+/// `publish_via_partition_root`).
+pub const PARTITIONED_SINCE: u32 = 130_000;
+
+/// `CREATE PUBLICATION` for the selected tables on a source of `version`: with their column
+/// lists and row filters from 15 on, and changes of partitions published as their partitioned
+/// table (whose name the job knows).
+fn publication_sql(name: &str, tables: &[PgTable], version: u32) -> String {
     let parts: Vec<String> = tables
         .iter()
         .map(|t| {
             let d = &t.def;
             let mut s = pg_qualified(&d.schema, &d.name);
-            if d.columns.iter().any(|c| !c.selected) {
-                let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
-                s.push_str(&format!(" ({})", cols.join(", ")));
-            }
-            if let Some(f) = &d.filter {
-                s.push_str(&format!(" WHERE ({f})"));
+            if version >= PUBLICATION_FILTERS_SINCE {
+                if d.columns.iter().any(|c| !c.selected) {
+                    let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
+                    s.push_str(&format!(" ({})", cols.join(", ")));
+                }
+                if let Some(f) = &d.filter {
+                    s.push_str(&format!(" WHERE ({f})"));
+                }
             }
             s
         })
         .collect();
-    format!("CREATE PUBLICATION {} FOR TABLE {}", pg_ident(name), parts.join(", "))
+    let mut sql = format!("CREATE PUBLICATION {} FOR TABLE {}", pg_ident(name), parts.join(", "));
+    if version >= PARTITIONED_SINCE && tables.iter().any(|t| t.partitioned) {
+        sql.push_str(" WITH (publish_via_partition_root = true)");
+    }
+    sql
+}
+
+/// Refuses what a source of `version` cannot publish.
+fn check_publishable(tables: &[PgTable], version: u32) -> Result<()> {
+    let partitioned: Vec<String> = tables.iter().filter(|t| t.partitioned).map(|t| t.def.display_name()).collect();
+    if version < PARTITIONED_SINCE && !partitioned.is_empty() {
+        return Err(EngineError::Unsupported(format!(
+            "partitioned tables {}: PostgreSQL {} cannot publish a partitioned table (13 and later can); \
+             select its partitions instead",
+            partitioned.join(", "),
+            version / 10_000
+        )));
+    }
+    Ok(())
 }
 
 /// Runs the job until it completes (`FULL_TRANS`), is stopped, or fails.
@@ -196,6 +228,12 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let mut tgt = job.target().await?;
     target::ensure_bookkeeping(&tgt).await?;
     let tables = catalog::resolve(&src, &spec.objects, job.source_db()).await?;
+    let version = catalog::server_version(&src, Side::Source).await?;
+    check_publishable(&tables, version)?;
+    if version < PUBLICATION_FILTERS_SINCE && (spec.task_type.has_incremental() || version < poll::STREAMING_SINCE) {
+        // The stream applies the filters: fail before copying anything if one cannot follow it.
+        Decoder::new(&tables).filtering(&tables)?;
+    }
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);
 
@@ -214,17 +252,18 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         Some(s) => s,
         None => {
             drop_source_objects(&src, &names).await?;
-            src.batch_execute(&publication_sql(&names.publication, &tables))
+            src.batch_execute(&publication_sql(&names.publication, &tables, version))
                 .await
                 .ctx(Side::Source, || format!("creating publication {}", names.publication))?;
             let started = std::time::Instant::now();
-            let slot = SlotSnapshot::create(
-                &spec.source,
-                job.credentials.login(Side::Source),
-                &names.slot,
-                &names.publication,
-            )
-            .await?;
+            let slot = if version >= poll::STREAMING_SINCE {
+                let login = job.credentials.login(Side::Source);
+                Some(SlotSnapshot::create(&spec.source, login, &names.slot, &names.publication).await?)
+            } else {
+                // No exported snapshot: the chunks are read in fresh snapshots.
+                poll::create_slot(&src, &names.slot).await?;
+                None
+            };
             let start = slot_position(&src, &names.slot)
                 .await?
                 .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
@@ -243,7 +282,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 seconds = started.elapsed().as_secs_f64(),
                 "slot, structure and chunk plan ready"
             );
-            held_snapshot = Some(slot);
+            held_snapshot = slot;
             target::job_state(&tgt, job.id)
                 .await?
                 .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
@@ -295,7 +334,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         if safe_end > from {
             // Chunks were read in newer snapshots after a restart: replay up to the newest one
             // so the copy is consistent as of that moment.
-            let changes = open_changes(&job, held_snapshot, &names, &tables, from).await?;
+            let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
             apply_stream(&job, changes, &tables, safe_end, Some(safe_end)).await?;
         } else {
             drop(held_snapshot);
@@ -308,7 +347,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         job.tracker.table_state(t, TableState::Streaming);
     }
     job.tracker.stage(TransferStage::Incremental);
-    let changes = open_changes(&job, held_snapshot, &names, &tables, from).await?;
+    let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
     apply_stream(&job, changes, &tables, safe_end, None).await?;
     Ok(Outcome::Stopped)
 }
@@ -319,14 +358,25 @@ async fn open_changes(
     names: &SourceNames,
     tables: &[PgTable],
     from: u64,
+    version: u32,
 ) -> Result<Changes> {
+    let login = job.credentials.login(Side::Source);
+    let decoder = decoder(job, tables, version).await?;
     match held {
-        Some(slot) => slot.into_changes(tables, from).await,
-        None => {
-            let login = job.credentials.login(Side::Source);
-            Changes::open(&job.spec.source, login, &names.slot, &names.publication, tables, from).await
+        Some(slot) => slot.into_changes(decoder, from).await,
+        None if version >= poll::STREAMING_SINCE => {
+            Changes::open(&job.spec.source, login, &names.slot, &names.publication, decoder, from).await
         }
+        None => poll::open(&job.spec.source, login, &names.slot, &names.publication, decoder, from).await,
     }
+}
+
+/// The decoder of the job's changes: it drops what tables copied in one chunk in a fresh
+/// snapshot hold already, and before 15 it applies the row filters the publication cannot.
+async fn decoder(job: &Job<'_>, tables: &[PgTable], version: u32) -> Result<Decoder> {
+    let copied = copied_snapshots(&job.target().await?, job.id).await?;
+    let decoder = Decoder::new(tables).skipping_copied(&copied);
+    if version < PUBLICATION_FILTERS_SINCE { decoder.filtering(tables) } else { Ok(decoder) }
 }
 
 async fn truncate_targets(tgt: &Client, tables: &[PgTable]) -> Result<()> {
@@ -367,6 +417,12 @@ async fn full_transfer(
     snapshot::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
 }
 
+/// The tables copied in one chunk read in a fresh snapshot, with the transactions it saw.
+async fn copied_snapshots(tgt: &Client, job: &str) -> Result<HashMap<String, VisibleXids>> {
+    let copied = target::single_chunk_snapshots(tgt, job).await?;
+    Ok(copied.into_iter().filter_map(|(table, snapshot)| Some((table, VisibleXids::parse(&snapshot)?))).collect())
+}
+
 /// Applies the change stream until stopped, or (with `until`) until a transaction ending at or
 /// past that position is applied.
 async fn apply_stream(
@@ -378,7 +434,11 @@ async fn apply_stream(
 ) -> Result<()> {
     let spec = job.spec;
     let client = job.target().await?;
-    let read_lsns = target::table_read_lsns(&client, job.id).await?;
+    let mut read_lsns = target::table_read_lsns(&client, job.id).await?;
+    // The decoder skips by transaction what these tables' copies hold.
+    for table in copied_snapshots(&client, job.id).await?.keys() {
+        read_lsns.remove(table);
+    }
     let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until);
     let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await

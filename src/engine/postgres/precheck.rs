@@ -3,8 +3,8 @@
 use tokio_postgres::Client;
 
 use super::catalog::{self, PgTable};
-use super::connect;
 use super::target;
+use super::{PARTITIONED_SINCE, PUBLICATION_FILTERS_SINCE, connect, poll, stream};
 use crate::api::{ConflictPolicy, PrecheckItem, PrecheckResult, SyncJobSpec};
 use crate::engine::Credentials;
 use crate::engine::error::{EngineError, Side};
@@ -30,9 +30,13 @@ pub async fn run(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckI
     let tgt = connect_item(&mut items, "target.connection", spec, credentials, Side::Target).await;
     let mut tables = Vec::new();
     if let Some(src) = &src {
-        replication_item(&mut items, spec, credentials).await;
+        let version = catalog::server_version(src, Side::Source).await.unwrap_or(0);
+        // Before 14 the changes are read over SQL sessions, which the connection item covers.
+        if version >= super::poll::STREAMING_SINCE {
+            replication_item(&mut items, spec, credentials).await;
+        }
         source_checks(&mut items, src, spec).await;
-        tables = tables_item(&mut items, src, spec).await;
+        tables = tables_item(&mut items, src, spec, version).await;
     }
     if let Some(tgt) = &tgt {
         target_checks(&mut items, tgt, spec, &tables).await;
@@ -181,7 +185,7 @@ async fn source_checks(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJ
     });
 }
 
-async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJobSpec) -> Vec<PgTable> {
+async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJobSpec, version: u32) -> Vec<PgTable> {
     let db = spec.source.database.as_deref().unwrap_or("postgres");
     match catalog::resolve(src, &spec.objects, db).await {
         Ok(tables) => {
@@ -207,25 +211,44 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJob
                     )
                 });
             }
-            let risky: Vec<String> = tables
-                .iter()
-                .filter(|t| {
-                    let key_only = t.def.columns.iter().any(|c| !c.selected);
-                    (t.def.filter.is_some() || key_only) && !t.replica_identity_full
-                })
-                .map(|t| t.def.display_name())
-                .collect();
-            if spec.task_type.has_incremental() && !risky.is_empty() {
+            if version < PUBLICATION_FILTERS_SINCE {
+                stream_filters_items(items, spec, &tables, version);
+            } else {
+                let risky: Vec<String> = tables
+                    .iter()
+                    .filter(|t| {
+                        let key_only = t.def.columns.iter().any(|c| !c.selected);
+                        (t.def.filter.is_some() || key_only) && !t.replica_identity_full
+                    })
+                    .map(|t| t.def.display_name())
+                    .collect();
+                if spec.task_type.has_incremental() && !risky.is_empty() {
+                    items.push(item(
+                        "source.filterIdentity",
+                        PrecheckResult::Failed,
+                        Some(format!(
+                            "tables with a row filter or column selection: {}; PostgreSQL rejects UPDATE and DELETE on a published \
+                             table whose filter or column list leaves out replica identity columns",
+                            risky.join(", ")
+                        )),
+                        Some("ALTER TABLE … REPLICA IDENTITY FULL, or skip this item when the filters use only primary key columns and every primary key column is selected"),
+                        true,
+                    ));
+                }
+            }
+            let partitioned: Vec<String> =
+                tables.iter().filter(|t| t.partitioned).map(|t| t.def.display_name()).collect();
+            if version < PARTITIONED_SINCE && !partitioned.is_empty() {
                 items.push(item(
-                    "source.filterIdentity",
+                    "source.partitionedTables",
                     PrecheckResult::Failed,
                     Some(format!(
-                        "tables with a row filter or column selection: {}; PostgreSQL rejects UPDATE and DELETE on a published \
-                         table whose filter or column list leaves out replica identity columns",
-                        risky.join(", ")
+                        "partitioned tables {}: PostgreSQL {} cannot publish a partitioned table (13 and later can)",
+                        partitioned.join(", "),
+                        version / 10_000
                     )),
-                    Some("ALTER TABLE … REPLICA IDENTITY FULL, or skip this item when the filters use only primary key columns and every primary key column is selected"),
-                    true,
+                    Some("select the partitions instead of the partitioned table, or upgrade the source to PostgreSQL 13 or later"),
+                    false,
                 ));
             }
             tables
@@ -238,6 +261,64 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJob
             items.push(item("source.tablesExist", PrecheckResult::Failed, Some(e.to_string()), Some(fix), false));
             Vec::new()
         }
+    }
+}
+
+/// Sources before 15 publish whole rows: the stream applies the row filters itself, which it
+/// can for filters within the PostgreSQL subset of [`crate::engine::filter`], and it needs the
+/// old row (REPLICA IDENTITY FULL) to tell whether an updated or deleted row was in the filter
+/// when the filter reads more than the key.
+fn stream_filters_items(items: &mut Vec<PrecheckItem>, spec: &SyncJobSpec, tables: &[PgTable], version: u32) {
+    let filtered: Vec<&PgTable> = tables.iter().filter(|t| t.def.filter.is_some()).collect();
+    // The stream is read for an incremental job, and before 14 to catch up after the copy.
+    if filtered.is_empty() || !(spec.task_type.has_incremental() || version < poll::STREAMING_SINCE) {
+        return;
+    }
+    let mut unfit = Vec::new();
+    let mut need_full = Vec::new();
+    for t in &filtered {
+        match stream::stream_filter(t) {
+            Ok(Some(f)) => {
+                let key: Vec<&str> = t.def.key_columns().map(|c| c.name.as_str()).collect();
+                if !t.replica_identity_full && f.columns().iter().any(|c| !key.contains(&c.as_str())) {
+                    need_full.push(t.def.display_name());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => unfit.push(e.to_string()),
+        }
+    }
+    let major = version / 10_000;
+    items.push(if unfit.is_empty() {
+        passed("source.filters")
+    } else {
+        item(
+            "source.filters",
+            PrecheckResult::Failed,
+            Some(format!(
+                "PostgreSQL {major} publishes whole rows, so the change stream applies the row filters itself, and it \
+                 cannot evaluate these as PostgreSQL would: {}",
+                unfit.join("; ")
+            )),
+            Some("write the filter with comparisons of columns and literals, IN, BETWEEN, LIKE, IS NULL and AND/OR/NOT on \
+                  number, boolean, text, date, timestamp or uuid columns (no functions, casts or ordering of text), or \
+                  upgrade the source to PostgreSQL 15, whose publications filter rows themselves"),
+            false,
+        )
+    });
+    if !need_full.is_empty() && spec.task_type.has_incremental() {
+        items.push(item(
+            "source.filterIdentity",
+            PrecheckResult::Failed,
+            Some(format!(
+                "tables whose row filter reads columns outside the primary key: {}; PostgreSQL {major} sends the old row of \
+                 an UPDATE or DELETE only with REPLICA IDENTITY FULL, and without it the stream cannot tell whether the \
+                 row was in the filter before",
+                need_full.join(", ")
+            )),
+            Some("ALTER TABLE … REPLICA IDENTITY FULL; skipped, an update that moves a row into the filter becomes an update of a row the target may not have"),
+            true,
+        ));
     }
 }
 
@@ -299,6 +380,9 @@ async fn version_num(client: &Client) -> u32 {
     setting(client, "server_version_num").await.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
+/// The oldest version Ferry is tested with, on either side.
+const OLDEST_TESTED: u32 = 120_000;
+
 async fn versions(src: &Client, tgt: &Client) -> PrecheckItem {
     let (s, t) = (version_num(src).await, version_num(tgt).await);
     if s < 100_000 {
@@ -309,15 +393,13 @@ async fn versions(src: &Client, tgt: &Client) -> PrecheckItem {
             Some("upgrade the source to PostgreSQL 12 or later"),
             false,
         )
-    } else if s < 150_000 {
+    } else if s < OLDEST_TESTED || t < OLDEST_TESTED {
+        let (side, v) = if s < OLDEST_TESTED { ("source", s) } else { ("target", t) };
         item(
             "versions",
             PrecheckResult::Alarm,
-            Some(format!(
-                "source PostgreSQL {} is older than 15: row filters and column lists are not replicated",
-                s / 10_000
-            )),
-            Some("upgrade the source to PostgreSQL 15, or drop filter and column selection"),
+            Some(format!("{side} PostgreSQL {} is older than 12, the oldest Ferry is tested with", v / 10_000)),
+            Some("upgrade it to PostgreSQL 12 or later, or skip this item to try"),
             true,
         )
     } else if t / 10_000 < s / 10_000 {

@@ -103,6 +103,52 @@ pub fn chunk_query(table: &PgTable, range: &KeyRange) -> String {
     sql
 }
 
+/// The transactions a snapshot sees, from `txid_current_snapshot()` (`xmin:xmax:xip,…`, with
+/// 64-bit transaction ids): every committed one before `xmax` not listed as in progress.
+///
+/// A chunk read in a fresh snapshot is at a position (`pg_current_wal_insert_lsn()`) that every
+/// transaction it sees commits before, but not only those: a transaction writes its commit
+/// record before it becomes visible, so one committing at that moment is before the position
+/// and not in the snapshot. Which changes the copy holds is therefore told by the transaction,
+/// not by the position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VisibleXids {
+    xmin: u64,
+    xmax: u64,
+    in_progress: Vec<u64>,
+}
+
+impl VisibleXids {
+    /// Reads `txid_current_snapshot()`'s text form.
+    pub fn parse(text: &str) -> Option<VisibleXids> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let in_progress = match parts.next()? {
+            "" => Vec::new(),
+            list => list.split(',').map(|x| x.parse().ok()).collect::<Option<Vec<u64>>>()?,
+        };
+        (parts.next().is_none() && xmin <= xmax).then_some(VisibleXids { xmin, xmax, in_progress })
+    }
+
+    /// Whether the snapshot sees the (committed) transaction `xid`, a 32-bit id as the change
+    /// stream gives it. The stream's transactions are within 2^31 of the snapshot, as the
+    /// server keeps every live transaction id.
+    pub fn sees(&self, xid: u32) -> bool {
+        // The 64-bit id nearest to xmax with these low 32 bits.
+        const EPOCH: i128 = 1 << 32;
+        let xmax = i128::from(self.xmax);
+        let mut full = (xmax & !(EPOCH - 1)) | i128::from(xid);
+        if full - xmax > EPOCH / 2 {
+            full -= EPOCH;
+        } else if xmax - full > EPOCH / 2 {
+            full += EPOCH;
+        }
+        let Ok(full) = u64::try_from(full) else { return true };
+        full < self.xmin || (full < self.xmax && !self.in_progress.contains(&full))
+    }
+}
+
 /// How a chunk reader sees the source.
 #[derive(Clone, Debug)]
 pub enum Snapshot {
@@ -112,9 +158,19 @@ pub enum Snapshot {
     Fresh,
 }
 
+/// One chunk as read: the COPY data, and for a fresh snapshot the text form of the
+/// transactions it sees ([`VisibleXids`]).
+pub struct ChunkData {
+    /// The COPY data.
+    pub rows: std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>,
+    /// `txid_current_snapshot()` of a fresh snapshot; `None` for the exported one, which is
+    /// exactly at the slot's start.
+    pub snapshot: Option<String>,
+}
+
 /// Opens a read-only repeatable-read transaction on `client` in `snapshot`, sets the chunk's
 /// bounds, and returns the source position the snapshot is at (an upper bound for a fresh one)
-/// with the COPY data stream. The transaction ends when the stream is dropped and the session is
+/// with the chunk's data. The transaction ends when the stream is dropped and the session is
 /// reused or closed.
 pub async fn read_chunk(
     client: &Client,
@@ -122,23 +178,27 @@ pub async fn read_chunk(
     range: &KeyRange,
     snapshot: &Snapshot,
     start_lsn: u64,
-) -> Result<(u64, impl Stream<Item = Result<bytes::Bytes>> + Send + use<>)> {
+) -> Result<(u64, ChunkData)> {
     let what = || format!("reading {}", table.def.display_name());
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.ctx(S, what)?;
-    let read_lsn = match snapshot {
+    let (read_lsn, visible) = match snapshot {
         Snapshot::Exported(name) => {
             // The name is the server's own snapshot identifier, not user input.
             client
                 .batch_execute(&format!("SET TRANSACTION SNAPSHOT '{}'", name.replace('\'', "''")))
                 .await
                 .ctx(S, what)?;
-            start_lsn
+            (start_lsn, None)
         }
         Snapshot::Fresh => {
             // The insert position, not the write position: a transaction visible in this
-            // snapshot has its commit record before it even with synchronous_commit off.
-            let row = client.query_one("SELECT pg_current_wal_insert_lsn()::text", &[]).await.ctx(S, what)?;
-            parse_lsn(row.get(0)).unwrap_or(start_lsn)
+            // snapshot has its commit record before it even with synchronous_commit off. This
+            // first query takes the snapshot, which it reports too.
+            let row = client
+                .query_one("SELECT pg_current_wal_insert_lsn()::text, txid_current_snapshot()::text", &[])
+                .await
+                .ctx(S, what)?;
+            (parse_lsn(row.get(0)).unwrap_or(start_lsn), Some(row.get::<_, String>(1)))
         }
     };
     for (prefix, bound) in [("lo", &range.lo), ("hi", &range.hi)] {
@@ -156,7 +216,7 @@ pub async fn read_chunk(
     let name = table.def.display_name();
     let stream =
         stream.map(move |r| r.map_err(|e| EngineError::query(S, format!("reading {name}"), describe_pg_error(&e))));
-    Ok((read_lsn, stream))
+    Ok((read_lsn, ChunkData { rows: Box::pin(stream), snapshot: visible }))
 }
 
 /// Ends the chunk's read transaction.
@@ -177,15 +237,51 @@ pub struct PgChunkSource<'a> {
 }
 
 impl crate::engine::snapshot::ChunkSource for PgChunkSource<'_> {
-    type Data = std::pin::Pin<Box<dyn Stream<Item = Result<bytes::Bytes>> + Send>>;
+    type Data = ChunkData;
 
     async fn read(&mut self, chunk: &crate::engine::snapshot::Chunk) -> Result<(u64, Self::Data)> {
         let table = &self.tables[chunk.table];
-        let (lsn, data) = read_chunk(&self.client, table, &chunk.range, &self.snapshot, self.start_lsn).await?;
-        Ok((lsn, Box::pin(data)))
+        read_chunk(&self.client, table, &chunk.range, &self.snapshot, self.start_lsn).await
     }
 
     async fn finish(&mut self) -> Result<()> {
         end_read(&self.client).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_sees_what_committed_before_it_and_not_what_was_in_progress() {
+        let s = VisibleXids::parse("100:105:101,103").unwrap();
+        assert!(s.sees(99) && s.sees(100) && s.sees(102) && s.sees(104));
+        assert!(!s.sees(101) && !s.sees(103), "in progress when the snapshot was taken");
+        assert!(!s.sees(105) && !s.sees(2000), "started after the snapshot");
+        assert!(VisibleXids::parse("7:7:").unwrap().sees(6));
+        assert!(!VisibleXids::parse("7:7:").unwrap().sees(7));
+    }
+
+    #[test]
+    fn thirty_two_bit_ids_are_placed_in_the_snapshot_epoch() {
+        // xmax just past a wraparound: 2^32 + 10.
+        let s = VisibleXids::parse("4294967290:4294967306:4294967300").unwrap();
+        assert!(s.sees(u32::MAX - 2), "before the wraparound, after xmin");
+        assert!(!s.sees(4), "in progress (2^32 + 4)");
+        assert!(s.sees(5), "2^32 + 5 committed");
+        assert!(!s.sees(10) && !s.sees(11) && !s.sees(20), "after the snapshot");
+        assert!(s.sees(u32::MAX - 100), "long before");
+        // xmax just before a wraparound: ids past it belong to the next epoch.
+        let s = VisibleXids::parse("4294967200:4294967290:").unwrap();
+        assert!(!s.sees(3) && !s.sees(u32::MAX - 1), "after the snapshot");
+        assert!(s.sees(u32::MAX - 100));
+    }
+
+    #[test]
+    fn malformed_snapshots_are_refused() {
+        for text in ["", "1", "1:2", "x:2:", "5:3:", "1:2:3:4", "1:9:3,x"] {
+            assert_eq!(VisibleXids::parse(text), None, "{text:?}");
+        }
     }
 }

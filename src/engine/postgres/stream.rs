@@ -17,13 +17,15 @@ use tokio::task::JoinHandle;
 
 use super::catalog::PgTable;
 use super::relay::Relay;
+use super::source::VisibleXids;
 use crate::api::Endpoint;
 use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
 
 /// How many decoded transactions may wait for the applier before the reader pauses.
-const QUEUE: usize = 256;
+pub(super) const QUEUE: usize = 256;
 
 /// The replication connection string for an endpoint, or for the TLS relay in front of it.
 /// Values are quoted for libpq's key=value syntax; the string is never logged.
@@ -145,8 +147,8 @@ impl SlotSnapshot {
     }
 
     /// Starts streaming from `from` on the same connection (which ends the snapshot).
-    pub async fn into_changes(self, tables: &[PgTable], from: u64) -> Result<Changes> {
-        Changes::start(self.stream, self.relay, tables, from).await
+    pub async fn into_changes(self, decoder: Decoder, from: u64) -> Result<Changes> {
+        Changes::start(self.stream, self.relay, decoder, from).await
     }
 }
 
@@ -168,24 +170,34 @@ impl Changes {
         login: Login<'_>,
         slot: &str,
         publication: &str,
-        tables: &[PgTable],
+        decoder: Decoder,
         from: u64,
     ) -> Result<Changes> {
         let (stream, relay) = connect_stream(endpoint, login, config(slot, publication, false)).await?;
-        Changes::start(stream, relay, tables, from).await
+        Changes::start(stream, relay, decoder, from).await
+    }
+
+    /// Changes a task of the caller's reads into `rx`; it learns through `feedback` what the
+    /// target has committed and stops on `cancel`.
+    pub(super) fn from_task(
+        rx: mpsc::Receiver<Result<Transaction>>,
+        feedback: Arc<SharedLsnFeedback>,
+        cancel: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Changes {
+        Changes { rx, feedback, cancel, task: Some(task), _relay: None }
     }
 
     async fn start(
         mut stream: LogicalReplicationStream,
         relay: Option<Relay>,
-        tables: &[PgTable],
+        decoder: Decoder,
         from: u64,
     ) -> Result<Changes> {
         stream.start(Some(from)).await.map_err(|e| EngineError::Stream(format!("starting replication: {e}")))?;
         let feedback = Arc::clone(&stream.shared_lsn_feedback);
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(QUEUE);
-        let decoder = Decoder::new(tables);
         let events = stream.into_stream(cancel.clone());
         let task = tokio::spawn(read_loop(events, decoder, tx, from));
         Ok(Changes { rx, feedback, cancel, task: Some(task), _relay: relay })
@@ -246,7 +258,7 @@ async fn read_loop(
     tx: mpsc::Sender<Result<Transaction>>,
     from: u64,
 ) {
-    let mut current: Option<Transaction> = None;
+    let mut assembler = Assembler::new(from);
     loop {
         let event = match events.next_event().await {
             Ok(e) => e,
@@ -256,58 +268,158 @@ async fn read_loop(
                 break;
             }
         };
-        match event.event_type {
-            EventType::Begin { commit_timestamp, .. } => {
-                current = Some(Transaction {
-                    changes: Vec::new(),
-                    end: 0,
-                    commit_time_us: commit_timestamp.timestamp_micros(),
-                });
-            }
-            EventType::Commit { end_lsn, commit_timestamp, .. } => {
-                if let Some(mut t) = current.take() {
-                    t.end = end_lsn.value();
-                    t.commit_time_us = commit_timestamp.timestamp_micros();
-                    // The server skips what the slot confirmed; this also skips what the target
-                    // has beyond that (a checkpoint committed but not yet acknowledged).
-                    if t.end > from && tx.send(Ok(t)).await.is_err() {
-                        break;
-                    }
+        match assembler.push(&mut decoder, &event.event_type) {
+            Ok(None) => {}
+            Ok(Some(t)) => {
+                if tx.send(Ok(t)).await.is_err() {
+                    break;
                 }
             }
-            ref other => {
-                if let Some(change) = decoder.decode(other)
-                    && let Some(t) = current.as_mut()
-                {
-                    t.changes.push(change);
-                }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                break;
             }
         }
     }
     let _ = events.shutdown().await;
 }
 
-/// A job table as the decoder needs it: index in the job's list, column names in order, key
-/// positions.
-type DecodedTable = (usize, Vec<String>, Vec<usize>);
+/// Groups decoded changes into source transactions, skipping those that end at or before a
+/// position.
+pub(super) struct Assembler {
+    current: Option<Transaction>,
+    /// The transaction `current` belongs to.
+    xid: u32,
+    /// Transactions ending at or before this are not handed out (again).
+    done: u64,
+}
+
+impl Assembler {
+    /// An assembler that hands out transactions ending after `from`.
+    pub(super) fn new(from: u64) -> Assembler {
+        Assembler { current: None, xid: 0, done: from }
+    }
+
+    /// Takes one event; returns the transaction it completes, if any.
+    pub(super) fn push(&mut self, decoder: &mut Decoder, event: &EventType) -> Result<Option<Transaction>> {
+        Ok(match event {
+            EventType::Begin { commit_timestamp, transaction_id, .. } => {
+                self.xid = *transaction_id;
+                self.current = Some(Transaction {
+                    changes: Vec::new(),
+                    end: 0,
+                    commit_time_us: commit_timestamp.timestamp_micros(),
+                });
+                None
+            }
+            EventType::Commit { end_lsn, commit_timestamp, .. } => {
+                let Some(mut t) = self.current.take() else { return Ok(None) };
+                t.end = end_lsn.value();
+                t.commit_time_us = commit_timestamp.timestamp_micros();
+                // The server skips what the slot confirmed; this also skips what the target has
+                // beyond that (a checkpoint committed but not yet acknowledged), and what a
+                // polled slot sends again until it is acknowledged.
+                if t.end <= self.done {
+                    return Ok(None);
+                }
+                self.done = t.end;
+                Some(t)
+            }
+            other => {
+                if let Some(t) = self.current.as_mut() {
+                    t.changes.extend(decoder.decode(other, self.xid)?);
+                }
+                None
+            }
+        })
+    }
+}
+
+/// What the decoder knows of one job table.
+struct DecodedTable {
+    /// Index in the job's list.
+    index: usize,
+    /// Column names, in order.
+    names: Vec<String>,
+    /// Key positions.
+    key: Vec<usize>,
+    /// Which columns the job transfers.
+    selected: Vec<bool>,
+    /// The transactions the table's copy holds, when it is one chunk read in a fresh snapshot:
+    /// their changes are dropped.
+    copied: Option<VisibleXids>,
+    /// The row filter, when the decoder applies it (the publication cannot, before 15), with
+    /// the positions of the columns it reads.
+    filter: Option<(RowFilter, Vec<usize>)>,
+}
+
+/// Whether a row passes the table's row filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    Drop,
+    /// The filter reads a column the change did not carry (an unchanged TOASTed value, or a
+    /// column outside the replica identity in an old row).
+    Unknown,
+}
 
 /// Maps pgoutput events onto the job's tables.
-struct Decoder {
+pub struct Decoder {
     /// `(schema, table)` → the job's table.
     tables: HashMap<(String, String), DecodedTable>,
 }
 
 impl Decoder {
-    fn new(tables: &[PgTable]) -> Decoder {
+    /// A decoder for the job's tables that passes every change of them on.
+    pub fn new(tables: &[PgTable]) -> Decoder {
         let map = tables
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                let names = t.def.columns.iter().map(|c| c.name.clone()).collect();
-                ((t.def.schema.clone(), t.def.name.clone()), (i, names, t.def.key.clone()))
+            .map(|(index, t)| {
+                let d = &t.def;
+                let table = DecodedTable {
+                    index,
+                    names: d.columns.iter().map(|c| c.name.clone()).collect(),
+                    key: d.key.clone(),
+                    selected: d.columns.iter().map(|c| c.selected).collect(),
+                    copied: None,
+                    filter: None,
+                };
+                ((d.schema.clone(), d.name.clone()), table)
             })
             .collect();
         Decoder { tables: map }
+    }
+
+    /// Drops the changes of transactions a table's copy holds already: `copied` maps a table
+    /// (`schema.name`) to the snapshot its single chunk was read in.
+    pub fn skipping_copied(mut self, copied: &HashMap<String, VisibleXids>) -> Decoder {
+        for ((schema, name), t) in &mut self.tables {
+            t.copied = copied.get(&format!("{schema}.{name}")).cloned();
+        }
+        self
+    }
+
+    /// Applies the row filters of `tables` (the job's) to the changes, as a source of 15 and
+    /// later does in its publication, and leaves out unselected columns' values.
+    pub fn filtering(mut self, tables: &[PgTable]) -> Result<Decoder> {
+        for t in self.tables.values_mut() {
+            let Some(table) = tables.get(t.index) else { continue };
+            let Some(filter) = stream_filter(table)? else { continue };
+            let positions = filter
+                .columns()
+                .iter()
+                .map(|c| t.names.iter().position(|n| n == c))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| {
+                    EngineError::Unsupported(format!(
+                        "the row filter of {} names a column the table does not have",
+                        table.def.display_name()
+                    ))
+                })?;
+            t.filter = Some((filter, positions));
+        }
+        Ok(self)
     }
 
     fn lookup(&self, schema: &str, table: &str) -> Option<&DecodedTable> {
@@ -329,37 +441,154 @@ impl Decoder {
             .collect()
     }
 
-    fn decode(&mut self, event: &EventType) -> Option<Change> {
-        match event {
-            EventType::Insert { schema, table, data, .. } => {
-                let (i, names, _) = self.lookup(schema, table)?;
-                Some(Change::Insert { table: *i, row: Self::row(names, data) })
-            }
-            EventType::Update { schema, table, old_data, new_data, .. } => {
-                let (i, names, key) = self.lookup(schema, table)?;
-                let row = Self::row(names, new_data);
-                let old_key = old_data.as_ref().map(|old| Self::row(names, old)).filter(|old| {
-                    // An old tuple is sent when the key changed or the identity is FULL; only a
-                    // changed key needs the old values to find the row.
-                    key.is_empty() || key.iter().any(|&k| old.get(k) != row.get(k))
-                });
-                Some(Change::Update { table: *i, old_key, row })
-            }
-            EventType::Delete { schema, table, old_data, .. } => {
-                let (i, names, _) = self.lookup(schema, table)?;
-                Some(Change::Delete { table: *i, old: Self::row(names, old_data) })
-            }
+    /// The changes `event` (of transaction `xid`) makes to the job's tables.
+    fn decode(&mut self, event: &EventType, xid: u32) -> Result<Option<Change>> {
+        let (schema, table) = match event {
+            EventType::Insert { schema, table, .. }
+            | EventType::Update { schema, table, .. }
+            | EventType::Delete { schema, table, .. } => (schema, table),
             EventType::Truncate { tables, .. } => {
                 let idx: Vec<usize> = tables
                     .iter()
                     .filter_map(|qualified| {
                         let (s, t) = qualified.split_once('.')?;
-                        self.lookup(s, t).map(|e| e.0)
+                        self.lookup(s, t).map(|e| e.index)
                     })
                     .collect();
-                (!idx.is_empty()).then_some(Change::Truncate { tables: idx })
+                return Ok((!idx.is_empty()).then_some(Change::Truncate { tables: idx }));
+            }
+            _ => return Ok(None),
+        };
+        let Some(t) = self.lookup(schema, table) else { return Ok(None) };
+        if t.copied.as_ref().is_some_and(|seen| seen.sees(xid)) {
+            return Ok(None);
+        }
+        let change = match event {
+            EventType::Insert { data, .. } => {
+                let row = Self::row(&t.names, data);
+                match t.verdict(&row)? {
+                    Verdict::Keep | Verdict::Unknown => Some(Change::Insert { table: t.index, row }),
+                    Verdict::Drop => None,
+                }
+            }
+            EventType::Update { old_data, new_data, .. } => {
+                let row = Self::row(&t.names, new_data);
+                // Sent when the key changed or the identity is FULL.
+                let old = old_data.as_ref().map(|old| Self::row(&t.names, old));
+                t.update(old, row)?
+            }
+            EventType::Delete { old_data, .. } => {
+                let old = Self::row(&t.names, old_data);
+                match t.verdict(&old)? {
+                    // Without the filter's columns (no REPLICA IDENTITY FULL), delete it if present.
+                    Verdict::Keep | Verdict::Unknown => Some(Change::Delete { table: t.index, old }),
+                    Verdict::Drop => None,
+                }
             }
             _ => None,
-        }
+        };
+        Ok(change.map(|c| t.without_unselected(c)))
     }
+}
+
+impl DecodedTable {
+    fn verdict(&self, row: &[Cell]) -> Result<Verdict> {
+        let Some((filter, positions)) = &self.filter else { return Ok(Verdict::Keep) };
+        if positions.iter().any(|&p| row.get(p).is_none_or(|c| *c == Cell::Unchanged)) {
+            return Ok(Verdict::Unknown);
+        }
+        let kept = filter
+            .eval_postgres(|name| {
+                let i = self.names.iter().position(|n| n == name)?;
+                Some(match row.get(i)? {
+                    Cell::Text(s) => filter::Value::Text(s),
+                    _ => filter::Value::Null,
+                })
+            })
+            .map_err(|e| EngineError::Stream(format!("evaluating the row filter: {e}")))?;
+        Ok(if kept { Verdict::Keep } else { Verdict::Drop })
+    }
+
+    /// An update as the filter sees it: a row that enters the filter is inserted, one that
+    /// leaves it deleted, as PostgreSQL 15 publishes them.
+    fn update(&self, old: Option<Vec<Cell>>, row: Vec<Cell>) -> Result<Option<Change>> {
+        let key_changed = |old: &[Cell]| self.key.iter().any(|&k| old.get(k) != row.get(k));
+        let old_key = |old: Option<Vec<Cell>>| {
+            // Only a changed key (or no key) needs the old values to find the row.
+            old.filter(|old| self.key.is_empty() || key_changed(old))
+        };
+        if self.filter.is_none() {
+            return Ok(Some(Change::Update { table: self.index, old_key: old_key(old), row }));
+        }
+        // Unchanged TOASTed values are the old row's, when it was sent whole.
+        let complete: Vec<Cell> = match &old {
+            Some(old) => row
+                .iter()
+                .zip(old)
+                .map(|(new, old)| if *new == Cell::Unchanged { old.clone() } else { new.clone() })
+                .collect(),
+            None => row.clone(),
+        };
+        let now = self.verdict(&complete)?;
+        let before = match &old {
+            Some(old) => self.verdict(old)?,
+            // The key did not change; the filter is known before only if it reads nothing else.
+            None => {
+                let key_only: Vec<Cell> = (0..row.len())
+                    .map(|i| if self.key.contains(&i) { row[i].clone() } else { Cell::Unchanged })
+                    .collect();
+                self.verdict(&key_only)?
+            }
+        };
+        let table = self.index;
+        Ok(match (before, now) {
+            (Verdict::Drop, Verdict::Drop) => None,
+            (Verdict::Drop, Verdict::Keep) => Some(Change::Insert { table, row: complete }),
+            (Verdict::Keep | Verdict::Unknown, Verdict::Drop) => {
+                let old = old.unwrap_or(complete);
+                Some(Change::Delete { table, old })
+            }
+            // Not known to have left the filter: the row as it is now.
+            (Verdict::Drop, Verdict::Unknown) => None,
+            (_, Verdict::Keep | Verdict::Unknown) => Some(Change::Update { table, old_key: old_key(old), row }),
+        })
+    }
+
+    /// The change with unselected columns' values left out (they never reach the target).
+    fn without_unselected(&self, mut change: Change) -> Change {
+        if self.selected.iter().all(|s| *s) {
+            return change;
+        }
+        let blank = |row: &mut Vec<Cell>| {
+            for (cell, selected) in row.iter_mut().zip(&self.selected) {
+                if !selected {
+                    *cell = Cell::Unchanged;
+                }
+            }
+        };
+        match &mut change {
+            Change::Insert { row, .. } => blank(row),
+            Change::Update { old_key, row, .. } => {
+                blank(row);
+                if let Some(old) = old_key {
+                    blank(old);
+                }
+            }
+            Change::Delete { old, .. } => blank(old),
+            Change::Truncate { .. } | Change::Ddl { .. } => {}
+        }
+        change
+    }
+}
+
+/// The filter of `table` compiled for change rows, if it has one.
+pub fn stream_filter(table: &PgTable) -> Result<Option<RowFilter>> {
+    let Some(sql) = &table.def.filter else { return Ok(None) };
+    let columns: Vec<(&str, &str)> = table.def.columns.iter().map(|c| (c.name.as_str(), c.type_sql.as_str())).collect();
+    RowFilter::parse_postgres(sql, &columns).map(Some).map_err(|e| {
+        EngineError::Unsupported(format!(
+            "the row filter of {} cannot be evaluated on change rows: {e}",
+            table.def.display_name()
+        ))
+    })
 }

@@ -9,6 +9,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::catalog::{EnumType, PgTable};
 use super::connect::describe_pg_error;
+use super::source::ChunkData;
 use crate::api::ConflictPolicy;
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch, KeyRange};
@@ -46,7 +47,8 @@ pub async fn ensure_bookkeeping(client: &Client) -> Result<()> {
                  done boolean NOT NULL DEFAULT false,
                  rows bigint,
                  read_lsn pg_lsn,
-                 PRIMARY KEY (job, table_name, chunk));",
+                 PRIMARY KEY (job, table_name, chunk));
+             ALTER TABLE _ferry.chunks ADD COLUMN IF NOT EXISTS read_snapshot text;",
         )
         .await
         .ctx(T, || "creating the _ferry bookkeeping schema".into())
@@ -158,11 +160,30 @@ pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u
 
 /// The newest position any chunk of each table was read at, by `schema.table`.
 pub async fn table_read_lsns(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
+    // Not max(read_lsn): PostgreSQL 12 has no max(pg_lsn), but it orders pg_lsn.
     let rows = client
-        .query("SELECT table_name, max(read_lsn)::text FROM _ferry.chunks WHERE job = $1 AND done GROUP BY 1", &[&job])
+        .query(
+            "SELECT DISTINCT ON (table_name) table_name, read_lsn::text FROM _ferry.chunks \
+             WHERE job = $1 AND done AND read_lsn IS NOT NULL ORDER BY table_name, read_lsn DESC",
+            &[&job],
+        )
         .await
         .ctx(T, || "reading the chunk ledger".into())?;
     Ok(rows.iter().filter_map(|r| Some((r.get::<_, String>(0), parse_lsn(r.get::<_, Option<&str>>(1)?)?))).collect())
+}
+
+/// Per table copied in one chunk (every table without a key) read in a fresh snapshot: the
+/// transactions that snapshot saw (`txid_current_snapshot()`), by table name.
+pub async fn single_chunk_snapshots(client: &Client, job: &str) -> Result<HashMap<String, String>> {
+    let rows = client
+        .query(
+            "SELECT table_name, min(read_snapshot) FROM _ferry.chunks WHERE job = $1 AND done \
+             GROUP BY 1 HAVING count(*) = 1 AND min(read_snapshot) IS NOT NULL",
+            &[&job],
+        )
+        .await
+        .ctx(T, || "reading the chunk ledger".into())?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Marks the full transfer done and sets the end of the idempotent window: the newest position a
@@ -171,7 +192,8 @@ pub async fn finish_full(client: &Client, job: &str) -> Result<u64> {
     let row = client
         .query_one(
             "UPDATE _ferry.jobs j SET full_done = true, updated_at = now(), \
-               safe_end_lsn = greatest(j.start_lsn, (SELECT max(read_lsn) FROM _ferry.chunks c WHERE c.job = j.job)) \
+               safe_end_lsn = greatest(j.start_lsn, (SELECT c.read_lsn FROM _ferry.chunks c \
+                 WHERE c.job = j.job AND c.read_lsn IS NOT NULL ORDER BY c.read_lsn DESC LIMIT 1)) \
              WHERE job = $1 RETURNING safe_end_lsn::text",
             &[&job],
         )
@@ -354,6 +376,7 @@ pub async fn write_chunk<S>(
     table: &PgTable,
     chunk: i32,
     read_lsn: u64,
+    read_snapshot: Option<&str>,
     data: S,
     throttle: &Throttle,
     tracker: &Tracker,
@@ -386,8 +409,9 @@ where
     let rows = sink.as_mut().finish().await.map_err(|e| EngineError::query(T, what(), describe_pg_error(&e)))?;
     let rows_i = rows as i64;
     tx.execute(
-        "UPDATE _ferry.chunks SET done = true, rows = $1, read_lsn = $2::text::pg_lsn WHERE job = $3 AND table_name = $4 AND chunk = $5",
-        &[&rows_i, &fmt_lsn(read_lsn), &job, &name, &chunk],
+        "UPDATE _ferry.chunks SET done = true, rows = $1, read_lsn = $2::text::pg_lsn, read_snapshot = $3 \
+         WHERE job = $4 AND table_name = $5 AND chunk = $6",
+        &[&rows_i, &fmt_lsn(read_lsn), &read_snapshot, &job, &name, &chunk],
     )
     .await
     .ctx(T, what)?;
@@ -405,20 +429,19 @@ pub struct PgChunkTarget<'a> {
     pub tables: &'a [PgTable],
 }
 
-impl<S> crate::engine::snapshot::ChunkTarget<S> for PgChunkTarget<'_>
-where
-    S: futures::Stream<Item = Result<bytes::Bytes>> + Send,
-{
+impl crate::engine::snapshot::ChunkTarget<ChunkData> for PgChunkTarget<'_> {
     async fn write(
         &mut self,
         chunk: &crate::engine::snapshot::Chunk,
         read_position: u64,
-        data: S,
+        data: ChunkData,
         throttle: &Throttle,
         tracker: &Tracker,
     ) -> Result<u64> {
         let table = &self.tables[chunk.table];
-        write_chunk(&mut self.client, self.job, table, chunk.number, read_position, data, throttle, tracker).await
+        let snapshot = data.snapshot.as_deref();
+        let client = &mut self.client;
+        write_chunk(client, self.job, table, chunk.number, read_position, snapshot, data.rows, throttle, tracker).await
     }
 }
 
@@ -596,7 +619,8 @@ impl Applier {
             }
             Change::Update { table, old_key, row } => {
                 let d = &self.tables[*table].def;
-                let complete = !row.contains(&Cell::Unchanged);
+                // Whether every value the target takes is there (unselected columns never are).
+                let complete = !row.iter().zip(&d.columns).any(|(c, col)| col.selected && *c == Cell::Unchanged);
                 let mut steps = Vec::new();
                 let mut key_source: &[Cell] = row;
                 if let Some(old) = old_key {
