@@ -30,7 +30,12 @@ fn with_tls(mut endpoint: Endpoint, host: &str, mode: TlsMode) -> Endpoint {
 }
 
 fn pg_server(tls: Option<ServerTls>) -> PostgresServer {
-    let server = PostgresServer::start_with(PostgresOptions { tls, ..Default::default() }).expect("PostgreSQL");
+    pg_version(tls, None)
+}
+
+fn pg_version(tls: Option<ServerTls>, version: Option<u32>) -> PostgresServer {
+    let server =
+        PostgresServer::start_with(PostgresOptions { tls, version, ..Default::default() }).expect("PostgreSQL");
     server.create_database("shop").expect("database");
     server
 }
@@ -141,10 +146,23 @@ async fn pg_wait_equal(src: &tokio_postgres::Client, tgt: &tokio_postgres::Clien
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_job_and_a_compare_run_over_verify_full_to_servers_that_refuse_plain_text() {
+    job_over_verify_full(None, 1).await;
+}
+
+/// PostgreSQL 13 has its changes read over SQL sessions: they are TLS sessions too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_13_source_streams_over_verify_full_with_a_client_certificate() {
+    job_over_verify_full(Some(13), 0).await;
+}
+
+/// A FULL_INCR_TRANS job and a compare between servers that refuse plain text, the source (of
+/// `version`) also demanding a client certificate; `walsenders` replication connections are
+/// expected on the source while it streams.
+async fn job_over_verify_full(version: Option<u32>, walsenders: i64) {
     let pki = pki();
     // The source also wants a client certificate: the replication stream presents it too.
     let pair = support::Pair {
-        source: pg_server(Some(pki.server_requiring_client_certs())),
+        source: pg_version(Some(pki.server_requiring_client_certs()), version),
         target: pg_server(Some(ServerTls { require_tls: true, ..pki.server() })),
     };
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["orders"]);
@@ -193,7 +211,7 @@ async fn a_postgres_job_and_a_compare_run_over_verify_full_to_servers_that_refus
     }
     pg_wait_equal(&src, &tgt, "public.orders").await;
     // The replication stream is one of the source's TLS sessions.
-    let walsenders: i64 = src
+    let streaming: i64 = src
         .query_one(
             "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl AND s.client_dn <> ''",
             &[],
@@ -201,7 +219,17 @@ async fn a_postgres_job_and_a_compare_run_over_verify_full_to_servers_that_refus
         .await
         .unwrap()
         .get(0);
-    assert_eq!(walsenders, 1, "the replication connection runs over TLS with the client certificate");
+    assert_eq!(streaming, walsenders, "the replication connection runs over TLS with the client certificate");
+    let plain: i64 = src
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.usename = current_user AND NOT s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(plain, 0, "no session of the job runs in plain text");
 
     let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, Options::content(100)).await.unwrap();
     assert_eq!(report.result(), ferry::api::CompareResult::Consistent, "{report:#?}");
