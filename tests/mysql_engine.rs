@@ -353,3 +353,37 @@ async fn generated_columns_are_recreated_and_never_written() {
     stop.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
+
+/// A server at its default `max_allowed_packet` (16 MiB on MariaDB): a chunk of ordinary rows
+/// larger than that loads (LOAD DATA input goes in pieces below the limit), and a streamed
+/// transaction of wide rows applies (multi-row statements are cut to fit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_and_batches_larger_than_max_allowed_packet_load_in_pieces() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    let limit: u64 = src.query_first("SELECT @@max_allowed_packet").await.unwrap().unwrap();
+    assert_eq!(limit, 16 << 20, "the server keeps its default");
+    // 45,000 rows of ~450 bytes: one chunk of ~20 MB (the default chunk is 50,000 rows).
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; \
+         CREATE TABLE shop.orders (id int PRIMARY KEY, note varchar(500)); \
+         CREATE TABLE shop.wide (id int PRIMARY KEY, body longtext); \
+         INSERT INTO shop.orders SELECT seq, REPEAT(CHAR(97 + seq % 26), 450) FROM shop.seq_1_to_45000;",
+    )
+    .await;
+    let (stop, mut job) = pair.spawn("test/packet", pair.spec(TaskType::FullIncrTrans, &["orders", "wide"]));
+    let mut tgt = pair.target().await;
+    wait_streaming(&mut tgt, &mut job).await;
+    // One transaction of 200 rows of 200 KB each: 40 MB of changes to apply.
+    exec(
+        &mut src,
+        "INSERT INTO shop.orders SELECT 100000 + seq, REPEAT('w', 500) FROM shop.seq_1_to_10; \
+         INSERT INTO shop.wide SELECT seq, REPEAT(CHAR(65 + seq % 26), 200000) FROM shop.seq_1_to_200;",
+    )
+    .await;
+    wait_equal(&pair, "shop.orders", "shop.orders", Duration::from_secs(120)).await;
+    wait_equal(&pair, "shop.wide", "shop.wide", Duration::from_secs(120)).await;
+    let _ = stop.send(true);
+    assert!(matches!(job.await.unwrap(), Ok(Outcome::Stopped)));
+}

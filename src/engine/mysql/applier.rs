@@ -147,6 +147,8 @@ pub struct Applier {
     conflict: ConflictPolicy,
     ddl_attempted: Option<u64>,
     in_transaction: bool,
+    /// The largest statement to send, read from the server at the first flush.
+    packet: Option<usize>,
 }
 
 impl Applier {
@@ -166,6 +168,7 @@ impl Applier {
             conflict,
             ddl_attempted,
             in_transaction: false,
+            packet: None,
         }
     }
 
@@ -305,9 +308,18 @@ impl Applier {
                     .collect();
                 self.exec(&t.delete_sql(group), params).await?;
             }
-            for group in sized_groups(present.len()) {
-                let params: Vec<Value> = present.drain(..group).flat_map(|r| t.values(&r)).collect();
-                self.exec(&t.insert_sql("INSERT", group, true), params).await?;
+            let budget = match self.packet {
+                Some(p) => p,
+                None => *self.packet.insert(super::connect::packet_budget(&mut self.conn).await),
+            };
+            let mut rows: Vec<Vec<Value>> = present.iter().map(|r| t.values(r)).collect();
+            // Runs of rows whose values fit one packet, each written in few statement sizes.
+            for run in runs_within(&rows, budget) {
+                let mut run_rows: Vec<Vec<Value>> = rows.drain(..run).collect();
+                for group in sized_groups(run) {
+                    let params: Vec<Value> = run_rows.drain(..group).flatten().collect();
+                    self.exec(&t.insert_sql("INSERT", group, true), params).await?;
+                }
             }
         }
         Ok(())
@@ -399,6 +411,34 @@ fn bind(placeholder: &str, cell: Option<&Cell>) -> Value {
     }
 }
 
+/// About how many bytes a bound value takes in a statement packet.
+fn value_size(v: &Value) -> usize {
+    match v {
+        Value::Bytes(b) => b.len() + 9,
+        _ => 16,
+    }
+}
+
+/// Splits rows into runs (lengths, in order) whose values fit `budget` bytes together; a row
+/// larger than the budget is a run of its own.
+fn runs_within(rows: &[Vec<Value>], budget: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut len, mut bytes) = (0usize, 0usize);
+    for row in rows {
+        let size: usize = row.iter().map(value_size).sum();
+        if len > 0 && bytes + size > budget {
+            out.push(len);
+            (len, bytes) = (0, 0);
+        }
+        len += 1;
+        bytes += size;
+    }
+    if len > 0 {
+        out.push(len);
+    }
+    out
+}
+
 /// Splits `n` rows into statement sizes: as many of [`MAX_ROWS`] as fit, then powers of two.
 fn sized_groups(n: usize) -> Vec<usize> {
     let mut out = vec![MAX_ROWS; n / MAX_ROWS];
@@ -416,6 +456,16 @@ fn sized_groups(n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_are_cut_into_runs_that_fit_a_packet() {
+        let row = |n: usize| vec![Value::Int(1), Value::Bytes(vec![b'x'; n])];
+        let rows = vec![row(100), row(100), row(1000), row(10), row(10)];
+        // 125 bytes a small row, 1025 the wide one.
+        assert_eq!(runs_within(&rows, 300), vec![2, 1, 2]);
+        assert_eq!(runs_within(&rows, 10_000), vec![5]);
+        assert_eq!(runs_within(&[], 300), Vec::<usize>::new());
+    }
 
     #[test]
     fn rows_split_into_few_statement_sizes() {

@@ -53,6 +53,20 @@ pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Resul
     Ok(conn)
 }
 
+/// The largest piece of a statement or of `LOAD DATA` input to send the server in one packet:
+/// well below its `max_allowed_packet` (16 MiB by default on MariaDB, 64 MiB on MySQL 8, as
+/// low as 1 KiB by configuration), and at most 4 MiB.
+pub async fn packet_budget(conn: &mut Conn) -> usize {
+    let max: Option<u64> = conn.query_first("SELECT @@max_allowed_packet").await.ok().flatten();
+    budget_for(max.unwrap_or(4 << 20))
+}
+
+fn budget_for(max_allowed_packet: u64) -> usize {
+    // Leave room for the statement text and the packet headers.
+    let half = usize::try_from(max_allowed_packet / 2).unwrap_or(usize::MAX);
+    half.clamp(512, 4 << 20)
+}
+
 /// A connection error: TLS failures told apart; a refused login over TLS without a client
 /// certificate also says that the user may require one.
 fn connect_error(endpoint: &Endpoint, login: Login<'_>, side: Side, e: &mysql_async::Error) -> EngineError {
@@ -195,6 +209,13 @@ fn offers_tls(greeting: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_packet_budget_stays_below_the_server_limit() {
+        assert_eq!(budget_for(16 << 20), 4 << 20);
+        assert_eq!(budget_for(1 << 20), 512 << 10);
+        assert_eq!(budget_for(1024), 512);
+    }
 
     #[test]
     fn the_greeting_tells_whether_tls_is_offered() {

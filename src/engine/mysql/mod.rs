@@ -204,7 +204,11 @@ async fn full_transfer(job: &Job<'_>, tgt: &mut Conn, tables: &[MyTable], names:
         source::MyChunkSource::prepare(&mut conn).await?;
         Ok(source::MyChunkSource { conn, tables, names: names.clone() })
     };
-    let open_target = || async { Ok(target::MyChunkTarget { conn: job.my_target().await?, job: job.id, tables }) };
+    let open_target = || async {
+        let mut conn = job.my_target().await?;
+        let packet = connect::packet_budget(&mut conn).await;
+        Ok(target::MyChunkTarget { conn, packet, job: job.id, tables })
+    };
     copy::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
 }
 

@@ -399,6 +399,9 @@ pub struct ChunkData {
 pub struct MyChunkTarget<'a> {
     /// Target session.
     pub conn: Conn,
+    /// The largest piece of `LOAD DATA` input sent in one packet
+    /// ([`super::connect::packet_budget`]).
+    pub packet: usize,
     /// Job identity.
     pub job: &'a str,
     /// The job's tables.
@@ -422,10 +425,15 @@ impl ChunkTarget<ChunkData> for MyChunkTarget<'_> {
         let conn = &mut self.conn;
         conn.query_drop("START TRANSACTION").await.map_err(err(what.clone()))?;
         if data.rows > 0 {
+            // One packet per piece: the server refuses a packet above its max_allowed_packet,
+            // and reads LOAD DATA input as one stream, whatever the packets' boundaries.
             let body = Bytes::from(data.body);
-            conn.set_infile_handler(async move {
-                Ok(Box::pin(futures::stream::once(async move { Ok(body) })) as mysql_async::InfileData)
-            });
+            let packet = self.packet.max(1);
+            let pieces: Vec<std::io::Result<Bytes>> =
+                (0..body.len()).step_by(packet).map(|at| Ok(body.slice(at..(at + packet).min(body.len())))).collect();
+            conn.set_infile_handler(
+                async move { Ok(Box::pin(futures::stream::iter(pieces)) as mysql_async::InfileData) },
+            );
             conn.query_drop(load_sql(t)).await.map_err(err(what.clone()))?;
         }
         conn.exec_drop(
