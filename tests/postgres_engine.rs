@@ -325,3 +325,62 @@ async fn conflict_policy_ignore_keeps_target_rows_and_skips_missing_ones() {
     assert_eq!(runner.await.unwrap().unwrap(), Outcome::Stopped);
     engine::release("test/ignore", &pair.spec(TaskType::FullIncrTrans, &["t"]), &pair.credentials()).await.unwrap();
 }
+
+/// The selected table is quiet while another table of the same database takes heavy writes:
+/// the job's heartbeats keep its slot moving, so the WAL it retains stays bounded (without them
+/// PostgreSQL 15+ sends the job nothing and the slot keeps everything), and the target is right
+/// when the quiet table wakes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_job_keeps_its_slot_moving_while_other_tables_are_busy() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute(
+        "CREATE TABLE quiet (id int PRIMARY KEY, note text); INSERT INTO quiet VALUES (1, 'a'); \
+         CREATE TABLE busy (id bigserial PRIMARY KEY, pad text);",
+    )
+    .await
+    .unwrap();
+    let spec = pair.spec(TaskType::FullIncrTrans, &["quiet"]);
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/quiet");
+    wait_streaming(&pair).await;
+    let lsn = |sql: &'static str| {
+        let src = &src;
+        async move { src.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    let start = lsn("SELECT (pg_current_wal_lsn() - '0/0')::int8").await;
+    // About 8 MB of WAL per round, for 36 s.
+    for _ in 0..12 {
+        src.batch_execute("INSERT INTO busy (pad) SELECT repeat('x', 100) FROM generate_series(1, 50000)")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let written = lsn("SELECT (pg_current_wal_lsn() - '0/0')::int8").await - start;
+    let behind = lsn("SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::int8 FROM pg_replication_slots \
+         WHERE slot_name LIKE 'ferry_test_quiet%'")
+    .await;
+    eprintln!("written {written} B, confirmed {behind} B behind");
+    // A heartbeat every 5 s: the slot confirms within that much of the writes, plus the time
+    // the server takes to decode them (without heartbeats it confirms nothing at all).
+    assert!(written > 80 << 20, "the load wrote {written} bytes");
+    assert!(behind < written / 2, "confirmed_flush_lsn is {behind} bytes behind after {written} written");
+    // restart_lsn (what the slot keeps on disk) follows the confirmed position at the server's
+    // next running-transactions record, which a checkpoint writes.
+    src.batch_execute("CHECKPOINT").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let retained = lsn("SELECT (pg_current_wal_lsn() - restart_lsn)::int8 FROM pg_replication_slots \
+             WHERE slot_name LIKE 'ferry_test_quiet%'")
+        .await;
+        if retained < 16 << 20 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the slot still retains {retained} of {written} bytes");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    src.batch_execute("INSERT INTO quiet VALUES (2, 'b'); UPDATE quiet SET note = 'woke' WHERE id = 1").await.unwrap();
+    wait_equal(&pair, "quiet", "quiet", Duration::from_secs(30)).await;
+    let _ = stop_tx.send(true);
+    assert!(matches!(runner.await.unwrap(), Ok(Outcome::Stopped)));
+}

@@ -93,31 +93,54 @@ impl Job<'_> {
     }
 }
 
-/// Reads the WAL the job's replication slot retains into the worker metrics, at once and then
-/// every 30 s, on a connection of its own, until dropped.
+/// How often a running job writes a heartbeat on the source (see
+/// [`stream::HEARTBEAT_PREFIX`]): the slot of a job whose tables are quiet then retains about
+/// the WAL the source writes in this time, whatever other tables do.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
+/// On a connection of its own, until dropped: reads the WAL the job's replication slot retains
+/// into the worker metrics (at once, then every 15 s), and with `heartbeat` writes a heartbeat
+/// message every [`HEARTBEAT_EVERY`].
 struct SlotWatch(tokio::task::JoinHandle<()>);
 
 impl SlotWatch {
-    fn start(endpoint: &crate::api::Endpoint, credentials: Credentials, slot: String) -> SlotWatch {
+    fn start(endpoint: &crate::api::Endpoint, credentials: Credentials, slot: String, heartbeat: bool) -> SlotWatch {
         let endpoint = endpoint.clone();
         SlotWatch(tokio::spawn(async move {
             let client = match connect::connect(&endpoint, credentials.login(Side::Source), Side::Source).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::debug!(error = %e, "no connection to watch the slot's retained WAL");
+                    tracing::warn!(error = %e, "no connection to watch the slot's retained WAL and write heartbeats");
                     return;
                 }
             };
             let sql = "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
                        ELSE pg_current_wal_lsn() END - restart_lsn)::int8 \
                        FROM pg_replication_slots WHERE slot_name = $1";
+            let mut heartbeat = heartbeat;
+            let mut tick = 0u32;
             loop {
-                if let Ok(Some(row)) = client.query_opt(sql, &[&slot]).await
+                if tick.is_multiple_of(3)
+                    && let Ok(Some(row)) = client.query_opt(sql, &[&slot]).await
                     && let Ok(Some(bytes)) = row.try_get::<_, Option<i64>>(0)
                 {
                     super::metrics::metrics().slot_retained_wal(u64::try_from(bytes).unwrap_or(0));
                 }
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                if heartbeat
+                    && let Err(e) = client
+                        .execute("SELECT pg_logical_emit_message(false, $1, '')", &[&stream::HEARTBEAT_PREFIX])
+                        .await
+                {
+                    // Without heartbeats a quiet job's slot moves only with its own tables.
+                    tracing::warn!(
+                        error = %connect::describe_pg_error(&e),
+                        "cannot write heartbeats on the source (pg_logical_emit_message): while the selected \
+                         tables are quiet, the slot keeps the WAL other tables write"
+                    );
+                    heartbeat = false;
+                }
+                tick = tick.wrapping_add(1);
+                tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
         }))
     }
@@ -290,7 +313,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     };
 
     // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
-    let _slot_watch = SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone());
+    let heartbeat = version >= poll::STREAMING_SINCE;
+    let _slot_watch = SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat);
 
     if spec.task_type.has_full() && !state.full_done {
         let snapshot = match &held_snapshot {

@@ -24,6 +24,14 @@ use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
 
+/// The prefix of the non-transactional logical decoding messages Ferry writes on the source
+/// while a job runs. When the selected tables are quiet and other tables are busy, PostgreSQL
+/// 15+ sends nothing for the job (empty transactions are skipped), so nothing would move the
+/// slot and it would retain WAL without bound. A heartbeat arrives in WAL order between whole
+/// transactions; the stream hands it out as an empty transaction ending there, which the
+/// applier checkpoints and acknowledges like any other.
+pub const HEARTBEAT_PREFIX: &str = "ferry_heartbeat";
+
 /// How many decoded transactions may wait for the applier before the reader pauses.
 pub(super) const QUEUE: usize = 256;
 
@@ -95,6 +103,8 @@ fn config(slot: &str, publication: &str, export: bool) -> ReplicationStreamConfi
     let mut cfg = ReplicationStreamConfig::builder(slot, publication)
         .with_protocol_version(1)
         .with_streaming_mode(StreamingMode::Off)
+        // Heartbeat messages (see HEARTBEAT_PREFIX) let a quiet job move its slot.
+        .with_messages(true)
         .with_feedback_interval(Duration::from_secs(1))
         .with_connection_timeout(Duration::from_secs(10))
         .with_retry_config(RetryConfig {
@@ -311,6 +321,22 @@ impl Assembler {
                     commit_time_us: commit_timestamp.timestamp_micros(),
                 });
                 None
+            }
+            // A heartbeat outside any transaction: everything before it has been handed out.
+            EventType::Message { flags, message_lsn, prefix, .. }
+                if flags & 1 == 0 && &**prefix == HEARTBEAT_PREFIX && self.current.is_none() =>
+            {
+                let end = message_lsn.value();
+                if end <= self.done {
+                    return Ok(None);
+                }
+                self.done = end;
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                Some(Transaction {
+                    changes: Vec::new(),
+                    end,
+                    commit_time_us: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
+                })
             }
             EventType::Commit { end_lsn, commit_timestamp, .. } => {
                 let Some(mut t) = self.current.take() else { return Ok(None) };
