@@ -387,3 +387,59 @@ async fn chunks_and_batches_larger_than_max_allowed_packet_load_in_pieces() {
     let _ = stop.send(true);
     assert!(matches!(job.await.unwrap(), Ok(Outcome::Stopped)));
 }
+
+/// The binary log at a stopped job's checkpoint is purged: the restarted job fails at once with
+/// BINLOG_PURGED, the file names and the fix, instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_in_a_purged_binary_log_fails_at_once_saying_so() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note text); \
+                    INSERT INTO shop.orders SELECT seq, 'n' FROM shop.seq_1_to_1000;",
+    )
+    .await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["orders"]);
+    let (stop, mut job) = pair.spawn("test/purged", spec.clone());
+    let mut tgt = pair.target().await;
+    wait_streaming(&mut tgt, &mut job).await;
+    exec(&mut src, "INSERT INTO shop.orders VALUES (5000, 'x')").await;
+    wait_equal(&pair, "shop.orders", "shop.orders", Duration::from_secs(30)).await;
+    let _ = stop.send(true);
+    assert!(matches!(job.await.unwrap(), Ok(Outcome::Stopped)));
+    // While the job is stopped: changes, then the logs holding them are purged.
+    exec(&mut src, "INSERT INTO shop.orders VALUES (5001, 'lost'); FLUSH BINARY LOGS; FLUSH BINARY LOGS").await;
+    let logs: Vec<String> =
+        src.query_map("SHOW BINARY LOGS", |row: mysql_async::Row| row.get::<String, usize>(0).unwrap()).await.unwrap();
+    let last = logs.last().unwrap().clone();
+    // A dump thread still reading a file keeps it from being purged: end any left over.
+    let dumps: Vec<u64> =
+        src.query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'").await.unwrap();
+    for id in dumps {
+        let _ = src.query_drop(format!("KILL {id}")).await;
+    }
+    // The server keeps a log until its binlog checkpoint (crash recovery) has passed it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        exec(&mut src, &format!("PURGE BINARY LOGS TO '{last}'")).await;
+        let first: String = src.query_first("SHOW BINARY LOGS").await.unwrap().map(|(f, _): (String, u64)| f).unwrap();
+        if first == last {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the older logs are never purged ({first} remains)");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(60), pair.run("test/purged", spec))
+        .await
+        .expect("the job fails instead of streaming")
+        .unwrap_err();
+    assert_eq!(err.code(), "BINLOG_PURGED", "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("{last} is the oldest it has")) && message.contains("new full transfer"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20), "fails at once");
+}

@@ -384,3 +384,46 @@ async fn a_quiet_job_keeps_its_slot_moving_while_other_tables_are_busy() {
     let _ = stop_tx.send(true);
     assert!(matches!(runner.await.unwrap(), Ok(Outcome::Stopped)));
 }
+
+/// The source invalidates a stopped job's slot (max_slot_wal_keep_size): the restarted job
+/// fails at once with SLOT_LOST and says to start over, instead of retrying a slot that can
+/// never stream again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_slot_fails_the_job_at_once_saying_so() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'").await.unwrap();
+    src.batch_execute(
+        "SELECT pg_reload_conf(); \
+         CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'a'); \
+         CREATE TABLE other (id bigserial PRIMARY KEY, pad text);",
+    )
+    .await
+    .unwrap();
+    let spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/lost");
+    wait_streaming(&pair).await;
+    let _ = stop_tx.send(true);
+    assert!(matches!(runner.await.unwrap(), Ok(Outcome::Stopped)));
+    // While the job is stopped, far more WAL than the slot may keep, then checkpoints.
+    for _ in 0..4 {
+        src.batch_execute("INSERT INTO other (pad) SELECT repeat('x', 200) FROM generate_series(1, 20000)")
+            .await
+            .unwrap();
+        src.batch_execute("SELECT pg_switch_wal()").await.unwrap();
+        src.batch_execute("CHECKPOINT").await.unwrap();
+    }
+    let status: Option<String> = src
+        .query_one("SELECT wal_status FROM pg_replication_slots WHERE slot_name LIKE 'ferry_test_lost%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status.as_deref(), Some("lost"), "the source invalidated the slot");
+    let (_stop, runner) = spawn_job(&pair, &spec, "test/lost");
+    let err = tokio::time::timeout(Duration::from_secs(30), runner).await.expect("fails at once").unwrap().unwrap_err();
+    assert_eq!(err.code(), "SLOT_LOST", "{err}");
+    assert!(
+        err.to_string().contains("max_slot_wal_keep_size") && err.to_string().contains("new full transfer"),
+        "{err}"
+    );
+}

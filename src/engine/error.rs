@@ -46,6 +46,10 @@ pub enum EngineError {
     /// The change stream failed.
     #[error("change stream: {0}")]
     Stream(String),
+    /// The source no longer has what the job needs to continue from its checkpoint (a purged
+    /// binary log, an invalidated slot): retrying cannot help; the message says what to do.
+    #[error("{message}")]
+    Unrecoverable { code: &'static str, message: String },
     /// The job was asked to stop.
     #[error("stopped at a checkpoint")]
     Stopped,
@@ -68,6 +72,7 @@ impl EngineError {
             EngineError::SourceUnfit(_) => "SOURCE_UNFIT",
             EngineError::Conflict { .. } => "CONFLICT",
             EngineError::Stream(_) => "CHANGE_STREAM",
+            EngineError::Unrecoverable { code, .. } => code,
             EngineError::Stopped => "STOPPED",
             EngineError::Unsupported(_) => "UNSUPPORTED",
         }
@@ -77,6 +82,15 @@ impl EngineError {
     pub fn query(side: Side, context: impl Into<String>, err: impl fmt::Display) -> EngineError {
         EngineError::Query { side, context: context.into(), message: err.to_string() }
     }
+}
+
+/// Error codes no retry can help: the job fails at once instead of retrying `spec.retry.limit`
+/// times.
+pub const UNRECOVERABLE: [&str; 2] = ["BINLOG_PURGED", "SLOT_LOST"];
+
+/// Whether a failure with `code` is one retries cannot help.
+pub fn is_unrecoverable(code: &str) -> bool {
+    UNRECOVERABLE.contains(&code)
 }
 
 /// Shorthand for results of the data path.

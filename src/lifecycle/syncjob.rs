@@ -466,7 +466,7 @@ impl Planner<'_> {
         self.event(true, "WorkerFailed", format!("{code}: {message}"));
         self.error(code, message);
         self.st.failed_since.get_or_insert(Time(self.now));
-        if self.st.retries < self.spec.retry.limit {
+        if self.st.retries < self.spec.retry.limit && !crate::engine::error::is_unrecoverable(code) {
             self.requeue_at(add(self.now, backoff(self.spec, self.st.retries)));
         }
         next
@@ -489,7 +489,9 @@ impl Planner<'_> {
             self.event(false, "SpecChanged", "the spec changed: restarting the worker with it");
             return ChangeJobStarted;
         }
-        if self.st.retries < self.spec.retry.limit {
+        let unrecoverable =
+            self.st.last_error.as_ref().is_some_and(|e| crate::engine::error::is_unrecoverable(&e.code));
+        if self.st.retries < self.spec.retry.limit && !unrecoverable {
             let failed_at = self.st.last_error.as_ref().and_then(|e| since(&e.time)).unwrap_or(self.now);
             let due = add(failed_at, backoff(self.spec, self.st.retries));
             if due <= self.now {
@@ -567,7 +569,9 @@ impl Planner<'_> {
         use SyncJobPhase::*;
         let (g, now) = (self.obs.generation, self.now);
         let precheck_failed = matches!(self.obs.precheck, PrecheckState::Failed { .. });
-        let exhausted = phase.is_failed() && self.st.retries >= self.spec.retry.limit;
+        let unrecoverable =
+            self.st.last_error.as_ref().is_some_and(|e| crate::engine::error::is_unrecoverable(&e.code));
+        let exhausted = phase.is_failed() && (self.st.retries >= self.spec.retry.limit || unrecoverable);
         let stuck = if phase == IncreTransferStarted { self.stuck() } else { None };
         let stalled = match phase {
             CreateFailed | ReleaseResourceFailed => true,

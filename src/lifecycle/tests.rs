@@ -258,6 +258,21 @@ fn retries_stop_at_the_limit_and_the_job_is_stalled() {
 }
 
 #[test]
+fn a_failure_no_retry_can_help_stalls_the_job_at_once() {
+    for code in ["BINLOG_PURGED", "SLOT_LOST"] {
+        let o = with_worker(WorkerState::Failed { code: code.into(), message: "start over".into() });
+        let p = plan(&SyncJobSpec::test(), &status(IncreTransferStarted, 1), &o, now());
+        assert_eq!(p.phase(), IncreTransferFailed);
+        assert!(conditions::is_true(&p.status.conditions, types::STALLED), "{code}");
+        let mut st = p.status.clone();
+        st.last_error.as_mut().unwrap().time = Some(Time(now()));
+        let later = plan(&SyncJobSpec::test(), &st, &obs(), later(3600));
+        assert_eq!(later.phase(), IncreTransferFailed, "{code}: never retried");
+        assert!(later.actions.iter().all(|a| !matches!(a, Action::StartWorker { .. })));
+    }
+}
+
+#[test]
 fn a_job_failed_for_expired_days_is_released() {
     let spec = SyncJobSpec::test().retries(0).expires_after_days(14);
     let st = failed_status(IncreTransferFailed, 0, now());

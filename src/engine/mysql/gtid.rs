@@ -97,6 +97,13 @@ impl GtidPos {
         self.0.get(&gtid.domain).is_some_and(|last| gtid.seq <= last.seq)
     }
 
+    /// Whether some transaction at or before `other` comes after this position: true when a
+    /// stream resumed here needs what lies before `other` (in a domain this position lacks, or
+    /// at a lower sequence number).
+    pub fn is_before(&self, other: &GtidPos) -> bool {
+        other.0.values().any(|o| self.0.get(&o.domain).is_none_or(|mine| mine.seq < o.seq))
+    }
+
     /// Whether no domain has a position.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -135,6 +142,16 @@ impl std::str::FromStr for GtidPos {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_is_before_another_when_it_misses_some_of_its_transactions() {
+        let p = |s: &str| s.parse::<GtidPos>().unwrap();
+        assert!(p("0-1-10").is_before(&p("0-1-11")));
+        assert!(!p("0-1-11").is_before(&p("0-1-11")));
+        assert!(!p("0-1-12,1-1-3").is_before(&p("0-2-11")));
+        assert!(p("0-1-12").is_before(&p("0-1-11,1-1-1")));
+        assert!(!p("0-1-5").is_before(&p("")));
+    }
 
     #[test]
     fn a_gtid_event_decodes_with_and_without_a_commit_id() {

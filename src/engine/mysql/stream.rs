@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::catalog::{self, MyTable};
 use super::connect;
 use super::ddl::{self, StatementKind};
-use super::gtid;
+use super::gtid::{self, GtidPos};
 use super::values::{binlog_cell, filter_text};
 use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
 use crate::engine::Login;
@@ -124,6 +124,37 @@ impl MyChanges {
             .await
             .map_err(fail)?;
         let names = opts.names.clone();
+        // The log files the source still has: a checkpoint in a purged one cannot be resumed,
+        // and no retry changes that.
+        let logs: Vec<String> = conn
+            .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| row.get::<String, usize>(0).unwrap_or_default())
+            .await
+            .map_err(fail)?;
+        if let StartAt::File(file, offset) = &opts.start
+            && !logs.iter().any(|l| l == file)
+        {
+            return Err(purged(&format!("{file}:{offset}"), logs.first().map(String::as_str), None));
+        }
+        // A GTID position the oldest log begins after: MariaDB (gtid_strict_mode off) would
+        // start the stream there anyway, silently without the purged transactions.
+        if let (StartAt::Gtid(pos), Some(oldest)) = (&opts.start, logs.first()) {
+            let at_oldest: Option<String> =
+                conn.exec_first("SELECT BINLOG_GTID_POS(?, 4)", (oldest,)).await.map_err(fail)?.flatten();
+            let requested: Option<GtidPos> = pos.parse().ok();
+            let oldest_pos: Option<GtidPos> = at_oldest.as_deref().and_then(|s| s.parse().ok());
+            if let (Some(r), Some(o)) = (&requested, &oldest_pos)
+                && !r.is_empty()
+                && r.is_before(o)
+            {
+                let start = format!("GTID {pos}; {oldest} begins after {o}");
+                return Err(purged(&start, Some(oldest), None));
+            }
+        }
+        let start = match &opts.start {
+            StartAt::File(file, offset) => format!("{file}:{offset}"),
+            StartAt::Gtid(gtid) => format!("GTID {gtid}"),
+        };
+        let oldest = logs.first().cloned();
         let request = match &opts.start {
             StartAt::Gtid(pos) => {
                 conn.exec_drop("SET @slave_connect_state = ?", (pos,)).await.map_err(fail)?;
@@ -147,6 +178,10 @@ impl MyChanges {
             while let Some(event) = stream.next().await {
                 let out = match event {
                     Ok(event) => decoder.event(&stream, &event).await,
+                    // 1236: the server cannot serve the position (its log is purged).
+                    Err(mysql_async::Error::Server(s)) if s.code == 1236 => {
+                        Err(purged(&start, oldest.as_deref(), Some(&s.message)))
+                    }
                     Err(e) => Err(EngineError::Stream(format!("reading the binary log: {e}"))),
                 };
                 match out {
@@ -164,6 +199,21 @@ impl MyChanges {
             }
         });
         Ok(MyChanges { rx, task, names })
+    }
+}
+
+/// The failure of a job whose checkpoint lies in binary log the source has purged.
+fn purged(start: &str, oldest: Option<&str>, server: Option<&str>) -> EngineError {
+    let oldest = oldest.map_or_else(|| "none".to_owned(), |o| format!("{o} is the oldest it has"));
+    let server = server.map(|m| format!(" (the server says: {m})")).unwrap_or_default();
+    EngineError::Unrecoverable {
+        code: "BINLOG_PURGED",
+        message: format!(
+            "the source purged the binary log the job's checkpoint is in ({start}; {oldest}){server}: the changes \
+             since cannot be read any more. Restart with a new full transfer (delete the SyncJob and apply it \
+             again), and keep binary logs longer than a job may stop (binlog_expire_logs_seconds / \
+             expire_logs_days)"
+        ),
     }
 }
 

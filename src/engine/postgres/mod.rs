@@ -152,6 +152,33 @@ impl Drop for SlotWatch {
     }
 }
 
+/// Fails with `SLOT_LOST` when the slot exists but the source removed WAL it still needed
+/// (`wal_status = 'lost'`, PostgreSQL 13+: `max_slot_wal_keep_size` or a timeout invalidated it).
+async fn slot_usable(client: &Client, slot: &str) -> Result<()> {
+    let row = client
+        .query_opt(
+            "SELECT wal_status, current_setting('max_slot_wal_keep_size') FROM pg_replication_slots \
+             WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .ctx(Side::Source, || format!("looking up replication slot {slot}"))?;
+    let Some(row) = row else { return Ok(()) };
+    let (status, keep): (Option<String>, String) = (row.get(0), row.get(1));
+    if status.as_deref() != Some("lost") {
+        return Ok(());
+    }
+    Err(EngineError::Unrecoverable {
+        code: "SLOT_LOST",
+        message: format!(
+            "the source invalidated the job's replication slot {slot}: it removed WAL the slot still needed \
+             (wal_status lost; max_slot_wal_keep_size = {keep}), so the changes since the checkpoint cannot be \
+             read any more. Restart with a new full transfer (delete the SyncJob and apply it again), and give the \
+             slot room while a job is stopped or slow (raise max_slot_wal_keep_size, or keep the job streaming)"
+        ),
+    })
+}
+
 /// The slot's position, if the slot exists.
 pub async fn slot_position(client: &Client, slot: &str) -> Result<Option<u64>> {
     let row = client
@@ -269,6 +296,11 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         tracing::warn!(job = job.id, slot = %s.slot, "replication slot missing: starting the transfer over");
         truncate_targets(&tgt, &tables).await?;
         state = None;
+    }
+    if let Some(s) = &state
+        && version >= 130_000
+    {
+        slot_usable(&src, &s.slot).await?;
     }
     let mut held_snapshot = None;
     let state = match state {

@@ -96,7 +96,18 @@ async fn connect_stream(
 }
 
 fn stream_error(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Stream(e.to_string())
+    let message = e.to_string();
+    // The server invalidated the slot while the job streamed (max_slot_wal_keep_size).
+    if message.contains("has been invalidated") || message.contains("can no longer get changes from replication slot") {
+        return EngineError::Unrecoverable {
+            code: "SLOT_LOST",
+            message: format!(
+                "the source invalidated the job's replication slot ({message}): restart with a new full transfer \
+                 (delete the SyncJob and apply it again), and raise max_slot_wal_keep_size"
+            ),
+        };
+    }
+    EngineError::Stream(message)
 }
 
 fn config(slot: &str, publication: &str, export: bool) -> ReplicationStreamConfig {
