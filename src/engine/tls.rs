@@ -93,7 +93,7 @@ pub fn client_config(mode: TlsMode, material: &TlsMaterial, side: Side) -> Resul
         .map_err(|e| bad_material(side, "the CA bundle", e))?;
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
         TlsMode::VerifyFull => webpki,
-        TlsMode::VerifyCa => Arc::new(IgnoreName(webpki)),
+        TlsMode::VerifyCa => Arc::new(IgnoreName { inner: webpki, seen: None }),
         TlsMode::Require | TlsMode::Disable => Arc::new(Unverified(provider.clone())),
     };
     let builder = ClientConfig::builder_with_provider(provider)
@@ -132,7 +132,7 @@ where
     )
     .build()
     .map_err(|e| bad_material(side, "the CA bundle", e))?;
-    config.dangerous().set_certificate_verifier(Arc::new(NameProbe { inner, seen: Arc::clone(&seen) }));
+    config.dangerous().set_certificate_verifier(Arc::new(IgnoreName { inner, seen: Some(Arc::clone(&seen)) }));
     let tls_error = |failure| EngineError::Tls { side, host: host.to_owned(), port, failure };
     tokio_rustls::TlsConnector::from(Arc::new(config)).connect(server_name(host, side)?, stream).await.map_err(
         |e| match TlsFailure::find(&e) {
@@ -156,14 +156,15 @@ fn roots(material: &TlsMaterial, side: Side) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// Checks the chain, and on a name mismatch records the names the certificate carries.
+/// `verify-ca`: the chain must lead to a trusted CA; the names in the certificate are not
+/// checked. With `seen`, the names of a certificate that does not name the host are recorded.
 #[derive(Debug)]
-struct NameProbe {
+struct IgnoreName {
     inner: Arc<WebPkiServerVerifier>,
-    seen: Arc<std::sync::Mutex<Option<Vec<String>>>>,
+    seen: Option<Arc<std::sync::Mutex<Option<Vec<String>>>>>,
 }
 
-impl ServerCertVerifier for NameProbe {
+impl ServerCertVerifier for IgnoreName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -173,15 +174,17 @@ impl ServerCertVerifier for NameProbe {
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { presented, .. })) => {
-                if let Ok(mut seen) = self.seen.lock() {
-                    *seen = Some(presented.iter().filter_map(|p| presented_name(p)).collect());
-                }
-                Ok(ServerCertVerified::assertion())
-            }
-            Err(rustls::Error::InvalidCertificate(CertificateError::NotValidForName)) => {
-                if let Ok(mut seen) = self.seen.lock() {
-                    *seen = Some(Vec::new());
+            Err(rustls::Error::InvalidCertificate(
+                e @ (CertificateError::NotValidForNameContext { .. } | CertificateError::NotValidForName),
+            )) => {
+                let names = match e {
+                    CertificateError::NotValidForNameContext { presented, .. } => {
+                        presented.iter().filter_map(|p| presented_name(p)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                if let Some(Ok(mut seen)) = self.seen.as_ref().map(|s| s.lock()) {
+                    *seen = Some(names);
                 }
                 Ok(ServerCertVerified::assertion())
             }
@@ -220,51 +223,6 @@ pub fn server_name(host: &str, side: Side) -> Result<ServerName<'static>> {
         side,
         message: format!("spec.{side}.host {host:?} is not a DNS name or IP address TLS can check: {e}"),
     })
-}
-
-/// `verify-ca`: the chain must lead to a trusted CA; the names in the certificate are not
-/// checked.
-#[derive(Debug)]
-struct IgnoreName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for IgnoreName {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
 }
 
 /// `require`: any certificate is accepted; the handshake's signatures are still checked, so
