@@ -256,7 +256,8 @@ async fn ddl_on_selected_tables_is_replayed_with_the_mapping_when_enabled() {
         ("shop.audit", "shop2.audit"),
     ] {
         if let Err(e) = my_support::try_wait_equal(&pair, s, t, Duration::from_secs(20)).await {
-            panic!("{e}; job: {:?}", job.is_finished().then_some("ended"));
+            let ended = if job.is_finished() { format!("{:?}", job.await.unwrap()) } else { "running".into() };
+            panic!("{e}; job: {ended}");
         }
     }
     stop.send(true).unwrap();

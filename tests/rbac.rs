@@ -76,6 +76,7 @@ fn the_roles_grant_what_the_operator_and_the_worker_call_and_no_secrets() {
     assert!(grants(&worker, "ferry.dev", "syncjobs/status", "patch"));
     assert!(grants(&worker, "ferry.dev", "comparetasks/status", "patch"));
     assert!(grants(&worker, "", "configmaps", "patch"), "the compare worker writes its report");
+    assert!(grants(&worker, "events.k8s.io", "events", "create"), "the sync worker reports its reconnects");
     assert!(!grants(&worker, "ferry.dev", "syncjobs", "patch"), "a worker never edits the spec");
     assert!(!grants(&operator, "", "configmaps", "patch"), "the operator never writes a ConfigMap");
     for rules in [&operator, &worker] {

@@ -245,6 +245,13 @@ pub struct Tuning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub apply_batch_transactions: Option<u32>,
+    /// Seconds a database connection may stay silent before Ferry gives it up and starts again
+    /// from the checkpoint: TCP keepalive probes start after a third of it, a connection attempt
+    /// or a chunk that makes no progress for this long is abandoned, and a change stream that
+    /// delivers nothing, not even its heartbeat, for this long is reopened. 5–3600, default 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 3600))]
+    pub network_timeout_seconds: Option<u32>,
 }
 
 /// Precheck behaviour.
@@ -526,6 +533,15 @@ pub struct Progress {
     /// When the worker last reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Time>,
+    /// Times this worker lost a connection, or heard nothing for `tuning.networkTimeoutSeconds`,
+    /// and started again from its checkpoint on its own (each one is also a `Reconnecting`
+    /// Event).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reconnects: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The source position up to which changes are committed on the target.

@@ -30,6 +30,12 @@ pub trait ChangeSource: Send {
 
     /// Stops reading and closes the stream.
     fn close(self) -> impl Future<Output = ()> + Send;
+
+    /// How long since the stream last heard from the source (any event, heartbeats included),
+    /// when it hears more than the transactions it delivers; `None` otherwise.
+    fn silent_for(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Writes batches of changes to the target.
@@ -39,7 +45,7 @@ pub trait ChangeTarget: Send {
 }
 
 /// How the loop groups and treats changes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ApplyOptions {
     /// Most source transactions per target transaction.
     pub max_transactions: usize,
@@ -54,7 +60,16 @@ pub struct ApplyOptions {
     /// Return once a transaction ending at or past this position is applied, or the stream
     /// ends.
     pub until: Option<u64>,
+    /// Set when the source sends something at least every few seconds while healthy (a
+    /// heartbeat): a stream silent for this long is given up with [`EngineError::Silent`].
+    pub silence_limit: Option<Duration>,
+    /// A target batch of up to [`BATCH_TIME_UNIT`] changes that takes longer than this is given
+    /// up with [`EngineError::Silent`]; larger batches get as much more time as they are larger.
+    pub write_limit: Duration,
 }
+
+/// The changes a target batch may take [`ApplyOptions::write_limit`] for.
+pub const BATCH_TIME_UNIT: usize = 10_000;
 
 impl ApplyOptions {
     /// The options of a job's stream: batches as `tuning.applyBatchTransactions` says (default
@@ -76,7 +91,16 @@ impl ApplyOptions {
                 .map(|t| if t.key.is_empty() { read.get(&t.display_name()).copied() } else { None })
                 .collect(),
             until,
+            silence_limit: None,
+            write_limit: super::net::timeout_of(spec),
         }
+    }
+
+    /// Gives up a stream that is silent for `tuning.networkTimeoutSeconds` when `heartbeats`
+    /// says the source sends something every few seconds.
+    pub fn with_heartbeats(mut self, heartbeats: bool) -> ApplyOptions {
+        self.silence_limit = heartbeats.then_some(self.write_limit);
+        self
     }
 }
 
@@ -102,6 +126,7 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
     tracker: &Tracker,
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let mut heard = tokio::time::Instant::now();
     let result = loop {
         if *stop.borrow() {
             break Ok(());
@@ -110,8 +135,21 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
             t = source.next_within(Duration::from_secs(1)) => t,
             _ = stop.changed() => continue,
         };
+        if first.is_some() {
+            heard = tokio::time::Instant::now();
+        }
         let first = match first {
             None => {
+                let silent = source.silent_for().map_or(heard.elapsed(), |s| s.min(heard.elapsed()));
+                if let Some(limit) = opts.silence_limit
+                    && silent >= limit
+                {
+                    break Err(EngineError::Silent {
+                        side: super::error::Side::Source,
+                        seconds: limit.as_secs(),
+                        what: "streaming changes (no heartbeat arrived either)".into(),
+                    });
+                }
                 // Nothing arrived for a second: the target is caught up.
                 tracker.lag(0);
                 continue;
@@ -142,8 +180,18 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
         }
         let started = std::time::Instant::now();
         metrics().read(Stage::Incremental, batch.len() as u64);
-        if let Err(e) = target.apply(&batch, commit_time).await {
-            break Err(e);
+        let units = u32::try_from(batch.len().div_ceil(BATCH_TIME_UNIT).max(1)).unwrap_or(u32::MAX);
+        let limit = opts.write_limit.saturating_mul(units);
+        match tokio::time::timeout(limit, target.apply(&batch, commit_time)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => break Err(e),
+            Err(_) => {
+                break Err(EngineError::Silent {
+                    side: super::error::Side::Target,
+                    seconds: limit.as_secs(),
+                    what: format!("applying a batch of {} changes", batch.len()),
+                });
+            }
         }
         metrics().batch_applied(started.elapsed());
         tracing::debug!(

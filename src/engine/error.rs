@@ -50,6 +50,10 @@ pub enum EngineError {
     /// binary log, an invalidated slot): retrying cannot help; the message says what to do.
     #[error("{message}")]
     Unrecoverable { code: &'static str, message: String },
+    /// A connection made no progress for `tuning.networkTimeoutSeconds`: the server or the
+    /// network in between stopped answering without closing the connection.
+    #[error("the {side} database sent nothing for {seconds} s while {what} (tuning.networkTimeoutSeconds)")]
+    Silent { side: Side, seconds: u64, what: String },
     /// The job was asked to stop.
     #[error("stopped at a checkpoint")]
     Stopped,
@@ -73,8 +77,24 @@ impl EngineError {
             EngineError::Conflict { .. } => "CONFLICT",
             EngineError::Stream(_) => "CHANGE_STREAM",
             EngineError::Unrecoverable { code, .. } => code,
+            EngineError::Silent { side: Side::Source, .. } => "SOURCE_SILENT",
+            EngineError::Silent { side: Side::Target, .. } => "TARGET_SILENT",
             EngineError::Stopped => "STOPPED",
             EngineError::Unsupported(_) => "UNSUPPORTED",
+        }
+    }
+
+    /// Whether starting again from the checkpoint, in the same worker, can help: the
+    /// connection was lost, refused while the server restarts, or went silent. A wrong password,
+    /// a missing table, a conflict or a full disk are not: they need someone to act, and go to
+    /// the operator (retries, status) at once.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Silent { .. } => true,
+            EngineError::Connect { message, .. }
+            | EngineError::Query { message, .. }
+            | EngineError::Stream(message) => is_transient_message(message),
+            _ => false,
         }
     }
 
@@ -93,6 +113,41 @@ pub fn is_unrecoverable(code: &str) -> bool {
     UNRECOVERABLE.contains(&code)
 }
 
+/// What the clients and servers say when a connection is lost, refused while a server
+/// restarts, or closed by a server shutting down; lower case.
+const TRANSIENT: [&str; 24] = [
+    "connection closed",
+    "connection reset",
+    "connection refused",
+    "connection aborted",
+    "broken pipe",
+    "timed out",
+    "unexpected eof",
+    "early eof",
+    "unexpected end of file",
+    "os error 104",
+    "os error 111",
+    "os error 32",
+    "terminating connection due to administrator command",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "the database system is in recovery mode",
+    "server closed the connection",
+    "lost connection",
+    "server has gone away",
+    "server shutdown in progress",
+    "connection was killed",
+    "too many connections",
+    "input/output error",
+    "error communicating with the server",
+];
+
+/// Whether an error message says the connection was lost (see [`TRANSIENT`]).
+pub fn is_transient_message(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    TRANSIENT.iter().any(|t| lower.contains(t))
+}
+
 /// Shorthand for results of the data path.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -105,5 +160,37 @@ pub trait Context<T> {
 impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     fn ctx(self, side: Side, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| EngineError::query(side, context(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_are_transient_and_refusals_that_need_a_person_are_not() {
+        let connect = |m: &str| EngineError::Connect { side: Side::Source, message: m.into() };
+        let query = |m: &str| EngineError::Query { side: Side::Target, context: "applying".into(), message: m.into() };
+        for transient in [
+            connect("error connecting to server: Connection refused (os error 111)"),
+            connect("db error: FATAL: the database system is starting up"),
+            query("connection closed"),
+            query("Input/output error: Connection reset by peer (os error 104)"),
+            query("Server error: `ERROR 08S01 (1053): Server shutdown in progress'"),
+            query("FATAL: terminating connection due to administrator command"),
+            EngineError::Stream("reading the binary log: Input/output error: unexpected end of file".into()),
+            EngineError::Silent { side: Side::Source, seconds: 60, what: "streaming".into() },
+        ] {
+            assert!(transient.is_transient(), "{transient}");
+        }
+        for lasting in [
+            connect("Server error: `ERROR 28000 (1045): Access denied for user 'u'@'h' (using password: YES)'"),
+            connect("password authentication failed for user \"u\""),
+            query("could not extend file \"base/1/2\": No space left on device"),
+            EngineError::MissingTable("public.t".into()),
+            EngineError::Unrecoverable { code: "SLOT_LOST", message: "connection reset".into() },
+        ] {
+            assert!(!lasting.is_transient(), "{lasting}");
+        }
     }
 }

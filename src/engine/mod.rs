@@ -11,6 +11,7 @@ pub mod filter;
 pub mod metrics;
 pub mod model;
 pub mod mysql;
+pub mod net;
 pub mod postgres;
 pub mod progress;
 pub mod snapshot;
@@ -89,8 +90,50 @@ pub struct Job<'a> {
     pub stop: watch::Receiver<bool>,
 }
 
-/// Runs a job with the engine its endpoints call for.
+/// Starts in a row from the checkpoint, without progress in between, after which a transient
+/// failure goes to the operator (which retries by `spec.retry`) instead.
+pub const RECONNECT_ATTEMPTS: u32 = 8;
+
+/// Runs a job with the engine its endpoints call for. A lost connection, a server restart or a
+/// connection gone silent does not end the run: the job starts again from its checkpoint (the
+/// chunk ledger, the stream position) after a backoff, each time reported to the tracker, until
+/// [`RECONNECT_ATTEMPTS`] starts in a row make no progress.
 pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
+    net::set_timeout(job.spec);
+    let mut failures = 0u32;
+    loop {
+        let started = job.tracker.snapshot().0.rows_transferred;
+        let checkpoint = job.tracker.snapshot().1.and_then(|c| c.position);
+        let attempt = Job {
+            id: job.id,
+            spec: job.spec,
+            credentials: job.credentials,
+            tracker: job.tracker.clone(),
+            stop: job.stop.clone(),
+        };
+        let e = match run_once(attempt).await {
+            Err(e) if e.is_transient() && !*job.stop.borrow() => e,
+            other => return other,
+        };
+        let (progress, now) = job.tracker.snapshot();
+        let moved = progress.rows_transferred > started || now.and_then(|c| c.position) != checkpoint;
+        failures = if moved { 1 } else { failures + 1 };
+        if failures > RECONNECT_ATTEMPTS {
+            return Err(e);
+        }
+        let wait = net::backoff(failures);
+        tracing::warn!(code = e.code(), error = %e, wait_s = wait.as_secs(), "starting again from the checkpoint");
+        job.tracker.reconnecting(e.code(), &e.to_string());
+        let mut stop = job.stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            Ok(_) = stop.wait_for(|s| *s) => return Ok(Outcome::Stopped),
+        }
+    }
+}
+
+/// One run of a job, from its checkpoint to completion, a stop or an error.
+async fn run_once(job: Job<'_>) -> Result<Outcome, EngineError> {
     match (job.spec.source.engine, job.spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::run(job).await,

@@ -1,6 +1,7 @@
 //! Progress of a running job: counters the engine updates as it goes, and a sink that receives
 //! them as a `status.progress` value (the worker writes it to the API, `ferry run` prints it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +17,11 @@ pub trait ProgressSink: Send + Sync {
     /// The current progress and checkpoint. Sent at every stage change and at most about once a
     /// second otherwise.
     fn report(&self, progress: &Progress, checkpoint: Option<&Checkpoint>);
+
+    /// The worker lost a connection or heard nothing for too long, and starts the job again
+    /// from its checkpoint: `reconnects` so far, the error's code and message. The worker
+    /// turns it into an Event; `ferry run` prints it.
+    fn reconnecting(&self, _reconnects: u32, _code: &str, _message: &str) {}
 }
 
 /// A sink that drops everything.
@@ -37,6 +43,26 @@ struct State {
 pub struct Tracker {
     state: Arc<Mutex<State>>,
     sink: Arc<dyn ProgressSink>,
+    pulse: Arc<Pulse>,
+}
+
+/// When the job last made progress of any kind (bytes read, rows written, a checkpoint), for
+/// the watchdogs that restart a job that has gone silent.
+struct Pulse {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Pulse {
+    fn beat(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn silent_for(&self) -> Duration {
+        let now = self.epoch.elapsed();
+        now.saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
 }
 
 /// How often progress is sent to the sink at most, stage changes aside.
@@ -46,7 +72,28 @@ impl Tracker {
     /// A tracker reporting to `sink`.
     pub fn new(sink: Arc<dyn ProgressSink>) -> Tracker {
         let state = State { progress: Progress::default(), checkpoint: None, last_sent: None, rate_base: None };
-        Tracker { state: Arc::new(Mutex::new(state)), sink }
+        let pulse = Pulse { epoch: Instant::now(), last_ms: AtomicU64::new(0) };
+        Tracker { state: Arc::new(Mutex::new(state)), sink, pulse: Arc::new(pulse) }
+    }
+
+    /// Records that the job made progress (every counter update does too).
+    pub fn beat(&self) {
+        self.pulse.beat();
+    }
+
+    /// How long since the job last made progress.
+    pub fn silent_for(&self) -> Duration {
+        self.pulse.silent_for()
+    }
+
+    /// Counts a restart of the job from its checkpoint after `code: message`; reported at once.
+    pub fn reconnecting(&self, code: &str, message: &str) {
+        let reconnects = self.with(true, |s| {
+            s.progress.reconnects += 1;
+            s.progress.reconnects
+        });
+        metrics().reconnected(code);
+        self.sink.reconnecting(reconnects, code, message);
     }
 
     fn with<R>(&self, force: bool, f: impl FnOnce(&mut State) -> R) -> R {
@@ -107,6 +154,7 @@ impl Tracker {
 
     /// Counts rows written and bytes read for a table (full transfer) or the stream (`None`).
     pub fn add(&self, table: Option<usize>, rows: u64, bytes: u64) {
+        self.pulse.beat();
         self.with(false, |s| {
             let stage = match s.progress.stage {
                 Some(TransferStage::Incremental) => Stage::Incremental,
@@ -125,6 +173,7 @@ impl Tracker {
     /// the job goes from caught up to having changes waiting, so a worker that then hangs still
     /// shows what it was given.
     pub fn received(&self, source_time_us: i64) {
+        self.pulse.beat();
         let Ok(t) = Timestamp::from_microsecond(source_time_us) else { return };
         let waiting_already = {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -138,6 +187,7 @@ impl Tracker {
     pub fn checkpoint(&self, position: String, source_time_us: Option<i64>) {
         let now = Timestamp::now();
         let source_time = source_time_us.and_then(|us| Timestamp::from_microsecond(us).ok());
+        self.pulse.beat();
         self.with(false, |s| {
             let lag = source_time.map(|t| now.duration_since(t).as_secs().max(0) as u64);
             if let Some(lag) = lag {

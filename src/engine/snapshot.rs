@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::watch;
 
-use super::error::Result;
+use super::error::{Result, Side};
 use super::model::KeyRange;
+use super::net::watched;
 use super::progress::Tracker;
 use super::throttle::Throttle;
 use crate::api::TableState;
@@ -114,6 +115,9 @@ where
 {
     let next = AtomicUsize::new(0);
     super::metrics::metrics().chunks_planned(pending.len());
+    // A chunk whose rows stop moving for this long is given up (the job starts again from the
+    // ledger): a connection that hangs without closing would otherwise hold the copy forever.
+    let limit = super::net::timeout();
     let workers = (0..parallel.clamp(1, pending.len().max(1))).map(|_| async {
         let mut source = open_source().await?;
         let mut target = open_target().await?;
@@ -123,8 +127,12 @@ where
             }
             let Some(chunk) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok(()) };
             tracker.table_state(chunk.table, TableState::Copying);
-            let (position, data) = source.read(chunk).await?;
-            let rows = target.write(chunk, position, data, throttle, tracker).await?;
+            let what = format!("reading chunk {} of table {}", chunk.number, chunk.table + 1);
+            let (position, data) = watched(tracker, limit, Side::Source, &what, source.read(chunk)).await?;
+            let what = format!("copying chunk {} of table {} (no row moved)", chunk.number, chunk.table + 1);
+            let rows =
+                watched(tracker, limit, Side::Target, &what, target.write(chunk, position, data, throttle, tracker))
+                    .await?;
             source.finish().await?;
             // Row filters apply in the source query: every row read is written.
             super::metrics::metrics().read(super::metrics::Stage::Full, rows);

@@ -180,6 +180,7 @@ pub(crate) fn credentials_for(
 /// What the engine task tells the driver.
 enum WorkerEvent {
     Stage(TransferStage),
+    Reconnecting(String),
     Done(Result<Outcome, EngineError>),
 }
 
@@ -201,6 +202,11 @@ impl ProgressSink for Sink {
                 let _ = self.events.send(WorkerEvent::Stage(s));
             }
         }
+    }
+
+    fn reconnecting(&self, reconnects: u32, code: &str, message: &str) {
+        let note = format!("{code}: {message}; starting again from the checkpoint (reconnect {reconnects})");
+        let _ = self.events.send(WorkerEvent::Reconnecting(note));
     }
 }
 
@@ -330,6 +336,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(WorkerEvent::Stage(s)) => observed.worker = WorkerState::Running { stage: Some(s) },
+                Some(WorkerEvent::Reconnecting(note)) => display.note(&note),
                 Some(WorkerEvent::Done(r)) => {
                     worker = None;
                     observed.worker = match r {

@@ -8,8 +8,8 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use super::{
-    Ctx, HOST, ServerProcess, ServerTls, TestkitError, command, find_binary, launch, path_arg, random_password,
-    service_account, temp_dir, write_tls_files,
+    Ctx, HOST, Relaunch, Restartable, ServerTls, Shutdown, TestkitError, command, find_binary, launch, path_arg,
+    random_password, service_account, temp_dir, write_tls_files,
 };
 
 const SERVER: &str = "MariaDB";
@@ -45,7 +45,7 @@ impl Default for MariaDbOptions {
 /// Dropping it stops the server and removes its directory.
 pub struct MariaDbServer {
     // Fields drop in order: the server stops before its directory is removed.
-    _process: ServerProcess,
+    process: Restartable,
     dir: TempDir,
     client: PathBuf,
     log: PathBuf,
@@ -94,44 +94,49 @@ impl MariaDbServer {
                 tls_args.push(path_arg("--ssl-ca=", &dir.path().join("client-ca.crt")));
             }
         }
-        let server_command = |port: u16| {
-            let mut server = command(&mariadbd, account, dir.path());
+        let home = dir.path().to_owned();
+        let (data_dir, socket_path) = (data.clone(), socket.clone());
+        let binlog_format = opts.binlog_format.clone();
+        let (log_bin, extra_args) = (opts.log_bin, opts.extra_args.clone());
+        let server_command = move |port: u16| {
+            let (dir, data, socket) = (&home, &data_dir, &socket_path);
+            let mut server = command(&mariadbd, account, dir);
             // --no-defaults must come first; it keeps /etc/mysql out.
             server
                 .arg("--no-defaults")
-                .arg(path_arg("--datadir=", &data))
-                .arg(path_arg("--socket=", &socket))
-                .arg(path_arg("--pid-file=", &dir.path().join("mariadbd.pid")))
-                .arg(path_arg("--tmpdir=", dir.path()))
+                .arg(path_arg("--datadir=", data))
+                .arg(path_arg("--socket=", socket))
+                .arg(path_arg("--pid-file=", &dir.join("mariadbd.pid")))
+                .arg(path_arg("--tmpdir=", dir))
                 .arg(format!("--port={port}"))
                 .args(["--bind-address=127.0.0.1", "--skip-name-resolve"])
                 .arg(format!("--server-id={}", server_id(port)))
-                .arg(format!("--binlog-format={}", opts.binlog_format))
+                .arg(format!("--binlog-format={binlog_format}"))
                 .arg("--binlog-row-image=FULL")
                 .args(INNODB_SETTINGS);
-            if opts.log_bin {
+            if log_bin {
                 server.arg("--log-bin=mariadb-bin");
             }
             server.args(&tls_args);
-            server.args(&opts.extra_args);
+            server.args(&extra_args);
             server
         };
-        let answers = |_port: u16| {
-            let output = root_client(&client, dir.path(), &socket).args(["-e", "SELECT 1"]).output();
+        let (client_path, home, socket_path) = (client.clone(), dir.path().to_owned(), socket.clone());
+        let answers = move |_port: u16| {
+            let output = root_client(&client_path, &home, &socket_path).args(["-e", "SELECT 1"]).output();
             output.is_ok_and(|output| output.status.success())
         };
-        let (process, port) = launch(&ctx, libc::SIGKILL, server_command, answers)?;
-
-        let mut server = Self {
-            _process: process,
-            dir,
-            client,
-            log,
-            port,
-            server_id: server_id(port),
-            password,
-            version: String::new(),
+        let (process, port) = launch(&ctx, libc::SIGKILL, &server_command, &answers)?;
+        let relaunch = Relaunch {
+            command: Box::new(server_command),
+            ready: Box::new(answers),
+            signals: (libc::SIGTERM, libc::SIGKILL),
+            stop_signal: libc::SIGKILL,
         };
+        let process = Restartable::new(process, relaunch);
+
+        let mut server =
+            Self { process, dir, client, log, port, server_id: server_id(port), password, version: String::new() };
         let mut setup = root_client(&server.client, server.dir.path(), &socket);
         setup.arg("-e").arg(format!(
             "CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{password}';
@@ -211,6 +216,23 @@ impl MariaDbServer {
     /// The server's private directory (data directory with the binary log, socket, `mariadbd.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stops the server (`Fast`: a normal shutdown, `Immediate`: killed, recovered at the next
+    /// start) and waits until it has exited. Its port and data stay.
+    pub fn stop(&self, how: Shutdown) {
+        self.process.stop(how);
+    }
+
+    /// Starts a stopped server again on its port and waits until it answers.
+    pub fn start_again(&self) -> Result<(), TestkitError> {
+        self.process.start(&self.ctx(), self.port)
+    }
+
+    /// [`stop`](Self::stop), then [`start_again`](Self::start_again).
+    pub fn restart(&self, how: Shutdown) -> Result<(), TestkitError> {
+        self.stop(how);
+        self.start_again()
     }
 
     /// Client options for [`user`](Self::user) over TCP, with `database` as the default database.

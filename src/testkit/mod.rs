@@ -18,6 +18,7 @@
 mod mariadb;
 mod pki;
 mod postgres;
+mod proxy;
 mod redis;
 
 use std::fs::File;
@@ -35,6 +36,7 @@ use tempfile::TempDir;
 pub use mariadb::{MariaDbOptions, MariaDbServer};
 pub use pki::{ServerTls, TLS_HOST, TestPki};
 pub use postgres::{PostgresOptions, PostgresServer};
+pub use proxy::FaultProxy;
 pub use redis::RedisServer;
 
 /// The loopback address every test server listens on.
@@ -292,6 +294,100 @@ fn free_port(ctx: &Ctx<'_>) -> Result<u16, TestkitError> {
             .map_err(|err| ctx.io("could not find a free port", err))?;
         if !RESERVED_PORTS.contains(&listener.port()) {
             return Ok(listener.port());
+        }
+    }
+}
+
+/// How a test server is stopped by `stop` or `restart`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Sessions are ended and the server shuts down cleanly (PostgreSQL fast shutdown,
+    /// MariaDB's normal shutdown on SIGTERM).
+    Fast,
+    /// The server stops at once without a clean shutdown and recovers at the next start
+    /// (PostgreSQL immediate shutdown; MariaDB killed).
+    Immediate,
+}
+
+/// What it takes to start a server again on its port: its command and its readiness check.
+struct Relaunch {
+    command: Box<dyn Fn(u16) -> Command + Send + Sync>,
+    ready: Box<dyn Fn(u16) -> bool + Send + Sync>,
+    /// The signals of [`Shutdown::Fast`] and [`Shutdown::Immediate`].
+    signals: (libc::c_int, libc::c_int),
+    stop_signal: libc::c_int,
+}
+
+/// A server's process, which a test may stop and start again on the same port.
+struct Restartable {
+    process: Mutex<Option<ServerProcess>>,
+    relaunch: Relaunch,
+}
+
+impl Restartable {
+    fn new(process: ServerProcess, relaunch: Relaunch) -> Restartable {
+        Restartable { process: Mutex::new(Some(process)), relaunch }
+    }
+
+    /// Stops the server `how` says and waits until it has exited.
+    fn stop(&self, how: Shutdown) {
+        let mut guard = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(mut process) = guard.take() else { return };
+        let signal = match how {
+            Shutdown::Fast => self.relaunch.signals.0,
+            Shutdown::Immediate => self.relaunch.signals.1,
+        };
+        // Dropping the process sends the signal and waits for the exit.
+        process.stop_signal = signal;
+        drop(process);
+    }
+
+    /// Starts a stopped server again on `port` (waiting for the port if it is still held).
+    fn start(&self, ctx: &Ctx<'_>, port: u16) -> Result<(), TestkitError> {
+        let mut guard = self.process.lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_some() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        loop {
+            let log = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(ctx.log)
+                .map_err(|err| ctx.io(format!("could not open {}", ctx.log.display()), err))?;
+            let log_too = log.try_clone().map_err(|err| ctx.io("could not duplicate the log file handle", err))?;
+            let mut command = (self.relaunch.command)(port);
+            command.stdin(Stdio::null()).stdout(log_too).stderr(log);
+            let child = spawn_tied_to_process(command).map_err(|err| ctx.io("could not start the server", err))?;
+            let mut process = ServerProcess { child, stop_signal: self.relaunch.stop_signal };
+            loop {
+                match process.child.try_wait() {
+                    Ok(None) => {}
+                    Ok(Some(status)) => {
+                        let log_tail = ctx.log_tail();
+                        if started.elapsed() < READY_TIMEOUT {
+                            // The port may still be held for a moment after the old server.
+                            thread::sleep(Duration::from_millis(200));
+                            break;
+                        }
+                        return Err(TestkitError::Exited { server: ctx.server, status, log_tail });
+                    }
+                    Err(err) => return Err(ctx.io("could not check on the server process", err)),
+                }
+                if (self.relaunch.ready)(port) {
+                    *guard = Some(process);
+                    return Ok(());
+                }
+                if started.elapsed() > READY_TIMEOUT {
+                    drop(process);
+                    return Err(TestkitError::NotReady {
+                        server: ctx.server,
+                        waited: READY_TIMEOUT,
+                        log_tail: ctx.log_tail(),
+                    });
+                }
+                thread::sleep(Duration::from_millis(25));
+            }
         }
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Mutex, PoisonError};
 use tempfile::TempDir;
 
 use super::{
-    Account, Ctx, HOST, ServerProcess, ServerTls, TestkitError, command, find_binary, launch, random_password,
-    service_account, temp_dir, write_tls_files,
+    Account, Ctx, HOST, Relaunch, Restartable, ServerTls, Shutdown, TestkitError, command, find_binary, launch,
+    random_password, service_account, temp_dir, write_tls_files,
 };
 
 const SERVER: &str = "PostgreSQL";
@@ -87,7 +87,7 @@ impl PostgresOptions {
 /// Dropping it stops the server and removes its directory.
 pub struct PostgresServer {
     // Fields drop in order: the server stops before its directory is removed.
-    _process: ServerProcess,
+    process: Restartable,
     dir: TempDir,
     psql: PathBuf,
     log: PathBuf,
@@ -149,21 +149,30 @@ impl PostgresServer {
                 settings.push(format!("ssl_ca_file={}", dir.path().join("client-ca.crt").display()));
             }
         }
-        let server_command = |port: u16| {
-            let mut server = command(&postgres, account, dir.path());
-            server.arg("-D").arg(&data).args(["-p", &port.to_string()]).arg("-k").arg(dir.path());
+        let home = dir.path().to_owned();
+        let server_command = move |port: u16| {
+            let mut server = command(&postgres, account, &home);
+            server.arg("-D").arg(&data).args(["-p", &port.to_string()]).arg("-k").arg(&home);
             for setting in &settings {
                 server.arg("-c").arg(setting);
             }
             server
         };
-        let answers = |port: u16| {
-            let output = psql_over_socket(&psql, dir.path(), port).args(["-c", "SELECT 1"]).output();
+        let (psql_path, home) = (psql.clone(), dir.path().to_owned());
+        let answers = move |port: u16| {
+            let output = psql_over_socket(&psql_path, &home, port).args(["-c", "SELECT 1"]).output();
             output.is_ok_and(|output| output.status.success())
         };
-        let (process, port) = launch(&ctx, libc::SIGQUIT, server_command, answers)?;
+        let (process, port) = launch(&ctx, libc::SIGQUIT, &server_command, &answers)?;
+        let relaunch = Relaunch {
+            command: Box::new(server_command),
+            ready: Box::new(answers),
+            signals: (libc::SIGINT, libc::SIGQUIT),
+            stop_signal: libc::SIGQUIT,
+        };
+        let process = Restartable::new(process, relaunch);
 
-        let mut server = Self { _process: process, dir, psql, log, port, password, version: String::new() };
+        let mut server = Self { process, dir, psql, log, port, password, version: String::new() };
         let mut setup = server.psql_over_socket();
         setup
             .arg("-c")
@@ -226,6 +235,23 @@ impl PostgresServer {
     /// The server's private directory (data directory, unix socket, `postgres.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Stops the server (`Fast`: a fast shutdown, `Immediate`: an immediate one, recovered at the
+    /// next start) and waits until it has exited. Its port and data stay.
+    pub fn stop(&self, how: Shutdown) {
+        self.process.stop(how);
+    }
+
+    /// Starts a stopped server again on its port and waits until it answers.
+    pub fn start_again(&self) -> Result<(), TestkitError> {
+        self.process.start(&self.ctx(), self.port)
+    }
+
+    /// [`stop`](Self::stop), then [`start_again`](Self::start_again).
+    pub fn restart(&self, how: Shutdown) -> Result<(), TestkitError> {
+        self.stop(how);
+        self.start_again()
     }
 
     /// Creates a database owned by [`user`](Self::user).

@@ -110,14 +110,25 @@ async fn apply_status(
     api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await.map(|_| ())
 }
 
-/// Progress from the engine, handed to the task that writes it.
+/// Progress from the engine, handed to the task that writes it; reconnects as Events on the job.
 struct Latest {
     tx: watch::Sender<Option<(Progress, Option<Checkpoint>)>>,
+    recorder: kube::runtime::events::Recorder,
+    job: k8s_openapi::api::core::v1::ObjectReference,
 }
 
 impl ProgressSink for Latest {
     fn report(&self, progress: &Progress, checkpoint: Option<&Checkpoint>) {
         self.tx.send_replace(Some((progress.clone(), checkpoint.cloned())));
+    }
+
+    fn reconnecting(&self, reconnects: u32, code: &str, message: &str) {
+        let (recorder, job) = (self.recorder.clone(), self.job.clone());
+        let note =
+            format!("{code}: {message}; starting again from the checkpoint (reconnect {reconnects} of this worker)");
+        tokio::spawn(async move {
+            crate::controller::publish_event(&recorder, &job, true, "Reconnecting", &note).await;
+        });
     }
 }
 
@@ -160,7 +171,7 @@ pub async fn run(
     if task == Task::Compare {
         return compare::run(client, namespace, name, credentials).await;
     }
-    let api: Api<SyncJob> = Api::namespaced(client, namespace);
+    let api: Api<SyncJob> = Api::namespaced(client.clone(), namespace);
     let sj = api.get(name).await.map_err(|e| match e {
         kube::Error::Api(s) if s.code == 404 => WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")),
         e => WorkerError::new("KUBE_API", format!("reading SyncJob {job}: {e}")),
@@ -190,7 +201,12 @@ pub async fn run(
         Task::Sync => {
             let (tx, rx) = watch::channel(None);
             let publisher = tokio::spawn(publish(api.clone(), name.to_owned(), rx));
-            let tracker = Tracker::new(Arc::new(Latest { tx }));
+            let reporter = kube::runtime::events::Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("HOSTNAME").ok(),
+            };
+            let recorder = kube::runtime::events::Recorder::new(client, reporter);
+            let tracker = Tracker::new(Arc::new(Latest { tx, recorder, job: sj.object_ref(&()) }));
             let outcome =
                 engine::run(Job { id: job, spec: &sj.spec, credentials: &credentials, tracker: tracker.clone(), stop })
                     .await;

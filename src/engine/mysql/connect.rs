@@ -33,6 +33,10 @@ const CLIENT_SSL: u32 = 0x0800;
 
 /// Opens a session to `endpoint` over TCP.
 pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Conn> {
+    crate::engine::net::connecting(side, open(endpoint, login, side)).await
+}
+
+async fn open(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Conn> {
     let mut opts = OptsBuilder::default()
         .ip_or_hostname(endpoint.host.clone())
         .tcp_port(endpoint.port)
@@ -44,13 +48,41 @@ pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Resul
         // An UPDATE that matches a row counts it even when nothing changes (conflict detection).
         .client_found_rows(true)
         // The applier prepares a few statements per table and batch size.
-        .stmt_cache_size(512);
+        .stmt_cache_size(512)
+        // Probes from a third of tuning.networkTimeoutSeconds on (the client sets only the
+        // idle time; the watchdogs cover the rest).
+        .tcp_keepalive(Some(crate::engine::net::keepalive_idle()));
     if let Some(ssl) = ssl_opts(endpoint, login, side).await? {
         opts = opts.ssl_opts(ssl);
     }
-    let mut conn = Conn::new(opts).await.map_err(|e| connect_error(endpoint, login, side, &e))?;
+    let mut conn = login_with_retry(opts).await.map_err(|e| connect_error(endpoint, login, side, &e))?;
     conn.query_drop("SET NAMES utf8mb4").await.map_err(|e| EngineError::query(side, "setting up the session", e))?;
     Ok(conn)
+}
+
+/// How many times a refused login is tried before the refusal is reported.
+const LOGIN_ATTEMPTS: usize = 3;
+
+/// `ER_ACCESS_DENIED_ERROR`.
+const ACCESS_DENIED: u16 = 1045;
+
+/// Logs in, trying again at once when the server refuses the login.
+///
+/// The client drops a trailing zero byte from the nonce of an authentication switch, so a
+/// MariaDB `ed25519` login signs the wrong message whenever the server's random 32-byte nonce
+/// ends in zero: one login in 256 is refused though the password is right. Each attempt gets a
+/// fresh nonce, so three attempts make that one in 16 million; a wrong password is refused three
+/// times and reported as before.
+async fn login_with_retry(opts: OptsBuilder) -> std::result::Result<Conn, mysql_async::Error> {
+    let mut attempt = 1;
+    loop {
+        match Conn::new(opts.clone()).await {
+            Err(mysql_async::Error::Server(e)) if e.code == ACCESS_DENIED && attempt < LOGIN_ATTEMPTS => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The largest piece of a statement or of `LOAD DATA` input to send the server in one packet:
@@ -88,7 +120,7 @@ fn connect_error(endpoint: &Endpoint, login: Login<'_>, side: Side, e: &mysql_as
     }
     let mut message = e.to_string();
     if let mysql_async::Error::Server(s) = e
-        && s.code == 1045
+        && s.code == ACCESS_DENIED
         && TlsConfig::mode_of(endpoint.tls.as_ref()) != TlsMode::Disable
         && login.tls.client_cert_pem.is_none()
     {

@@ -253,7 +253,8 @@ async fn apply_stream(
         names: names.clone(),
     };
     let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
-    let apply_opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until);
+    let apply_opts =
+        ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until).with_heartbeats(true);
     let mut applier =
         applier::Applier::new(job.my_target().await?, job.id, tables, spec.policy.conflict, ddl_attempted);
     apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await

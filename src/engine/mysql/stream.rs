@@ -27,6 +27,7 @@ use crate::engine::apply::ChangeSource;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
+use crate::engine::net::Heard;
 
 /// Names of a server's binary log files: `base.000042`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,6 +111,8 @@ pub struct MyChanges {
     rx: mpsc::Receiver<Result<Transaction>>,
     task: tokio::task::JoinHandle<()>,
     names: BinlogNames,
+    /// When the reading task last heard from the server (heartbeats included).
+    heard: Heard,
 }
 
 impl MyChanges {
@@ -164,6 +167,12 @@ impl MyChanges {
                 BinlogStreamRequest::new(opts.server_id).with_filename(file.as_bytes()).with_pos(*offset)
             }
         };
+        // A heartbeat event from the server whenever the log is quiet for a quarter of
+        // tuning.networkTimeoutSeconds, so a silent stream can be told from a quiet one.
+        let period = crate::engine::net::heartbeat_period();
+        conn.exec_drop("SET @master_heartbeat_period = ?", (u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),))
+            .await
+            .map_err(fail)?;
         let request = if opts.until_end_of_log { request.with_non_blocking() } else { request };
         let stream = conn.get_binlog_stream(request).await.map_err(|e| {
             EngineError::Stream(format!(
@@ -173,11 +182,16 @@ impl MyChanges {
         })?;
         let (tx, rx) = mpsc::channel(256);
         let mut decoder = Decoder::new(opts, catalog_conn)?;
+        let heard = Heard::default();
+        let stamp = heard.clone();
         let task = tokio::spawn(async move {
             let mut stream = stream;
             while let Some(event) = stream.next().await {
                 let out = match event {
-                    Ok(event) => decoder.event(&stream, &event).await,
+                    Ok(event) => {
+                        stamp.now();
+                        decoder.event(&stream, &event).await
+                    }
                     // 1236: the server cannot serve the position (its log is purged).
                     Err(mysql_async::Error::Server(s)) if s.code == 1236 => {
                         Err(purged(&start, oldest.as_deref(), Some(&s.message)))
@@ -198,7 +212,7 @@ impl MyChanges {
                 }
             }
         });
-        Ok(MyChanges { rx, task, names })
+        Ok(MyChanges { rx, task, names, heard })
     }
 }
 
@@ -232,6 +246,10 @@ impl ChangeSource for MyChanges {
 
     async fn close(self) {
         self.task.abort();
+    }
+
+    fn silent_for(&self) -> Option<Duration> {
+        Some(self.heard.silent_for())
     }
 }
 

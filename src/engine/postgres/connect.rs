@@ -31,13 +31,22 @@ pub fn config(endpoint: &Endpoint, password: Option<&str>, application: &str) ->
     if let Some(p) = password {
         c.password(p);
     }
-    c.connect_timeout(std::time::Duration::from_secs(10));
+    c.connect_timeout(crate::engine::net::timeout());
+    c.keepalives(true)
+        .keepalives_idle(crate::engine::net::keepalive_idle())
+        .keepalives_interval(crate::engine::net::keepalive_interval())
+        .keepalives_retries(crate::engine::net::KEEPALIVE_PROBES)
+        .tcp_user_timeout(crate::engine::net::timeout());
     Ok(c)
 }
 
 /// Opens a session to `endpoint`. The connection task runs in the background and ends with the
 /// client.
 pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Client> {
+    crate::engine::net::connecting(side, open(endpoint, login, side)).await
+}
+
+async fn open(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Client> {
     let mut cfg = config(endpoint, login.password, "ferry")?;
     let tls_config = tls::client_config(TlsConfig::mode_of(endpoint.tls.as_ref()), login.tls, side)?;
     let client = match tls_config {

@@ -107,40 +107,44 @@ impl SlotWatch {
     fn start(endpoint: &crate::api::Endpoint, credentials: Credentials, slot: String, heartbeat: bool) -> SlotWatch {
         let endpoint = endpoint.clone();
         SlotWatch(tokio::spawn(async move {
-            let client = match connect::connect(&endpoint, credentials.login(Side::Source), Side::Source).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "no connection to watch the slot's retained WAL and write heartbeats");
-                    return;
-                }
-            };
             let sql = "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
                        ELSE pg_current_wal_lsn() END - restart_lsn)::int8 \
                        FROM pg_replication_slots WHERE slot_name = $1";
-            let mut heartbeat = heartbeat;
+            let mut warned = false;
             let mut tick = 0u32;
             loop {
-                if tick.is_multiple_of(3)
-                    && let Ok(Some(row)) = client.query_opt(sql, &[&slot]).await
-                    && let Ok(Some(bytes)) = row.try_get::<_, Option<i64>>(0)
-                {
-                    super::metrics::metrics().slot_retained_wal(u64::try_from(bytes).unwrap_or(0));
+                // A lost connection is opened again: the job's stream relies on the heartbeats.
+                let client = match connect::connect(&endpoint, credentials.login(Side::Source), Side::Source).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no connection to watch the slot's retained WAL and write heartbeats");
+                        tokio::time::sleep(HEARTBEAT_EVERY).await;
+                        continue;
+                    }
+                };
+                while !client.is_closed() {
+                    if tick.is_multiple_of(3)
+                        && let Ok(Some(row)) = client.query_opt(sql, &[&slot]).await
+                        && let Ok(Some(bytes)) = row.try_get::<_, Option<i64>>(0)
+                    {
+                        super::metrics::metrics().slot_retained_wal(u64::try_from(bytes).unwrap_or(0));
+                    }
+                    if heartbeat
+                        && let Err(e) = client
+                            .execute("SELECT pg_logical_emit_message(false, $1, '')", &[&stream::HEARTBEAT_PREFIX])
+                            .await
+                        && !std::mem::replace(&mut warned, true)
+                    {
+                        // Without heartbeats a quiet job's slot moves only with its own tables.
+                        tracing::warn!(
+                            error = %connect::describe_pg_error(&e),
+                            "cannot write heartbeats on the source (pg_logical_emit_message): while the selected \
+                             tables are quiet, the slot keeps the WAL other tables write"
+                        );
+                    }
+                    tick = tick.wrapping_add(1);
+                    tokio::time::sleep(HEARTBEAT_EVERY).await;
                 }
-                if heartbeat
-                    && let Err(e) = client
-                        .execute("SELECT pg_logical_emit_message(false, $1, '')", &[&stream::HEARTBEAT_PREFIX])
-                        .await
-                {
-                    // Without heartbeats a quiet job's slot moves only with its own tables.
-                    tracing::warn!(
-                        error = %connect::describe_pg_error(&e),
-                        "cannot write heartbeats on the source (pg_logical_emit_message): while the selected \
-                         tables are quiet, the slot keeps the WAL other tables write"
-                    );
-                    heartbeat = false;
-                }
-                tick = tick.wrapping_add(1);
-                tokio::time::sleep(HEARTBEAT_EVERY).await;
             }
         }))
     }
@@ -149,6 +153,45 @@ impl SlotWatch {
 impl Drop for SlotWatch {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Ends the server session of an earlier stream of the job that still holds its slot (after a
+/// network cut the server notices the lost client only at `wal_sender_timeout`), so the new
+/// stream can start. The job's own user may end its own sessions.
+async fn take_over_slot(client: &Client, slot: &str) -> Result<()> {
+    let sql = "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots \
+               WHERE slot_name = $1 AND active_pid IS NOT NULL AND active_pid <> pg_backend_pid()";
+    let ended =
+        client.query(sql, &[&slot]).await.ctx(Side::Source, || format!("taking over replication slot {slot}"))?;
+    if ended.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(slot, "ended an earlier session that still held the slot");
+    for _ in 0..50 {
+        let active: bool = client
+            .query_one("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
+            .await
+            .ctx(Side::Source, || format!("looking up replication slot {slot}"))?
+            .get(0);
+        if !active {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Whether the source user may write the heartbeat messages (`pg_logical_emit_message`) that
+/// keep a quiet job's slot moving and tell a silent stream from a quiet one.
+async fn may_write_heartbeats(client: &Client) -> bool {
+    let sql = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')";
+    match client.query_one(sql, &[]).await {
+        Ok(row) => row.try_get::<_, bool>(0).unwrap_or(false),
+        Err(e) => {
+            tracing::warn!(error = %connect::describe_pg_error(&e), "cannot tell whether heartbeats may be written");
+            false
+        }
     }
 }
 
@@ -345,7 +388,9 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     };
 
     // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
-    let heartbeat = version >= poll::STREAMING_SINCE;
+    let heartbeat = version >= poll::STREAMING_SINCE && may_write_heartbeats(&src).await;
+    // Sources before 14 are polled: every answered poll says the source is there.
+    let polled = version < poll::STREAMING_SINCE;
     let _slot_watch = SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat);
 
     if spec.task_type.has_full() && !state.full_done {
@@ -391,7 +436,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             // Chunks were read in newer snapshots after a restart: replay up to the newest one
             // so the copy is consistent as of that moment.
             let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
-            apply_stream(&job, changes, &tables, safe_end, Some(safe_end)).await?;
+            apply_stream(&job, changes, &tables, safe_end, Some(safe_end), heartbeat || polled).await?;
         } else {
             drop(held_snapshot);
         }
@@ -404,7 +449,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     }
     job.tracker.stage(TransferStage::Incremental);
     let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
-    apply_stream(&job, changes, &tables, safe_end, None).await?;
+    apply_stream(&job, changes, &tables, safe_end, None, heartbeat || polled).await?;
     Ok(Outcome::Stopped)
 }
 
@@ -421,6 +466,7 @@ async fn open_changes(
     match held {
         Some(slot) => slot.into_changes(decoder, from).await,
         None if version >= poll::STREAMING_SINCE => {
+            take_over_slot(&job.source().await?, &names.slot).await?;
             Changes::open(&job.spec.source, login, &names.slot, &names.publication, decoder, from).await
         }
         None => poll::open(&job.spec.source, login, &names.slot, &names.publication, decoder, from).await,
@@ -487,6 +533,7 @@ async fn apply_stream(
     tables: &[PgTable],
     safe_end: u64,
     until: Option<u64>,
+    hears_regularly: bool,
 ) -> Result<()> {
     let spec = job.spec;
     let client = job.target().await?;
@@ -495,7 +542,8 @@ async fn apply_stream(
     for table in copied_snapshots(&client, job.id).await?.keys() {
         read_lsns.remove(table);
     }
-    let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until);
+    let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until)
+        .with_heartbeats(hears_regularly);
     let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }

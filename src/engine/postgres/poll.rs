@@ -28,6 +28,7 @@ use crate::api::Endpoint;
 use crate::engine::Login;
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::Transaction;
+use crate::engine::net::Heard;
 
 /// The first PostgreSQL version (`server_version_num`) whose replication connection the
 /// stream client accepts; older sources are polled.
@@ -71,8 +72,9 @@ pub async fn open(
         feedback: Arc::clone(&feedback),
         advanced: 0,
     };
-    let task = tokio::spawn(reader.run(decoder, Assembler::new(from), tx, cancel.clone()));
-    Ok(Changes::from_task(rx, feedback, cancel, task))
+    let heard = Heard::default();
+    let task = tokio::spawn(reader.run(decoder, Assembler::new(from), tx, cancel.clone(), heard.clone()));
+    Ok(Changes::from_task(rx, feedback, cancel, task, heard))
 }
 
 struct Reader {
@@ -91,13 +93,18 @@ impl Reader {
         mut assembler: Assembler,
         tx: mpsc::Sender<Result<Transaction>>,
         cancel: CancellationToken,
+        heard: Heard,
     ) {
         // One decoder for the whole run: each peek starts with the relations again, and the
         // decoder keeps quiet about ones it knows.
         let mut pgoutput = PgOutputDecoder::with_protocol_version(1);
         while !cancel.is_cancelled() {
             let fresh = match self.poll(&mut pgoutput, &mut decoder, &mut assembler).await {
-                Ok(fresh) => fresh,
+                Ok(fresh) => {
+                    // Every answered poll is a sign of life, whether it brought changes or not.
+                    heard.now();
+                    fresh
+                }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;

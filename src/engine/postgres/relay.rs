@@ -161,11 +161,12 @@ impl Server {
             return Ok(());
         };
         let connect = TcpStream::connect((self.host.as_str(), self.port));
-        let mut remote = tokio::time::timeout(Duration::from_secs(10), connect)
+        let mut remote = tokio::time::timeout(crate::engine::net::timeout(), connect)
             .await
             .map_err(|_| io("connecting to the server", std::io::ErrorKind::TimedOut.into()))?
             .map_err(|e| io("connecting to the server", e))?;
         let _ = remote.set_nodelay(true);
+        crate::engine::net::tune_socket(&remote);
         let mut request = Vec::with_capacity(8);
         request.extend_from_slice(&8u32.to_be_bytes());
         request.extend_from_slice(&SSL_REQUEST.to_be_bytes());

@@ -23,6 +23,7 @@ use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
+use crate::engine::net::Heard;
 
 /// The prefix of the non-transactional logical decoding messages Ferry writes on the source
 /// while a job runs. When the selected tables are quiet and other tables are busy, PostgreSQL
@@ -52,6 +53,12 @@ fn replication_dsn(endpoint: &Endpoint, password: Option<&str>, relay: Option<&R
         // the relay speaks TLS to the server.
         "sslmode=disable".to_owned(),
         "application_name=ferry".to_owned(),
+        format!("connect_timeout={}", crate::engine::net::timeout().as_secs().max(1)),
+        "keepalives=1".to_owned(),
+        format!("keepalives_idle={}", crate::engine::net::keepalive_idle().as_secs()),
+        format!("keepalives_interval={}", crate::engine::net::keepalive_interval().as_secs()),
+        format!("keepalives_count={}", crate::engine::net::KEEPALIVE_PROBES),
+        format!("tcp_user_timeout={}", crate::engine::net::timeout().as_millis()),
     ];
     if !database.is_empty() {
         parts.push(format!("dbname={}", q(&database)));
@@ -179,6 +186,8 @@ pub struct Changes {
     feedback: Arc<SharedLsnFeedback>,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
+    /// When the reading task last heard from the server.
+    heard: Heard,
     // Carries the replication connection while TLS is on; dropped after the reading task.
     _relay: Option<Relay>,
 }
@@ -205,8 +214,9 @@ impl Changes {
         feedback: Arc<SharedLsnFeedback>,
         cancel: CancellationToken,
         task: JoinHandle<()>,
+        heard: Heard,
     ) -> Changes {
-        Changes { rx, feedback, cancel, task: Some(task), _relay: None }
+        Changes { rx, feedback, cancel, task: Some(task), heard, _relay: None }
     }
 
     async fn start(
@@ -220,8 +230,9 @@ impl Changes {
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(QUEUE);
         let events = stream.into_stream(cancel.clone());
-        let task = tokio::spawn(read_loop(events, decoder, tx, from));
-        Ok(Changes { rx, feedback, cancel, task: Some(task), _relay: relay })
+        let heard = Heard::default();
+        let task = tokio::spawn(read_loop(events, decoder, tx, from, heard.clone()));
+        Ok(Changes { rx, feedback, cancel, task: Some(task), heard, _relay: relay })
     }
 
     /// The next transaction; `None` once the stream has ended.
@@ -265,6 +276,10 @@ impl crate::engine::apply::ChangeSource for Changes {
     async fn close(self) {
         Changes::close(self).await;
     }
+
+    fn silent_for(&self) -> Option<Duration> {
+        Some(self.heard.silent_for())
+    }
 }
 
 impl Drop for Changes {
@@ -278,11 +293,15 @@ async fn read_loop(
     mut decoder: Decoder,
     tx: mpsc::Sender<Result<Transaction>>,
     from: u64,
+    heard: Heard,
 ) {
     let mut assembler = Assembler::new(from);
     loop {
         let event = match events.next_event().await {
-            Ok(e) => e,
+            Ok(e) => {
+                heard.now();
+                e
+            }
             Err(pg_walstream::ReplicationError::Cancelled(_)) => break,
             Err(e) => {
                 let _ = tx.send(Err(stream_error(e))).await;
