@@ -94,9 +94,10 @@ pub struct Job<'a> {
 /// failure goes to the operator (which retries by `spec.retry`) instead.
 pub const RECONNECT_ATTEMPTS: u32 = 8;
 
-/// Runs a job with the engine its endpoints call for. A lost connection, a server restart or a
-/// connection gone silent does not end the run: the job starts again from its checkpoint (the
-/// chunk ledger, the stream position) after a backoff, each time reported to the tracker, until
+/// Runs a job with the engine its endpoints call for. Once the job has started (both databases
+/// reached, the tables resolved), a lost connection, a server restart or a connection gone
+/// silent does not end the run: the job starts again from its checkpoint (the chunk ledger, the
+/// stream position) after a backoff, each time reported to the tracker, until
 /// [`RECONNECT_ATTEMPTS`] starts in a row make no progress.
 pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
     net::set_timeout(job.spec);
@@ -112,7 +113,9 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
             stop: job.stop.clone(),
         };
         let e = match run_once(attempt).await {
-            Err(e) if e.is_transient() && !*job.stop.borrow() => e,
+            // A database unreachable from the very start goes to the operator at once (its
+            // precheck and retries say more); one lost later is reconnected to here.
+            Err(e) if e.is_transient() && !*job.stop.borrow() && job.tracker.snapshot().0.stage.is_some() => e,
             other => return other,
         };
         let (progress, now) = job.tracker.snapshot();
