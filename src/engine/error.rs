@@ -104,6 +104,11 @@ impl EngineError {
     }
 }
 
+/// What a database's "no space left" error means for a job, and what to do: appended to the
+/// server's own message.
+pub const OUT_OF_SPACE: &str = "the database server is out of disk space: make room (free space or grow its volume), \
+     and a retry resumes from the last committed chunk or checkpoint";
+
 /// Error codes no retry can help: the job fails at once instead of retrying `spec.retry.limit`
 /// times.
 pub const UNRECOVERABLE: [&str; 2] = ["BINLOG_PURGED", "SLOT_LOST"];
@@ -151,15 +156,22 @@ pub fn is_transient_message(message: &str) -> bool {
 /// Shorthand for results of the data path.
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
+/// How a database client's error reads in a message: in the server's own words where it gave
+/// any. (tokio-postgres's `Display` says only "db error" for everything the server reports.)
+pub trait Describe {
+    /// The error's message, never holding a password.
+    fn describe(&self) -> String;
+}
+
 /// Adds context to database errors.
 pub trait Context<T> {
     /// Maps the error to [`EngineError::Query`] on `side`, saying what was being done.
     fn ctx(self, side: Side, context: impl FnOnce() -> String) -> Result<T>;
 }
 
-impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+impl<T, E: Describe> Context<T> for std::result::Result<T, E> {
     fn ctx(self, side: Side, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| EngineError::query(side, context(), e))
+        self.map_err(|e| EngineError::query(side, context(), e.describe()))
     }
 }
 

@@ -15,6 +15,7 @@
 //! Everything here blocks (it waits on processes and sockets) but never needs an async runtime,
 //! so it can be called from plain tests and from inside `#[tokio::test]` alike.
 
+mod filesystem;
 mod mariadb;
 mod pki;
 mod postgres;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub use filesystem::{FilesystemOwner, SmallFilesystem};
 pub use mariadb::{MariaDbOptions, MariaDbServer};
 pub use pki::{ServerTls, TLS_HOST, TestPki};
 pub use postgres::{PostgresOptions, PostgresServer};

@@ -23,7 +23,7 @@ use super::target::{exec_affected, qualified};
 use super::values::param;
 use crate::api::ConflictPolicy;
 use crate::engine::apply::ChangeTarget;
-use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::error::{Describe, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch};
 use crate::engine::sql::my_ident;
 
@@ -174,7 +174,7 @@ impl Applier {
 
     fn fail(&self, what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> EngineError {
         let what = what.into();
-        move |e| EngineError::query(T, what, e)
+        move |e| EngineError::query(T, what, e.describe())
     }
 
     async fn begin(&mut self) -> Result<()> {
@@ -205,7 +205,7 @@ impl Applier {
                 table: sql.split_whitespace().nth(2).unwrap_or("?").to_owned(),
                 message: s.message.clone(),
             },
-            _ => EngineError::query(T, "applying a change", e),
+            _ => EngineError::query(T, "applying a change", e.describe()),
         })
     }
 
@@ -337,7 +337,7 @@ impl Applier {
             Err(mysql_async::Error::Server(s)) if replay && ALREADY_DONE.contains(&s.code) => {
                 tracing::info!(code = s.code, "replayed DDL had already taken effect");
             }
-            Err(e) => return Err(EngineError::query(T, "replaying a DDL statement", e)),
+            Err(e) => return Err(EngineError::query(T, "replaying a DDL statement", e.describe())),
         }
         for (index, db, name) in tables {
             let def = catalog::describe(&mut self.conn, db, name, db.clone(), name.clone(), None)

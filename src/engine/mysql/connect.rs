@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 
 use crate::api::{Endpoint, TlsConfig, TlsMode};
 use crate::engine::Login;
-use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::error::{Describe, EngineError, OUT_OF_SPACE, Result, Side};
 use crate::engine::tls::{self, TlsFailure};
 
 /// The client-side authentication plugins the client speaks.
@@ -238,9 +238,44 @@ fn offers_tls(greeting: &[u8]) -> bool {
     greeting.get(at..at + 2).is_some_and(|c| u32::from(u16::from_le_bytes([c[0], c[1]])) & CLIENT_SSL != 0)
 }
 
+/// Server errors of a full disk: the table is full (InnoDB could not extend its file), disk full.
+const DISK_FULL: [u16; 2] = [1114, 1021];
+
+impl Describe for mysql_async::Error {
+    /// The client's message; for a full disk, with what that means for the job. (The server
+    /// says only "The table 'orders' is full"; its log has the operating system's error.)
+    fn describe(&self) -> String {
+        match self {
+            mysql_async::Error::Server(s)
+                if DISK_FULL.contains(&s.code) || s.message.contains("No space left on device") =>
+            {
+                format!("{self} ({OUT_OF_SPACE})")
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_says_what_to_do_and_other_errors_read_as_the_server_wrote_them() {
+        let server = |code: u16, message: &str| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: message.to_owned(),
+                state: "HY000".to_owned(),
+            })
+        };
+        let full = server(1114, "The table 'orders' is full").describe();
+        assert!(full.contains("The table 'orders' is full") && full.contains("out of disk space"), "{full}");
+        let errno = server(3, "Error writing file './shop/t.ibd' (Errcode: 28 \"No space left on device\")").describe();
+        assert!(errno.contains("out of disk space"), "{errno}");
+        let other = server(1146, "Table 'shop.orders' doesn't exist").describe();
+        assert_eq!(other, "Server error: `ERROR 1146 (HY000): Table 'shop.orders' doesn't exist'");
+    }
 
     #[test]
     fn the_packet_budget_stays_below_the_server_limit() {

@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
 use super::catalog::{ColumnKind, MyTable};
-use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::error::{Describe, EngineError, Result, Side};
 use crate::engine::model::KeyRange;
 use crate::engine::progress::Tracker;
 use crate::engine::snapshot::PendingChunk;
@@ -23,7 +23,7 @@ pub const DATABASE: &str = "_ferry";
 
 fn err(context: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> EngineError {
     let context = context.into();
-    move |e| EngineError::query(T, context, e)
+    move |e| EngineError::query(T, context, e.describe())
 }
 
 /// `db`.`table`, quoted.

@@ -10,12 +10,13 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::config::SslMode;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, Config, NoTls, Socket};
 
 use crate::api::{Endpoint, TlsConfig};
 use crate::engine::Login;
-use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::error::{Describe, EngineError, OUT_OF_SPACE, Result, Side};
 use crate::engine::tls::{self, TlsFailure};
 
 /// The connection settings for an endpoint and its password.
@@ -159,14 +160,24 @@ impl AsyncWrite for PgTlsStream {
     }
 }
 
-/// The server's own message for a database error (which names the failing object), or the
-/// client's description otherwise. Neither ever holds the password.
+/// The server's own message for a database error (which names the failing object), with its
+/// detail and hint, or the client's description otherwise. Neither ever holds the password.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("{} ({detail})", db.message()),
-            None => db.message().to_owned(),
-        },
+        Some(db) => {
+            let mut msg = db.message().to_owned();
+            if let Some(detail) = db.detail() {
+                msg.push_str(&format!(" ({detail})"));
+            }
+            if *db.code() == SqlState::DISK_FULL {
+                // `could not extend file "…": No space left on device`, hinting "Check free disk
+                // space.": say what that means for the job instead.
+                msg.push_str(&format!("; {OUT_OF_SPACE}"));
+            } else if let Some(hint) = db.hint() {
+                msg.push_str(&format!("; hint: {hint}"));
+            }
+            msg
+        }
         None => {
             let mut msg = e.to_string();
             let mut source = std::error::Error::source(e);
@@ -177,5 +188,11 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
             }
             msg
         }
+    }
+}
+
+impl Describe for tokio_postgres::Error {
+    fn describe(&self) -> String {
+        describe_pg_error(self)
     }
 }

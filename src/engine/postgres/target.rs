@@ -714,14 +714,20 @@ impl Applier {
         let futures = planned.iter().map(|(stmt, step)| {
             let params: Vec<&(dyn ToSql + Sync)> = step.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             let tx = &tx;
-            async move { tx.execute(stmt, &params).await }
+            async move { tx.execute(stmt, &params).await.map_err(|e| (step.table, e)) }
         });
-        let counts = try_join_all(futures).await.map_err(|e| {
+        let counts = try_join_all(futures).await.map_err(|(table, e)| {
             let msg = describe_pg_error(&e);
+            let table = self.tables.get(table).map(|t| &t.def);
             if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                EngineError::Conflict { table: "target".into(), message: msg }
+                EngineError::Conflict {
+                    table: table.map_or_else(|| "target".into(), |d| d.display_name()),
+                    message: msg,
+                }
             } else {
-                EngineError::query(T, "applying changes", msg)
+                // The server's message names a file, not the table, when the disk is full.
+                let table = table.map_or_else(|| "target".into(), |d| d.display_target());
+                EngineError::query(T, format!("applying changes to {table}"), msg)
             }
         })?;
         for ((_, step), n) in planned.iter().zip(&counts) {
