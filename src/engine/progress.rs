@@ -9,13 +9,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::metrics::{Stage, metrics};
-use crate::api::{Checkpoint, Progress, TableProgress, TableState, TransferStage};
+use crate::api::{Checkpoint, Progress, SlotStatus, TableProgress, TableState, TransferStage};
 
 /// Receives progress. Called from the engine's tasks; must not block for long.
 pub trait ProgressSink: Send + Sync {
     /// The current progress and checkpoint. Sent at every stage change and at most about once a
     /// second otherwise.
     fn report(&self, progress: &Progress, checkpoint: Option<&Checkpoint>);
+
+    /// A measurement of the job's replication slot (PostgreSQL sources, every 15 s), or `None`
+    /// once the job has dropped it. Ignored unless the sink cares.
+    fn slot(&self, _slot: Option<&SlotStatus>) {}
 }
 
 /// A sink that drops everything.
@@ -156,6 +160,11 @@ impl Tracker {
     pub fn lag(&self, seconds: u64) {
         metrics().lag(seconds);
         self.with(false, |s| s.progress.lag_seconds = Some(seconds));
+    }
+
+    /// Reports a measurement of the job's replication slot, or (`None`) that the job dropped it.
+    pub fn slot(&self, slot: Option<&SlotStatus>) {
+        self.sink.slot(slot);
     }
 
     /// Sends the current state now.
