@@ -833,6 +833,9 @@ fn the_dashboard_config_map_carries_a_dashboard_of_documented_metrics() {
         "ferry_reconcile_duration_seconds",
         "ferry_worker_apply_batch_seconds",
         "ferry_worker_slot_retained_wal_bytes",
+        "ferry_syncjob_slot_retained_wal_bytes",
+        "ferry_syncjob_slot_inactive_seconds",
+        "ferry_syncjob_slot_retention_seconds",
         "ferry_comparetask_consistent",
     ] {
         assert!(used.contains(wanted), "the dashboard shows {wanted}");

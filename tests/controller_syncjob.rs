@@ -7,8 +7,8 @@ mod mock_api;
 use std::sync::Arc;
 
 use ferry::api::{
-    PrecheckItem, PrecheckResult, PrecheckStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
-    WorkerStatus,
+    PrecheckItem, PrecheckResult, PrecheckStatus, SlotStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus,
+    TransferStage, WorkerStatus,
 };
 use ferry::controller::pods::{self, Role};
 use ferry::controller::syncjob::{FINALIZER, reconcile};
@@ -339,6 +339,67 @@ async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
     );
     run.await.unwrap().unwrap();
     assert!(reasons(&api.done().await).contains(&"Released".to_owned()));
+}
+
+/// A paused job whose worker reported its replication slot, held without a worker since
+/// `idle_for_secs` ago (or not yet tracked).
+fn paused_holding_slot(idle_for_secs: Option<i64>) -> SyncJob {
+    let now = jiff::Timestamp::now();
+    let ago =
+        |secs: i64| k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now - jiff::SignedDuration::from_secs(secs));
+    let mut st = streaming(1);
+    st.phase = Some(SyncJobPhase::Pausing);
+    st.slot = Some(SlotStatus {
+        inactive_since: idle_for_secs.map(ago),
+        ..SlotStatus::measured("ferry_shop_orders_5f3c0a1e", 3 << 30, ago(idle_for_secs.unwrap_or(0) + 20))
+    });
+    let mut j = job(Some(st));
+    j.spec.paused = true;
+    j
+}
+
+#[tokio::test]
+async fn a_paused_job_holding_its_slot_records_since_when_and_looks_again_when_the_retention_passes() {
+    let (ctx, mut api) = context();
+    let j = paused_holding_slot(None);
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    // Of the slot, only what the operator tracks: the measurement stays the worker's.
+    let slot = status["status"]["slot"].as_object().expect("status.slot").clone();
+    assert_eq!(slot.keys().collect::<Vec<_>>(), ["inactiveSince"], "{slot:?}");
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::Pausing));
+    let requeue = format!("{:?}", run.await.unwrap().unwrap());
+    assert!(requeue.contains("86400s"), "looks again when a day has passed: {requeue}");
+    api.done().await;
+}
+
+#[tokio::test]
+async fn a_paused_job_past_its_slot_retention_gets_a_release_pod_and_says_it_needs_a_new_full_transfer() {
+    let (ctx, mut api) = context();
+    let j = paused_holding_slot(Some(25 * 3600));
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-release-0");
+    assert_eq!(pod["spec"]["containers"][0]["args"], json!(["worker", "release", "--job", "shop/orders"]));
+    let (_, applied) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let slot = applied["status"]["slot"].as_object().expect("status.slot").clone();
+    assert!(slot.contains_key("expiredAt") && slot.contains_key("inactiveSince"), "{slot:?}");
+    assert!(!slot.contains_key("retainedWalBytes") && !slot.contains_key("name"), "the worker's fields: {slot:?}");
+    let status = status_of(&applied);
+    assert_eq!(status.phase, Some(SyncJobPhase::ReleaseResourceStarted));
+    let error = status.last_error.expect("lastError");
+    assert_eq!(error.code, "SLOT_RETENTION_EXPIRED");
+    assert!(error.message.contains("spec.slotRetentionMinutes (1440 minutes)"), "{}", error.message);
+    assert!(error.message.contains("new full transfer"), "{}", error.message);
+    run.await.unwrap().unwrap();
+    let events = api.done().await;
+    let warning = events.iter().find(|e| e["reason"] == "SlotRetentionExpired").expect("a SlotRetentionExpired Event");
+    assert_eq!(warning["type"], "Warning");
+    assert!(warning["note"].as_str().unwrap().contains("ferry_shop_orders_5f3c0a1e"), "{warning}");
 }
 
 // CompareTask scenarios.

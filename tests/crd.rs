@@ -149,6 +149,9 @@ fn the_api_server_enforces_immutable_engines_and_at_most_three_speed_windows() {
     assert_eq!(spec["expiredDays"]["minimum"], 14.0);
     assert_eq!(spec["expiredDays"]["maximum"], 100.0);
     assert_eq!(spec["expiredDays"]["default"], 14);
+    assert_eq!(spec["slotRetentionMinutes"]["minimum"], 1.0);
+    assert_eq!(spec["slotRetentionMinutes"]["maximum"], 144000.0);
+    assert_eq!(spec["slotRetentionMinutes"]["default"], 1440);
     assert_eq!(spec["source"]["properties"]["port"]["minimum"], 1.0);
     assert_eq!(spec["source"]["properties"]["port"]["maximum"], 65535.0);
 }

@@ -13,12 +13,14 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use ferry::api::{
-    PrecheckItem, PrecheckResult, PrecheckStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TaskType,
+    PrecheckItem, PrecheckResult, PrecheckStatus, SlotStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus,
+    TaskType,
 };
 use ferry::operator::http::{Health, serve};
 use ferry::operator::metrics::Metrics;
 use ferry::operator::resources::Snapshot;
 use http::Method;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mock_api::{call, context};
 use runner::Runner;
 use serde_json::json;
@@ -136,6 +138,22 @@ async fn a_running_worker_serves_every_worker_series_with_sane_values() {
             break text;
         }
     };
+    // The same measurement reaches the job's status (`status.slot`), where the operator keeps
+    // reporting it while no worker runs.
+    let status_file = dir.path().join("status.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let slot = loop {
+        let status: serde_json::Value =
+            std::fs::read_to_string(&status_file).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+        if status["slot"]["retainedWalBytes"].is_u64() {
+            break status["slot"].clone();
+        }
+        assert!(Instant::now() < deadline, "no slot in the status file: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(slot["name"].as_str().is_some_and(|n| n.starts_with("ferry_")), "{slot}");
+    assert!(slot["measuredAt"].is_string(), "{slot}");
+    assert!(slot.get("inactiveSince").is_none(), "a running worker's slot is not idle: {slot}");
     run.stop_cleanly();
 
     for name in documented("Worker") {
@@ -235,8 +253,23 @@ async fn the_operator_serves_reconcile_and_per_job_series_after_a_scenario() {
     );
     batch.metadata.namespace = Some("shop".into());
     batch.status = Some(serde_json::from_value(json!({"total": 1, "counts": {"CONFIGURATION": 1}})).unwrap());
-    let snapshot =
-        Snapshot { jobs: vec![Arc::new(cached)], tasks: vec![Arc::new(task)], batches: vec![Arc::new(batch)] };
+    // A paused job that has held its slot for an hour without a worker.
+    let an_hour_ago = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600);
+    let mut paused = job_with(SyncJobStatus {
+        phase: Some(SyncJobPhase::Pausing),
+        slot: Some(SlotStatus {
+            inactive_since: Some(Time(an_hour_ago)),
+            ..SlotStatus::measured("ferry_shop_invoices_1", 5 << 30, Time(an_hour_ago))
+        }),
+        ..Default::default()
+    });
+    paused.metadata.name = Some("invoices".into());
+    paused.spec.slot_retention_minutes = 120;
+    let snapshot = Snapshot {
+        jobs: vec![Arc::new(cached), Arc::new(paused)],
+        tasks: vec![Arc::new(task)],
+        batches: vec![Arc::new(batch)],
+    };
     metrics.resources.watch(move || snapshot.clone());
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -268,6 +301,16 @@ async fn the_operator_serves_reconcile_and_per_job_series_after_a_scenario() {
     assert_eq!(value(&text, &format!("ferry_syncjob_ready{o}")), Some(0.0));
     assert_eq!(value(&text, &format!("ferry_syncjob_failed{o}")), Some(0.0));
     assert_eq!(value(&text, &format!("ferry_syncjob_lag_threshold_seconds{o}")), Some(30.0));
+    let held = "{namespace=\"shop\",name=\"invoices\"}";
+    assert_eq!(
+        value(&text, &format!("ferry_syncjob_slot_retained_wal_bytes{held}")),
+        Some(5.0 * 1024.0 * 1024.0 * 1024.0)
+    );
+    let idle = value(&text, &format!("ferry_syncjob_slot_inactive_seconds{held}")).unwrap();
+    assert!((3600.0..3700.0).contains(&idle), "{idle}");
+    assert_eq!(value(&text, &format!("ferry_syncjob_slot_retention_seconds{held}")), Some(7200.0));
+    assert_eq!(value(&text, &format!("ferry_syncjob_slot_retention_seconds{o}")), Some(86_400.0));
+    assert_eq!(value(&text, &format!("ferry_syncjob_slot_inactive_seconds{o}")), None, "no slot reported");
     assert_eq!(value(&text, "ferry_comparetask_consistent{namespace=\"shop\",name=\"check\"}"), Some(1.0));
     assert_eq!(
         value(&text, "ferry_batchjob_children{namespace=\"shop\",name=\"tenants\",phase=\"CONFIGURATION\"}"),

@@ -71,6 +71,22 @@ fn a_port_of_zero_is_rejected() {
 }
 
 #[test]
+fn a_slot_retention_outside_a_minute_to_100_days_is_rejected() {
+    let minutes = |m| SyncJobSpec::test().slot_retention_minutes(m);
+    rejects(&minutes(0), "spec.slotRetentionMinutes", "between 1 and 144000 minutes (100 days), got 0");
+    rejects(&minutes(144_001), "spec.slotRetentionMinutes", "between 1 and 144000");
+    assert!(minutes(1).validate().is_empty());
+    assert!(minutes(144_000).validate().is_empty());
+    let defaulted: SyncJobSpec = serde_json::from_value(serde_json::json!({
+        "source": {"engine": "postgresql", "host": "a", "port": 5432, "database": "shop", "user": "u"},
+        "target": {"engine": "postgresql", "host": "b", "port": 5432, "database": "shop", "user": "u"},
+        "objects": {"scope": "all"}
+    }))
+    .unwrap();
+    assert_eq!(defaulted.slot_retention_minutes, 1440, "a day unless said otherwise");
+}
+
+#[test]
 fn expired_days_outside_14_to_100_are_rejected() {
     rejects(&SyncJobSpec::test().expires_after_days(13), "spec.expiredDays", "between 14 and 100");
     rejects(&SyncJobSpec::test().expires_after_days(101), "spec.expiredDays", "between 14 and 100");

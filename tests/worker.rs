@@ -4,7 +4,7 @@
 
 mod support;
 
-use ferry::api::{PrecheckStatus, Progress, SyncJob, TaskType, TransferStage};
+use ferry::api::{PrecheckStatus, Progress, SlotStatus, SyncJob, SyncJobStatus, TaskType, TransferStage};
 use ferry::worker::{self, Task};
 use http::{Method, Request, Response};
 use kube::Client;
@@ -88,10 +88,28 @@ async fn the_sync_worker_reports_progress_and_completes_a_full_transfer() {
         .batch_execute("CREATE TABLE orders (id int PRIMARY KEY, v text); INSERT INTO orders SELECT g, 'v' || g FROM generate_series(1, 5000) g")
         .await
         .unwrap();
-    let (result, patches) = run_worker(&pair, &job(&pair, TaskType::FullTrans), Task::Sync).await;
+    // A previous attempt measured the slot, and the operator has tracked it since.
+    let mut j = job(&pair, TaskType::FullTrans);
+    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    j.status = Some(SyncJobStatus {
+        slot: Some(SlotStatus {
+            inactive_since: Some(at.clone()),
+            ..SlotStatus::measured("ferry_shop_orders_previous", 4096, at)
+        }),
+        ..Default::default()
+    });
+    let (result, patches) = run_worker(&pair, &j, Task::Sync).await;
     result.unwrap();
     assert!(!patches.is_empty());
-    let last: Progress = serde_json::from_value(patches.last().unwrap()["status"]["progress"].clone()).unwrap();
+    // The previous measurement stands until this worker measures; the operator's field is not
+    // the worker's to write.
+    let first = &patches[0]["status"]["slot"];
+    assert_eq!(first["name"], "ferry_shop_orders_previous", "{first}");
+    assert!(patches.iter().all(|p| p["status"]["slot"].get("inactiveSince").is_none()), "{patches:?}");
+    // A FULL_TRANS job drops its slot when it completes: the last status no longer has one.
+    let last = &patches.last().unwrap()["status"];
+    assert!(last.get("slot").is_none(), "{last}");
+    let last: Progress = serde_json::from_value(last["progress"].clone()).unwrap();
     assert_eq!(last.stage, Some(TransferStage::FullComplete), "{last:#?}");
     assert_eq!(last.tables.iter().map(|t| t.rows).sum::<u64>(), 5000);
     let n: i64 = pair.target().await.query_one("SELECT count(*) FROM orders", &[]).await.unwrap().get(0);

@@ -59,6 +59,7 @@ impl SyncJobSpec {
             speed_limits: Vec::new(),
             alarm: None,
             expired_days: 14,
+            slot_retention_minutes: super::syncjob::DEFAULT_SLOT_RETENTION_MINUTES,
             node_type: Default::default(),
             worker: None,
             tuning: None,
@@ -104,6 +105,12 @@ impl SyncJobSpec {
     /// With a lag alarm threshold.
     pub fn lag_alarm(mut self, seconds: u32) -> Self {
         self.alarm = Some(Alarm { delay_seconds: Some(seconds), ..Default::default() });
+        self
+    }
+
+    /// With `slotRetentionMinutes`.
+    pub fn slot_retention_minutes(mut self, minutes: u32) -> Self {
+        self.slot_retention_minutes = minutes;
         self
     }
 

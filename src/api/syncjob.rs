@@ -301,6 +301,15 @@ fn default_expired_days() -> u32 {
     14
 }
 
+/// Default of `spec.slotRetentionMinutes`: a day.
+pub const DEFAULT_SLOT_RETENTION_MINUTES: u32 = 1440;
+/// Largest `spec.slotRetentionMinutes`: 100 days, as the longest `expiredDays`.
+pub const MAX_SLOT_RETENTION_MINUTES: u32 = 144_000;
+
+fn default_slot_retention_minutes() -> u32 {
+    DEFAULT_SLOT_RETENTION_MINUTES
+}
+
 /// A database migration or replication job: Ferry prechecks both databases, copies the existing
 /// data (full transfer), then streams every change (incremental transfer), and reports each step
 /// in `status`.
@@ -360,6 +369,19 @@ pub struct SyncJobSpec {
     #[serde(default = "default_expired_days")]
     #[schemars(range(min = 14, max = 100))]
     pub expired_days: u32,
+    /// PostgreSQL sources only: minutes the job may keep its replication slot while it is not
+    /// streaming — failed, waiting for a retry, paused, or with its worker pod not running. Such a
+    /// slot keeps all the WAL the source writes meanwhile, and can fill the source's disk. Once
+    /// this long has passed, the operator releases the slot and the publication (phase
+    /// `RELEASE_RESOURCE_COMPLETE`, `lastError.code` `SLOT_RETENTION_EXPIRED`): the changes since
+    /// the checkpoint are gone, and the job must start over with a new full transfer (delete it
+    /// and apply it again). A job whose worker runs never loses its slot this way.
+    /// `status.slot.inactiveSince` says since when the clock runs. 1–144000 (100 days), default
+    /// 1440 (a day). MySQL and MariaDB sources hold no slot: their binary logs are kept by the
+    /// server's own retention.
+    #[serde(default = "default_slot_retention_minutes")]
+    #[schemars(range(min = 1, max = 144000))]
+    pub slot_retention_minutes: u32,
     /// Worker pod size: `micro`, `small` (default), `medium` or `high`.
     #[serde(default)]
     pub node_type: NodeType,
@@ -575,6 +597,58 @@ pub struct WorkerStatus {
     pub restarts: u32,
 }
 
+/// The PostgreSQL replication slot the job holds on its source: what the worker last measured
+/// (every 15 s while it runs) and, while no worker streams, since when the slot has been held
+/// without one.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SlotStatus {
+    /// Name of the replication slot on the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// WAL the slot retains on the source, in bytes, when last measured: the source's current
+    /// WAL position minus the slot's `restart_lsn`. While no worker runs it is not measured, and
+    /// grows with every write on the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_wal_bytes: Option<u64>,
+    /// When the worker last measured `retainedWalBytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_at: Option<Time>,
+    /// Since when the job has held the slot without a worker running (failed, waiting for a
+    /// retry, paused); unset while a worker runs. `spec.slotRetentionMinutes` counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactive_since: Option<Time>,
+    /// When the job had held the slot without streaming for `spec.slotRetentionMinutes`, and the
+    /// operator began to release it: the job needs a new full transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<Time>,
+}
+
+impl SlotStatus {
+    /// Fields the worker writes (`name`, `retainedWalBytes`, `measuredAt`), as JSON keys.
+    pub const WORKER_FIELDS: [&'static str; 3] = ["name", "retainedWalBytes", "measuredAt"];
+
+    /// What the worker reports of a measurement: the slot's name, the WAL it retains, when.
+    pub fn measured(name: &str, retained_wal_bytes: u64, at: Time) -> SlotStatus {
+        SlotStatus {
+            name: Some(name.to_owned()),
+            retained_wal_bytes: Some(retained_wal_bytes),
+            measured_at: Some(at),
+            ..SlotStatus::default()
+        }
+    }
+
+    /// Only the worker's fields of `self`.
+    pub fn worker_part(&self) -> SlotStatus {
+        SlotStatus {
+            name: self.name.clone(),
+            retained_wal_bytes: self.retained_wal_bytes,
+            measured_at: self.measured_at.clone(),
+            ..SlotStatus::default()
+        }
+    }
+}
+
 /// The last error that failed the job or one of its steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -640,4 +714,9 @@ pub struct SyncJobStatus {
     /// When the phase last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase_since: Option<Time>,
+    /// PostgreSQL sources: the replication slot the job holds, as its worker last measured it.
+    /// After the slot is released (phase `RELEASE_RESOURCE_COMPLETE`) the last measurement stays,
+    /// for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotStatus>,
 }

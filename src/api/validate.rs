@@ -10,7 +10,7 @@ use super::common::{
     ColumnSelection, Endpoint, Engine, ObjectScope, ObjectSelection, SecretKeyRef, TableSelection, TlsConfig, TlsMode,
 };
 use super::compare::{CompareModeKind, CompareTaskSpec};
-use super::syncjob::{SpeedLimit, SyncJobSpec, TaskType};
+use super::syncjob::{MAX_SLOT_RETENTION_MINUTES, SpeedLimit, SyncJobSpec, TaskType};
 
 /// One violation: which field and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -412,6 +412,15 @@ impl Validate for SyncJobSpec {
         }
         if !(14..=100).contains(&self.expired_days) {
             errs.push("spec.expiredDays", format!("must be between 14 and 100 days, got {}", self.expired_days));
+        }
+        if !(1..=MAX_SLOT_RETENTION_MINUTES).contains(&self.slot_retention_minutes) {
+            errs.push(
+                "spec.slotRetentionMinutes",
+                format!(
+                    "must be between 1 and {MAX_SLOT_RETENTION_MINUTES} minutes (100 days), got {}",
+                    self.slot_retention_minutes
+                ),
+            );
         }
         check_speed_limits(&mut errs, "spec.speedLimits", &self.speed_limits);
         let dml = &self.policy.dml_types;

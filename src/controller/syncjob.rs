@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, Role};
 use super::{Context, Error, PodCreation, api_err, create_pod, observe};
-use crate::api::{SyncJob, SyncJobStatus};
+use crate::api::{SlotStatus, SyncJob, SyncJobStatus};
 use crate::lifecycle::{self, Action};
 
 /// Finalizer that holds deletion until the source resources are released.
@@ -30,9 +30,23 @@ fn refused(created: PodCreation) -> Option<String> {
 /// applies them.
 const WORKER_FIELDS: [&str; 3] = ["precheck", "progress", "checkpoint"];
 
-/// The operator's part of a status, as JSON for server-side apply.
+/// The operator's part of a status, as JSON for server-side apply: without the worker's fields,
+/// and of `slot` only what the operator tracks (`inactiveSince`, `expiredAt`), so the worker's
+/// measurement stays the worker's.
 fn operator_fields(status: &SyncJobStatus) -> serde_json::Value {
-    super::without_fields(status, &WORKER_FIELDS)
+    let mut v = super::without_fields(status, &WORKER_FIELDS);
+    if let Some(map) = v.as_object_mut() {
+        let keep = map.get_mut("slot").and_then(|s| s.as_object_mut()).is_some_and(|slot| {
+            for f in SlotStatus::WORKER_FIELDS {
+                slot.remove(f);
+            }
+            !slot.is_empty()
+        });
+        if !keep {
+            map.remove("slot");
+        }
+    }
+    v
 }
 
 /// Deletes the job's pods of `role` except the one of attempt `keep`; `deleted` remembers what

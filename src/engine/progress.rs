@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::metrics::{Stage, metrics};
-use crate::api::{Checkpoint, Progress, TableProgress, TableState, TransferStage};
+use crate::api::{Checkpoint, Progress, SlotStatus, TableProgress, TableState, TransferStage};
 
 /// Receives progress. Called from the engine's tasks; must not block for long.
 pub trait ProgressSink: Send + Sync {
@@ -22,6 +22,10 @@ pub trait ProgressSink: Send + Sync {
     /// from its checkpoint: `reconnects` so far, the error's code and message. The worker
     /// turns it into an Event; `ferry run` prints it.
     fn reconnecting(&self, _reconnects: u32, _code: &str, _message: &str) {}
+
+    /// A measurement of the job's replication slot (PostgreSQL sources, every 15 s), or `None`
+    /// once the job has dropped it. Ignored unless the sink cares.
+    fn slot(&self, _slot: Option<&SlotStatus>) {}
 }
 
 /// A sink that drops everything.
@@ -206,6 +210,11 @@ impl Tracker {
     pub fn lag(&self, seconds: u64) {
         metrics().lag(seconds);
         self.with(false, |s| s.progress.lag_seconds = Some(seconds));
+    }
+
+    /// Reports a measurement of the job's replication slot, or (`None`) that the job dropped it.
+    pub fn slot(&self, slot: Option<&SlotStatus>) {
+        self.sink.slot(slot);
     }
 
     /// Sends the current state now.

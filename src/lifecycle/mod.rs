@@ -11,8 +11,8 @@ pub mod syncjob;
 mod transitions;
 
 pub use syncjob::{
-    Action, Observed, Plan, PrecheckState, ReleaseState, WorkerState, blocking_items, mark_skipped, plan,
-    precheck_status,
+    Action, Observed, Plan, PrecheckState, ReleaseState, SLOT_RETENTION_EXPIRED, WorkerState, blocking_items,
+    holds_slot, mark_skipped, plan, precheck_status, slot_retention,
 };
 
 #[cfg(test)]

@@ -10,8 +10,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::conditions::{self, Status, types};
 use crate::api::validate::{FieldError, describe};
 use crate::api::{
-    LastError, PrecheckItem, PrecheckResult, PrecheckSpec, PrecheckStatus, SyncJobPhase, SyncJobSpec, SyncJobStatus,
-    TransferStage, WorkerStatus,
+    Engine, LastError, PrecheckItem, PrecheckResult, PrecheckSpec, PrecheckStatus, SyncJobPhase, SyncJobSpec,
+    SyncJobStatus, TransferStage, WorkerStatus,
 };
 
 /// A phase that has been healthy this long clears the retry count and `failedSince`.
@@ -23,6 +23,39 @@ pub const STALL_AFTER: Duration = Duration::from_secs(600);
 
 /// Longest delay between two automatic retries.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// `lastError.code` of a job whose replication slot is released because the job held it for
+/// longer than `spec.slotRetentionMinutes` without streaming.
+pub const SLOT_RETENTION_EXPIRED: &str = "SLOT_RETENTION_EXPIRED";
+
+/// Whether the job holds a replication slot on its source, as far as its status tells: a
+/// worker reported the slot, it has not been released, and the job is not a `FULL_TRANS` job
+/// whose worker dropped it on completion.
+pub fn holds_slot(spec: &SyncJobSpec, status: &SyncJobStatus) -> bool {
+    let phase = status.phase.unwrap_or(SyncJobPhase::Creating);
+    spec.source.engine == Engine::Postgresql
+        && status.slot.as_ref().is_some_and(|s| s.name.is_some())
+        && phase != SyncJobPhase::ReleaseResourceComplete
+        // A FULL_TRANS job's worker drops the slot when it completes.
+        && (phase != SyncJobPhase::FullTransferComplete || spec.task_type.has_incremental())
+}
+
+/// `spec.slotRetentionMinutes` as a duration.
+pub fn slot_retention(spec: &SyncJobSpec) -> Duration {
+    Duration::from_secs(u64::from(spec.slot_retention_minutes.max(1)) * 60)
+}
+
+/// What `lastError` and the conditions say of a slot released for `spec.slotRetentionMinutes`.
+fn slot_expired_message(spec: &SyncJobSpec, status: &SyncJobStatus) -> String {
+    let slot = status.slot.as_ref().and_then(|s| s.name.as_deref()).unwrap_or("of the job");
+    format!(
+        "the job held its replication slot {slot} for longer than spec.slotRetentionMinutes ({} minutes) without \
+         streaming, so the slot is released before it fills the source's disk: the changes since the checkpoint \
+         can no longer be read. Delete the SyncJob and apply it again to start over with a new full transfer; \
+         a larger spec.slotRetentionMinutes gives a paused or failing job more time",
+        spec.slot_retention_minutes
+    )
+}
 
 /// Where the precheck for the current spec generation stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -266,6 +299,57 @@ impl Planner<'_> {
         SyncJobPhase::ReleaseResourceStarted
     }
 
+    /// Whether a worker pod of the job runs (copying or streaming).
+    fn worker_runs(&self) -> bool {
+        matches!(self.obs.worker, WorkerState::Running { .. })
+    }
+
+    /// Since when the job has held its replication slot without a running worker, as of this
+    /// observation and the status being planned; `None` while a worker runs or no slot is held.
+    fn slot_idle_since(&self) -> Option<Timestamp> {
+        if self.worker_runs() || !holds_slot(self.spec, &self.st) {
+            return None;
+        }
+        Some(self.old.slot.as_ref().and_then(|s| since(&s.inactive_since)).unwrap_or(self.now))
+    }
+
+    /// The job held its slot for `spec.slotRetentionMinutes` without streaming: release it, and
+    /// say that the job needs a new full transfer.
+    fn release_expired_slot(&mut self) -> SyncJobPhase {
+        let message = slot_expired_message(self.spec, &self.st);
+        self.error(SLOT_RETENTION_EXPIRED, message.clone());
+        self.event(true, "SlotRetentionExpired", message);
+        self.st.slot.get_or_insert_default().expired_at = Some(Time(self.now));
+        let minutes = self.spec.slot_retention_minutes;
+        self.start_release(&format!(
+            "the replication slot was held for over {minutes} minutes without streaming (spec.slotRetentionMinutes)"
+        ))
+    }
+
+    /// Records since when the slot has been held without a running worker (cleared while one
+    /// runs or once the slot is gone), and looks again when the retention would pass.
+    fn track_slot(&mut self, phase: SyncJobPhase) {
+        let idle = self.slot_idle_since();
+        if let Some(slot) = self.st.slot.as_mut() {
+            slot.inactive_since = idle.map(Time);
+        }
+        let releasing = matches!(phase, SyncJobPhase::ReleaseResourceStarted | SyncJobPhase::ReleaseResourceFailed);
+        if let Some(idle) = idle
+            && !releasing
+            && self.may_hold_resources()
+        {
+            self.requeue_at(add(idle, slot_retention(self.spec)));
+        }
+    }
+
+    /// Whether the job is being (or was) released because it held its slot too long.
+    fn slot_expired(&self) -> bool {
+        use SyncJobPhase::*;
+        let releasing =
+            matches!(self.st.phase, Some(ReleaseResourceStarted | ReleaseResourceComplete | ReleaseResourceFailed));
+        releasing && self.st.slot.as_ref().is_some_and(|s| s.expired_at.is_some())
+    }
+
     fn released(&mut self) -> SyncJobPhase {
         if self.obs.deleting {
             self.actions.push(Action::RemoveFinalizer);
@@ -291,6 +375,12 @@ impl Planner<'_> {
         if self.obs.deleting || self.spec.stopped {
             let why = if self.obs.deleting { "the job is being deleted" } else { "spec.stopped is true" };
             return if self.may_hold_resources() { self.start_release(why) } else { self.released() };
+        }
+        if self.may_hold_resources()
+            && let Some(idle) = self.slot_idle_since()
+            && add(idle, slot_retention(self.spec)) <= self.now
+        {
+            return self.release_expired_slot();
         }
         if !self.obs.spec_errors.is_empty() {
             return self.invalid(current);
@@ -521,6 +611,12 @@ impl Planner<'_> {
         match (current, self.obs.release.clone()) {
             (_, ReleaseState::Succeeded) => {
                 self.event(false, "Released", "replication slot and publication released");
+                let expired = self.st.slot.as_ref().is_some_and(|s| s.expired_at.is_some());
+                if expired && self.st.last_error.as_ref().is_none_or(|e| e.code != SLOT_RETENTION_EXPIRED) {
+                    // A failed release attempt replaced the reason: the job still needs a new start.
+                    let message = slot_expired_message(self.spec, &self.st);
+                    self.error(SLOT_RETENTION_EXPIRED, message);
+                }
                 self.released()
             }
             (ReleaseResourceStarted, ReleaseState::NotStarted) => {
@@ -561,6 +657,7 @@ impl Planner<'_> {
         }
         self.st.phase = Some(next);
         self.st.observed_generation = Some(self.obs.generation);
+        self.track_slot(next);
         self.set_conditions(next);
         Plan { status: self.st, actions: self.actions, requeue_after: self.requeue }
     }
@@ -573,8 +670,11 @@ impl Planner<'_> {
             self.st.last_error.as_ref().is_some_and(|e| crate::engine::error::is_unrecoverable(&e.code));
         let exhausted = phase.is_failed() && (self.st.retries >= self.spec.retry.limit || unrecoverable);
         let stuck = if phase == IncreTransferStarted { self.stuck() } else { None };
+        let slot_expired = self.slot_expired() && phase != ReleaseResourceFailed;
         let stalled = match phase {
             CreateFailed | ReleaseResourceFailed => true,
+            // The job cannot continue: it needs a new full transfer.
+            ReleaseResourceComplete => slot_expired,
             // An edit made the spec invalid: nothing is retried until the spec is fixed.
             ChangeJobFailed if !self.obs.spec_errors.is_empty() => true,
             Configuration => precheck_failed,
@@ -583,15 +683,37 @@ impl Planner<'_> {
         };
         let ready = match phase {
             IncreTransferStarted => stuck.is_none(),
-            Pausing | ReleaseResourceComplete => true,
+            Pausing => true,
+            ReleaseResourceComplete => !slot_expired,
             FullTransferComplete => !self.spec.task_type.has_incremental(),
             _ => false,
         };
-        let reason = if stuck.is_some() { "CheckpointStalled" } else { phase_reason(phase) };
+        let reason = if stuck.is_some() {
+            "CheckpointStalled"
+        } else if slot_expired {
+            "SlotRetentionExpired"
+        } else {
+            phase_reason(phase)
+        };
         let message = match (&self.st.last_error, stalled || phase.is_failed()) {
             _ if stuck.is_some() => stuck.clone().unwrap_or_default(),
+            _ if slot_expired => format!("{SLOT_RETENTION_EXPIRED}: {}", slot_expired_message(self.spec, &self.st)),
             (Some(e), true) => format!("{}: {}", e.code, e.message),
             _ => format!("phase {phase}"),
+        };
+        let idle = self.st.slot.as_ref().and_then(|s| since(&s.inactive_since));
+        let message = match idle {
+            Some(idle)
+                if self.may_hold_resources()
+                    && !matches!(phase, ReleaseResourceStarted | ReleaseResourceComplete | ReleaseResourceFailed) =>
+            {
+                format!(
+                    "{message}; the replication slot is held without a running worker since {idle} and is released at {} \
+                 (spec.slotRetentionMinutes) unless a worker streams again",
+                    add(idle, slot_retention(self.spec))
+                )
+            }
+            _ => message,
         };
         if let Some(m) = &stuck
             && !conditions::is_true(&self.old.conditions, types::STALLED)

@@ -11,7 +11,7 @@ use super::syncjob::backoff;
 use super::*;
 use crate::api::validate::FieldError;
 use crate::api::{
-    LastError, Progress, SyncJobPhase, SyncJobSpec, SyncJobStatus, TaskType, TransferStage, WorkerStatus,
+    LastError, Progress, SlotStatus, SyncJobPhase, SyncJobSpec, SyncJobStatus, TaskType, TransferStage, WorkerStatus,
 };
 use SyncJobPhase::*;
 
@@ -495,6 +495,168 @@ fn skipped_precheck_items_do_not_block_but_unskippable_ones_do() {
     assert!(items[0].skipped && !items[1].skipped);
 }
 
+/// `status` with the slot a worker reported, held without a running worker since `idle` (if
+/// set).
+fn holding_slot(mut st: SyncJobStatus, idle: Option<Timestamp>) -> SyncJobStatus {
+    st.slot = Some(SlotStatus {
+        inactive_since: idle.map(Time),
+        ..SlotStatus::measured("ferry_shop_orders_1", 1 << 30, Time(later(-7200)))
+    });
+    st
+}
+
+fn idle_since(p: &Plan) -> Option<Timestamp> {
+    p.status.slot.as_ref().and_then(|s| s.inactive_since.as_ref()).map(|t| t.0)
+}
+
+const DAY: i64 = 86_400;
+
+#[test]
+fn a_paused_job_counts_its_slot_from_when_its_worker_stopped_and_looks_again_when_the_retention_passes() {
+    let spec = SyncJobSpec::test().paused();
+    // The worker is still stopping: nothing counts yet.
+    let o = Observed { worker: running(TransferStage::Incremental), ..obs() };
+    let p = plan(&spec, &holding_slot(status(Pausing, 1), None), &o, now());
+    assert_eq!(idle_since(&p), None);
+    // It is gone: the clock starts and the job is looked at again when the day has passed.
+    let p = plan(&spec, &p.status, &obs(), later(30));
+    assert_eq!(p.phase(), Pausing);
+    assert_eq!(idle_since(&p), Some(later(30)));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(DAY as u64)));
+    let ready = conditions::get(&p.status.conditions, types::READY).unwrap();
+    assert!(ready.message.contains("released at 2026-11-23T12:00:30Z"), "{ready:?}");
+    // Later reconciles keep the first moment.
+    let p = plan(&spec, &p.status, &obs(), later(3600));
+    assert_eq!(idle_since(&p), Some(later(30)));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(DAY as u64 + 30 - 3600)));
+    assert!(!p.actions.iter().any(|a| matches!(a, Action::RunRelease { .. })));
+}
+
+#[test]
+fn a_paused_job_that_held_its_slot_past_the_retention_releases_it_and_says_it_needs_a_new_full_transfer() {
+    let spec = SyncJobSpec::test().paused().slot_retention_minutes(60);
+    let st = holding_slot(status(Pausing, 1), Some(now()));
+    let p = plan(&spec, &st, &obs(), later(3599));
+    assert_eq!(p.phase(), Pausing);
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(1)));
+    let p = plan(&spec, &st, &obs(), later(3600));
+    assert_eq!(p.phase(), ReleaseResourceStarted);
+    assert!(p.has(&Action::RunRelease { attempt: 0 }));
+    let e = p.status.last_error.clone().unwrap();
+    assert_eq!(e.code, SLOT_RETENTION_EXPIRED);
+    for words in
+        ["ferry_shop_orders_1", "spec.slotRetentionMinutes (60 minutes)", "new full transfer", "apply it again"]
+    {
+        assert!(e.message.contains(words), "{words}: {}", e.message);
+    }
+    assert!(p.event_reasons().contains(&"SlotRetentionExpired"));
+    assert_eq!(p.status.slot.as_ref().unwrap().expired_at, Some(Time(later(3600))));
+    assert_eq!(idle_since(&p), Some(now()), "the slot is held until the release is done");
+    let reconciling = conditions::get(&p.status.conditions, types::RECONCILING).unwrap();
+    assert_eq!((reconciling.status.as_str(), reconciling.reason.as_str()), ("True", "SlotRetentionExpired"));
+
+    // Released: the job is done for and says so; its finalizer stays until it is deleted.
+    let o = Observed { release: ReleaseState::Succeeded, ..obs() };
+    let done = plan(&spec, &p.status, &o, later(3660));
+    assert_eq!(done.phase(), ReleaseResourceComplete);
+    assert!(!done.has(&Action::RemoveFinalizer));
+    assert_eq!(idle_since(&done), None);
+    assert_eq!(done.status.last_error.as_ref().unwrap().code, SLOT_RETENTION_EXPIRED);
+    let stalled = conditions::get(&done.status.conditions, types::STALLED).unwrap();
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "SlotRetentionExpired"));
+    assert!(stalled.message.contains("new full transfer"), "{stalled:?}");
+    assert!(!conditions::is_true(&done.status.conditions, types::READY));
+    // Resuming changes nothing.
+    let resumed = plan(&SyncJobSpec::test().slot_retention_minutes(60), &done.status, &obs(), later(7200));
+    assert_eq!(resumed.phase(), ReleaseResourceComplete);
+    assert!(resumed.actions.iter().all(|a| matches!(a, Action::Event { .. })));
+}
+
+#[test]
+fn a_failed_release_of_an_expired_slot_is_retried_and_the_job_still_says_why_it_ended() {
+    let spec = SyncJobSpec::test().paused().slot_retention_minutes(60);
+    let p = plan(&spec, &holding_slot(status(Pausing, 1), Some(now())), &obs(), later(3600));
+    let o = Observed {
+        release: ReleaseState::Failed { code: "SOURCE_CONNECT".into(), message: "no route".into() },
+        ..obs()
+    };
+    let failed = plan(&spec, &p.status, &o, later(3610));
+    assert_eq!(failed.phase(), ReleaseResourceFailed);
+    assert_eq!(failed.status.last_error.as_ref().unwrap().code, "SOURCE_CONNECT");
+    let retry = plan(&spec, &failed.status, &obs(), later(3700));
+    assert_eq!(retry.phase(), ReleaseResourceStarted);
+    let o = Observed { release: ReleaseState::Succeeded, ..obs() };
+    let done = plan(&spec, &retry.status, &o, later(3710));
+    assert_eq!(done.phase(), ReleaseResourceComplete);
+    assert_eq!(done.status.last_error.as_ref().unwrap().code, SLOT_RETENTION_EXPIRED);
+    assert!(conditions::is_true(&done.status.conditions, types::STALLED));
+}
+
+#[test]
+fn a_failed_job_waiting_for_a_retry_counts_toward_the_retention_until_a_worker_runs_again() {
+    let spec = SyncJobSpec::test().slot_retention_minutes(60);
+    let mut st = holding_slot(failed_status(IncreTransferFailed, 0, now()), None);
+    st.retries = 0;
+    // Failed: the clock starts.
+    let p = plan(&spec, &st, &obs(), later(1));
+    assert_eq!(p.phase(), IncreTransferFailed);
+    assert_eq!(idle_since(&p), Some(later(1)));
+    // The retry's pod is created, then waits to be scheduled: still no worker, the clock runs on.
+    let p = plan(&spec, &p.status, &obs(), later(10));
+    assert_eq!(p.phase(), StartJobing);
+    let p = plan(&spec, &p.status, &with_worker(WorkerState::Pending), later(20));
+    assert_eq!(idle_since(&p), Some(later(1)));
+    // A pod that never runs: the slot goes when the hour is up.
+    let p2 = plan(&spec, &p.status, &with_worker(WorkerState::Pending), later(3601));
+    assert_eq!(p2.phase(), ReleaseResourceStarted);
+    assert!(p2.has(&Action::StopWorker), "the pending worker is removed");
+    // A worker that runs stops the clock.
+    let p = plan(&spec, &p.status, &with_worker(running(TransferStage::Starting)), later(30));
+    assert_eq!(idle_since(&p), None);
+    let p = plan(&spec, &p.status, &with_worker(running(TransferStage::Incremental)), later(2 * 3600));
+    assert_eq!(p.phase(), IncreTransferStarted);
+}
+
+#[test]
+fn a_job_whose_worker_runs_never_loses_its_slot_however_long_ago_it_was_idle() {
+    let spec = SyncJobSpec::test().slot_retention_minutes(1);
+    for (phase, stage) in [
+        (IncreTransferStarted, TransferStage::Incremental),
+        (FullTransferStarted, TransferStage::Full),
+        (StartJobing, TransferStage::Starting),
+    ] {
+        let st = holding_slot(status(phase, 1), Some(later(-30 * DAY)));
+        let p = plan(&spec, &st, &with_worker(running(stage)), now());
+        assert!(!matches!(p.phase(), ReleaseResourceStarted), "{phase}");
+        assert!(!p.actions.iter().any(|a| matches!(a, Action::RunRelease { .. })), "{phase}");
+        assert_eq!(idle_since(&p), None, "{phase}");
+    }
+}
+
+#[test]
+fn without_a_reported_slot_a_mysql_source_or_a_completed_full_trans_job_nothing_is_released_for_retention() {
+    let long_ago = Some(later(-30 * DAY));
+    // No worker reported a slot (it failed before creating one): only expiredDays applies.
+    let p = plan(&SyncJobSpec::test(), &failed_status(IncreTransferFailed, 5, later(-2 * DAY)), &obs(), now());
+    assert_eq!(p.phase(), IncreTransferFailed);
+    assert!(p.status.slot.is_none());
+    // A MySQL-family source holds no slot.
+    let mut mysql = SyncJobSpec::test().paused();
+    mysql.source.engine = crate::api::Engine::Mariadb;
+    mysql.target.engine = crate::api::Engine::Mariadb;
+    let p = plan(&mysql, &holding_slot(status(Pausing, 1), long_ago), &obs(), now());
+    assert_eq!(p.phase(), Pausing);
+    assert_eq!(idle_since(&p), None);
+    // A FULL_TRANS job's worker dropped its slot when it completed.
+    let spec = SyncJobSpec::test().task(TaskType::FullTrans);
+    let mut st = holding_slot(status(FullTransferComplete, 1), long_ago);
+    st.full_complete_time = Some(Time(later(-31 * DAY)));
+    let p = plan(&spec, &st, &with_worker(WorkerState::Succeeded { stage: Some(TransferStage::FullComplete) }), now());
+    assert_eq!(p.phase(), FullTransferComplete);
+    assert_eq!(idle_since(&p), None);
+    assert!(!crate::lifecycle::holds_slot(&spec, &p.status));
+}
+
 /// Every phase against every kind of observation, spec and status: the plan only takes allowed
 /// edges, never enters the incremental phase for FULL_TRANS, never moves from
 /// FULL_TRANSFER_COMPLETE back to FULL_TRANSFER_STARTED, and a finalizer is only removed once
@@ -547,8 +709,14 @@ fn no_plan_takes_a_forbidden_transition() {
                     continue;
                 }
                 for full_done in [false, true] {
-                    for (retries, failed_at) in [(0, now()), (5, now()), (0, later(-60)), (0, later(-30 * 86_400))] {
+                    // The last one holds a slot idle for two days: past its retention, not expiredDays.
+                    for (retries, failed_at) in
+                        [(0, now()), (5, now()), (0, later(-60)), (0, later(-30 * 86_400)), (0, later(-2 * 86_400))]
+                    {
                         let mut st = failed_status(from, retries, failed_at);
+                        if failed_at == later(-2 * 86_400) {
+                            st = holding_slot(st, Some(failed_at));
+                        }
                         st.worker = (attempt > 0).then(|| WorkerStatus { attempt, ..Default::default() });
                         st.full_complete_time = full_done.then(|| Time(now()));
                         for spec in &specs {

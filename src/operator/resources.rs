@@ -12,8 +12,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use crate::api::compare::CompareTask;
-use crate::api::{BatchJob, CompareResult, PrecheckResult, SyncJob, SyncJobPhase};
-use crate::lifecycle::conditions::{self, types};
+use crate::api::{BatchJob, CompareResult, Engine, PrecheckResult, SyncJob, SyncJobPhase};
+use crate::lifecycle::{
+    self,
+    conditions::{self, types},
+};
 
 /// The objects to describe, as of now.
 #[derive(Clone, Debug, Default)]
@@ -110,12 +113,27 @@ fn families(snap: &Snapshot, now: Timestamp) -> Families {
     let stalled = Gauges::<Object>::default();
     let precheck_failures = Gauges::<Object>::default();
     let retries = Gauges::<Object>::default();
+    let slot_wal = Gauges::<Object>::default();
+    let slot_inactive = Gauges::<Object>::default();
+    let slot_retention = Gauges::<Object>::default();
     for job in &snap.jobs {
         let o = object(&job.metadata);
         if let Some(a) = job.spec.alarm.as_ref().and_then(|a| a.delay_seconds) {
             set(&lag_threshold, &o, f64::from(a));
         }
+        if job.spec.source.engine == Engine::Postgresql {
+            set(&slot_retention, &o, lifecycle::slot_retention(&job.spec).as_secs_f64());
+        }
         let Some(st) = &job.status else { continue };
+        // From the worker's last measurement: also while no worker runs to serve its own gauge.
+        if let Some(slot) = st.slot.as_ref().filter(|_| lifecycle::holds_slot(&job.spec, st)) {
+            if let Some(b) = slot.retained_wal_bytes {
+                set(&slot_wal, &o, b as f64);
+            }
+            if let Some(t) = &slot.inactive_since {
+                set(&slot_inactive, &o, now.duration_since(t.0).as_secs_f64().max(0.0));
+            }
+        }
         if let Some(p) = st.phase {
             by_phase.get_or_create(&PhaseOnly { phase: p.as_str().into() }).inc();
             set(
@@ -161,6 +179,21 @@ fn families(snap: &Snapshot, now: Timestamp) -> Families {
     out.add("syncjob_checkpoint_stalled", "1 when the checkpoint has stalled while the source has changes", stalled);
     out.add("syncjob_precheck_failures", "Precheck items that failed for the current spec", precheck_failures);
     out.add("syncjob_retries", "Retries of the failed step so far", retries);
+    out.add(
+        "syncjob_slot_retained_wal_bytes",
+        "PostgreSQL sources: WAL the job's replication slot retained when its worker last measured it",
+        slot_wal,
+    );
+    out.add(
+        "syncjob_slot_inactive_seconds",
+        "Seconds the job has held its replication slot without a running worker",
+        slot_inactive,
+    );
+    out.add(
+        "syncjob_slot_retention_seconds",
+        "spec.slotRetentionMinutes of a PostgreSQL job, in seconds: the slot is released when inactive that long",
+        slot_retention,
+    );
 
     let task_phase = Gauges::<ObjectPhase>::default();
     let consistent = Gauges::<Object>::default();
@@ -288,6 +321,43 @@ mod tests {
             .unwrap();
         let age: f64 = age.parse().unwrap();
         assert!((12.0..60.0).contains(&age), "{age}");
+    }
+
+    #[test]
+    fn a_slot_is_described_while_held_and_no_longer_once_released() {
+        let an_hour_ago = Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(3600)).unwrap();
+        let job = |phase: SyncJobPhase| {
+            let mut job = SyncJob::new("orders", SyncJobSpec::test());
+            job.metadata.namespace = Some("shop".into());
+            job.status = Some(SyncJobStatus {
+                phase: Some(phase),
+                slot: Some(crate::api::SlotStatus {
+                    inactive_since: Some(Time(an_hour_ago)),
+                    ..crate::api::SlotStatus::measured("ferry_orders", 2048, Time(an_hour_ago))
+                }),
+                ..Default::default()
+            });
+            job
+        };
+        let snap = |phase| Snapshot { jobs: vec![Arc::new(job(phase))], ..Default::default() };
+        let text = |snap: &Snapshot| {
+            let mut registry = Registry::with_prefix("ferry");
+            let metrics = Arc::new(ResourceMetrics::default());
+            let snap = snap.clone();
+            metrics.watch(move || snap.clone());
+            registry.register_collector(Box::new(metrics));
+            crate::engine::metrics::encode(&registry)
+        };
+        let held = text(&snap(SyncJobPhase::Pausing));
+        assert!(
+            held.contains("ferry_syncjob_slot_retained_wal_bytes{namespace=\"shop\",name=\"orders\"} 2048"),
+            "{held}"
+        );
+        assert!(held.contains("ferry_syncjob_slot_inactive_seconds{namespace=\"shop\",name=\"orders\"} 36"), "{held}");
+        assert!(held.contains("ferry_syncjob_slot_retention_seconds{namespace=\"shop\",name=\"orders\"} 86400"));
+        let released = text(&snap(SyncJobPhase::ReleaseResourceComplete));
+        assert!(!released.contains("ferry_syncjob_slot_retained_wal_bytes{"), "{released}");
+        assert!(!released.contains("ferry_syncjob_slot_inactive_seconds{"), "{released}");
     }
 
     #[test]

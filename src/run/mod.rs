@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::manifest::{self, Manifest};
 use crate::api::validate::{Validate, describe};
 use crate::api::{
-    Checkpoint, Progress, SecretKeyRef, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
+    Checkpoint, Progress, SecretKeyRef, SlotStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
 };
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Outcome, ProgressSink, Tracker};
@@ -188,6 +188,7 @@ enum WorkerEvent {
 /// forwarded to the driver.
 struct Sink {
     latest: Mutex<(Progress, Option<Checkpoint>)>,
+    slot: Mutex<Option<SlotStatus>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
     last_stage: Mutex<Option<TransferStage>>,
 }
@@ -208,6 +209,10 @@ impl ProgressSink for Sink {
         let note = format!("{code}: {message}; starting again from the checkpoint (reconnect {reconnects})");
         let _ = self.events.send(WorkerEvent::Reconnecting(note));
     }
+
+    fn slot(&self, slot: Option<&SlotStatus>) {
+        *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = slot.cloned();
+    }
 }
 
 /// Runs the job. `Ok` when a FULL_TRANS job completed or a stop was clean.
@@ -222,6 +227,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let sink = Arc::new(Sink {
         latest: Mutex::new(Default::default()),
+        slot: Mutex::new(None),
         events: events_tx.clone(),
         last_stage: Mutex::new(None),
     });
@@ -249,6 +255,11 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
         let (progress, checkpoint) = sink.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
         status.progress = Some(progress);
         status.checkpoint = checkpoint;
+        // The engine's last measurement of the slot, with what the lifecycle tracks of it.
+        let tracked = status.slot.take().unwrap_or_default();
+        let measured = sink.slot.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+        let slot = SlotStatus { inactive_since: tracked.inactive_since, expired_at: tracked.expired_at, ..measured };
+        status.slot = (slot != SlotStatus::default()).then_some(slot);
         if status.phase != before {
             display.phase(&status);
         }

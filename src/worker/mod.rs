@@ -13,7 +13,7 @@ use kube::{Client, Resource};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::api::{Checkpoint, Progress, SyncJob, TransferStage};
+use crate::api::{Checkpoint, Progress, SlotStatus, SyncJob, TransferStage};
 use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD, ENV_TLS_DIR, TLS_DIR};
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
@@ -110,16 +110,28 @@ async fn apply_status(
     api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await.map(|_| ())
 }
 
+/// What the worker writes to the job's status: progress and checkpoint (none before the engine's
+/// first report), and the replication slot's last measurement.
+#[derive(Clone, Debug, Default)]
+struct Report {
+    progress: Option<(Progress, Option<Checkpoint>)>,
+    slot: Option<SlotStatus>,
+}
+
 /// Progress from the engine, handed to the task that writes it; reconnects as Events on the job.
 struct Latest {
-    tx: watch::Sender<Option<(Progress, Option<Checkpoint>)>>,
+    tx: watch::Sender<Report>,
     recorder: kube::runtime::events::Recorder,
     job: k8s_openapi::api::core::v1::ObjectReference,
 }
 
 impl ProgressSink for Latest {
     fn report(&self, progress: &Progress, checkpoint: Option<&Checkpoint>) {
-        self.tx.send_replace(Some((progress.clone(), checkpoint.cloned())));
+        self.tx.send_modify(|r| r.progress = Some((progress.clone(), checkpoint.cloned())));
+    }
+
+    fn slot(&self, slot: Option<&SlotStatus>) {
+        self.tx.send_modify(|r| r.slot = slot.map(SlotStatus::worker_part));
     }
 
     fn reconnecting(&self, reconnects: u32, code: &str, message: &str) {
@@ -134,15 +146,20 @@ impl ProgressSink for Latest {
 
 /// Writes progress to the job's status: at once when the stage changes, otherwise at most every
 /// [`STATUS_INTERVAL`]. Returns when the sender is gone, after writing the last value.
-async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Option<(Progress, Option<Checkpoint>)>>) {
+async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Report>) {
     let mut last_stage: Option<TransferStage> = None;
     loop {
         let closed = rx.changed().await.is_err();
         let latest = rx.borrow_and_update().clone();
-        if let Some((progress, checkpoint)) = latest {
+        if let Some((progress, checkpoint)) = latest.progress {
             let stage_changed = progress.stage != last_stage;
             last_stage = progress.stage;
-            let status = json!({"progress": progress, "checkpoint": checkpoint});
+            let mut status = json!({"progress": progress, "checkpoint": checkpoint});
+            // Left out once the job dropped its slot: server-side apply then removes what this
+            // manager wrote of it, and leaves the operator's fields of `slot` alone.
+            if let Some(slot) = latest.slot {
+                status["slot"] = json!(slot);
+            }
             if let Err(e) = apply_status(&api, &name, FIELD_MANAGER, status).await {
                 tracing::warn!(error = %e, "could not write progress to the job's status");
             }
@@ -199,7 +216,15 @@ pub async fn run(
             Ok(())
         }
         Task::Sync => {
-            let (tx, rx) = watch::channel(None);
+            // The previous attempt's measurement stands until this one measures: the slot is the
+            // same, and a worker that fails before measuring must not erase it.
+            let previous = sj
+                .status
+                .as_ref()
+                .and_then(|s| s.slot.as_ref())
+                .filter(|s| s.name.is_some())
+                .map(SlotStatus::worker_part);
+            let (tx, rx) = watch::channel(Report { progress: None, slot: previous });
             let publisher = tokio::spawn(publish(api.clone(), name.to_owned(), rx));
             let reporter = kube::runtime::events::Reporter {
                 controller: FIELD_MANAGER.into(),

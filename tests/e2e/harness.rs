@@ -67,6 +67,8 @@ pub struct Harness {
     pub logs: PathBuf,
     /// The runner's processes.
     pub pids: Pids,
+    /// Where the operator serves `/metrics`.
+    pub operator_metrics: std::net::SocketAddr,
 }
 
 /// The kubeconfig the tests were given.
@@ -217,6 +219,9 @@ pub fn harness() -> &'static Harness {
         eprintln!("e2e: logs in {}", logs.display());
         let pids: Pids = Arc::default();
         let access = access();
+        let operator_metrics = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port for the operator's metrics");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (thread_logs, thread_pids, thread_access) = (logs.clone(), Arc::clone(&pids), access);
         std::thread::spawn(move || {
@@ -233,7 +238,7 @@ pub fn harness() -> &'static Harness {
                 let log = std::fs::File::create(thread_logs.join("operator.log")).expect("the operator's log");
                 let mut operator = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
                 operator
-                    .args(["operator", "--listen", "127.0.0.1:0", "--namespace", OPERATOR_NAMESPACE])
+                    .args(["operator", "--listen", &operator_metrics.to_string(), "--namespace", OPERATOR_NAMESPACE])
                     .args(["--identity", &format!("e2e-{}", std::process::id()), "--image", "ferry:e2e"])
                     .env("KUBECONFIG", &config)
                     .env_remove("KUBERNETES_SERVICE_HOST")
@@ -251,7 +256,7 @@ pub fn harness() -> &'static Harness {
             });
         });
         ready_rx.recv_timeout(Duration::from_secs(180)).expect("the harness came up");
-        Harness { logs, pids }
+        Harness { logs, pids, operator_metrics }
     })
 }
 

@@ -267,6 +267,116 @@ async fn a_postgres_job_streams_pauses_resumes_takes_an_edit_survives_a_killed_w
     cleanup(&client, &ns).await;
 }
 
+/// The operator's `/metrics`.
+async fn operator_metrics() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(harness().operator_metrics).await else { return String::new() };
+    let mut out = String::new();
+    if s.write_all(b"GET /metrics HTTP/1.1\r\nhost: e2e\r\nconnection: close\r\n\r\n").await.is_err()
+        || s.read_to_string(&mut out).await.is_err()
+    {
+        return String::new();
+    }
+    out
+}
+
+/// The value of the operator's series `name` for the job `orders` in `ns`.
+fn job_series(text: &str, name: &str, ns: &str) -> Option<f64> {
+    let series = format!("{name}{{namespace=\"{ns}\",name=\"orders\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok())
+}
+
+/// The issue's case: a paused job keeps its replication slot, and the source's WAL, only for
+/// `spec.slotRetentionMinutes`. While it is paused the operator reports the slot (from the
+/// worker's last measurement) in status and metrics; then it releases the slot and the
+/// publication and says the job needs a new full transfer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: FERRY_E2E_KUBECONFIG=... make e2e"]
+async fn a_paused_postgres_job_loses_its_slot_after_its_retention_and_says_it_needs_a_new_full_transfer() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    harness();
+    let client = admin().await;
+    let (source, target) = pg_pair();
+    let (src, dst) = (pg(&source).await, pg(&target).await);
+    src.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, note text); \
+         INSERT INTO orders SELECT g, 'n' || g FROM generate_series(1, 2000) g;",
+    )
+    .await
+    .unwrap();
+    let ns = namespace(&client, "slot", &[("source", source.password()), ("target", target.password())]).await;
+    let jobs: Api<SyncJob> = Api::namespaced(client.clone(), &ns);
+    let mut spec = job_spec(
+        "FULL_INCR_TRANS",
+        pg_endpoint(&source, "source"),
+        pg_endpoint(&target, "target"),
+        pg_tables(&["orders"]),
+    );
+    spec["slotRetentionMinutes"] = json!(1);
+    apply_job(&jobs, spec).await;
+    reach(&jobs, "orders", SyncJobPhase::IncreTransferStarted, minutes(5)).await;
+    src.batch_execute("INSERT INTO orders SELECT g, 'live' FROM generate_series(2001, 2100) g").await.unwrap();
+    pg_equal(&src, &dst, "orders").await;
+
+    // The worker measures its slot into status.
+    let mut slot_name = String::new();
+    wait_for("the slot measured in status", minutes(1), async || {
+        let Ok(job) = jobs.get("orders").await else { return false };
+        let Some(slot) = job.status.and_then(|s| s.slot) else { return false };
+        slot_name = slot.name.clone().unwrap_or_default();
+        slot.retained_wal_bytes.is_some() && slot.measured_at.is_some() && slot.inactive_since.is_none()
+    })
+    .await;
+    let on_source = src.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&slot_name]).await.unwrap();
+    assert_eq!(on_source.len(), 1, "status names the job's slot {slot_name}");
+
+    // Paused: no worker reads the slot. The operator counts, and reports the slot meanwhile.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pause(&jobs, &pods).await;
+    wait_for("the operator's slot series of the paused job", minutes(1), async || {
+        let text = operator_metrics().await;
+        let paused = jobs.get("orders").await.is_ok_and(|j| {
+            j.status.and_then(|s| s.slot).is_some_and(|s| s.inactive_since.is_some() && s.retained_wal_bytes.is_some())
+        });
+        paused
+            && job_series(&text, "ferry_syncjob_slot_inactive_seconds", &ns).is_some()
+            && job_series(&text, "ferry_syncjob_slot_retained_wal_bytes", &ns).is_some()
+            && job_series(&text, "ferry_syncjob_slot_retention_seconds", &ns) == Some(60.0)
+    })
+    .await;
+
+    // The minute passes: the slot and the publication are released, and the job says what to do.
+    let job = reach(&jobs, "orders", SyncJobPhase::ReleaseResourceComplete, minutes(4)).await;
+    let st = job.status.clone().expect("a status");
+    let error = st.last_error.clone().expect("lastError");
+    assert_eq!(error.code, "SLOT_RETENTION_EXPIRED", "{error:?}");
+    assert!(error.message.contains(&slot_name) && error.message.contains("new full transfer"), "{}", error.message);
+    assert!(st.slot.as_ref().is_some_and(|s| s.expired_at.is_some()), "{:?}", st.slot);
+    let stalled = st.conditions.iter().find(|c| c.type_ == "Stalled").expect("a Stalled condition");
+    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "SlotRetentionExpired"));
+    let slots = src.query("SELECT slot_name FROM pg_replication_slots", &[]).await.unwrap();
+    assert!(slots.is_empty(), "the slot is released");
+    let publications = src.query("SELECT pubname FROM pg_publication", &[]).await.unwrap();
+    assert!(publications.is_empty(), "the publication is released");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events.items.iter().any(|e| e.reason.as_deref() == Some("SlotRetentionExpired")),
+        "a SlotRetentionExpired Event"
+    );
+    wait_for("the slot series gone", minutes(1), async || {
+        let text = operator_metrics().await;
+        text.contains("ferry_syncjob_phase") && job_series(&text, "ferry_syncjob_slot_inactive_seconds", &ns).is_none()
+    })
+    .await;
+
+    jobs.delete("orders", &DeleteParams::default()).await.unwrap();
+    wait_for("the job gone", minutes(2), async || matches!(jobs.get_opt("orders").await, Ok(None))).await;
+    cleanup(&client, &ns).await;
+}
+
 /// A job whose endpoints use verify-full, the CA from a ConfigMap and a client certificate from
 /// a `kubernetes.io/tls` Secret: the worker pods mount them (a projected volume the API server
 /// and restricted Pod Security accept), and the job streams over TLS on both connections.

@@ -99,12 +99,19 @@ impl Job<'_> {
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// On a connection of its own, until dropped: reads the WAL the job's replication slot retains
-/// into the worker metrics (at once, then every 15 s), and with `heartbeat` writes a heartbeat
-/// message every [`HEARTBEAT_EVERY`].
+/// into the worker metrics and the job's progress (at once, then every 15 s: `status.slot`,
+/// which the operator keeps reporting while no worker runs), and with `heartbeat` writes a
+/// heartbeat message every [`HEARTBEAT_EVERY`].
 struct SlotWatch(tokio::task::JoinHandle<()>);
 
 impl SlotWatch {
-    fn start(endpoint: &crate::api::Endpoint, credentials: Credentials, slot: String, heartbeat: bool) -> SlotWatch {
+    fn start(
+        endpoint: &crate::api::Endpoint,
+        credentials: Credentials,
+        slot: String,
+        heartbeat: bool,
+        tracker: super::Tracker,
+    ) -> SlotWatch {
         let endpoint = endpoint.clone();
         SlotWatch(tokio::spawn(async move {
             let sql = "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
@@ -127,7 +134,10 @@ impl SlotWatch {
                         && let Ok(Some(row)) = client.query_opt(sql, &[&slot]).await
                         && let Ok(Some(bytes)) = row.try_get::<_, Option<i64>>(0)
                     {
-                        super::metrics::metrics().slot_retained_wal(u64::try_from(bytes).unwrap_or(0));
+                        let bytes = u64::try_from(bytes).unwrap_or(0);
+                        super::metrics::metrics().slot_retained_wal(bytes);
+                        let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+                        tracker.slot(Some(&crate::api::SlotStatus::measured(&slot, bytes, at)));
                     }
                     if heartbeat
                         && let Err(e) = client
@@ -391,7 +401,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let heartbeat = version >= poll::STREAMING_SINCE && may_write_heartbeats(&src).await;
     // Sources before 14 are polled: every answered poll says the source is there.
     let polled = version < poll::STREAMING_SINCE;
-    let _slot_watch = SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat);
+    let slot_watch =
+        SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat, job.tracker.clone());
 
     if spec.task_type.has_full() && !state.full_done {
         let snapshot = match &held_snapshot {
@@ -440,7 +451,9 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         } else {
             drop(held_snapshot);
         }
+        drop(slot_watch);
         drop_source_objects(&src, &names).await?;
+        job.tracker.slot(None);
         return Ok(Outcome::Completed);
     }
 
