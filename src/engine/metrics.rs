@@ -46,13 +46,6 @@ pub struct ChunkLabels {
     pub state: String,
 }
 
-/// Label set of the reconnect counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    /// The error code that made the worker start again (`SOURCE_CONNECT`, `SOURCE_SILENT`, …).
-    pub reason: String,
-}
-
 /// The engine's metrics. Clones share their values.
 #[derive(Clone)]
 pub struct EngineMetrics {
@@ -65,7 +58,7 @@ pub struct EngineMetrics {
     throttle_waits: Counter,
     throttle_wait_seconds: Counter<f64, AtomicU64>,
     slot_retained_wal: Gauge,
-    reconnects: Family<ReasonLabels, Counter>,
+    reconnects: Counter,
 }
 
 impl Default for EngineMetrics {
@@ -80,7 +73,7 @@ impl Default for EngineMetrics {
             throttle_waits: Counter::default(),
             throttle_wait_seconds: Counter::default(),
             slot_retained_wal: Gauge::default(),
-            reconnects: Family::default(),
+            reconnects: Counter::default(),
         }
     }
 }
@@ -178,9 +171,9 @@ impl EngineMetrics {
         self.throttle_wait_seconds.inc_by(waited.as_secs_f64());
     }
 
-    /// Counts a restart from the checkpoint after an error with code `reason`.
-    pub fn reconnected(&self, reason: &str) {
-        self.reconnects.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+    /// Counts a restart from the checkpoint (the `Reconnecting` Event says why).
+    pub fn reconnected(&self) {
+        self.reconnects.inc();
     }
 
     /// Sets the WAL the replication slot retains.
@@ -221,7 +214,7 @@ mod tests {
         m.batch_applied(Duration::from_millis(3));
         m.throttled(Duration::from_millis(500));
         m.lag(7);
-        m.reconnected("SOURCE_SILENT");
+        m.reconnected();
         let text = encode(&registry);
         for line in [
             "ferry_worker_rows_read_total{stage=\"full\"} 10",
@@ -234,7 +227,7 @@ mod tests {
             "ferry_worker_lag_seconds 7",
             "ferry_worker_throttle_waits_total 1",
             "ferry_worker_throttle_wait_seconds_total 0.5",
-            "ferry_worker_reconnects_total{reason=\"SOURCE_SILENT\"} 1",
+            "ferry_worker_reconnects_total 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

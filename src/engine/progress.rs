@@ -96,7 +96,7 @@ impl Tracker {
             s.progress.reconnects += 1;
             s.progress.reconnects
         });
-        metrics().reconnected(code);
+        metrics().reconnected();
         self.sink.reconnecting(reconnects, code, message);
     }
 
