@@ -544,7 +544,7 @@ async fn apply_stream(
     }
     let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until)
         .with_heartbeats(hears_regularly);
-    let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
+    let mut applier = Applier::open(client, job.id, tables.to_vec(), spec.policy.conflict).await?;
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }
 
