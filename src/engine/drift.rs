@@ -125,7 +125,8 @@ impl Drift {
                     "column {column} of target table {table} is now of type {now}; it was {was} when the job started \
                      writing to it, and the job's values would be converted or cut{cause}. {STOPPED}. Fix: change the \
                      column back to {was} and {RESUME}; values the change of type converted stay so, and for an exact \
-                     copy of those {START_OVER}"
+                     copy of those {START_OVER}. If the new type holds every value of the old one (a wider type), \
+                     just resume: a restarted job takes the table as it finds it"
                 ),
             ),
         };
