@@ -3,6 +3,8 @@
 
 mod my_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry::api::{TaskType, Tuning};
@@ -443,4 +445,123 @@ async fn a_checkpoint_in_a_purged_binary_log_fails_at_once_saying_so() {
         "{message}"
     );
     assert!(started.elapsed() < Duration::from_secs(20), "fails at once");
+}
+
+/// Changes `shop.accounts` on the source until `running` is cleared: inserts, updates of every
+/// column, deletes. Returns how many transactions it wrote.
+fn account_writer(pair: &MyPair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let opts = pair.source.opts(Some("shop"));
+    tokio::spawn(async move {
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        let mut n: u64 = 0;
+        while running.load(Ordering::SeqCst) {
+            conn.query_drop(format!(
+                "BEGIN;
+                 INSERT INTO accounts VALUES ({new}, {n} + 0.25, 'new {n}');
+                 UPDATE accounts SET balance = balance + 1.5, note = 'upd {n}' WHERE id = {upd};
+                 DELETE FROM accounts WHERE id = {del};
+                 COMMIT;",
+                new = 100_000 + n,
+                upd = 1 + (n * 7) % 2000,
+                del = 2 + (n * 13) % 2000,
+            ))
+            .await
+            .unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        n
+    })
+}
+
+/// While a job streams changes of `shop.accounts` under concurrent writes, `change` is made to
+/// the target table by hand (after saving what it loses in database `keep`): the job stops with
+/// `code` and a message saying what `words` say, instead of writing on (or being retried).
+/// `undo` puts the table back as it was; the job then resumes from its checkpoint and the target
+/// converges to the source, so no change was skipped or committed cut.
+async fn a_hand_made_change_stops_the_job(id: &'static str, change: &str, undo: &str, code: &str, words: &[&str]) {
+    let pair = MyPair::start();
+    exec(
+        &mut pair.source().await,
+        "CREATE DATABASE shop; CREATE TABLE shop.accounts (id bigint PRIMARY KEY, balance decimal(14,2) NOT NULL, note text);
+         INSERT INTO shop.accounts SELECT seq, seq / 3.0, concat('row ', seq) FROM shop.seq_1_to_2000;",
+    )
+    .await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["accounts"]);
+    let (_stop, mut job) = pair.spawn(id, spec.clone());
+    let mut tgt = pair.target().await;
+    wait_streaming(&mut tgt, &mut job).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writes = account_writer(&pair, Arc::clone(&running));
+    my_support::wait_for(
+        &mut tgt,
+        "SELECT EXISTS (SELECT 1 FROM shop.accounts WHERE id >= 100000)",
+        Duration::from_secs(30),
+    )
+    .await;
+    exec(&mut tgt, change).await;
+    let err = tokio::time::timeout(Duration::from_secs(60), job).await.expect("the job stops").unwrap().unwrap_err();
+    assert_eq!(err.code(), code, "{err}");
+    assert!(ferry::engine::error::is_unrecoverable(err.code()), "not retried");
+    let message = err.to_string();
+    eprintln!("{code}: {message}");
+    for w in words {
+        assert!(message.contains(w), "{w:?} not in {message}");
+    }
+    running.store(false, Ordering::SeqCst);
+    assert!(writes.await.unwrap() > 0);
+
+    exec(&mut tgt, undo).await;
+    let (stop, job) = pair.spawn(id, spec);
+    wait_equal(&pair, "shop.accounts", "shop.accounts", Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_table_dropped_while_streaming_stops_the_job_naming_it_and_skips_nothing() {
+    a_hand_made_change_stops_the_job(
+        "test/table-dropped",
+        "CREATE DATABASE keep; CREATE TABLE keep.accounts LIKE shop.accounts;
+         LOCK TABLES shop.accounts WRITE, keep.accounts WRITE;
+         INSERT INTO keep.accounts SELECT * FROM shop.accounts; DROP TABLE shop.accounts; UNLOCK TABLES;",
+        "RENAME TABLE keep.accounts TO shop.accounts",
+        "TARGET_TABLE_MISSING",
+        &["target table shop.accounts is missing", "new full transfer", "error 1146"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_column_dropped_while_streaming_stops_the_job_naming_it_and_skips_nothing() {
+    a_hand_made_change_stops_the_job(
+        "test/column-dropped",
+        "CREATE DATABASE keep; CREATE TABLE keep.notes (id bigint PRIMARY KEY, note text);
+         LOCK TABLES shop.accounts WRITE, keep.notes WRITE;
+         INSERT INTO keep.notes SELECT id, note FROM shop.accounts; ALTER TABLE shop.accounts DROP COLUMN note;
+         UNLOCK TABLES;",
+        "ALTER TABLE shop.accounts ADD COLUMN note text;
+         UPDATE shop.accounts a JOIN keep.notes k ON k.id = a.id SET a.note = k.note;",
+        "TARGET_TABLE_CHANGED",
+        &["target table shop.accounts has no column note", "error 1054"],
+    )
+    .await;
+}
+
+/// The writing sessions are not strict: a column narrowed by hand would take cut values with a
+/// warning only. The applier reads the warning and stops before the batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_column_narrowed_while_streaming_stops_the_job_before_a_value_is_cut() {
+    a_hand_made_change_stops_the_job(
+        "test/column-narrowed",
+        "SET SESSION sql_mode = ''; CREATE DATABASE keep; CREATE TABLE keep.notes (id bigint PRIMARY KEY, note text);
+         LOCK TABLES shop.accounts WRITE, keep.notes WRITE;
+         INSERT INTO keep.notes SELECT id, note FROM shop.accounts; ALTER TABLE shop.accounts MODIFY note varchar(3);
+         UNLOCK TABLES;",
+        "ALTER TABLE shop.accounts MODIFY note text;
+         UPDATE shop.accounts a JOIN keep.notes k ON k.id = a.id SET a.note = k.note;",
+        "TARGET_TABLE_CHANGED",
+        &["column note of target table shop.accounts is now of type varchar(3); it was text", "warning 1265"],
+    )
+    .await;
 }

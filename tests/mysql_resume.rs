@@ -5,6 +5,7 @@
 mod my_support;
 mod runner;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,7 @@ use mysql_async::prelude::Queryable;
 use runner::Runner;
 
 /// Changes the source without pause until stopped: inserts, updates (some moving keys), deletes,
-/// and inserts into the keyless table.
+/// and inserts into the keyless table. Returns how many transactions it committed.
 fn writer(pair: &MyPair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     let opts = pair.source.opts(Some("shop"));
     tokio::spawn(async move {
@@ -84,9 +85,72 @@ async fn until(what: &str, runner: &mut Runner, tgt: &mut Conn, sql: &str) {
     }
 }
 
+/// What the target held when the first run was killed: the finished chunks in the ledger and
+/// the keys of the rows they copied.
+struct Copied {
+    /// Table, chunk, rows and read position of each finished chunk.
+    ledger: Vec<(String, i32, Option<u64>, Option<u64>)>,
+    /// `accounts` keys.
+    accounts: HashSet<i64>,
+    /// `events` rows (`n`, all negative: the writer adds only positive ones).
+    events: HashSet<i64>,
+}
+
+const LEDGER: &str = "SELECT table_name, chunk, `rows`, read_pos FROM _ferry.chunks WHERE done ORDER BY 1, 2";
+
+impl Copied {
+    /// Reads what the first run copied, and from now on records on the target every row the
+    /// full transfer loads (InnoDB keeps no row versions to compare; a trigger sees each row
+    /// `LOAD DATA` writes, and records it only while `_ferry.jobs` says the full transfer is not
+    /// done, which is before the stream applies anything).
+    async fn read_and_watch(tgt: &mut Conn) -> Copied {
+        let ledger = tgt.query(LEDGER).await.unwrap();
+        let accounts = tgt.query("SELECT id FROM shop.accounts").await.unwrap().into_iter().collect();
+        let events = tgt.query("SELECT n FROM shop.events").await.unwrap().into_iter().collect();
+        exec(tgt, "CREATE DATABASE probe; CREATE TABLE probe.loaded (tbl varchar(16) NOT NULL, k bigint NOT NULL)")
+            .await;
+        for (table, key) in [("accounts", "id"), ("events", "n")] {
+            exec(
+                tgt,
+                &format!(
+                    "CREATE TRIGGER shop.{table}_loaded BEFORE INSERT ON shop.{table} FOR EACH ROW \
+                     IF (SELECT NOT full_done FROM _ferry.jobs LIMIT 1) THEN \
+                       INSERT INTO probe.loaded VALUES ('{table}', NEW.{key}); \
+                     END IF"
+                ),
+            )
+            .await;
+        }
+        Copied { ledger, accounts, events }
+    }
+
+    /// The second run copied none of it again: the finished chunks keep their ledger entries,
+    /// and the rows its full transfer loaded are all outside them.
+    async fn check_not_copied_again(&self, tgt: &mut Conn) {
+        let pending: Option<u64> = tgt.query_first("SELECT count(*) FROM _ferry.chunks WHERE NOT done").await.unwrap();
+        assert_eq!(pending, Some(0), "the second run copied the rest");
+        let ledger: Vec<(String, i32, Option<u64>, Option<u64>)> = tgt.query(LEDGER).await.unwrap();
+        for chunk in &self.ledger {
+            assert!(ledger.contains(chunk), "finished chunk {chunk:?} was copied again: {ledger:?}");
+        }
+        let loaded: Vec<(String, i64)> = tgt.query("SELECT tbl, k FROM probe.loaded").await.unwrap();
+        assert!(!loaded.is_empty(), "the second run loaded the rest");
+        for (table, key) in &loaded {
+            let copied = if table == "accounts" { &self.accounts } else { &self.events };
+            assert!(!copied.contains(key), "{table} row {key}, copied before the kill, was loaded again");
+        }
+        eprintln!(
+            "{} rows loaded by the second run, none of the {} copied before",
+            loaded.len(),
+            self.accounts.len() + self.events.len()
+        );
+    }
+}
+
 /// Starts the job, kills it when `kill_when` holds on the target, starts it again, and checks
-/// the target converges while writes go on.
-async fn kill_and_resume(kill_when: &str) {
+/// the target converges while writes go on; with `not_again`, also that nothing the first run
+/// copied is copied again.
+async fn kill_and_resume(kill_when: &str, not_again: bool) {
     let pair = MyPair::start();
     let dir = tempfile::tempdir().unwrap();
     let manifest = setup(&pair, dir.path()).await;
@@ -99,6 +163,7 @@ async fn kill_and_resume(kill_when: &str) {
     until(kill_when, &mut first, &mut tgt, kill_when).await;
     first.kill();
     eprintln!("{:?} killed", t0.elapsed());
+    let copied = if not_again { Some(Copied::read_and_watch(&mut tgt).await) } else { None };
 
     let mut second = Runner::start(dir.path(), &manifest, 2);
     let streaming = "SELECT checkpoint_pos IS NOT NULL FROM _ferry.jobs";
@@ -118,6 +183,9 @@ async fn kill_and_resume(kill_when: &str) {
         }
     }
     eprintln!("{:?} equal", t0.elapsed());
+    if let Some(copied) = &copied {
+        copied.check_not_copied_again(&mut tgt).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let status: ferry::api::SyncJobStatus =
@@ -140,21 +208,24 @@ async fn kill_and_resume(kill_when: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_the_first_chunks_are_copied_it_resumes() {
-    kill_and_resume("SELECT EXISTS (SELECT 1 FROM _ferry.jobs)").await;
+    kill_and_resume("SELECT EXISTS (SELECT 1 FROM _ferry.jobs)", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_halfway_through_the_full_transfer_it_copies_only_the_rest() {
-    kill_and_resume("SELECT sum(done) >= 4 AND sum(NOT done) > 0 FROM _ferry.chunks").await;
+    kill_and_resume("SELECT sum(done) >= 4 AND sum(NOT done) > 0 FROM _ferry.chunks", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_the_full_and_the_incremental_transfer_it_resumes() {
-    kill_and_resume("SELECT full_done FROM _ferry.jobs").await;
+    kill_and_resume("SELECT full_done FROM _ferry.jobs", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_applying_changes_it_applies_each_exactly_once() {
-    kill_and_resume("SELECT checkpoint_pos IS NOT NULL AND updated_at > now(6) - INTERVAL 1 SECOND FROM _ferry.jobs")
-        .await;
+    kill_and_resume(
+        "SELECT checkpoint_pos IS NOT NULL AND updated_at > now(6) - INTERVAL 1 SECOND FROM _ferry.jobs",
+        false,
+    )
+    .await;
 }

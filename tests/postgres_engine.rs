@@ -4,6 +4,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferry::api::TaskType;
@@ -429,4 +430,122 @@ async fn an_invalidated_slot_fails_the_job_at_once_saying_so() {
         err.to_string().contains("max_slot_wal_keep_size") && err.to_string().contains("new full transfer"),
         "{err}"
     );
+}
+
+/// Changes `accounts` on the source until `running` is cleared: inserts, updates of every
+/// column, deletes. Returns how many transactions it wrote.
+fn account_writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    let config = pair.source.config("shop");
+    tokio::spawn(async move {
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let mut n: i64 = 0;
+        while running.load(Ordering::SeqCst) {
+            client
+                .batch_execute(&format!(
+                    "BEGIN;
+                     INSERT INTO accounts VALUES ({new}, {n} + 0.25, 'new {n}');
+                     UPDATE accounts SET balance = balance + 1.5, note = 'upd {n}' WHERE id = {upd};
+                     DELETE FROM accounts WHERE id = {del};
+                     COMMIT;",
+                    new = 100_000 + n,
+                    upd = 1 + (n * 7) % 2000,
+                    del = 2 + (n * 13) % 2000,
+                ))
+                .await
+                .unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        n as u64
+    })
+}
+
+/// While a job streams changes of `accounts` under concurrent writes, `change` is made to the
+/// target table by hand (after saving what it loses): the job stops with `code` and a message
+/// naming what `words` say, instead of writing on (or being retried). `undo` puts the table back
+/// as it was; the job then resumes from its checkpoint and the target converges to the source,
+/// so no change was skipped or committed changed.
+async fn a_hand_made_change_stops_the_job(id: &'static str, change: &str, undo: &str, code: &str, words: &[&str]) {
+    let pair = Pair::start();
+    pair.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, note text);
+             INSERT INTO accounts SELECT g, g / 3.0, 'row ' || g FROM generate_series(1, 2000) g;",
+        )
+        .await
+        .unwrap();
+    let spec = pair.spec(TaskType::FullIncrTrans, &["accounts"]);
+    let (_stop, runner) = spawn_job(&pair, &spec, id);
+    wait_streaming(&pair).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writes = account_writer(&pair, Arc::clone(&running));
+    let tgt = pair.target().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tgt.query_opt("SELECT 1 FROM accounts WHERE id >= 100000 LIMIT 1", &[]).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the job applies no change");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tgt.batch_execute(change).await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(60), runner).await.expect("the job stops").unwrap().unwrap_err();
+    assert_eq!(err.code(), code, "{err}");
+    assert!(ferry::engine::error::is_unrecoverable(err.code()), "not retried");
+    let message = err.to_string();
+    eprintln!("{code}: {message}");
+    for w in words {
+        assert!(message.contains(w), "{w:?} not in {message}");
+    }
+    running.store(false, Ordering::SeqCst);
+    assert!(writes.await.unwrap() > 0);
+
+    tgt.batch_execute(undo).await.unwrap();
+    let (stop, runner) = spawn_job(&pair, &spec, id);
+    wait_equal(&pair, "accounts", "accounts", Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), Outcome::Stopped);
+    engine::release(id, &spec, &pair.credentials()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_table_dropped_while_streaming_stops_the_job_naming_it_and_skips_nothing() {
+    a_hand_made_change_stops_the_job(
+        "test/table-dropped",
+        "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;
+         CREATE TABLE kept AS SELECT * FROM accounts; DROP TABLE accounts; COMMIT;",
+        "ALTER TABLE kept RENAME TO accounts; ALTER TABLE accounts ADD PRIMARY KEY (id);",
+        "TARGET_TABLE_MISSING",
+        &["target table public.accounts is missing", "new full transfer", "42P01"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_column_dropped_while_streaming_stops_the_job_naming_it_and_skips_nothing() {
+    a_hand_made_change_stops_the_job(
+        "test/column-dropped",
+        "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;
+         CREATE TABLE kept AS SELECT id, note FROM accounts; ALTER TABLE accounts DROP COLUMN note; COMMIT;",
+        "ALTER TABLE accounts ADD COLUMN note text; UPDATE accounts a SET note = k.note FROM kept k WHERE k.id = a.id;",
+        "TARGET_TABLE_CHANGED",
+        &["target table public.accounts has no column note"],
+    )
+    .await;
+}
+
+/// numeric into integer is an assignment cast: PostgreSQL would round every value from then on
+/// without an error. The applier's check in each batch's transaction catches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_column_retyped_while_streaming_stops_the_job_before_a_value_is_converted() {
+    a_hand_made_change_stops_the_job(
+        "test/column-retyped",
+        "BEGIN; LOCK TABLE accounts IN ACCESS EXCLUSIVE MODE;
+         CREATE TABLE kept AS SELECT id, balance FROM accounts;
+         ALTER TABLE accounts ALTER COLUMN balance TYPE integer; COMMIT;",
+        "ALTER TABLE accounts ALTER COLUMN balance TYPE numeric(14,2);
+         UPDATE accounts a SET balance = k.balance FROM kept k WHERE k.id = a.id;",
+        "TARGET_TABLE_CHANGED",
+        &["column balance of target table public.accounts is now of type integer", "numeric(14,2)"],
+    )
+    .await;
 }

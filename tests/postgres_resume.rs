@@ -5,6 +5,7 @@
 mod runner;
 mod support;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,14 @@ use runner::Runner;
 use support::{Pair, rows, try_wait_equal};
 use tokio_postgres::Client;
 
+/// The keys of `accounts` the writer's transaction `n` updates, deletes and moves (to
+/// `2_000_000 + n`); it also inserts `1_000_000 + n`.
+fn touched(n: i64) -> [i64; 3] {
+    [1 + (n * 7) % 30_000, 2 + (n * 13) % 30_000, 3 + (n * 17) % 30_000]
+}
+
 /// Changes the source without pause until stopped: inserts, updates (some moving keys), deletes,
-/// and inserts into the keyless table.
+/// and inserts into the keyless table. Returns how many transactions it committed.
 fn writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64> {
     let port = pair.source.port();
     let config = pair.source.config("shop");
@@ -27,6 +34,7 @@ fn writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64>
         let mut i: u64 = 0;
         while running.load(Ordering::SeqCst) {
             let n = i as i64;
+            let [upd, del, moved] = touched(n);
             client
                 .batch_execute(&format!(
                     "BEGIN;
@@ -37,9 +45,6 @@ fn writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64>
                      INSERT INTO events VALUES ({n}, 'e{n}');
                      COMMIT;",
                     new = 1_000_000 + n,
-                    upd = 1 + (n * 7) % 30_000,
-                    del = 2 + (n * 13) % 30_000,
-                    moved = 3 + (n * 17) % 30_000,
                     moved_to = 2_000_000 + n,
                 ))
                 .await
@@ -93,9 +98,73 @@ async fn until(what: &str, runner: &mut Runner, tgt: &Client, sql: &str) {
     }
 }
 
+/// What the target held when the first run was killed: the finished chunks in the ledger and
+/// the row versions (`xmin`) of every row they copied.
+struct Copied {
+    /// Table, chunk, rows and read position of each finished chunk.
+    ledger: Vec<(String, i32, Option<i64>, Option<String>)>,
+    /// `accounts` key → `xmin`.
+    accounts: HashMap<i64, String>,
+    /// `events` rows (`n`, all negative: the writer adds only positive ones) → `xmin`.
+    events: HashMap<i64, String>,
+}
+
+const LEDGER: &str = "SELECT table_name, chunk, rows, read_lsn::text FROM _ferry.chunks WHERE done ORDER BY 1, 2";
+
+async fn versions(tgt: &Client, sql: &str) -> HashMap<i64, String> {
+    tgt.query(sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
+impl Copied {
+    async fn read(tgt: &Client) -> Copied {
+        let ledger =
+            tgt.query(LEDGER, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+        Copied {
+            ledger,
+            accounts: versions(tgt, "SELECT id, xmin::text FROM accounts").await,
+            events: versions(tgt, "SELECT n, xmin::text FROM events").await,
+        }
+    }
+
+    /// The second run copied none of it again: the finished chunks keep their ledger entries,
+    /// and every copied row the writer's `writes` transactions did not touch keeps the version
+    /// its chunk's copy gave it (a chunk copied again would give all its rows a new one).
+    async fn check_not_copied_again(&self, tgt: &Client, writes: u64) {
+        let pending: i64 =
+            tgt.query_one("SELECT count(*) FROM _ferry.chunks WHERE NOT done", &[]).await.unwrap().get(0);
+        assert_eq!(pending, 0, "the second run copied the rest");
+        let ledger: Vec<(String, i32, Option<i64>, Option<String>)> =
+            tgt.query(LEDGER, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+        for chunk in &self.ledger {
+            assert!(ledger.contains(chunk), "finished chunk {chunk:?} was copied again: {ledger:?}");
+        }
+        assert!(ledger.len() > self.ledger.len(), "the second run copied chunks of its own");
+        let touched: HashSet<i64> = (0..writes as i64).flat_map(touched).collect();
+        let accounts = versions(tgt, "SELECT id, xmin::text FROM accounts").await;
+        let mut kept = 0;
+        for (id, xmin) in &self.accounts {
+            if touched.contains(id) {
+                continue;
+            }
+            assert_eq!(accounts.get(id), Some(xmin), "accounts row {id}, copied before the kill, was written again");
+            kept += 1;
+        }
+        assert!(kept > 0, "no copied row to check");
+        eprintln!(
+            "{kept} accounts rows and {} events rows copied before the kill keep their version",
+            self.events.len()
+        );
+        let events = versions(tgt, "SELECT n, xmin::text FROM events WHERE n < 0").await;
+        for (n, xmin) in &self.events {
+            assert_eq!(events.get(n), Some(xmin), "events row {n}, copied before the kill, was written again");
+        }
+    }
+}
+
 /// Starts the job, kills it when `kill_when` holds on the target, starts it again, and checks
-/// the target converges while writes go on.
-async fn kill_and_resume(kill_when: &str) {
+/// the target converges while writes go on; with `not_again`, also that nothing the first run
+/// copied is copied again.
+async fn kill_and_resume(kill_when: &str, not_again: bool) {
     let pair = Pair::start();
     let dir = tempfile::tempdir().unwrap();
     let manifest = setup(&pair, dir.path()).await;
@@ -108,6 +177,7 @@ async fn kill_and_resume(kill_when: &str) {
     until(kill_when, &mut first, &tgt, kill_when).await;
     first.kill();
     eprintln!("{:?} killed", t0.elapsed());
+    let copied = if not_again { Some(Copied::read(&tgt).await) } else { None };
 
     let mut second = Runner::start(dir.path(), &manifest, 2);
     until("the incremental phase", &mut second, &tgt, "SELECT checkpoint_lsn IS NOT NULL FROM _ferry.jobs").await;
@@ -126,6 +196,9 @@ async fn kill_and_resume(kill_when: &str) {
         }
     }
     eprintln!("{:?} equal", t0.elapsed());
+    if let Some(copied) = &copied {
+        copied.check_not_copied_again(&tgt, n).await;
+    }
     // The status file holds the CR status shape: the incremental phase, and (rewritten every
     // second) the checkpoint.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -146,21 +219,31 @@ async fn kill_and_resume(kill_when: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_the_first_chunks_are_copied_it_resumes() {
-    kill_and_resume("SELECT EXISTS (SELECT 1 FROM _ferry.jobs)").await;
+    kill_and_resume("SELECT EXISTS (SELECT 1 FROM _ferry.jobs)", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_halfway_through_the_full_transfer_it_copies_only_the_rest() {
-    kill_and_resume("SELECT count(*) FILTER (WHERE done) >= 4 AND bool_or(NOT done) FROM _ferry.chunks").await;
+    // Chunks of an integer key are cut by min and max, and the writer's keys lie far above the
+    // first ones: most chunks are nearly empty, so wait for finished chunks that hold rows.
+    kill_and_resume(
+        "SELECT count(*) FILTER (WHERE done) >= 4 AND sum(rows) FILTER (WHERE done) > 0 AND bool_or(NOT done) \
+         FROM _ferry.chunks",
+        true,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_between_the_full_and_the_incremental_transfer_it_resumes() {
-    kill_and_resume("SELECT full_done FROM _ferry.jobs").await;
+    kill_and_resume("SELECT full_done FROM _ferry.jobs", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_while_applying_changes_it_applies_each_exactly_once() {
-    kill_and_resume("SELECT checkpoint_lsn IS NOT NULL AND updated_at > now() - interval '1 second' FROM _ferry.jobs")
-        .await;
+    kill_and_resume(
+        "SELECT checkpoint_lsn IS NOT NULL AND updated_at > now() - interval '1 second' FROM _ferry.jobs",
+        false,
+    )
+    .await;
 }

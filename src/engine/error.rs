@@ -46,8 +46,9 @@ pub enum EngineError {
     /// The change stream failed.
     #[error("change stream: {0}")]
     Stream(String),
-    /// The source no longer has what the job needs to continue from its checkpoint (a purged
-    /// binary log, an invalidated slot): retrying cannot help; the message says what to do.
+    /// The job cannot continue from its checkpoint until someone acts (a purged binary log, an
+    /// invalidated slot, a target table dropped or altered by hand): retrying cannot help; the
+    /// message says what to do.
     #[error("{message}")]
     Unrecoverable { code: &'static str, message: String },
     /// A connection made no progress for `tuning.networkTimeoutSeconds`: the server or the
@@ -110,8 +111,10 @@ pub const OUT_OF_SPACE: &str = "the database server is out of disk space: make r
      and a retry resumes from the last committed chunk or checkpoint";
 
 /// Error codes no retry can help: the job fails at once instead of retrying `spec.retry.limit`
-/// times.
-pub const UNRECOVERABLE: [&str; 2] = ["BINLOG_PURGED", "SLOT_LOST"];
+/// times. A purged binary log or a lost slot never comes back; a target table dropped or
+/// altered by hand ([`super::drift`]) does not put itself right.
+pub const UNRECOVERABLE: [&str; 4] =
+    ["BINLOG_PURGED", "SLOT_LOST", super::drift::TARGET_TABLE_MISSING, super::drift::TARGET_TABLE_CHANGED];
 
 /// Whether a failure with `code` is one retries cannot help.
 pub fn is_unrecoverable(code: &str) -> bool {

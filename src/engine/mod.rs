@@ -6,6 +6,7 @@
 //! its own module behind the traits below, so a new engine is a new module.
 
 pub mod apply;
+pub mod drift;
 pub mod error;
 pub mod filter;
 pub mod metrics;

@@ -259,7 +259,7 @@ fn retries_stop_at_the_limit_and_the_job_is_stalled() {
 
 #[test]
 fn a_failure_no_retry_can_help_stalls_the_job_at_once() {
-    for code in ["BINLOG_PURGED", "SLOT_LOST"] {
+    for code in ["BINLOG_PURGED", "SLOT_LOST", "TARGET_TABLE_MISSING", "TARGET_TABLE_CHANGED"] {
         let o = with_worker(WorkerState::Failed { code: code.into(), message: "start over".into() });
         let p = plan(&SyncJobSpec::test(), &status(IncreTransferStarted, 1), &o, now());
         assert_eq!(p.phase(), IncreTransferFailed);

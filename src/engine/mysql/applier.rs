@@ -12,6 +12,12 @@
 //! committed with their checkpoint, the statement runs, and its own checkpoint follows. The
 //! DDL's end is recorded before it runs; a restart that replays it tolerates the errors of a
 //! statement that already took effect.
+//!
+//! A target table dropped or altered by hand stops the job before the batch that meets it
+//! commits ([`crate::engine::drift`]): on an error of a statement, and on a warning that a value
+//! was cut or converted (the writing sessions are not strict, so a column narrowed by hand would
+//! otherwise take cut values without an error), the applier compares the table with how it was
+//! when the applier started. A DDL it replays itself becomes the new description.
 
 use std::collections::HashMap;
 
@@ -23,6 +29,7 @@ use super::target::{exec_affected, qualified};
 use super::values::param;
 use crate::api::ConflictPolicy;
 use crate::engine::apply::ChangeTarget;
+use crate::engine::drift::{self, Shape};
 use crate::engine::error::{Describe, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch};
 use crate::engine::sql::my_ident;
@@ -36,10 +43,30 @@ const MAX_ROWS: usize = 256;
 /// duplicate column, duplicate key name, cannot drop column or key, no such table, unknown column.
 const ALREADY_DONE: [u16; 7] = [1050, 1051, 1060, 1061, 1091, 1146, 1054];
 
+/// Warnings of a non-strict session that a value was not stored as sent: column cannot be null,
+/// NULL into NOT NULL, out of range, data truncated, truncated wrong value, incorrect value for
+/// the column, data too long.
+const VALUE_CHANGED: [u32; 7] = [1048, 1263, 1264, 1265, 1292, 1366, 1406];
+
+/// A target table's columns as `information_schema` lists them; `None` when it does not exist.
+async fn shape(conn: &mut Conn, db: &str, table: &str) -> std::result::Result<Option<Shape>, mysql_async::Error> {
+    let columns: Vec<(String, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await?;
+    Ok((!columns.is_empty()).then_some(Shape { identity: None, columns }))
+}
+
 /// What the applier needs of a table, in target names.
 #[derive(Clone, Debug)]
 struct Table {
     name: String,
+    /// Target database and table, unquoted.
+    db: String,
+    table: String,
     /// Written columns: position in the source row, target name, placeholder expression.
     columns: Vec<(usize, String, String)>,
     /// Key columns: position in the source row, target name, placeholder expression.
@@ -81,7 +108,14 @@ impl Table {
             Vec::new()
         };
         let compactable = !key.is_empty() && !t.indexes.iter().any(|ix| ix.unique);
-        Table { name: qualified(&t.def.target_schema, &t.def.target_name), columns, key, compactable }
+        Table {
+            name: qualified(&t.def.target_schema, &t.def.target_name),
+            db: t.def.target_schema.clone(),
+            table: t.def.target_name.clone(),
+            columns,
+            key,
+            compactable,
+        }
     }
 
     fn values(&self, row: &[Cell]) -> Vec<Value> {
@@ -149,27 +183,79 @@ pub struct Applier {
     in_transaction: bool,
     /// The largest statement to send, read from the server at the first flush.
     packet: Option<usize>,
+    /// Each table as the target described it when the applier started or replayed a DDL on it
+    /// (`None`: it did not exist then).
+    shapes: Vec<Option<Shape>>,
 }
 
 impl Applier {
     /// An applier writing `tables` on `conn` for `job`; `ddl_attempted` is the end of a DDL that
-    /// may already have run (from the bookkeeping).
-    pub fn new(
-        conn: Conn,
+    /// may already have run (from the bookkeeping). It describes the target tables as they are
+    /// now; one still missing may come with a DDL the stream replays.
+    pub async fn open(
+        mut conn: Conn,
         job: &str,
         tables: &[MyTable],
         conflict: ConflictPolicy,
         ddl_attempted: Option<u64>,
-    ) -> Self {
-        Applier {
+    ) -> Result<Self> {
+        let tables: Vec<Table> = tables.iter().map(Table::new).collect();
+        let mut shapes = Vec::with_capacity(tables.len());
+        for t in &tables {
+            let found = shape(&mut conn, &t.db, &t.table).await.map_err(|e| {
+                EngineError::query(T, format!("describing target table {}.{}", t.db, t.table), e.describe())
+            })?;
+            shapes.push(found);
+        }
+        Ok(Applier {
             conn,
             job: job.to_owned(),
-            tables: tables.iter().map(Table::new).collect(),
+            tables,
             conflict,
             ddl_attempted,
             in_transaction: false,
             packet: None,
+            shapes,
+        })
+    }
+
+    /// After `cause` met `table`: the error that names a hand-made change to it, if the target
+    /// shows one.
+    async fn diagnose(&mut self, table: usize, cause: &str) -> Option<EngineError> {
+        let t = &self.tables[table];
+        let now = shape(&mut self.conn, &t.db, &t.table).await.ok()?;
+        let written: Vec<&str> = t.columns.iter().map(|(_, n, _)| n.as_str()).collect();
+        let before = self.shapes.get(table).and_then(Option::as_ref);
+        let display = format!("{}.{}", t.db, t.table);
+        drift::compare(&written, before, now.as_ref(), true).map(|d| d.error(&display, Some(cause)))
+    }
+
+    /// Ends the open transaction without committing it.
+    async fn rollback(&mut self) {
+        if self.in_transaction {
+            let _ = self.conn.query_drop("ROLLBACK").await;
+            self.in_transaction = false;
         }
+    }
+
+    /// After a statement on `table` left warnings: stops the job if a value was not stored as
+    /// sent because the table changed; otherwise says so in the log (codes only: the messages
+    /// may quote values).
+    async fn check_warnings(&mut self, table: usize) -> Result<()> {
+        let warnings: Vec<(String, u32, String)> =
+            self.conn.query("SHOW WARNINGS").await.map_err(self.fail("reading the target's warnings"))?;
+        let Some(code) = warnings.iter().map(|w| w.1).find(|c| VALUE_CHANGED.contains(c)) else { return Ok(()) };
+        if let Some(drift) = self.diagnose(table, &format!("MariaDB/MySQL warning {code}")).await {
+            self.rollback().await;
+            return Err(drift);
+        }
+        let codes: Vec<u32> = warnings.iter().map(|w| w.1).collect();
+        tracing::warn!(
+            table = %self.tables[table].name,
+            ?codes,
+            "the target did not store some values of a change as sent, though the table is as when the job started"
+        );
+        Ok(())
     }
 
     fn fail(&self, what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> EngineError {
@@ -199,14 +285,28 @@ impl Applier {
         Ok(())
     }
 
-    async fn exec(&mut self, sql: &str, params: Vec<Value>) -> Result<u64> {
-        exec_affected(&mut self.conn, sql, params).await.map_err(|e| match &e {
-            mysql_async::Error::Server(s) if s.code == 1062 => EngineError::Conflict {
-                table: sql.split_whitespace().nth(2).unwrap_or("?").to_owned(),
-                message: s.message.clone(),
-            },
-            _ => EngineError::query(T, "applying a change", e.describe()),
-        })
+    /// Runs a statement that writes `table`.
+    async fn exec(&mut self, table: usize, sql: &str, params: Vec<Value>) -> Result<u64> {
+        match exec_affected(&mut self.conn, sql, params).await {
+            Ok(n) => {
+                if self.conn.get_warnings() > 0 {
+                    self.check_warnings(table).await?;
+                }
+                Ok(n)
+            }
+            Err(mysql_async::Error::Server(s)) if s.code == 1062 => {
+                Err(EngineError::Conflict { table: self.tables[table].name.clone(), message: s.message })
+            }
+            Err(e) => {
+                if let mysql_async::Error::Server(s) = &e
+                    && let Some(drift) = self.diagnose(table, &format!("MariaDB/MySQL error {}", s.code)).await
+                {
+                    self.rollback().await;
+                    return Err(drift);
+                }
+                Err(EngineError::query(T, "applying a change", e.describe()))
+            }
+        }
     }
 
     fn conflict(&self, table: usize, what: &str) -> EngineError {
@@ -227,20 +327,20 @@ impl Applier {
                     t.insert_sql("INSERT IGNORE", 1, false)
                 };
                 let values = t.values(row);
-                self.exec(&sql, values).await?;
+                self.exec(*table, &sql, values).await?;
             }
             Change::Update { table, old_key, row } => {
                 let t = self.tables[*table].clone();
                 let old = old_key.as_deref().unwrap_or(row);
                 if overwrite && !t.key.is_empty() {
                     if t.key_of(old) != t.key_of(row) {
-                        self.exec(&t.delete_sql(1), t.key_values(old)).await?;
+                        self.exec(*table, &t.delete_sql(1), t.key_values(old)).await?;
                     }
-                    self.exec(&t.insert_sql("INSERT", 1, true), t.values(row)).await?;
+                    self.exec(*table, &t.insert_sql("INSERT", 1, true), t.values(row)).await?;
                 } else {
                     let mut params = t.values(row);
                     params.extend(t.match_values(old));
-                    let n = self.exec(&t.update_sql(), params).await?;
+                    let n = self.exec(*table, &t.update_sql(), params).await?;
                     if n == 0 && stop {
                         return Err(self.conflict(*table, "an update found no row to change"));
                     }
@@ -249,7 +349,7 @@ impl Applier {
             Change::Delete { table, old } => {
                 let t = &self.tables[*table];
                 let (sql, values) = (t.delete_sql(1), t.match_values(old));
-                let n = self.exec(&sql, values).await?;
+                let n = self.exec(*table, &sql, values).await?;
                 if n == 0 && stop {
                     return Err(self.conflict(*table, "a delete found no row to remove"));
                 }
@@ -257,7 +357,7 @@ impl Applier {
             Change::Truncate { tables } => {
                 for &i in tables {
                     let sql = format!("DELETE FROM {}", self.tables[i].name);
-                    self.exec(&sql, Vec::new()).await?;
+                    self.exec(i, &sql, Vec::new()).await?;
                 }
             }
             Change::Ddl { .. } => {}
@@ -306,7 +406,7 @@ impl Applier {
                     .drain(..group)
                     .flat_map(|k| t.key.iter().zip(k).map(|((_, _, p), c)| bind(p, Some(&c))).collect::<Vec<_>>())
                     .collect();
-                self.exec(&t.delete_sql(group), params).await?;
+                self.exec(table, &t.delete_sql(group), params).await?;
             }
             let budget = match self.packet {
                 Some(p) => p,
@@ -318,7 +418,7 @@ impl Applier {
                 let mut run_rows: Vec<Vec<Value>> = rows.drain(..run).collect();
                 for group in sized_groups(run) {
                     let params: Vec<Value> = run_rows.drain(..group).flatten().collect();
-                    self.exec(&t.insert_sql("INSERT", group, true), params).await?;
+                    self.exec(table, &t.insert_sql("INSERT", group, true), params).await?;
                 }
             }
         }
@@ -347,6 +447,13 @@ impl Applier {
             match self.tables.get_mut(*index) {
                 Some(slot) => *slot = table,
                 None => self.tables.push(table),
+            }
+            let now = shape(&mut self.conn, db, name)
+                .await
+                .map_err(|e| EngineError::query(T, format!("describing {db}.{name} after a DDL"), e.describe()))?;
+            match self.shapes.get_mut(*index) {
+                Some(slot) => *slot = now,
+                None => self.shapes.push(now),
             }
         }
         Ok(())

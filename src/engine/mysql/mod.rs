@@ -256,7 +256,7 @@ async fn apply_stream(
     let apply_opts =
         ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until).with_heartbeats(true);
     let mut applier =
-        applier::Applier::new(job.my_target().await?, job.id, tables, spec.policy.conflict, ddl_attempted);
+        applier::Applier::open(job.my_target().await?, job.id, tables, spec.policy.conflict, ddl_attempted).await?;
     apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
 }
 

@@ -148,8 +148,9 @@ impl SlotWatch {
                         // Without heartbeats a quiet job's slot moves only with its own tables.
                         tracing::warn!(
                             error = %connect::describe_pg_error(&e),
-                            "cannot write heartbeats on the source (pg_logical_emit_message): while the selected \
-                             tables are quiet, the slot keeps the WAL other tables write"
+                            "cannot write heartbeats on the source (pg_logical_emit_message; precheck item \
+                             source.heartbeatPrivilege): while the selected tables are quiet, the slot keeps the WAL \
+                             other tables write"
                         );
                     }
                     tick = tick.wrapping_add(1);
@@ -192,12 +193,29 @@ async fn take_over_slot(client: &Client, slot: &str) -> Result<()> {
     Ok(())
 }
 
+/// The `pg_logical_emit_message` the heartbeats call (the variant with text content) by its
+/// signature on this server, and whether the current user may execute it; `None` when the
+/// server has none. The signature is looked up, not written out: 17 added a `flush` argument,
+/// so `pg_logical_emit_message(boolean, text, text)` names no function there.
+pub(crate) async fn heartbeat_function(
+    client: &Client,
+) -> std::result::Result<Option<(String, bool)>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT p.oid::regprocedure::text, has_function_privilege(p.oid, 'EXECUTE') FROM pg_proc p \
+             WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace \
+             AND p.proargtypes[2] = 'text'::regtype",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
 /// Whether the source user may write the heartbeat messages (`pg_logical_emit_message`) that
 /// keep a quiet job's slot moving and tell a silent stream from a quiet one.
 async fn may_write_heartbeats(client: &Client) -> bool {
-    let sql = "SELECT has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE')";
-    match client.query_one(sql, &[]).await {
-        Ok(row) => row.try_get::<_, bool>(0).unwrap_or(false),
+    match heartbeat_function(client).await {
+        Ok(found) => found.is_some_and(|(_, allowed)| allowed),
         Err(e) => {
             tracing::warn!(error = %connect::describe_pg_error(&e), "cannot tell whether heartbeats may be written");
             false
@@ -557,7 +575,7 @@ async fn apply_stream(
     }
     let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until)
         .with_heartbeats(hears_regularly);
-    let mut applier = Applier::new(client, job.id, tables.to_vec(), spec.policy.conflict);
+    let mut applier = Applier::open(client, job.id, tables.to_vec(), spec.policy.conflict).await?;
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }
 

@@ -8,6 +8,7 @@ use super::{PARTITIONED_SINCE, PUBLICATION_FILTERS_SINCE, connect, poll, stream}
 use crate::api::{ConflictPolicy, PrecheckItem, PrecheckResult, SyncJobSpec};
 use crate::engine::Credentials;
 use crate::engine::error::{EngineError, Side};
+use crate::engine::sql::{pg_ident, pg_qualified};
 
 fn item(
     name: &str,
@@ -37,6 +38,8 @@ pub async fn run(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckI
         }
         source_checks(&mut items, src, spec).await;
         tables = tables_item(&mut items, src, spec, version).await;
+        slot_wal_item(&mut items, src, spec, &tables, version).await;
+        heartbeat_item(&mut items, src, spec, version).await;
     }
     if let Some(tgt) = &tgt {
         target_checks(&mut items, tgt, spec, &tables).await;
@@ -183,6 +186,173 @@ async fn source_checks(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJ
             false,
         )
     });
+}
+
+/// The speed of a full transfer [`slot_wal_item`] assumes, in MB (10^6 bytes) of the selected
+/// tables' size on the source (indexes and TOAST included) per second: about a fifth of what
+/// Ferry copies on two cores beside both servers (docs/benchmarks.md), for slower networks,
+/// disks and busier servers. A lower `spec.speedLimits` rate takes its place.
+pub const ASSUMED_COPY_MB_PER_SECOND: u64 = 10;
+
+/// The first source version with `max_slot_wal_keep_size`.
+const SLOT_WAL_KEEP_SINCE: u32 = 130_000;
+
+/// `12.3 MB` (PostgreSQL's MB: 2^20 bytes).
+fn mb(bytes: f64) -> String {
+    format!("{:.1} MB", bytes / f64::from(1u32 << 20))
+}
+
+/// `45 s`, `12 min`, `3.5 h`.
+fn duration(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 7200.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+/// The WAL the source writes per second: the larger of a sample over about a second and, from
+/// PostgreSQL 14, the average since `pg_stat_wal` was last reset. `None` when neither can be read.
+async fn wal_rate(src: &Client, version: u32) -> Option<f64> {
+    let lsn = "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END \
+               - '0/0'::pg_lsn)::float8";
+    let first: f64 = src.query_one(lsn, &[]).await.ok()?.get(0);
+    let started = std::time::Instant::now();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let second: f64 = src.query_one(lsn, &[]).await.ok()?.get(0);
+    let sampled = (second - first).max(0.0) / started.elapsed().as_secs_f64();
+    let average = if version >= 140_000 {
+        src.query_opt(
+            "SELECT wal_bytes::float8 / extract(epoch FROM now() - stats_reset)::float8 FROM pg_stat_wal \
+             WHERE stats_reset < now()",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.get::<_, Option<f64>>(0))
+    } else {
+        None
+    };
+    Some(average.map_or(sampled, |a| a.max(sampled)))
+}
+
+/// `source.slotWalKeepSize`: the slot keeps every byte of WAL the source writes while the full
+/// transfer runs (the stream is read only after it), and the source invalidates a slot that
+/// keeps more than `max_slot_wal_keep_size` — the job then fails with `SLOT_LOST` once its copy
+/// is done. The WAL the slot will keep is estimated as the source's WAL rate now
+/// ([`wal_rate`]) times the full transfer's duration: the selected tables' size at
+/// [`ASSUMED_COPY_MB_PER_SECOND`] (or the job's lowest speed limit). Not listed when the source
+/// has no such setting (before 13), the job copies nothing, or the estimate cannot be made.
+async fn slot_wal_item(
+    items: &mut Vec<PrecheckItem>,
+    src: &Client,
+    spec: &SyncJobSpec,
+    tables: &[PgTable],
+    version: u32,
+) {
+    const NAME: &str = "source.slotWalKeepSize";
+    if version < SLOT_WAL_KEEP_SINCE || !spec.task_type.has_full() || tables.is_empty() {
+        return;
+    }
+    let Some(keep) = src
+        .query_opt(
+            "SELECT setting::int8, current_setting(name) FROM pg_settings WHERE name = 'max_slot_wal_keep_size'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1)))
+    else {
+        return;
+    };
+    if keep.0 < 0 {
+        items.push(passed(NAME));
+        return;
+    }
+    let names: Vec<String> = tables.iter().map(|t| pg_qualified(&t.def.schema, &t.def.name)).collect();
+    // A partitioned table's own size is nothing: its partitions hold the rows.
+    let size = src
+        .query_one(
+            "SELECT coalesce(sum(CASE WHEN c.relkind = 'p' \
+               THEN (SELECT sum(pg_total_relation_size(p.relid)) FROM pg_partition_tree(c.oid) AS p) \
+               ELSE pg_total_relation_size(c.oid) END), 0)::float8 \
+             FROM unnest($1::text[]) AS t(name) JOIN pg_class c ON c.oid = t.name::regclass",
+            &[&names],
+        )
+        .await
+        .ok()
+        .map(|r| r.get::<_, f64>(0));
+    let (Some(size), Some(rate)) = (size, wal_rate(src, version).await) else { return };
+    let limit = spec.speed_limits.iter().map(|l| u64::from(l.mb_per_second)).min();
+    let (copy_mb, basis) = match limit {
+        Some(l) if l < ASSUMED_COPY_MB_PER_SECOND => (l.max(1), "the job's lowest speed limit"),
+        _ => (ASSUMED_COPY_MB_PER_SECOND, "a conservative rate Ferry assumes"),
+    };
+    let seconds = size / (copy_mb as f64 * 1e6);
+    let needed = rate * seconds;
+    let keep_bytes = keep.0 as f64 * f64::from(1u32 << 20);
+    if keep_bytes >= needed {
+        items.push(passed(NAME));
+        return;
+    }
+    // Twice the estimate, in whole MB.
+    let advice = (2.0 * needed / f64::from(1u32 << 20)).ceil().max(1.0) as u64;
+    items.push(item(
+        NAME,
+        PrecheckResult::Alarm,
+        Some(format!(
+            "max_slot_wal_keep_size is {}, but the job's slot may have to keep about {}: it keeps all WAL the source \
+             writes until the full transfer ends; the selected tables take {} on the source, about {} of copying at \
+             {copy_mb} MB/s ({basis}), and the source writes about {}/s of WAL now. Beyond max_slot_wal_keep_size the \
+             source invalidates the slot, and the job fails with SLOT_LOST after its copy",
+            keep.1,
+            mb(needed),
+            mb(size),
+            duration(seconds),
+            mb(rate)
+        )),
+        Some(&format!(
+            "raise max_slot_wal_keep_size to at least {advice}MB (ALTER SYSTEM SET max_slot_wal_keep_size = \
+             '{advice}MB'; SELECT pg_reload_conf()), or to -1 while the full transfer runs; the estimate is the WAL \
+             rate measured now times the copy's duration at {copy_mb} MB/s: skip this item if the source writes less \
+             while the job copies"
+        )),
+        true,
+    ));
+}
+
+/// `source.heartbeatPrivilege`: a streaming job writes a heartbeat message every few seconds
+/// with `pg_logical_emit_message` (see [`super::HEARTBEAT_EVERY`]), so that its slot confirms its
+/// position while the selected tables are quiet. PUBLIC may execute the function unless an
+/// administrator revoked it. Sources before 14 (read by polling) write no heartbeats.
+async fn heartbeat_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJobSpec, version: u32) {
+    const NAME: &str = "source.heartbeatPrivilege";
+    if version < poll::STREAMING_SINCE || !spec.task_type.has_incremental() {
+        return;
+    }
+    let Ok(Some((function, allowed))) = super::heartbeat_function(src).await else { return };
+    if allowed {
+        items.push(passed(NAME));
+        return;
+    }
+    let user = spec.source.user.clone().unwrap_or_default();
+    let function = if function.contains('.') { function } else { format!("pg_catalog.{function}") };
+    items.push(item(
+        NAME,
+        PrecheckResult::Alarm,
+        Some(format!(
+            "user {user:?} may not execute {function}: Ferry writes a heartbeat message with it every {} s so that the \
+             job's slot confirms its position while the selected tables are quiet; without it the slot keeps all WAL \
+             the source writes (for other tables too) until a selected table changes",
+            super::HEARTBEAT_EVERY.as_secs()
+        )),
+        Some(&format!("GRANT EXECUTE ON FUNCTION {function} TO {}", pg_ident(&user))),
+        true,
+    ));
 }
 
 async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJobSpec, version: u32) -> Vec<PgTable> {

@@ -11,6 +11,7 @@ use super::catalog::{EnumType, PgTable};
 use super::connect::describe_pg_error;
 use super::source::ChunkData;
 use crate::api::ConflictPolicy;
+use crate::engine::drift::{self, Shape};
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch, KeyRange};
 use crate::engine::progress::Tracker;
@@ -446,12 +447,72 @@ impl crate::engine::snapshot::ChunkTarget<ChunkData> for PgChunkTarget<'_> {
 }
 
 /// Applies batches of changes with their checkpoint, caching the statements it prepares.
+///
+/// It describes its tables when it opens and checks, with every batch and in the batch's
+/// transaction, that the tables the batch wrote are still those (same table, the columns it
+/// writes with the same types): PostgreSQL converts a value into a column whose type was changed
+/// by hand without a word where an assignment cast exists (numeric to integer rounds), and a
+/// table dropped and created again takes upserts as if nothing happened. A difference stops the
+/// job before the batch commits ([`crate::engine::drift`]).
 pub struct Applier {
     client: Client,
     job: String,
     tables: Vec<PgTable>,
     conflict: ConflictPolicy,
     statements: HashMap<StatementKey, Statement>,
+    /// Each table as the target described it when the applier opened.
+    shapes: Vec<Shape>,
+    /// [`SHAPES_SQL`], prepared.
+    describe: Statement,
+}
+
+/// Describes target tables by `schema.name` (quoted), in the order given: their OID and each
+/// live column's name and type; a missing table gives one row without an OID.
+const SHAPES_SQL: &str = "SELECT n.i, c.oid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod) \
+     FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
+     LEFT JOIN pg_class c ON c.oid = to_regclass(n.name) \
+     LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     ORDER BY n.i, a.attnum";
+
+/// The shapes [`SHAPES_SQL`] returned for `count` tables, in order (`None`: missing).
+fn shapes_of(rows: &[tokio_postgres::Row], count: usize) -> Vec<Option<Shape>> {
+    let mut out: Vec<Option<Shape>> = vec![None; count];
+    for r in rows {
+        let i = usize::try_from(r.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
+        let (Some(slot), Some(oid)) = (out.get_mut(i), r.get::<_, Option<i64>>(1)) else { continue };
+        let shape = slot.get_or_insert_with(|| Shape { identity: Some(oid.to_string()), columns: Vec::new() });
+        if let (Some(name), Some(ty)) = (r.get::<_, Option<String>>(2), r.get::<_, Option<String>>(3)) {
+            shape.columns.push((name, ty));
+        }
+    }
+    out
+}
+
+/// The first table of `tables` (indexes into `defs`) whose shape now (`now`, in the same order)
+/// differs from `before`, as the error that stops the job.
+fn drifted(
+    defs: &[PgTable],
+    before: &[Shape],
+    tables: &[usize],
+    now: &[Option<Shape>],
+    cause: Option<&str>,
+) -> Option<EngineError> {
+    tables.iter().zip(now).find_map(|(&t, now)| {
+        let d = &defs[t].def;
+        let written: Vec<&str> = d.selected().map(|c| c.target_name.as_str()).collect();
+        drift::compare(&written, before.get(t), now.as_ref(), false).map(|x| x.error(&d.display_target(), cause))
+    })
+}
+
+/// The tables a statement writes.
+fn written_by(key: &StatementKey) -> Vec<usize> {
+    match key {
+        StatementKey::Upsert { table, .. }
+        | StatementKey::Insert { table }
+        | StatementKey::Update { table, .. }
+        | StatementKey::Delete { table } => vec![*table],
+        StatementKey::Truncate { tables } => tables.clone(),
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -485,9 +546,33 @@ struct Step {
 }
 
 impl Applier {
-    /// An applier writing through `client` (a session of its own).
-    pub fn new(client: Client, job: &str, tables: Vec<PgTable>, conflict: ConflictPolicy) -> Applier {
-        Applier { client, job: job.to_owned(), tables, conflict, statements: HashMap::new() }
+    /// An applier writing through `client` (a session of its own). Fails with
+    /// `TARGET_TABLE_MISSING` or `TARGET_TABLE_CHANGED` when a table or a column the job writes
+    /// is not on the target.
+    pub async fn open(client: Client, job: &str, tables: Vec<PgTable>, conflict: ConflictPolicy) -> Result<Applier> {
+        let describe = client.prepare(SHAPES_SQL).await.ctx(T, || "preparing the target tables' description".into())?;
+        let names: Vec<String> =
+            tables.iter().map(|t| pg_qualified(&t.def.target_schema, &t.def.target_name)).collect();
+        let rows = client.query(&describe, &[&names]).await.ctx(T, || "describing the target tables".into())?;
+        let found = shapes_of(&rows, tables.len());
+        let all: Vec<usize> = (0..tables.len()).collect();
+        if let Some(e) = drifted(&tables, &[], &all, &found, None) {
+            return Err(e);
+        }
+        let shapes = found.into_iter().map(Option::unwrap_or_default).collect();
+        Ok(Applier { client, job: job.to_owned(), tables, conflict, statements: HashMap::new(), shapes, describe })
+    }
+
+    /// After `err` met `tables`: the error that names a hand-made change to one of them, if the
+    /// target shows one.
+    async fn diagnose(&self, tables: &[usize], err: &tokio_postgres::Error) -> Option<EngineError> {
+        let names: Vec<String> = tables
+            .iter()
+            .map(|&t| pg_qualified(&self.tables[t].def.target_schema, &self.tables[t].def.target_name))
+            .collect();
+        let rows = self.client.query(&self.describe, &[&names]).await.ok()?;
+        let cause = err.code().map(|c| format!("PostgreSQL error {}", c.code()));
+        drifted(&self.tables, &self.shapes, tables, &shapes_of(&rows, tables.len()), cause.as_deref())
     }
 
     fn cast(&self, table: usize, col: usize, n: usize) -> String {
@@ -688,48 +773,79 @@ impl Applier {
         let sql = self.sql(key);
         let params = sql.matches("::text::").count();
         let types = vec![Type::TEXT; params];
-        let stmt = self
-            .client
-            .prepare_typed(&sql, &types)
-            .await
-            .map_err(|e| EngineError::query(T, format!("preparing {sql}"), describe_pg_error(&e)))?;
+        let stmt = match self.client.prepare_typed(&sql, &types).await {
+            Ok(stmt) => stmt,
+            Err(e) => {
+                return Err(match self.diagnose(&written_by(key), &e).await {
+                    Some(drift) => drift,
+                    None => EngineError::query(T, format!("preparing {sql}"), describe_pg_error(&e)),
+                });
+            }
+        };
         self.statements.insert(key.clone(), stmt.clone());
         Ok(stmt)
     }
 
     /// Applies a batch and moves the checkpoint to its end, in one target transaction. Statements
-    /// are pipelined on the connection and run in source order.
+    /// are pipelined on the connection and run in source order, followed by the description of
+    /// the tables they wrote: each statement's lock on its table keeps it as described until the
+    /// commit, so a difference from the applier's start stops the batch before it commits.
     pub async fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> Result<()> {
         let Some(end) = batch.end() else { return Ok(()) };
         let mut planned = Vec::with_capacity(batch.len());
+        let mut touched = Vec::new();
         for t in &batch.transactions {
             for c in &t.changes {
                 for step in self.steps(c, batch.idempotent) {
                     let stmt = self.statement(&step.key).await?;
+                    touched.extend(written_by(&step.key));
                     planned.push((stmt, step));
                 }
             }
         }
+        touched.sort_unstable();
+        touched.dedup();
+        let names: Vec<String> = touched
+            .iter()
+            .map(|&t| pg_qualified(&self.tables[t].def.target_schema, &self.tables[t].def.target_name))
+            .collect();
         let tx = self.client.transaction().await.ctx(T, || "starting an apply transaction".into())?;
-        let futures = planned.iter().map(|(stmt, step)| {
+        let writes = try_join_all(planned.iter().enumerate().map(|(i, (stmt, step))| {
             let params: Vec<&(dyn ToSql + Sync)> = step.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             let tx = &tx;
-            async move { tx.execute(stmt, &params).await.map_err(|e| (step.table, e)) }
-        });
-        let counts = try_join_all(futures).await.map_err(|(table, e)| {
-            let msg = describe_pg_error(&e);
-            let table = self.tables.get(table).map(|t| &t.def);
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                EngineError::Conflict {
-                    table: table.map_or_else(|| "target".into(), |d| d.display_name()),
-                    message: msg,
-                }
-            } else {
-                // The server's message names a file, not the table, when the disk is full.
-                let table = table.map_or_else(|| "target".into(), |d| d.display_target());
-                EngineError::query(T, format!("applying changes to {table}"), msg)
+            async move { tx.execute(stmt, &params).await.map_err(|e| (Some(i), e)) }
+        }));
+        let describe = async {
+            if names.is_empty() {
+                return Ok(Vec::new());
             }
-        })?;
+            tx.query(&self.describe, &[&names]).await.map_err(|e| (None, e))
+        };
+        let (counts, rows) = match futures::future::try_join(writes, describe).await {
+            Ok(done) => done,
+            Err((at, e)) => {
+                let _ = tx.rollback().await;
+                let tables = at.map_or_else(|| touched.clone(), |i| written_by(&planned[i].1.key));
+                if let Some(drift) = self.diagnose(&tables, &e).await {
+                    return Err(drift);
+                }
+                let msg = describe_pg_error(&e);
+                let table = tables.first().map(|&t| &self.tables[t].def);
+                return Err(if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                    EngineError::Conflict {
+                        table: table.map_or_else(|| "target".into(), |d| d.display_name()),
+                        message: msg,
+                    }
+                } else {
+                    // The server's message names a file, not the table, when the disk is full.
+                    let table = table.map_or_else(|| "target".into(), |d| d.display_target());
+                    EngineError::query(T, format!("applying changes to {table}"), msg)
+                });
+            }
+        };
+        if let Some(drift) = drifted(&self.tables, &self.shapes, &touched, &shapes_of(&rows, touched.len()), None) {
+            return Err(drift);
+        }
         for ((_, step), n) in planned.iter().zip(&counts) {
             if step.must_affect && *n == 0 {
                 return Err(EngineError::Conflict {
