@@ -368,8 +368,10 @@ impl Decoder {
         if tme.columns_count() as usize != table.columns.len() {
             return Err(EngineError::Stream(format!(
                 "rows of {} have {} columns in the binary log but {} in the table Ferry copied: its structure \
-                 changed through a DDL that was not replayed (policy.ddl); the job cannot continue — replay it on \
-                 the target by hand and restart, or enable policy.ddl",
+                 changed through a DDL that was not replayed (policy.ddl), or changed again on the source before \
+                 the stream reached the first change (a replayed DDL takes the table's structure from the source as \
+                 it is now); the job cannot continue — bring the target table to the structure the source had at \
+                 the checkpoint by hand and restart, or enable policy.ddl",
                 table.def.display_name(),
                 tme.columns_count(),
                 table.columns.len()
