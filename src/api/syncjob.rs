@@ -82,6 +82,20 @@ pub enum ConflictPolicy {
     Stop,
 }
 
+/// What a PostgreSQL → PostgreSQL job does with the source's foreign keys between the tables it
+/// copies. `create` (default): each is added once the target holds a consistent copy — right
+/// after the load when every table was read in one snapshot, otherwise once the change stream
+/// has passed the newest snapshot a chunk was read in — as `NOT VALID`, then validated. `skip`:
+/// none is created. Either way the foreign keys the target does not get are listed in
+/// `status.progress.skippedObjects` with the reason.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ForeignKeyPolicy {
+    #[default]
+    Create,
+    Skip,
+}
+
 /// A kind of DDL statement replayed in the incremental phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -152,6 +166,11 @@ pub struct Policy {
     /// the data). Default true.
     #[serde(default = "default_true")]
     pub indexes: bool,
+    /// PostgreSQL → PostgreSQL: `create` (default) adds the source's foreign keys between
+    /// selected tables on the target once its copy is consistent; `skip` leaves them out.
+    /// Foreign keys to tables the job does not copy are never created.
+    #[serde(default)]
+    pub foreign_keys: ForeignKeyPolicy,
 }
 
 impl Default for Policy {
@@ -161,6 +180,7 @@ impl Default for Policy {
             ddl: DdlPolicy::default(),
             dml_types: default_dml_types(),
             indexes: true,
+            foreign_keys: ForeignKeyPolicy::default(),
         }
     }
 }
@@ -232,7 +252,10 @@ pub struct Tuning {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub read_parallelism: Option<u32>,
-    /// Connections writing to the target at once during the full transfer. Default 2.
+    /// PostgreSQL targets: target sessions that build the primary keys, constraints and
+    /// secondary indexes after the full transfer's load, and validate the foreign keys, at
+    /// once — different tables in parallel, and a table's indexes in parallel with each other.
+    /// Default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 64))]
     pub write_parallelism: Option<u32>,
@@ -516,6 +539,16 @@ pub struct TableProgress {
     pub estimated_rows: Option<u64>,
 }
 
+/// A source object the target did not get, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedObject {
+    /// What it is on the source, e.g. `foreign key orders_customer_fk of public.orders`.
+    pub object: String,
+    /// Why the target does not have it, and what to do.
+    pub reason: String,
+}
+
 /// Progress reported by the worker.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -560,6 +593,10 @@ pub struct Progress {
     /// Event).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reconnects: u32,
+    /// Source objects (column defaults, generated columns, constraints, foreign keys, indexes,
+    /// comments) the job did not create on the target, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_objects: Vec<SkippedObject>,
 }
 
 fn is_zero(n: &u32) -> bool {

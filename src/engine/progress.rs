@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::metrics::{Stage, metrics};
-use crate::api::{Checkpoint, Progress, SlotStatus, TableProgress, TableState, TransferStage};
+use crate::api::{Checkpoint, Progress, SkippedObject, SlotStatus, TableProgress, TableState, TransferStage};
 
 /// Receives progress. Called from the engine's tasks; must not block for long.
 pub trait ProgressSink: Send + Sync {
@@ -210,6 +210,18 @@ impl Tracker {
     pub fn lag(&self, seconds: u64) {
         metrics().lag(seconds);
         self.with(false, |s| s.progress.lag_seconds = Some(seconds));
+    }
+
+    /// Records a source object the target does not get, with the reason (once per object: a
+    /// later reason replaces an earlier one); reported at once.
+    pub fn skipped(&self, object: &str, reason: &str) {
+        self.with(true, |s| {
+            let list = &mut s.progress.skipped_objects;
+            match list.iter_mut().find(|o| o.object == object) {
+                Some(o) => o.reason = reason.to_owned(),
+                None => list.push(SkippedObject { object: object.to_owned(), reason: reason.to_owned() }),
+            }
+        });
     }
 
     /// Reports a measurement of the job's replication slot, or (`None`) that the job dropped it.
