@@ -6,6 +6,7 @@ use tokio_postgres::Client;
 use crate::api::{ObjectScope, ObjectSelection, TableSelection};
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::{ColumnDef, TableDef};
+use crate::engine::postgres::structure::{self, Extras};
 
 /// A selected PostgreSQL table with what the PostgreSQL engine needs beyond [`TableDef`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,12 +16,15 @@ pub struct PgTable {
     /// Whether every selected column has a built-in type, so binary COPY carries it between
     /// databases (user-defined types have database-specific OIDs in the binary format).
     pub binary: bool,
-    /// `CREATE INDEX` statements of the secondary indexes, for the target after the load.
+    /// `CREATE INDEX` statements of the secondary indexes, for the target after the load (not
+    /// those of UNIQUE and EXCLUDE constraints: [`Extras::constraints`] carries those).
     pub indexes: Vec<IndexDef>,
     /// Whether `REPLICA IDENTITY FULL` is set (needed for tables without a key).
     pub replica_identity_full: bool,
     /// Whether it is a partitioned table (its rows live in its partitions).
     pub partitioned: bool,
+    /// Defaults, identity and generated columns, constraints, foreign keys and comments.
+    pub extras: Extras,
 }
 
 /// A secondary index of a source table.
@@ -106,9 +110,14 @@ pub async fn resolve(client: &Client, selection: &ObjectSelection, source_db: &s
             }
         }
     }
+    // The schemas the job maps to other names: expressions naming their sequences follow.
+    let mut schema_map: Vec<(String, String)> =
+        wanted.iter().filter(|w| w.0 != w.2).map(|w| (w.0.clone(), w.2.clone())).collect();
+    schema_map.sort();
+    schema_map.dedup_by(|a, b| a.0 == b.0);
     let mut out = Vec::with_capacity(wanted.len());
     for (schema, name, target_schema, target_name, sel) in wanted {
-        out.push(describe(client, &schema, &name, target_schema, target_name, sel).await?);
+        out.push(describe(client, &schema, &name, target_schema, target_name, sel, &schema_map).await?);
     }
     Ok(out)
 }
@@ -128,7 +137,7 @@ async fn list_tables(client: &Client, only: Option<&str>) -> Result<Vec<(String,
     Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Reads one table's columns, key, indexes and statistics.
+/// Reads one table's columns, key, indexes, statistics and [`Extras`].
 async fn describe(
     client: &Client,
     schema: &str,
@@ -136,6 +145,7 @@ async fn describe(
     target_schema: String,
     target_name: String,
     sel: Option<&TableSelection>,
+    schema_map: &[(String, String)],
 ) -> Result<PgTable> {
     let what = || format!("describing {schema}.{name}");
     let rel = client
@@ -200,7 +210,9 @@ async fn describe(
     let idx_rows = client
         .query(
             "SELECT ci.relname, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i \
-             JOIN pg_class ci ON ci.oid = i.indexrelid WHERE i.indrelid = $1 AND NOT i.indisprimary ORDER BY 1",
+             JOIN pg_class ci ON ci.oid = i.indexrelid WHERE i.indrelid = $1 AND NOT i.indisprimary \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid \
+                               AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')) ORDER BY 1",
             &[&oid],
         )
         .await
@@ -213,6 +225,7 @@ async fn describe(
             Some(IndexDef { name: r.get(0), unique: r.get(1), using })
         })
         .collect();
+    let extras = structure::describe(client, oid, schema_map, columns_sel, Side::Source).await?;
     Ok(PgTable {
         def: TableDef {
             schema: schema.to_owned(),
@@ -228,6 +241,7 @@ async fn describe(
         indexes,
         replica_identity_full: ident == "f",
         partitioned,
+        extras,
     })
 }
 

@@ -22,6 +22,7 @@ pub mod precheck;
 pub mod relay;
 pub mod source;
 pub mod stream;
+pub mod structure;
 pub mod target;
 
 use std::collections::HashMap;
@@ -357,6 +358,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     }
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);
+    // What the target gets beyond the columns' types and keys.
+    let mut design = structure::plan(&tables, spec);
 
     let mut state = target::job_state(&tgt, job.id).await?;
     if let Some(s) = &state
@@ -394,7 +397,13 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .await?
                 .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
             let enums = catalog::enum_types(&src, &tables).await?;
-            target::create_structure(&tgt, &tables, &enums, !spec.task_type.has_full()).await?;
+            // The sequences that defaults name must be on the target by now.
+            design.check_target(&tgt).await?;
+            target::create_structure(&tgt, &tables, &enums, &design, !spec.task_type.has_full()).await?;
+            if !spec.task_type.has_full() {
+                // Nothing to load: the constraints and indexes come at once.
+                structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), true).await?;
+            }
             let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
@@ -414,6 +423,12 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
         }
     };
+
+    // Every start: what the target lacks for the structure is known, and defaults and comments
+    // left out for want of it earlier are set once it is there.
+    design.check_target(&tgt).await?;
+    structure::settle(&tgt, &tables, &design).await?;
+    design.report(&job.tracker);
 
     // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
     let heartbeat = version >= poll::STREAMING_SINCE && may_write_heartbeats(&src).await;
@@ -438,14 +453,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             job.tracker.table_state(t, TableState::Indexing);
         }
         let started = std::time::Instant::now();
-        target::create_keys(&tgt, &tables).await?;
-        if spec.policy.indexes {
-            let skipped = target::create_indexes(&tgt, &tables).await?;
-            for s in skipped {
-                tracing::warn!(index = %s, "index refers to renamed or unselected columns; not created");
-            }
-        }
-        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "keys and indexes built");
+        structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), false).await?;
+        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "keys, constraints and indexes built");
         target::finish_full(&tgt, job.id).await?;
         for t in 0..tables.len() {
             job.tracker.table_state(t, TableState::Copied);
@@ -469,6 +478,11 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         } else {
             drop(held_snapshot);
         }
+        if job.stopping() {
+            return Ok(Outcome::Stopped);
+        }
+        // The target now holds the source as of one moment: the foreign keys hold there.
+        foreign_keys(&job, &tables, &design).await?;
         drop(slot_watch);
         drop_source_objects(&src, &names).await?;
         job.tracker.slot(None);
@@ -480,8 +494,62 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     }
     job.tracker.stage(TransferStage::Incremental);
     let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
-    apply_stream(&job, changes, &tables, safe_end, None, heartbeat || polled).await?;
-    Ok(Outcome::Stopped)
+    let stream = apply_stream(&job, changes, &tables, safe_end, None, heartbeat || polled);
+    let keys = foreign_keys_once_consistent(&job, &tables, &design, safe_end);
+    tokio::pin!(stream, keys);
+    let mut keys_done = false;
+    loop {
+        tokio::select! {
+            done = &mut stream => return done.map(|()| Outcome::Stopped),
+            built = &mut keys, if !keys_done => {
+                built?;
+                keys_done = true;
+            }
+        }
+    }
+}
+
+/// Adds the foreign keys and reports those that could not be validated.
+async fn foreign_keys(job: &Job<'_>, tables: &[PgTable], plan: &structure::Plan) -> Result<()> {
+    let started = std::time::Instant::now();
+    let invalid =
+        structure::build_foreign_keys(|| job.target(), tables, plan, structure::parallelism(job.spec)).await?;
+    for (object, reason) in &invalid {
+        tracing::warn!(job = job.id, object, reason, "foreign key not validated");
+        job.tracker.skipped(object, reason);
+    }
+    tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "foreign keys built");
+    Ok(())
+}
+
+/// Adds the foreign keys once the target is consistent, while the stream applies changes:
+/// until the checkpoint has passed `safe_end`, changes are replayed over tables copied in
+/// different snapshots, and a row may refer to one its table's copy does not hold yet. Returns
+/// without adding them when the job stops first (the next start adds them).
+async fn foreign_keys_once_consistent(
+    job: &Job<'_>,
+    tables: &[PgTable],
+    plan: &structure::Plan,
+    safe_end: u64,
+) -> Result<()> {
+    if plan.tables.iter().all(|t| t.foreign_keys.is_empty()) {
+        return Ok(());
+    }
+    let tgt = job.target().await?;
+    loop {
+        let state = target::job_state(&tgt, job.id)
+            .await?
+            .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
+        if state.checkpoint_lsn.unwrap_or(state.start_lsn) >= safe_end {
+            break;
+        }
+        if job.stopping() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    drop(tgt);
+    foreign_keys(job, tables, plan).await
 }
 
 async fn open_changes(

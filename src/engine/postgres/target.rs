@@ -10,6 +10,7 @@ use tokio_postgres::{Client, Statement};
 use super::catalog::{EnumType, PgTable};
 use super::connect::describe_pg_error;
 use super::source::ChunkData;
+use super::structure::Plan;
 use crate::api::ConflictPolicy;
 use crate::engine::drift::{self, Shape};
 use crate::engine::error::{Context, EngineError, Result, Side};
@@ -210,11 +211,18 @@ pub async fn forget_job(client: &Client, job: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates the enum types, schemas and tables (columns, NOT NULL) that are missing. The primary
-/// key is created with the table when `with_keys` (nothing to load), otherwise after the load
-/// with the secondary indexes ([`create_keys`], [`create_indexes`]): building an index once is
-/// much cheaper than maintaining it row by row during COPY.
-pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[EnumType], with_keys: bool) -> Result<()> {
+/// Creates the enum types, schemas and tables that are missing: columns with their types, NOT
+/// NULL, identity and generated columns as `plan` says. The primary key is created with the
+/// table when `with_keys` (nothing to load), otherwise after the load with the constraints and
+/// secondary indexes ([`build`](super::structure::build)): building an index once is much cheaper than
+/// maintaining it row by row during COPY. Defaults and comments follow ([`settle`](super::structure::settle)).
+pub async fn create_structure(
+    client: &Client,
+    tables: &[PgTable],
+    enums: &[EnumType],
+    plan: &Plan,
+    with_keys: bool,
+) -> Result<()> {
     let mut schemas: Vec<&str> = tables.iter().map(|t| t.def.target_schema.as_str()).collect();
     schemas.extend(enums.iter().map(|e| e.schema.as_str()));
     schemas.sort();
@@ -249,14 +257,9 @@ pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[Enum
             .get(0);
         client.batch_execute(&ddl).await.ctx(T, || format!("creating type {}.{}", e.schema, e.name))?;
     }
-    for t in tables {
+    for (t, tp) in tables.iter().zip(&plan.tables) {
         let d = &t.def;
-        let mut cols: Vec<String> = d
-            .selected()
-            .map(|c| {
-                format!("{} {}{}", pg_ident(&c.target_name), c.type_sql, if c.nullable { "" } else { " NOT NULL" })
-            })
-            .collect();
+        let mut cols: Vec<String> = tp.columns.iter().map(|c| c.sql.clone()).collect();
         if with_keys && !d.key.is_empty() {
             let key: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
             cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
@@ -269,64 +272,6 @@ pub async fn create_structure(client: &Client, tables: &[PgTable], enums: &[Enum
         client.batch_execute(&ddl).await.ctx(T, || format!("creating table {}", d.display_target()))?;
     }
     Ok(())
-}
-
-/// Adds the primary key to target tables that have none yet (after the load).
-pub async fn create_keys(client: &Client, tables: &[PgTable]) -> Result<()> {
-    for t in tables {
-        let d = &t.def;
-        if d.key.is_empty() {
-            continue;
-        }
-        let has = client
-            .query_opt(
-                "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary",
-                &[&d.target_schema, &d.target_name],
-            )
-            .await
-            .ctx(T, || format!("looking up the primary key of {}", d.display_target()))?
-            .is_some();
-        if !has {
-            let key: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
-            let ddl = format!(
-                "ALTER TABLE {} ADD PRIMARY KEY ({})",
-                pg_qualified(&d.target_schema, &d.target_name),
-                key.join(", ")
-            );
-            client.batch_execute(&ddl).await.ctx(T, || format!("adding the primary key of {}", d.display_target()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Creates the source's secondary indexes on the target tables, skipping those that exist or
-/// that refer to renamed or unselected columns.
-pub async fn create_indexes(client: &Client, tables: &[PgTable]) -> Result<Vec<String>> {
-    let mut skipped = Vec::new();
-    for t in tables {
-        let d = &t.def;
-        let renamed_or_dropped = d.columns.iter().any(|c| !c.selected || c.name != c.target_name);
-        for idx in &t.indexes {
-            if renamed_or_dropped
-                && d.columns.iter().any(|c| (!c.selected || c.name != c.target_name) && idx.using.contains(&c.name))
-            {
-                skipped.push(format!("{}.{}", d.display_target(), idx.name));
-                continue;
-            }
-            let name =
-                if d.target_name == d.name { idx.name.clone() } else { format!("{}_{}", d.target_name, idx.name) };
-            let ddl = format!(
-                "CREATE {}INDEX IF NOT EXISTS {} ON {} USING {}",
-                if idx.unique { "UNIQUE " } else { "" },
-                pg_ident(&name),
-                pg_qualified(&d.target_schema, &d.target_name),
-                idx.using
-            );
-            client.batch_execute(&ddl).await.ctx(T, || format!("creating index {name} on {}", d.display_target()))?;
-        }
-    }
-    Ok(skipped)
 }
 
 /// Whether the target tables hold rows already (precheck; not an error for `overwrite`).
@@ -605,8 +550,11 @@ impl Applier {
                 let sel: Vec<usize> = (0..d.columns.len()).filter(|&i| d.columns[i].selected).collect();
                 let names: Vec<String> = sel.iter().map(|&c| pg_ident(&d.columns[c].target_name)).collect();
                 let values: Vec<String> = sel.iter().enumerate().map(|(i, &c)| self.cast(*table, c, i + 1)).collect();
+                // The source's values of GENERATED ALWAYS identity columns are kept, as COPY keeps them.
+                let t = &self.tables[*table];
+                let overriding = if t.writes_always_identity() { " OVERRIDING SYSTEM VALUE" } else { "" };
                 let mut sql = format!(
-                    "INSERT INTO {} ({}) VALUES ({})",
+                    "INSERT INTO {} ({}){overriding} VALUES ({})",
                     pg_qualified(&d.target_schema, &d.target_name),
                     names.join(", "),
                     values.join(", ")
@@ -615,9 +563,10 @@ impl Applier {
                     && !d.key.is_empty()
                 {
                     let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
+                    // An UPDATE cannot set a GENERATED ALWAYS identity column.
                     let sets: Vec<String> = sel
                         .iter()
-                        .filter(|c| !d.key.contains(c))
+                        .filter(|&&c| !d.key.contains(&c) && !t.always_identity(c))
                         .map(|&c| format!("{0} = EXCLUDED.{0}", pg_ident(&d.columns[c].target_name)))
                         .collect();
                     if *ignore || sets.is_empty() {
@@ -632,14 +581,24 @@ impl Applier {
                 let d = &self.tables[*table].def;
                 let set_cols: Vec<usize> =
                     (0..d.columns.len()).filter(|&i| d.columns[i].selected && present[i]).collect();
-                let sets: Vec<String> = set_cols
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &c)| format!("{} = {}", pg_ident(&d.columns[c].target_name), self.cast(*table, c, i + 1)))
-                    .collect();
-                let (clause, _) = self.match_clause(*table, set_cols.len() + 1);
+                // An UPDATE cannot set a GENERATED ALWAYS identity column (the source can only have
+                // set it to DEFAULT): its value stays bound, and unused.
+                let (mut sets, mut unset) = (Vec::new(), String::new());
+                for (i, &c) in set_cols.iter().enumerate() {
+                    let value = self.cast(*table, c, i + 1);
+                    if self.tables[*table].always_identity(c) {
+                        unset.push_str(&format!(" AND ({value} IS NULL OR TRUE)"));
+                    } else {
+                        sets.push(format!("{} = {value}", pg_ident(&d.columns[c].target_name)));
+                    }
+                }
+                let (mut clause, _) = self.match_clause(*table, set_cols.len() + 1);
+                clause.push_str(&unset);
                 let target = pg_qualified(&d.target_schema, &d.target_name);
-                if d.key.is_empty() {
+                if sets.is_empty() {
+                    // Nothing the target can take: whether the row is there is all it can say.
+                    format!("SELECT 1 FROM {target} WHERE {clause}")
+                } else if d.key.is_empty() {
                     format!(
                         "UPDATE {target} SET {} WHERE ctid = (SELECT ctid FROM {target} WHERE {clause} LIMIT 1)",
                         sets.join(", ")
