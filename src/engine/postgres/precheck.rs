@@ -2,7 +2,10 @@
 
 use tokio_postgres::Client;
 
+use std::collections::BTreeSet;
+
 use super::catalog::{self, PgTable};
+use super::structure::{self, Need, SkipKind};
 use super::target;
 use super::{PARTITIONED_SINCE, PUBLICATION_FILTERS_SINCE, connect, poll, stream};
 use crate::api::{ConflictPolicy, PrecheckItem, PrecheckResult, SyncJobSpec};
@@ -43,6 +46,7 @@ pub async fn run(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckI
     }
     if let Some(tgt) = &tgt {
         target_checks(&mut items, tgt, spec, &tables).await;
+        structure_items(&mut items, tgt, spec, &tables).await;
     }
     if let (Some(src), Some(tgt)) = (&src, &tgt) {
         items.push(versions(src, tgt).await);
@@ -543,6 +547,96 @@ async fn target_checks(items: &mut Vec<PrecheckItem>, tgt: &Client, spec: &SyncJ
             }
             Err(e) => items.push(item("target.empty", PrecheckResult::Alarm, Some(e.to_string()), None, true)),
         }
+    }
+}
+
+/// `target.expressions` and `target.structure`: what of the source tables' structure the target
+/// cannot get. FAILED (skippable) for defaults, generated columns and CHECK constraints whose
+/// expression refers to a function or other object in a schema the job maps to another name
+/// (only a sequence named as `'schema.name'::regclass` is renamed), or calls a function the
+/// target does not have; ALARM for foreign keys to tables the job does not copy, and constraints,
+/// indexes and generated columns on columns it renames or leaves out. Sequences are not looked up:
+/// the job creates them.
+async fn structure_items(items: &mut Vec<PrecheckItem>, tgt: &Client, spec: &SyncJobSpec, tables: &[PgTable]) {
+    if tables.is_empty() {
+        return;
+    }
+    let mut plan = structure::plan(tables, spec);
+    let functions: BTreeSet<Need> = plan.needs().into_iter().filter(|n| matches!(n, Need::Function(_))).collect();
+    let names: Vec<String> = functions
+        .iter()
+        .filter_map(|n| match n {
+            Need::Function(f) => Some(f.clone()),
+            Need::Relation(_) => None,
+        })
+        .collect();
+    let missing: BTreeSet<Need> =
+        match tgt.query("SELECT x FROM unnest($1::text[]) AS x WHERE to_regprocedure(x) IS NULL", &[&names]).await {
+            Ok(rows) => rows.iter().map(|r| Need::Function(r.get(0))).collect(),
+            Err(e) => {
+                items.push(item(
+                    "target.expressions",
+                    PrecheckResult::Alarm,
+                    Some(format!("cannot look up functions on the target: {}", connect::describe_pg_error(&e))),
+                    None,
+                    true,
+                ));
+                return;
+            }
+        };
+    plan.leave_out(&missing);
+    let list = |kinds: &[SkipKind]| -> Vec<String> {
+        plan.skipped.iter().filter(|s| kinds.contains(&s.kind)).map(|s| format!("{}: {}", s.object, s.reason)).collect()
+    };
+    let refused = list(&[SkipKind::Refused, SkipKind::Missing]);
+    items.push(if refused.is_empty() {
+        passed("target.expressions")
+    } else {
+        item(
+            "target.expressions",
+            PrecheckResult::Failed,
+            Some(format!("the target cannot get these as the source has them: {}", refused.join("; "))),
+            Some(
+                "create the functions the expressions call on the target under the names the source uses, or map no \
+                 schema whose functions they call (spec.objects … mappedName); skipped, the job leaves these objects \
+                 out and lists them in status.progress.skippedObjects",
+            ),
+            true,
+        )
+    });
+    let mut said = Vec::new();
+    let left_out = list(&[SkipKind::Unreferenced, SkipKind::Columns]);
+    if !left_out.is_empty() {
+        said.push(format!("the target will not get: {}", left_out.join("; ")));
+    }
+    // A source DELETE that cascades arrives as the parent's delete and then each child's: on
+    // the target the parent's cascades too, and the children's deletes find no row.
+    let cascading: Vec<&str> = plan
+        .tables
+        .iter()
+        .flat_map(|t| &t.foreign_keys)
+        .filter(|fk| fk.sql.contains(" ON DELETE CASCADE"))
+        .map(|fk| fk.object.as_str())
+        .collect();
+    if spec.policy.conflict == ConflictPolicy::Stop && spec.task_type.has_incremental() && !cascading.is_empty() {
+        said.push(format!(
+            "with policy.conflict stop, a delete that cascades on the source stops the job: the target's foreign \
+             key cascades it too, and the children's own deletes then find no row ({})",
+            cascading.join(", ")
+        ));
+    }
+    if !said.is_empty() {
+        items.push(item(
+            "target.structure",
+            PrecheckResult::Alarm,
+            Some(said.join("; ")),
+            Some(
+                "select the referenced tables too, and keep the columns these objects involve selected and named as on \
+                 the source (or create the objects on the target yourself after the full transfer); with cascading \
+                 foreign keys, use policy.conflict overwrite or ignore, or policy.foreignKeys skip",
+            ),
+            true,
+        ));
     }
 }
 
