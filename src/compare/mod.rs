@@ -39,7 +39,9 @@ pub struct Row {
 }
 
 /// A table's structure as compared: columns with their types, primary key, secondary indexes
-/// (`UNIQUE (a, b)` or `(a)`), all in this side's names.
+/// (`UNIQUE (a, b)` or `(a)`), all in this side's names; and where the engine reports them
+/// ([`Shape::detailed`]), defaults, identity and generated columns, constraints, foreign keys
+/// and comments.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Shape {
     /// Columns in order, with the type as the engine prints it.
@@ -48,7 +50,54 @@ pub struct Shape {
     pub key: Vec<String>,
     /// Secondary indexes.
     pub indexes: std::collections::BTreeSet<String>,
+    /// Whether the parts below are reported; compared only when both sides report them.
+    pub detailed: bool,
+    /// Column defaults by column.
+    pub defaults: BTreeMap<String, String>,
+    /// Identity columns, with their kind and options (`GENERATED ALWAYS AS IDENTITY (…)`).
+    pub identities: BTreeMap<String, String>,
+    /// Generated columns with their expression, by the column's name on the target (a source
+    /// side names them as the job does, and leaves out those the job does not carry).
+    pub generated: BTreeMap<String, String>,
+    /// CHECK, UNIQUE and EXCLUDE constraints: the columns each involves, and its definition.
+    pub constraints: Vec<(Vec<String>, String)>,
+    /// Foreign keys.
+    pub foreign_keys: Vec<ForeignKeyShape>,
+    /// Comments: the table's under `""`, a column's under its name (a generated column's under
+    /// its name on the target).
+    pub comments: BTreeMap<String, String>,
 }
+
+/// A foreign key as compared, in one side's names.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ForeignKeyShape {
+    /// Referencing columns.
+    pub columns: Vec<String>,
+    /// Referenced table's schema and name.
+    pub table: (String, String),
+    /// Referenced columns.
+    pub ref_columns: Vec<String>,
+    /// `MATCH`, `ON UPDATE`, `ON DELETE`, `DEFERRABLE` and `NOT VALID` clauses.
+    pub clauses: String,
+}
+
+impl std::fmt::Display for ForeignKeyShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FOREIGN KEY ({}) REFERENCES {}.{} ({}){}",
+            self.columns.join(", "),
+            self.table.0,
+            self.table.1,
+            self.ref_columns.join(", "),
+            self.clauses
+        )
+    }
+}
+
+/// Per source table (`schema`, `name`): its target schema and name, and its column renames
+/// (source name → target name, selected columns only).
+type TableMap = BTreeMap<(String, String), (String, String, BTreeMap<String, String>)>;
 
 /// One database of the pair, with the job's tables (index `i` names the same table on both
 /// sides: source names on the source, target names on the target).
@@ -224,24 +273,82 @@ fn diff_rows<S: Side, T: Side>(
     out
 }
 
-/// The source structure in target names: unselected columns, and indexes on them, left out (the
-/// job does not carry them).
-fn mapped(shape: &Shape, renames: &BTreeMap<String, String>) -> Shape {
+/// The source structure in target names: unselected columns, and indexes, constraints and
+/// foreign keys on them, left out (the job does not carry them), as are foreign keys to tables
+/// outside the comparison.
+fn mapped(shape: &Shape, renames: &BTreeMap<String, String>, tables: &TableMap) -> Shape {
     let name = |c: &str| renames.get(c).cloned();
+    let column = |c: &str| name(c).or_else(|| shape.generated.contains_key(c).then(|| c.to_owned()));
     let indexes = shape
         .indexes
         .iter()
         .filter_map(|ix| {
             let (prefix, cols) = ix.split_once('(')?;
-            let cols = cols.trim_end_matches(')');
-            let mapped: Option<Vec<String>> = cols.split(", ").map(name).collect();
+            let cols = cols.strip_suffix(')').unwrap_or(cols);
+            // An expression (not a column of the table) stays as it is.
+            let is_column = |c: &str| shape.columns.iter().any(|(n, _)| n == c);
+            let mapped: Option<Vec<String>> =
+                cols.split(", ").map(|c| name(c).or_else(|| (!is_column(c)).then(|| c.to_owned()))).collect();
             Some(format!("{prefix}({})", mapped?.join(", ")))
         })
         .collect();
+    let by_column = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter().filter_map(|(c, v)| Some((if c.is_empty() { c.clone() } else { column(c)? }, v.clone()))).collect()
+    };
+    let foreign_keys = shape
+        .foreign_keys
+        .iter()
+        .filter_map(|fk| {
+            let (schema, table, parent) = tables.get(&fk.table)?;
+            Some(ForeignKeyShape {
+                columns: fk.columns.iter().map(|c| name(c)).collect::<Option<_>>()?,
+                table: (schema.clone(), table.clone()),
+                ref_columns: fk.ref_columns.iter().map(|c| parent.get(c).cloned()).collect::<Option<_>>()?,
+                clauses: fk.clauses.clone(),
+            })
+        })
+        .collect();
     Shape {
-        columns: shape.columns.iter().filter_map(|(c, ty)| Some((name(c)?, ty.clone()))).collect(),
+        columns: shape.columns.iter().filter_map(|(c, ty)| Some((column(c)?, ty.clone()))).collect(),
         key: shape.key.iter().filter_map(|c| name(c)).collect(),
         indexes,
+        detailed: shape.detailed,
+        defaults: by_column(&shape.defaults),
+        identities: by_column(&shape.identities),
+        generated: shape.generated.clone(),
+        // Definitions name source columns: kept as they are, so that one on a renamed column
+        // shows as differing.
+        constraints: shape
+            .constraints
+            .iter()
+            .filter(|(cols, _)| cols.iter().all(|c| column(c).is_some()))
+            .cloned()
+            .collect(),
+        foreign_keys,
+        comments: by_column(&shape.comments),
+    }
+}
+
+/// What differs between two maps by column (`what` names the kind: `default`, `identity`).
+fn map_differences(
+    out: &mut Vec<String>,
+    what: &str,
+    want: &BTreeMap<String, String>,
+    have: &BTreeMap<String, String>,
+) {
+    for (c, w) in want {
+        let on = if c.is_empty() { "the table".to_owned() } else { format!("column {c}") };
+        match have.get(c) {
+            None => out.push(format!("{what} of {on} missing on the target ({w})")),
+            Some(h) if h != w => out.push(format!("{what} of {on} is {h} on the target, {w} on the source")),
+            Some(_) => {}
+        }
+    }
+    for (c, h) in have {
+        if !want.contains_key(c) {
+            let on = if c.is_empty() { "the table".to_owned() } else { format!("column {c}") };
+            out.push(format!("{what} of {on} only on the target ({h})"));
+        }
     }
 }
 
@@ -273,6 +380,28 @@ fn shape_differences(want: &Shape, have: &Shape) -> Vec<String> {
     for ix in have.indexes.difference(&want.indexes) {
         out.push(format!("index {ix} only on the target"));
     }
+    if want.detailed && have.detailed {
+        map_differences(&mut out, "default", &want.defaults, &have.defaults);
+        map_differences(&mut out, "identity", &want.identities, &have.identities);
+        map_differences(&mut out, "generation expression", &want.generated, &have.generated);
+        map_differences(&mut out, "comment", &want.comments, &have.comments);
+        let defs = |s: &Shape| s.constraints.iter().map(|(_, d)| d.clone()).collect::<std::collections::BTreeSet<_>>();
+        let (w, h) = (defs(want), defs(have));
+        for c in w.difference(&h) {
+            out.push(format!("constraint {c} missing on the target"));
+        }
+        for c in h.difference(&w) {
+            out.push(format!("constraint {c} only on the target"));
+        }
+        let fks = |s: &Shape| s.foreign_keys.iter().map(ToString::to_string).collect::<std::collections::BTreeSet<_>>();
+        let (w, h) = (fks(want), fks(have));
+        for k in w.difference(&h) {
+            out.push(format!("{k} missing on the target"));
+        }
+        for k in h.difference(&w) {
+            out.push(format!("{k} only on the target"));
+        }
+    }
     out
 }
 
@@ -293,6 +422,15 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
     let mut report = Report::default();
     let started = std::time::Instant::now();
     let mut rows_read = 0u64;
+    let tables: TableMap = source
+        .tables()
+        .iter()
+        .zip(target.tables())
+        .map(|(s, t)| {
+            let renames = s.columns.iter().zip(&t.columns).map(|(a, b)| (a.name.clone(), b.name.clone())).collect();
+            ((s.schema.clone(), s.name.clone()), (t.schema.clone(), t.name.clone(), renames))
+        })
+        .collect();
     for t in 0..source.tables().len() {
         let (sname, tname) = (source.tables()[t].display_name(), target.tables()[t].display_name());
         let mut status = TableCompareStatus {
@@ -324,7 +462,7 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                 .zip(&target.tables()[t].columns)
                 .map(|(s, t)| (s.name.clone(), t.name.clone()))
                 .collect();
-            let want = mapped(&source.shape(t).await?, &renames);
+            let want = mapped(&source.shape(t).await?, &renames, &tables);
             let have = target.shape(t).await?;
             let problems = shape_differences(&want, &have);
             status.object_result = Some(result_of(problems.is_empty()));

@@ -6,11 +6,12 @@ use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::canonical::ValueClass;
-use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
+use super::{CHUNK_ROWS, ForeignKeyShape, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::error::{Context, Result, Side as Which};
 use crate::engine::model::{KeyRange, TableDef};
 use crate::engine::postgres::catalog::{self, PgTable};
+use crate::engine::postgres::structure::{self, Extras};
 use crate::engine::postgres::{connect, source};
 use crate::engine::sql::{pg_ident, pg_qualified};
 use crate::engine::{Credentials, Login};
@@ -122,6 +123,56 @@ impl PgSide {
     fn row_sql(&self, t: usize) -> String {
         let cols: Vec<String> = self.tables[t].columns.iter().map(|c| pg_ident(&c.name)).collect();
         format!("ROW({})::text", cols.join(", "))
+    }
+}
+
+/// Adds the defaults, identity and generated columns, constraints, foreign keys and comments of
+/// `extras` to `shape`: generated columns under their name on the target (those the job's
+/// selection leaves out, left out), expressions in the target's names where the job renames
+/// what they refer to.
+fn add_extras(shape: &mut Shape, extras: &Extras) {
+    shape.detailed = true;
+    let expr = |e: &structure::Expr| e.for_target().unwrap_or_else(|_| e.text.clone());
+    for c in &extras.columns {
+        if let Some(d) = &c.default {
+            shape.defaults.insert(c.name.clone(), expr(d));
+        }
+        if let Some(id) = &c.identity {
+            shape.identities.insert(c.name.clone(), id.sql());
+        }
+        if let Some(text) = &c.comment {
+            shape.comments.insert(c.name.clone(), text.clone());
+        }
+    }
+    for g in &extras.generated {
+        let at = shape.columns.iter().position(|(c, _)| *c == g.name);
+        if !g.selected {
+            if let Some(i) = at {
+                shape.columns.remove(i);
+            }
+            continue;
+        }
+        if let Some(i) = at {
+            shape.columns[i].0 = g.target_name.clone();
+        }
+        shape.generated.insert(g.target_name.clone(), expr(&g.expression));
+        if let Some(text) = &g.comment {
+            shape.comments.insert(g.target_name.clone(), text.clone());
+        }
+    }
+    shape.constraints = extras.constraints.iter().map(|c| (c.columns.clone(), expr(&c.definition))).collect();
+    shape.foreign_keys = extras
+        .foreign_keys
+        .iter()
+        .map(|fk| ForeignKeyShape {
+            columns: fk.columns.clone(),
+            table: (fk.ref_schema.clone(), fk.ref_table.clone()),
+            ref_columns: fk.ref_columns.clone(),
+            clauses: format!("{}{}", fk.actions, if fk.validated { "" } else { " NOT VALID" }),
+        })
+        .collect();
+    if let Some(text) = &extras.comment {
+        shape.comments.insert(String::new(), text.clone());
     }
 }
 
@@ -258,9 +309,11 @@ impl Side for PgSide {
         let indexes = self
             .client
             .query(
-                "SELECT i.indisprimary, i.indisunique, (SELECT string_agg(a.attname::text, ', ' ORDER BY x.n) \
+                "SELECT i.indisprimary, i.indisunique, \
+                   (SELECT string_agg(coalesce(a.attname::text, pg_get_indexdef(i.indexrelid, x.n::int, true)), ', ' \
+                                      ORDER BY x.n) \
                    FROM unnest(i.indkey) WITH ORDINALITY x(attnum, n) \
-                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum) \
+                   LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = x.attnum) \
                  FROM pg_index i WHERE i.indrelid = $1::text::regclass",
                 &[&name],
             )
@@ -275,6 +328,21 @@ impl Side for PgSide {
                 shape.indexes.insert(format!("{}({cols})", if r.get::<_, bool>(1) { "UNIQUE " } else { "" }));
             }
         }
+        let extras = match self.planned.get(t) {
+            // The source's, read with the tables, in the job's names where the job renames
+            // what expressions refer to.
+            Some(table) => table.extras.clone(),
+            None => {
+                let oid: u32 = self
+                    .client
+                    .query_one("SELECT $1::text::regclass::oid", &[&name])
+                    .await
+                    .ctx(self.which, what)?
+                    .get(0);
+                structure::describe(&self.client, oid, &[], None, self.which).await?
+            }
+        };
+        add_extras(&mut shape, &extras);
         Ok(shape)
     }
 
