@@ -930,17 +930,13 @@ impl Plan {
         if missing.is_empty() {
             return;
         }
-        let reason = |needs: &[Need]| -> Option<String> {
+        let reason = |needs: &[Need], then: &str| -> Option<String> {
             let lacking: Vec<String> = needs.iter().filter(|n| missing.contains(n)).map(Need::to_string).collect();
-            (!lacking.is_empty()).then(|| {
-                format!(
-                    "it needs {}, which the target does not have; create it there and restart the job",
-                    lacking.join(" and ")
-                )
-            })
+            (!lacking.is_empty())
+                .then(|| format!("it needs {}, which the target does not have; {then}", lacking.join(" and ")))
         };
         let skipped = &mut self.skipped;
-        let mut keep = |object: &str, needs: &[Need]| match reason(needs) {
+        let mut keep = |object: &str, needs: &[Need], then: &str| match reason(needs, then) {
             Some(reason) => {
                 skipped.push(Skipped { object: object.to_owned(), reason, kind: SkipKind::Missing });
                 false
@@ -948,9 +944,9 @@ impl Plan {
             None => true,
         };
         for t in &mut self.tables {
-            t.columns.retain(|c| keep(&c.object, &c.needs));
-            t.defaults.retain(|i| keep(&i.object, &i.needs));
-            t.constraints.retain(|i| keep(&i.object, &i.needs));
+            t.columns.retain(|c| keep(&c.object, &c.needs, "create it there, then add the column by hand"));
+            t.defaults.retain(|i| keep(&i.object, &i.needs, "create it there: the job's next start sets the default"));
+            t.constraints.retain(|i| keep(&i.object, &i.needs, "create it there, then add the constraint by hand"));
         }
     }
 
