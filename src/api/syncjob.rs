@@ -560,6 +560,17 @@ pub struct Progress {
     /// Event).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reconnects: u32,
+    /// Updates the stream could not apply under `policy.conflict: overwrite`: the row was
+    /// missing on the target, and the update did not carry the whole row to write it anew
+    /// (PostgreSQL does not send a TOASTed value an update left unchanged; a table without a
+    /// key cannot be upserted). Each one leaves the target without that row; a comparison
+    /// (CompareTask) lists them, and a new full transfer puts them right.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub skipped_updates: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u32) -> bool {

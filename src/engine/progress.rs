@@ -100,6 +100,12 @@ impl Tracker {
         self.sink.reconnecting(reconnects, code, message);
     }
 
+    /// Counts updates the target could not apply (the row missing, the update not carrying all
+    /// of it); reported at once.
+    pub fn missed_updates(&self, n: u64) {
+        self.with(true, |s| s.progress.skipped_updates += n);
+    }
+
     fn with<R>(&self, force: bool, f: impl FnOnce(&mut State) -> R) -> R {
         let (out, send) = {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());

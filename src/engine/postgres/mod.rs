@@ -309,7 +309,7 @@ fn publication_sql(name: &str, tables: &[PgTable], version: u32) -> String {
             let d = &t.def;
             let mut s = pg_qualified(&d.schema, &d.name);
             if version >= PUBLICATION_FILTERS_SINCE {
-                if d.columns.iter().any(|c| !c.selected) {
+                if t.publishes_column_list() {
                     let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
                     s.push_str(&format!(" ({})", cols.join(", ")));
                 }
@@ -373,6 +373,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     {
         slot_usable(&src, &s.slot).await?;
     }
+    // A job that has started reads its stream with the columns it has reached there.
+    let tables = if state.is_some() { target::with_recorded_layouts(&tgt, job.id, tables).await? } else { tables };
     let mut held_snapshot = None;
     let state = match state {
         Some(s) => s,
@@ -402,7 +404,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                     plan.push((t.def.display_name(), source::plan_chunks(&src, t, rows_per_chunk).await?));
                 }
             }
-            target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan).await?;
+            target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan, &tables).await?;
             tracing::info!(
                 job = job.id,
                 seconds = started.elapsed().as_secs_f64(),
@@ -508,7 +510,7 @@ async fn open_changes(
 /// snapshot hold already, and before 15 it applies the row filters the publication cannot.
 async fn decoder(job: &Job<'_>, tables: &[PgTable], version: u32) -> Result<Decoder> {
     let copied = copied_snapshots(&job.target().await?, job.id).await?;
-    let decoder = Decoder::new(tables).skipping_copied(&copied);
+    let decoder = Decoder::new(tables).skipping_copied(&copied).with_catalog(job.source().await?);
     if version < PUBLICATION_FILTERS_SINCE { decoder.filtering(tables) } else { Ok(decoder) }
 }
 
@@ -575,7 +577,7 @@ async fn apply_stream(
     }
     let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until)
         .with_heartbeats(hears_regularly);
-    let mut applier = Applier::open(client, job.id, tables.to_vec(), spec.policy.conflict).await?;
+    let mut applier = Applier::open(client, job.id, tables.to_vec(), &spec.policy).await?.counting(job.tracker.clone());
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }
 
