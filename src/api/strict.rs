@@ -516,6 +516,16 @@ spec:
     }
 
     #[test]
+    fn resources_as_ferry_writes_them_have_only_known_fields() {
+        let mut job = SyncJob::new("orders", crate::api::SyncJobSpec::test().lag_alarm(60).retries(2));
+        job.status =
+            Some(crate::api::SyncJobStatus { phase: Some(crate::api::SyncJobPhase::Creating), ..Default::default() });
+        assert_eq!(check_document(Kind::SyncJob, &serde_json::to_value(&job).unwrap()), vec![]);
+        let batch = BatchJob::new("b", crate::api::BatchJobSpec::test(&["a", "b"], Some(1)));
+        assert_eq!(check_document(Kind::BatchJob, &serde_json::to_value(&batch).unwrap()), vec![]);
+    }
+
+    #[test]
     fn combinators_contribute_their_fields() {
         let schema = json!({"type": "object", "properties": {"a": {}},
                             "oneOf": [{"properties": {"b": {"type": "object", "properties": {"c": {}}}}}]});
