@@ -8,11 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::api::strict::{self, Kind};
+use crate::api::validate::describe;
 use crate::api::{Checkpoint, Progress, SlotStatus, SyncJob, TransferStage};
 use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD, ENV_TLS_DIR, TLS_DIR};
 use crate::engine::tls::TlsMaterial;
@@ -73,6 +76,45 @@ impl From<EngineError> for WorkerError {
 
 fn api_error(what: &str) -> impl FnOnce(kube::Error) -> WorkerError + '_ {
     move |e| WorkerError::new("KUBE_API", format!("{what}: {e}"))
+}
+
+/// Reads the resource `namespace/name` of `kind` and refuses it when its `spec` holds a field this
+/// build does not know (`SPEC_UNKNOWN_FIELD`, every such field named); a resource that is not
+/// there is `None`.
+///
+/// In a cluster the API server prunes the fields its CRD does not declare, so a user's typo never
+/// gets this far: an unknown field here means version skew — the installed CRD is newer than this
+/// worker's image, and deserializing would drop what the newer version asks for in silence.
+pub(crate) async fn get_strict<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    kind: Kind,
+) -> Result<Option<K>, WorkerError>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<K>(&()));
+    let what = format!("{} {namespace}/{name}", kind.name());
+    let object = match api.get(name).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(e) => return Err(WorkerError::new("KUBE_API", format!("reading {what}: {e}"))),
+    };
+    if let Some(spec) = object.data.get("spec") {
+        let unknown = strict::check_spec(kind, spec);
+        if !unknown.is_empty() {
+            return Err(WorkerError::new(
+                "SPEC_UNKNOWN_FIELD",
+                format!(
+                    "{what} {}: this worker (Ferry {}) does not know these fields; run the operator and worker image that match the installed CRDs",
+                    describe(&unknown),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+    }
+    object.try_parse().map(Some).map_err(|e| WorkerError::new("KUBE_API", format!("reading {what}: {e}")))
 }
 
 /// Writes the termination message (best effort: outside a pod the file may not exist).
@@ -189,10 +231,9 @@ pub async fn run(
         return compare::run(client, namespace, name, credentials).await;
     }
     let api: Api<SyncJob> = Api::namespaced(client.clone(), namespace);
-    let sj = api.get(name).await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 404 => WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")),
-        e => WorkerError::new("KUBE_API", format!("reading SyncJob {job}: {e}")),
-    })?;
+    let sj: SyncJob = get_strict(&client, namespace, name, Kind::SyncJob)
+        .await?
+        .ok_or_else(|| WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")))?;
     match task {
         Task::Precheck => {
             let items = engine::precheck(&sj.spec, &credentials).await;
