@@ -275,7 +275,9 @@ impl Sequences {
         Ok(())
     }
 
-    /// Once the tables exist: `OWNED BY` for column-owned sequences.
+    /// Once the tables exist: `OWNED BY` for column-owned sequences. A sequence that cannot be
+    /// owned (a target table of another owner) is carried all the same, with a warning: the
+    /// ownership only ties its life to the column's.
     pub async fn own_after_tables(&self, tgt: &Client) -> Result<()> {
         for s in &self.0 {
             let Role::Owned(owner) = &s.role else { continue };
@@ -285,12 +287,21 @@ impl Sequences {
                 pg_qualified(&owner.schema, &owner.table),
                 pg_ident(&owner.column)
             );
-            tgt.batch_execute(&sql).await.ctx(Side::Target, || {
-                format!(
-                    "making sequence {}.{} owned by {}.{}.{}",
-                    s.target_schema, s.target_name, owner.schema, owner.table, owner.column
-                )
-            })?;
+            if let Err(e) = tgt.batch_execute(&sql).await {
+                if tgt.is_closed() {
+                    return Err(EngineError::query(
+                        Side::Target,
+                        "setting OWNED BY of sequences",
+                        describe_pg_error(&e),
+                    ));
+                }
+                tracing::warn!(
+                    sequence = %format!("{}.{}", s.target_schema, s.target_name),
+                    column = %format!("{}.{}.{}", owner.schema, owner.table, owner.column),
+                    error = %describe_pg_error(&e),
+                    "cannot make the sequence owned by its column on the target; its value is carried all the same"
+                );
+            }
         }
         Ok(())
     }
