@@ -383,3 +383,30 @@ async fn an_identity_column_on_the_target_takes_the_value_of_the_sources_identit
     let id: i32 = tgt.query_one("INSERT INTO tickets DEFAULT VALUES RETURNING id", &[]).await.unwrap().get(0);
     assert_eq!(id, 35);
 }
+
+/// The oldest source to the newest target: the catalog reads and `setval`s hold on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_12_source_carries_its_sequences_to_an_18_target() {
+    let pair = Pair::start_versions(12, 18);
+    let src = pair.source().await;
+    src.batch_execute(SCHEMA).await.unwrap();
+    insert_round(&src).await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &TABLES);
+    let reports = Arc::new(Reports::default());
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/seq-12", reports.clone());
+    wait_streaming(&pair).await;
+    for _ in 0..5 {
+        insert_round(&src).await;
+    }
+    for table in TABLES {
+        wait_equal(&pair, table, table, Duration::from_secs(60)).await;
+    }
+    stop_tx.send(true).unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), Outcome::Stopped);
+    let tgt = pair.target().await;
+    for (s, t) in sequence_pairs(&src, &tgt).await {
+        assert_eq!(state(&tgt, &t).await, state(&src, &s).await, "{t} = {s}");
+    }
+    assert_eq!(reports.last().map(|r| (r.step, r.count)), Some((SequenceStep::CutOver, 4)));
+    engine::release("test/seq-12", &spec, &pair.credentials()).await.unwrap();
+}
