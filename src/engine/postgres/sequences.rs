@@ -164,7 +164,7 @@ pub async fn resolve(src: &Client, tables: &[PgTable]) -> Result<Sequences> {
     // (sequence oid, sequence schema, sequence name, table schema, table name, column, how).
     let rows = src
         .query(
-            "SELECT s.oid, sn.nspname, s.relname, tn.nspname, t.relname, a.attname, d.deptype::text \
+            "SELECT * FROM (SELECT s.oid, sn.nspname, s.relname, tn.nspname, t.relname, a.attname, d.deptype::text \
              FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
              JOIN pg_namespace sn ON sn.oid = s.relnamespace \
              JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
@@ -178,8 +178,8 @@ pub async fn resolve(src: &Client, tables: &[PgTable]) -> Result<Sequences> {
              JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace \
              JOIN pg_class t ON t.oid = ad.adrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace \
              JOIN pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum \
-             WHERE (tn.nspname, t.relname) IN (SELECT x.s, x.t FROM unnest($1::text[], $2::text[]) AS x(s, t)) \
-             ORDER BY 7, 1",
+             WHERE (tn.nspname, t.relname) IN (SELECT x.s, x.t FROM unnest($1::text[], $2::text[]) AS x(s, t))) \
+             AS u(seq, seq_schema, seq_name, table_schema, table_name, col, how) ORDER BY how = 'd', seq",
             &[&schemas, &names],
         )
         .await
