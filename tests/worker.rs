@@ -267,3 +267,25 @@ async fn the_compare_worker_refuses_a_task_field_it_does_not_know() {
         error.line()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_worker_writes_the_sequences_its_cut_over_set() {
+    let pair = Pair::start();
+    pair.source()
+        .await
+        .batch_execute("CREATE TABLE orders (id serial PRIMARY KEY, v text); INSERT INTO orders (v) SELECT 'v' FROM generate_series(1, 42)")
+        .await
+        .unwrap();
+    let (result, patches) = run_worker(&pair, &job(&pair, TaskType::FullTrans), Task::Sync).await;
+    result.unwrap();
+    let last = &patches.last().unwrap()["status"]["sequences"];
+    let sequences: ferry::api::SequencesStatus = serde_json::from_value(last.clone()).unwrap();
+    assert_eq!(sequences.step, ferry::api::SequenceStep::CutOver, "{last}");
+    assert_eq!(sequences.count, 1);
+    assert_eq!(
+        sequences.items,
+        [ferry::api::SequenceValue { name: "public.orders_id_seq".into(), value: 42 }],
+        "{last}"
+    );
+    assert!(sequences.set_at.is_some());
+}

@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::metrics::{Stage, metrics};
-use crate::api::{Checkpoint, Progress, SlotStatus, TableProgress, TableState, TransferStage};
+use crate::api::{Checkpoint, Progress, SequencesStatus, SlotStatus, TableProgress, TableState, TransferStage};
 
 /// Receives progress. Called from the engine's tasks; must not block for long.
 pub trait ProgressSink: Send + Sync {
@@ -26,6 +26,10 @@ pub trait ProgressSink: Send + Sync {
     /// A measurement of the job's replication slot (PostgreSQL sources, every 15 s), or `None`
     /// once the job has dropped it. Ignored unless the sink cares.
     fn slot(&self, _slot: Option<&SlotStatus>) {}
+
+    /// The sequences the job carries with the values it set on the target (PostgreSQL →
+    /// PostgreSQL), when they change and at the cut-over step. Ignored unless the sink cares.
+    fn sequences(&self, _sequences: &SequencesStatus) {}
 }
 
 /// A sink that drops everything.
@@ -221,6 +225,11 @@ impl Tracker {
     /// Reports a measurement of the job's replication slot, or (`None`) that the job dropped it.
     pub fn slot(&self, slot: Option<&SlotStatus>) {
         self.sink.slot(slot);
+    }
+
+    /// Reports the sequences the job carries with the values it set on the target.
+    pub fn sequences(&self, sequences: &SequencesStatus) {
+        self.sink.sequences(sequences);
     }
 
     /// Sends the current state now.

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::api::strict::{self, Kind};
 use crate::api::validate::describe;
-use crate::api::{Checkpoint, Progress, SlotStatus, SyncJob, TransferStage};
+use crate::api::{Checkpoint, Progress, SequencesStatus, SlotStatus, SyncJob, TransferStage};
 use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD, ENV_TLS_DIR, TLS_DIR};
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
@@ -153,11 +153,12 @@ async fn apply_status(
 }
 
 /// What the worker writes to the job's status: progress and checkpoint (none before the engine's
-/// first report), and the replication slot's last measurement.
+/// first report), the replication slot's last measurement, and the sequences' values.
 #[derive(Clone, Debug, Default)]
 struct Report {
     progress: Option<(Progress, Option<Checkpoint>)>,
     slot: Option<SlotStatus>,
+    sequences: Option<SequencesStatus>,
 }
 
 /// Progress from the engine, handed to the task that writes it; reconnects as Events on the job.
@@ -174,6 +175,10 @@ impl ProgressSink for Latest {
 
     fn slot(&self, slot: Option<&SlotStatus>) {
         self.tx.send_modify(|r| r.slot = slot.map(SlotStatus::worker_part));
+    }
+
+    fn sequences(&self, sequences: &SequencesStatus) {
+        self.tx.send_modify(|r| r.sequences = Some(sequences.clone()));
     }
 
     fn reconnecting(&self, reconnects: u32, code: &str, message: &str) {
@@ -201,6 +206,9 @@ async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Report
             // manager wrote of it, and leaves the operator's fields of `slot` alone.
             if let Some(slot) = latest.slot {
                 status["slot"] = json!(slot);
+            }
+            if let Some(sequences) = latest.sequences {
+                status["sequences"] = json!(sequences);
             }
             if let Err(e) = apply_status(&api, &name, FIELD_MANAGER, status).await {
                 tracing::warn!(error = %e, "could not write progress to the job's status");
@@ -265,7 +273,9 @@ pub async fn run(
                 .and_then(|s| s.slot.as_ref())
                 .filter(|s| s.name.is_some())
                 .map(SlotStatus::worker_part);
-            let (tx, rx) = watch::channel(Report { progress: None, slot: previous });
+            // Likewise the sequences' values, until this attempt sets them.
+            let sequences = sj.status.as_ref().and_then(|s| s.sequences.clone());
+            let (tx, rx) = watch::channel(Report { progress: None, slot: previous, sequences });
             let publisher = tokio::spawn(publish(api.clone(), name.to_owned(), rx));
             let reporter = kube::runtime::events::Reporter {
                 controller: FIELD_MANAGER.into(),

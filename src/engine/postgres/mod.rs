@@ -20,6 +20,7 @@ pub mod connect;
 pub mod poll;
 pub mod precheck;
 pub mod relay;
+pub mod sequences;
 pub mod source;
 pub mod stream;
 pub mod target;
@@ -355,6 +356,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         // The stream applies the filters: fail before copying anything if one cannot follow it.
         Decoder::new(&tables).filtering(&tables)?;
     }
+    let sequences = sequences::resolve(&src, &tables).await?;
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);
 
@@ -396,7 +398,9 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .await?
                 .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
             let enums = catalog::enum_types(&src, &tables).await?;
+            sequences.create_before_tables(&tgt).await?;
             target::create_structure(&tgt, &tables, &enums, !spec.task_type.has_full()).await?;
+            sequences.own_after_tables(&tgt).await?;
             let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
@@ -423,6 +427,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let polled = version < poll::STREAMING_SINCE;
     let slot_watch =
         SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat, job.tracker.clone());
+    // nextval() is not decoded: the sequences' values are polled (copied, followed, cut over).
+    let carrier = sequences::Carrier::new(&job, &sequences);
 
     if spec.task_type.has_full() && !state.full_done {
         let snapshot = match &held_snapshot {
@@ -434,6 +440,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         full_transfer(&job, &tgt, &tables, snapshot, state.start_lsn).await?;
         tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
         if job.stopping() {
+            carrier.cut_over(&job.tracker).await?;
             return Ok(Outcome::Stopped);
         }
         for t in 0..tables.len() {
@@ -449,6 +456,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         }
         tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "keys and indexes built");
         target::finish_full(&tgt, job.id).await?;
+        carrier.sync(&job.tracker).await?;
         for t in 0..tables.len() {
             job.tracker.table_state(t, TableState::Copied);
         }
@@ -471,6 +479,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         } else {
             drop(held_snapshot);
         }
+        carrier.cut_over(&job.tracker).await?;
         drop(slot_watch);
         drop_source_objects(&src, &names).await?;
         job.tracker.slot(None);
@@ -482,7 +491,10 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     }
     job.tracker.stage(TransferStage::Incremental);
     let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
+    let sequence_watch = carrier.watch(&job.tracker);
     apply_stream(&job, changes, &tables, safe_end, None, heartbeat || polled).await?;
+    sequence_watch.stop().await;
+    carrier.cut_over(&job.tracker).await?;
     Ok(Outcome::Stopped)
 }
 
