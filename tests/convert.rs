@@ -109,3 +109,33 @@ fn the_command_prints_manifests_and_lists_dropped_fields_on_stderr() {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["convert", "drs"]).arg(&path).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_field_the_request_cannot_have_is_refused_with_its_path() {
+    let mut v = variant("mysql", 3306);
+    v["jobs"][0]["policy_config"]["ddl_tran"] = json!(true);
+    v["jobs"][1]["db_object"]["object_info"]["source_db1"]["tables"]["source_tb1"]["filter_condition"] =
+        json!(["id > 1"]);
+    v["jobs"][0]["qos"] = json!({});
+    let err = ferry::convert::drs(&v.to_string(), "x", None).unwrap_err().to_string();
+    for part in [
+        "DRS request ",
+        "jobs[0].policy_config.ddl_tran: unknown field; did you mean ddl_trans?",
+        "jobs[1].db_object.object_info.source_db1.tables.source_tb1.filter_condition: unknown field; did you mean filter_conditions?",
+        "jobs[0].qos: unknown field; known fields here: alarm_notify, base_info, db_object, ",
+    ] {
+        assert!(err.contains(part), "{part} not in {err}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typo.json");
+    std::fs::write(&path, v.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry")).args(["convert", "drs"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "no manifests for a refused request");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CONVERT: DRS request jobs[0].policy_config.ddl_tran: unknown field; did you mean ddl_trans?"),
+        "{stderr}"
+    );
+}

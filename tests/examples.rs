@@ -1,4 +1,5 @@
-//! Every example manifest parses into its resource and passes `validate()`, and the shape the
+//! Every example manifest — in deploy/examples, the README and docs — parses strictly (no field
+//! its kind does not have) into its resource and passes `validate()`, and the shape the
 //! foundation issue promises is accepted exactly as written. The example jobs run: each against
 //! throwaway servers set up as the example says (TLS, a client certificate where it names one),
 //! with only hosts, ports, passwords and certificates swapped for the test's, read through the
@@ -53,6 +54,45 @@ fn every_example_manifest_is_valid() {
     for kind in ["Secret", "ConfigMap", "SyncJob", "CompareTask", "BatchJob"] {
         assert!(kinds.contains(&kind), "no example of a {kind}");
     }
+}
+
+/// The ```yaml blocks of a Markdown file that are whole manifests of the kinds Ferry reads.
+fn manifest_blocks(markdown: &str) -> Vec<String> {
+    markdown
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_owned()))
+        .filter(|block| block.lines().any(|l| l.starts_with("apiVersion: ferry.dev/")))
+        .collect()
+}
+
+#[test]
+fn every_manifest_in_the_readme_and_docs_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let mut checked = 0;
+    for path in files {
+        for (i, block) in manifest_blocks(&std::fs::read_to_string(&path).unwrap()).iter().enumerate() {
+            check_all(block, &format!("{} block {}", path.display(), i + 1));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "the README's SyncJob and docs/batch.md's BatchJob at least; found {checked}");
+}
+
+#[test]
+fn a_misnamed_field_in_an_example_would_be_refused() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/examples/mariadb-sync.yaml"))
+        .unwrap()
+        .replacen("kind: SyncJob\n", "kind: SyncJob\nstatu: {}\n", 1);
+    let err = manifest::parse(&text).unwrap_err().to_string();
+    assert!(err.contains(": SyncJob statu: unknown field; did you mean status?"), "{err}");
 }
 
 #[test]

@@ -19,12 +19,20 @@ const JOB: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/syncjobs/orders";
 
 /// Runs `task` with a mocked API that serves `job` and records every status the worker applies.
 async fn run_worker(pair: &Pair, job: &SyncJob, task: Task) -> (Result<(), worker::WorkerError>, Vec<Value>) {
+    run_worker_on(pair.credentials(), serde_json::to_value(job).unwrap(), task).await
+}
+
+/// [`run_worker`] with the job as the API would send it, and the given credentials.
+async fn run_worker_on(
+    credentials: ferry::engine::Credentials,
+    job: Value,
+    task: Task,
+) -> (Result<(), worker::WorkerError>, Vec<Value>) {
     let (service, mut handle): (_, Handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let (_stop_tx, stop) = watch::channel(false);
-    let credentials = pair.credentials();
     let mut run = tokio::spawn(async move { worker::run(client, task, "shop/orders", credentials, stop).await });
-    let job_json = serde_json::to_vec(job).unwrap();
+    let job_json = serde_json::to_vec(&job).unwrap();
     let mut patches = Vec::new();
     loop {
         tokio::select! {
@@ -128,6 +136,29 @@ async fn a_failing_worker_returns_the_code_the_operator_reads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_refuses_a_spec_field_it_does_not_know_naming_every_one() {
+    // The API server prunes unknown fields, so this is a CRD newer than the worker (version skew).
+    let mut j = SyncJob::new("orders", ferry::api::SyncJobSpec::test());
+    j.metadata.namespace = Some("shop".into());
+    let mut raw = serde_json::to_value(&j).unwrap();
+    raw["spec"]["policy"]["ddl"] = serde_json::json!({"replay": true});
+    raw["spec"]["objects"]["databases"][0]["schemas"][0]["tables"][0]["colums"] = serde_json::json!({});
+    for task in [Task::Precheck, Task::Sync, Task::Release] {
+        let (result, patches) = run_worker_on(Default::default(), raw.clone(), task).await;
+        let e = result.unwrap_err();
+        assert_eq!(e.code, "SPEC_UNKNOWN_FIELD", "{}", e.line());
+        for part in [
+            "SyncJob shop/orders ",
+            "spec.policy.ddl.replay: unknown field; did you mean enabled?",
+            "spec.objects.databases[0].schemas[0].tables[0].colums: unknown field; did you mean columns?",
+        ] {
+            assert!(e.message.contains(part), "{part} not in {}", e.line());
+        }
+        assert!(patches.is_empty(), "nothing is written: {patches:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compare_worker_writes_its_result_and_the_full_report() {
     let pair = Pair::start();
     pair.source()
@@ -213,4 +244,48 @@ async fn the_compare_worker_never_writes_over_a_report_configmap_it_does_not_own
     let error = run.await.unwrap().unwrap_err();
     assert_eq!(error.code, "REPORT_NAME_TAKEN", "{}", error.line());
     assert!(error.message.contains("check-report"), "{}", error.line());
+}
+
+#[tokio::test]
+async fn the_compare_worker_refuses_a_task_field_it_does_not_know() {
+    let task = serde_json::json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "CompareTask",
+        "metadata": {"name": "check", "namespace": "shop"},
+        "spec": {"syncJobRef": {"name": "orders"}, "type": "content", "mode": {"kind": "sample", "precent": 5}}});
+    let (service, mut handle): (_, Handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (_stop_tx, stop) = watch::channel(false);
+    let run =
+        tokio::spawn(async move { worker::run(client, Task::Compare, "shop/check", Default::default(), stop).await });
+    let (request, send) = handle.next_request().await.expect("a request");
+    assert_eq!(request.uri().path(), "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check");
+    send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&task).unwrap())).unwrap());
+    let error = run.await.unwrap().unwrap_err();
+    assert_eq!(error.code, "SPEC_UNKNOWN_FIELD", "{}", error.line());
+    assert!(
+        error.message.starts_with("CompareTask shop/check spec.mode.precent: unknown field; did you mean percent?"),
+        "{}",
+        error.line()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_worker_writes_the_sequences_its_cut_over_set() {
+    let pair = Pair::start();
+    pair.source()
+        .await
+        .batch_execute("CREATE TABLE orders (id serial PRIMARY KEY, v text); INSERT INTO orders (v) SELECT 'v' FROM generate_series(1, 42)")
+        .await
+        .unwrap();
+    let (result, patches) = run_worker(&pair, &job(&pair, TaskType::FullTrans), Task::Sync).await;
+    result.unwrap();
+    let last = &patches.last().unwrap()["status"]["sequences"];
+    let sequences: ferry::api::SequencesStatus = serde_json::from_value(last.clone()).unwrap();
+    assert_eq!(sequences.step, ferry::api::SequenceStep::CutOver, "{last}");
+    assert_eq!(sequences.count, 1);
+    assert_eq!(
+        sequences.items,
+        [ferry::api::SequenceValue { name: "public.orders_id_seq".into(), value: 42 }],
+        "{last}"
+    );
+    assert!(sequences.set_at.is_some());
 }

@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod phase;
 pub mod schedule;
 pub mod schema;
+pub mod strict;
 pub mod syncjob;
 pub mod validate;
 

@@ -171,6 +171,10 @@ pub struct Policy {
     /// Foreign keys to tables the job does not copy are never created.
     #[serde(default)]
     pub foreign_keys: ForeignKeyPolicy,
+    /// PostgreSQL → PostgreSQL: how the sequences of the selected tables (serial and identity
+    /// columns, sequences their defaults call) are carried to the target.
+    #[serde(default)]
+    pub sequences: SequencePolicy,
 }
 
 impl Default for Policy {
@@ -181,8 +185,25 @@ impl Default for Policy {
             dml_types: default_dml_types(),
             indexes: true,
             foreign_keys: ForeignKeyPolicy::default(),
+            sequences: SequencePolicy::default(),
         }
     }
+}
+
+/// PostgreSQL → PostgreSQL sequences. Their values follow the source while the job runs (never
+/// backwards), and every stop at a checkpoint (`paused`, `stopped`, the end of a `FULL_TRANS`
+/// job, a worker told to stop) sets each one to the source's value plus `margin`: the cut-over
+/// step, after which inserts on the target draw fresh numbers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequencePolicy {
+    /// Added to each sequence's source value at the cut-over step (moved down for a descending
+    /// sequence, within its bounds), so that numbers the source still hands out between the
+    /// job's last look and the switch of the applications cannot collide with numbers the
+    /// target hands out after it. Default 0: the target continues exactly where the source is.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub margin: u64,
 }
 
 /// A daily window, in UTC, during which the full transfer reads at most `mbPerSecond`.
@@ -597,6 +618,17 @@ pub struct Progress {
     /// comments) the job did not create on the target, each with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_objects: Vec<SkippedObject>,
+    /// Updates the stream could not apply under `policy.conflict: overwrite`: the row was
+    /// missing on the target, and the update did not carry the whole row to write it anew
+    /// (PostgreSQL does not send a TOASTed value an update left unchanged; a table without a
+    /// key cannot be upserted). Each one leaves the target without that row; a comparison
+    /// (CompareTask) lists them, and a new full transfer puts them right.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub skipped_updates: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -686,6 +718,52 @@ impl SlotStatus {
     }
 }
 
+/// What last set the values of `status.sequences`.
+///
+/// `sync`: the job, while it runs, moved target sequences forward to the source's values.
+/// `cutOver`: the job stopped at a checkpoint and set every sequence to the source's value plus
+/// `spec.policy.sequences.margin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SequenceStep {
+    Sync,
+    CutOver,
+}
+
+/// One sequence on the target with the value the job set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceValue {
+    /// The sequence on the target, `schema.name`.
+    pub name: String,
+    /// Its value on the target (its `last_value`: the number it handed out last, or for a
+    /// sequence not used yet, the first it will hand out).
+    pub value: i64,
+}
+
+/// PostgreSQL → PostgreSQL: the sequences the job carries to the target, as its worker last set
+/// them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SequencesStatus {
+    /// How many sequences the job carries.
+    pub count: u32,
+    /// What last set the values: `sync` (while running, forward only) or `cutOver` (at a stop:
+    /// the source's values plus the margin).
+    pub step: SequenceStep,
+    /// When the values were last set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_at: Option<Time>,
+    /// The values on the target, by name; at most the first 100 names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<SequenceValue>,
+}
+
+impl SequencesStatus {
+    /// Most sequences listed in `items`: the status must stay small.
+    pub const MAX_ITEMS: usize = 100;
+}
+
 /// The last error that failed the job or one of its steps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -756,4 +834,8 @@ pub struct SyncJobStatus {
     /// for the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<SlotStatus>,
+    /// PostgreSQL → PostgreSQL: the sequences the job carries, with the values its worker last
+    /// set on the target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequences: Option<SequencesStatus>,
 }

@@ -28,7 +28,7 @@ fn refused(created: PodCreation) -> Option<String> {
 
 /// Status fields the worker owns (written with its own field manager); the operator never
 /// applies them.
-const WORKER_FIELDS: [&str; 3] = ["precheck", "progress", "checkpoint"];
+const WORKER_FIELDS: [&str; 4] = ["precheck", "progress", "checkpoint", "sequences"];
 
 /// The operator's part of a status, as JSON for server-side apply: without the worker's fields,
 /// and of `slot` only what the operator tracks (`inactiveSince`, `expiredAt`), so the worker's

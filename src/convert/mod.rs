@@ -4,11 +4,15 @@
 //!
 //! Passwords never come from the JSON: each endpoint gets a key in the Secret to fill in. Fields
 //! without a Ferry counterpart (billing, VPC, EIP, tags…) are listed, not silently dropped; an
-//! engine Ferry does not support is an error that names it.
+//! engine Ferry does not support is an error that names it. A field the request body cannot
+//! have ([`request`]) is an error that names it, with its path.
+
+pub mod request;
 
 use serde_json::{Map, Value, json};
 
 use crate::api::batch::BatchJob;
+use crate::api::strict;
 use crate::api::validate::describe;
 
 /// Why a request cannot be converted.
@@ -17,6 +21,9 @@ pub enum ConvertError {
     /// Not JSON, or not a batch-create body.
     #[error("not a DRS batch-create request: {0}")]
     Shape(String),
+    /// Fields a batch-create request does not have: every one, with its path and a suggestion.
+    #[error("DRS request {0}")]
+    UnknownFields(String),
     /// An engine Ferry does not support.
     #[error(
         "jobs[{index}] ({name}): engine_type {engine:?} is not supported; Ferry moves PostgreSQL → PostgreSQL and MySQL/MariaDB → MySQL/MariaDB"
@@ -316,6 +323,10 @@ fn job(
 /// given) and its Secret skeleton.
 pub fn drs(body: &str, name: &str, namespace: Option<&str>) -> Result<Converted, ConvertError> {
     let v: Value = serde_json::from_str(body).map_err(|e| ConvertError::Shape(e.to_string()))?;
+    let unknown = strict::unknown_fields(&v, request::schema(), "");
+    if !unknown.is_empty() {
+        return Err(ConvertError::UnknownFields(describe(&unknown)));
+    }
     let jobs = v.get("jobs").and_then(Value::as_array).ok_or_else(|| ConvertError::Shape("no jobs[]".into()))?;
     let batch_name = dns_name(name);
     let secret_name = format!("{batch_name}-credentials");

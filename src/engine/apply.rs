@@ -40,7 +40,10 @@ pub trait ChangeSource: Send {
 
 /// Writes batches of changes to the target.
 pub trait ChangeTarget: Send {
-    /// Applies `batch` and moves the checkpoint to its end, in one target transaction.
+    /// Applies `batch` and moves the checkpoint to its end, in one target transaction. A batch
+    /// that ends in the middle of a source transaction ([`ChangeBatch::open`]) is applied in a
+    /// target transaction left open: the next batch continues it, and the one that completes
+    /// the source transaction commits it with the checkpoint.
     fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> impl Future<Output = Result<()>> + Send;
 }
 
@@ -114,7 +117,7 @@ fn skip_copied(t: &mut Transaction, skip_until: &[Option<u64>]) {
             !tables.is_empty()
         }
         Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => keep(*table),
-        Change::Ddl { .. } => true,
+        Change::Ddl { .. } | Change::Reshape { .. } => true,
     });
 }
 
@@ -174,6 +177,7 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
             skip_copied(t, &opts.skip_until);
         }
         let Some(end) = batch.end() else { continue };
+        let open = batch.open();
         let commit_time = batch.transactions.last().map(|t| t.commit_time_us);
         if let Some(t) = commit_time {
             tracker.received(t);
@@ -200,9 +204,13 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
             ms = started.elapsed().as_millis() as u64,
             "applied a batch"
         );
+        tracker.add(None, batch.len() as u64, 0);
+        if open {
+            // A piece of a large source transaction: applied, not committed; the rest follows.
+            continue;
+        }
         // Only now, with the batch and its checkpoint committed, may the source let go.
         source.acknowledge(end);
-        tracker.add(None, batch.len() as u64, 0);
         tracker.checkpoint(source.display_position(end), commit_time);
         if opts.until.is_some_and(|u| end >= u) {
             break Ok(());
@@ -218,7 +226,7 @@ mod tests {
     use crate::engine::model::Cell;
 
     fn tx(end: u64, changes: Vec<Change>) -> Transaction {
-        Transaction { changes, end, commit_time_us: 0 }
+        Transaction { changes, end, commit_time_us: 0, partial: false }
     }
 
     #[test]

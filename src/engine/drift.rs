@@ -13,6 +13,10 @@ use super::error::EngineError;
 /// A target table is gone (dropped or renamed) while the job writes to it.
 pub const TARGET_TABLE_MISSING: &str = "TARGET_TABLE_MISSING";
 
+/// A source table's columns changed in a way the job does not replay on the target
+/// (`policy.ddl`), or cannot replay without losing values.
+pub const SOURCE_SCHEMA_CHANGED: &str = "SOURCE_SCHEMA_CHANGED";
+
 /// A target table lost a column the job writes, a column changed its type, or the table was
 /// dropped and created again while the job writes to it.
 pub const TARGET_TABLE_CHANGED: &str = "TARGET_TABLE_CHANGED";

@@ -118,6 +118,77 @@ pub enum Change {
     /// equal to the length of the list so far is a table the statement creates), each with its
     /// target database and name once the statement has run.
     Ddl { statement: String, tables: Vec<(usize, String, String)> },
+    /// The columns of a source table changed (PostgreSQL: the stream's Relation message for the
+    /// table differs from what the job knows). `columns` is the table's new column list, in
+    /// source order, with each column's target name and whether the job transfers it; the rows
+    /// of the changes that follow have this layout. `changes` says what changed, for the
+    /// applier to replay on the target or to stop on, as `policy.ddl` says.
+    /// `layout` is the engine's own record of the new layout, which the target keeps with the
+    /// checkpoint so that a restarted job reads the stream with the layout it has reached.
+    Reshape { table: usize, columns: Vec<ColumnDef>, changes: Vec<ColumnChange>, layout: String },
+}
+
+/// One change to a source table's columns, by source column name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ColumnChange {
+    /// A column was added (position in the new column list).
+    Added {
+        /// Position in [`Change::Reshape`]'s `columns`.
+        column: usize,
+        /// The value the rows the table held when the column was added have in it, as a quoted
+        /// SQL literal; `None` when they hold NULL.
+        existing: Option<String>,
+        /// The column's default for new rows, as the source writes it, if any.
+        default: Option<String>,
+        /// Whether the column is NOT NULL.
+        not_null: bool,
+        /// Set when the rows the table held got values the change stream does not carry (a
+        /// default computed row by row, such as a serial or `random()`): the column cannot be
+        /// replayed on the target as it is on the source.
+        unreplayable: Option<String>,
+    },
+    /// A column was dropped (its position in the old column list, and its names).
+    Dropped {
+        /// Source name.
+        name: String,
+        /// Target name.
+        target_name: String,
+        /// Whether the job transferred it.
+        selected: bool,
+    },
+    /// A column's type changed.
+    Retyped {
+        /// Position in the new column list.
+        column: usize,
+        /// The type it had.
+        was: String,
+    },
+    /// A column was renamed on the source.
+    Renamed {
+        /// Position in the new column list.
+        column: usize,
+        /// Its source name before.
+        from: String,
+    },
+}
+
+impl ColumnChange {
+    /// How the change reads in a message: `column b added`, `column a renamed to c`, ….
+    pub fn describe(&self, columns: &[ColumnDef]) -> String {
+        let name = |i: &usize| columns.get(*i).map_or("?", |c| c.name.as_str()).to_owned();
+        match self {
+            ColumnChange::Added { column, .. } => {
+                let ty = columns.get(*column).map_or("?", |c| c.type_sql.as_str());
+                format!("column {} {ty} added", name(column))
+            }
+            ColumnChange::Dropped { name, .. } => format!("column {name} dropped"),
+            ColumnChange::Retyped { column, was } => {
+                let ty = columns.get(*column).map_or("?", |c| c.type_sql.as_str());
+                format!("column {} changed from {was} to {ty}", name(column))
+            }
+            ColumnChange::Renamed { column, from } => format!("column {from} renamed to {}", name(column)),
+        }
+    }
 }
 
 /// The changes of one source transaction, with where it ends in the source's stream.
@@ -129,6 +200,10 @@ pub struct Transaction {
     pub end: u64,
     /// Source commit time, microseconds since the Unix epoch.
     pub commit_time_us: i64,
+    /// Set on a piece of a large source transaction that more pieces follow: the target keeps
+    /// its transaction open, and `end` is where the transaction's commit starts (no checkpoint
+    /// yet). The last piece has it unset and the real end.
+    pub partial: bool,
 }
 
 /// Transactions applied together in one target transaction, with the checkpoint they reach.
@@ -145,6 +220,12 @@ impl ChangeBatch {
     /// The checkpoint the batch reaches: the end of its last transaction.
     pub fn end(&self) -> Option<u64> {
         self.transactions.last().map(|t| t.end)
+    }
+
+    /// Whether the batch ends in the middle of a source transaction: the target applies it
+    /// without committing, and the next batch continues the same target transaction.
+    pub fn open(&self) -> bool {
+        self.transactions.last().is_some_and(|t| t.partial)
     }
 
     /// Number of row changes in the batch.

@@ -10,7 +10,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 use super::metrics::{Stage, metrics};
-use crate::api::{Checkpoint, Progress, SkippedObject, SlotStatus, TableProgress, TableState, TransferStage};
+use crate::api::{
+    Checkpoint, Progress, SequencesStatus, SkippedObject, SlotStatus, TableProgress, TableState, TransferStage,
+};
 
 /// Receives progress. Called from the engine's tasks; must not block for long.
 pub trait ProgressSink: Send + Sync {
@@ -26,6 +28,10 @@ pub trait ProgressSink: Send + Sync {
     /// A measurement of the job's replication slot (PostgreSQL sources, every 15 s), or `None`
     /// once the job has dropped it. Ignored unless the sink cares.
     fn slot(&self, _slot: Option<&SlotStatus>) {}
+
+    /// The sequences the job carries with the values it set on the target (PostgreSQL →
+    /// PostgreSQL), when they change and at the cut-over step. Ignored unless the sink cares.
+    fn sequences(&self, _sequences: &SequencesStatus) {}
 }
 
 /// A sink that drops everything.
@@ -98,6 +104,12 @@ impl Tracker {
         });
         metrics().reconnected();
         self.sink.reconnecting(reconnects, code, message);
+    }
+
+    /// Counts updates the target could not apply (the row missing, the update not carrying all
+    /// of it); reported at once.
+    pub fn missed_updates(&self, n: u64) {
+        self.with(true, |s| s.progress.skipped_updates += n);
     }
 
     fn with<R>(&self, force: bool, f: impl FnOnce(&mut State) -> R) -> R {
@@ -227,6 +239,11 @@ impl Tracker {
     /// Reports a measurement of the job's replication slot, or (`None`) that the job dropped it.
     pub fn slot(&self, slot: Option<&SlotStatus>) {
         self.sink.slot(slot);
+    }
+
+    /// Reports the sequences the job carries with the values it set on the target.
+    pub fn sequences(&self, sequences: &SequencesStatus) {
+        self.sink.sequences(sequences);
     }
 
     /// Sends the current state now.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::api::{PrecheckItem, PrecheckResult, SyncJobStatus, TransferStage};
+use crate::api::{PrecheckItem, PrecheckResult, SequencesStatus, SyncJobStatus, TransferStage};
 
 /// How often a plain (non-terminal) progress line is printed.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
@@ -43,6 +43,16 @@ fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// Sequences named at most in the cut-over line.
+const CUT_OVER_NAMED: usize = 5;
+
+/// `sequences: 3 set on the target (public.orders_id_seq = 1042, …)`: what the cut-over step did.
+pub fn cut_over_line(s: &SequencesStatus) -> String {
+    let named: Vec<String> = s.items.iter().take(CUT_OVER_NAMED).map(|i| format!("{} = {}", i.name, i.value)).collect();
+    let more = if s.count as usize > named.len() { ", …" } else { "" };
+    format!("sequences: {} set on the target ({}{more})", s.count, named.join(", "))
 }
 
 impl Display {
@@ -162,5 +172,29 @@ impl Display {
         if std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path)).is_err() {
             tracing::warn!(path = %path.display(), "cannot write the status file");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{SequenceStep, SequenceValue};
+
+    #[test]
+    fn the_cut_over_line_names_the_first_sequences_and_counts_all() {
+        let value = |name: &str, value| SequenceValue { name: name.into(), value };
+        let mut s = SequencesStatus {
+            count: 2,
+            step: SequenceStep::CutOver,
+            set_at: None,
+            items: vec![value("public.orders_id_seq", 1042), value("sales.ids", 7)],
+        };
+        assert_eq!(cut_over_line(&s), "sequences: 2 set on the target (public.orders_id_seq = 1042, sales.ids = 7)");
+        s.count = 9;
+        s.items = (0..9).map(|i| value(&format!("public.s{i}"), i)).collect();
+        assert_eq!(
+            cut_over_line(&s),
+            "sequences: 9 set on the target (public.s0 = 0, public.s1 = 1, public.s2 = 2, public.s3 = 3, public.s4 = 4, …)"
+        );
     }
 }

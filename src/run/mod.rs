@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, watch};
 use crate::api::manifest::{self, Manifest};
 use crate::api::validate::{Validate, describe};
 use crate::api::{
-    Checkpoint, Progress, SecretKeyRef, SlotStatus, SyncJob, SyncJobPhase, SyncJobSpec, SyncJobStatus, TransferStage,
+    Checkpoint, Progress, SecretKeyRef, SequenceStep, SequencesStatus, SlotStatus, SyncJob, SyncJobPhase, SyncJobSpec,
+    SyncJobStatus, TransferStage,
 };
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Outcome, ProgressSink, Tracker};
@@ -181,6 +182,8 @@ pub(crate) fn credentials_for(
 enum WorkerEvent {
     Stage(TransferStage),
     Reconnecting(String),
+    /// The cut-over step set the sequences on the target.
+    CutOver(SequencesStatus),
     Done(Result<Outcome, EngineError>),
 }
 
@@ -189,6 +192,7 @@ enum WorkerEvent {
 struct Sink {
     latest: Mutex<(Progress, Option<Checkpoint>)>,
     slot: Mutex<Option<SlotStatus>>,
+    sequences: Mutex<Option<SequencesStatus>>,
     events: mpsc::UnboundedSender<WorkerEvent>,
     last_stage: Mutex<Option<TransferStage>>,
 }
@@ -213,6 +217,13 @@ impl ProgressSink for Sink {
     fn slot(&self, slot: Option<&SlotStatus>) {
         *self.slot.lock().unwrap_or_else(|p| p.into_inner()) = slot.cloned();
     }
+
+    fn sequences(&self, sequences: &SequencesStatus) {
+        *self.sequences.lock().unwrap_or_else(|p| p.into_inner()) = Some(sequences.clone());
+        if sequences.step == SequenceStep::CutOver {
+            let _ = self.events.send(WorkerEvent::CutOver(sequences.clone()));
+        }
+    }
 }
 
 /// Runs the job. `Ok` when a FULL_TRANS job completed or a stop was clean.
@@ -228,6 +239,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
     let sink = Arc::new(Sink {
         latest: Mutex::new(Default::default()),
         slot: Mutex::new(None),
+        sequences: Mutex::new(None),
         events: events_tx.clone(),
         last_stage: Mutex::new(None),
     });
@@ -260,6 +272,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
         let measured = sink.slot.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
         let slot = SlotStatus { inactive_since: tracked.inactive_since, expired_at: tracked.expired_at, ..measured };
         status.slot = (slot != SlotStatus::default()).then_some(slot);
+        status.sequences = sink.sequences.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if status.phase != before {
             display.phase(&status);
         }
@@ -348,6 +361,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
             ev = events.recv() => match ev {
                 Some(WorkerEvent::Stage(s)) => observed.worker = WorkerState::Running { stage: Some(s) },
                 Some(WorkerEvent::Reconnecting(note)) => display.note(&note),
+                Some(WorkerEvent::CutOver(sequences)) => display.note(&display::cut_over_line(&sequences)),
                 Some(WorkerEvent::Done(r)) => {
                     worker = None;
                     observed.worker = match r {

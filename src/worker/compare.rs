@@ -12,6 +12,7 @@ use serde_json::json;
 
 use super::{FIELD_MANAGER, WorkerError};
 use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
+use crate::api::strict::Kind;
 use crate::api::{LocalObjectRef, SyncJob, SyncJobPhase};
 use crate::compare::{self, CatchUp, Options};
 use crate::engine::Credentials;
@@ -57,12 +58,9 @@ fn api_error(what: &str) -> impl FnOnce(kube::Error) -> WorkerError + '_ {
 pub async fn run(client: Client, namespace: &str, name: &str, credentials: Credentials) -> Result<(), WorkerError> {
     let tasks: Api<CompareTask> = Api::namespaced(client.clone(), namespace);
     let jobs: Api<SyncJob> = Api::namespaced(client.clone(), namespace);
-    let task = tasks.get(name).await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 404 => {
-            WorkerError::new("TASK_NOT_FOUND", format!("CompareTask {namespace}/{name} not found"))
-        }
-        e => WorkerError::new("KUBE_API", format!("reading CompareTask {namespace}/{name}: {e}")),
-    })?;
+    let task: CompareTask = super::get_strict(&client, namespace, name, Kind::CompareTask)
+        .await?
+        .ok_or_else(|| WorkerError::new("TASK_NOT_FOUND", format!("CompareTask {namespace}/{name} not found")))?;
     // Never write over a ConfigMap of the report's name that the task does not own.
     let report_name = crate::controller::compare::report_name(name);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
@@ -78,7 +76,13 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
     let spec = &task.spec;
     let (source, target, objects, streaming) = match &spec.sync_job_ref {
         Some(r) => {
-            let job = jobs.get(&r.name).await.map_err(api_error("reading the SyncJob"))?;
+            let job: SyncJob =
+                super::get_strict(&client, namespace, &r.name, Kind::SyncJob).await?.ok_or_else(|| {
+                    WorkerError::new(
+                        "KUBE_API",
+                        format!("reading the SyncJob: SyncJob {namespace}/{} not found", r.name),
+                    )
+                })?;
             let streaming = job.status.as_ref().and_then(|s| s.phase) == Some(SyncJobPhase::IncreTransferStarted);
             let objects = spec.objects.clone().unwrap_or_else(|| job.spec.objects.clone());
             (job.spec.source, job.spec.target, objects, streaming.then(|| r.name.clone()))

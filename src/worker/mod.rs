@@ -8,12 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::api::{Checkpoint, Progress, SlotStatus, SyncJob, TransferStage};
+use crate::api::strict::{self, Kind};
+use crate::api::validate::describe;
+use crate::api::{Checkpoint, Progress, SequencesStatus, SlotStatus, SyncJob, TransferStage};
 use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD, ENV_TLS_DIR, TLS_DIR};
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
@@ -75,6 +78,45 @@ fn api_error(what: &str) -> impl FnOnce(kube::Error) -> WorkerError + '_ {
     move |e| WorkerError::new("KUBE_API", format!("{what}: {e}"))
 }
 
+/// Reads the resource `namespace/name` of `kind` and refuses it when its `spec` holds a field this
+/// build does not know (`SPEC_UNKNOWN_FIELD`, every such field named); a resource that is not
+/// there is `None`.
+///
+/// In a cluster the API server prunes the fields its CRD does not declare, so a user's typo never
+/// gets this far: an unknown field here means version skew — the installed CRD is newer than this
+/// worker's image, and deserializing would drop what the newer version asks for in silence.
+pub(crate) async fn get_strict<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    kind: Kind,
+) -> Result<Option<K>, WorkerError>
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ApiResource::erase::<K>(&()));
+    let what = format!("{} {namespace}/{name}", kind.name());
+    let object = match api.get(name).await {
+        Ok(o) => o,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
+        Err(e) => return Err(WorkerError::new("KUBE_API", format!("reading {what}: {e}"))),
+    };
+    if let Some(spec) = object.data.get("spec") {
+        let unknown = strict::check_spec(kind, spec);
+        if !unknown.is_empty() {
+            return Err(WorkerError::new(
+                "SPEC_UNKNOWN_FIELD",
+                format!(
+                    "{what} {}: this worker (Ferry {}) does not know these fields; run the operator and worker image that match the installed CRDs",
+                    describe(&unknown),
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+    }
+    object.try_parse().map(Some).map_err(|e| WorkerError::new("KUBE_API", format!("reading {what}: {e}")))
+}
+
 /// Writes the termination message (best effort: outside a pod the file may not exist).
 pub fn write_termination(line: &str) {
     let path = std::env::var("FERRY_TERMINATION_LOG").unwrap_or_else(|_| TERMINATION_LOG.to_owned());
@@ -111,11 +153,12 @@ async fn apply_status(
 }
 
 /// What the worker writes to the job's status: progress and checkpoint (none before the engine's
-/// first report), and the replication slot's last measurement.
+/// first report), the replication slot's last measurement, and the sequences' values.
 #[derive(Clone, Debug, Default)]
 struct Report {
     progress: Option<(Progress, Option<Checkpoint>)>,
     slot: Option<SlotStatus>,
+    sequences: Option<SequencesStatus>,
 }
 
 /// Progress from the engine, handed to the task that writes it; reconnects as Events on the job.
@@ -132,6 +175,10 @@ impl ProgressSink for Latest {
 
     fn slot(&self, slot: Option<&SlotStatus>) {
         self.tx.send_modify(|r| r.slot = slot.map(SlotStatus::worker_part));
+    }
+
+    fn sequences(&self, sequences: &SequencesStatus) {
+        self.tx.send_modify(|r| r.sequences = Some(sequences.clone()));
     }
 
     fn reconnecting(&self, reconnects: u32, code: &str, message: &str) {
@@ -159,6 +206,9 @@ async fn publish(api: Api<SyncJob>, name: String, mut rx: watch::Receiver<Report
             // manager wrote of it, and leaves the operator's fields of `slot` alone.
             if let Some(slot) = latest.slot {
                 status["slot"] = json!(slot);
+            }
+            if let Some(sequences) = latest.sequences {
+                status["sequences"] = json!(sequences);
             }
             if let Err(e) = apply_status(&api, &name, FIELD_MANAGER, status).await {
                 tracing::warn!(error = %e, "could not write progress to the job's status");
@@ -189,10 +239,9 @@ pub async fn run(
         return compare::run(client, namespace, name, credentials).await;
     }
     let api: Api<SyncJob> = Api::namespaced(client.clone(), namespace);
-    let sj = api.get(name).await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 404 => WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")),
-        e => WorkerError::new("KUBE_API", format!("reading SyncJob {job}: {e}")),
-    })?;
+    let sj: SyncJob = get_strict(&client, namespace, name, Kind::SyncJob)
+        .await?
+        .ok_or_else(|| WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")))?;
     match task {
         Task::Precheck => {
             let items = engine::precheck(&sj.spec, &credentials).await;
@@ -224,7 +273,9 @@ pub async fn run(
                 .and_then(|s| s.slot.as_ref())
                 .filter(|s| s.name.is_some())
                 .map(SlotStatus::worker_part);
-            let (tx, rx) = watch::channel(Report { progress: None, slot: previous });
+            // Likewise the sequences' values, until this attempt sets them.
+            let sequences = sj.status.as_ref().and_then(|s| s.sequences.clone());
+            let (tx, rx) = watch::channel(Report { progress: None, slot: previous, sequences });
             let publisher = tokio::spawn(publish(api.clone(), name.to_owned(), rx));
             let reporter = kube::runtime::events::Reporter {
                 controller: FIELD_MANAGER.into(),

@@ -360,7 +360,8 @@ impl Applier {
                     self.exec(i, &sql, Vec::new()).await?;
                 }
             }
-            Change::Ddl { .. } => {}
+            // The MySQL family's stream carries column changes as DDL statements.
+            Change::Ddl { .. } | Change::Reshape { .. } => {}
         }
         Ok(())
     }
@@ -385,7 +386,7 @@ impl Applier {
             Change::Delete { table, old } => {
                 net.entry(*table).or_default().insert(self.tables[*table].key_of(old), None);
             }
-            Change::Truncate { .. } | Change::Ddl { .. } => {}
+            Change::Truncate { .. } | Change::Ddl { .. } | Change::Reshape { .. } => {}
         }
     }
 

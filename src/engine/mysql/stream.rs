@@ -357,7 +357,7 @@ impl Decoder {
     ) -> Result<Option<Transaction>> {
         let changes = self.current.take().map(|p| p.changes).unwrap_or_default();
         let end = self.end_of(&header)?;
-        Ok(Some(Transaction { changes, end, commit_time_us }))
+        Ok(Some(Transaction { changes, end, commit_time_us, partial: false }))
     }
 
     /// Decodes a rows event of a selected table into changes.

@@ -3,7 +3,7 @@
 
 use tokio_postgres::Client;
 
-use crate::api::{ObjectScope, ObjectSelection, TableSelection};
+use crate::api::{ColumnSelection, ObjectScope, ObjectSelection, TableSelection};
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::model::{ColumnDef, TableDef};
 use crate::engine::postgres::structure::{self, Extras};
@@ -25,6 +25,125 @@ pub struct PgTable {
     pub partitioned: bool,
     /// Defaults, identity and generated columns, constraints, foreign keys and comments.
     pub extras: Extras,
+    /// The table's OID on the source: what tells it from a table dropped and created again
+    /// under its name.
+    pub oid: u32,
+    /// What the source catalog says of each column of `def.columns`, in the same order.
+    pub pg_columns: Vec<PgColumn>,
+    /// The job's column selection for the table, which also decides whether a column added on
+    /// the source later is transferred.
+    pub column_selection: Option<ColumnSelection>,
+}
+
+/// A source column as the PostgreSQL catalog identifies it: what tells a renamed column from a
+/// dropped one and a new one, and its type as the change stream names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PgColumn {
+    /// `pg_attribute.attnum`: stays with the column through a rename, never reused.
+    pub attnum: i16,
+    /// The type's OID.
+    pub type_oid: u32,
+    /// The type modifier (`atttypmod`).
+    pub typmod: i32,
+}
+
+/// Whether a source column named `column` is transferred, and its target name, as `selection`
+/// says.
+pub fn column_choice(selection: Option<&ColumnSelection>, column: &str) -> (bool, String) {
+    let selected = match selection {
+        Some(c) if !c.include.is_empty() => c.include.iter().any(|i| i == column),
+        Some(c) => !c.exclude.iter().any(|e| e == column),
+        None => true,
+    };
+    let target = selection.and_then(|c| c.rename.get(column)).cloned().unwrap_or_else(|| column.to_owned());
+    (selected, target)
+}
+
+/// A table's recorded layout (see [`PgTable::layout`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Layout {
+    oid: u32,
+    columns: Vec<LayoutColumn>,
+}
+
+/// One column of a table's recorded layout.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LayoutColumn {
+    name: String,
+    target: String,
+    #[serde(rename = "type")]
+    type_sql: String,
+    nullable: bool,
+    selected: bool,
+    #[serde(flatten)]
+    pg: PgColumn,
+}
+
+impl PgTable {
+    /// Whether every selected column has a built-in type (binary COPY carries those).
+    pub fn builtin_types(&self) -> bool {
+        self.def.columns.iter().zip(&self.pg_columns).all(|(c, p)| !c.selected || p.type_oid < 16_384)
+    }
+
+    /// The table's columns as a record the target keeps (JSON): what the job knows of them at
+    /// its checkpoint.
+    pub fn layout(&self) -> String {
+        let columns: Vec<LayoutColumn> = self
+            .def
+            .columns
+            .iter()
+            .zip(&self.pg_columns)
+            .map(|(c, p)| LayoutColumn {
+                name: c.name.clone(),
+                target: c.target_name.clone(),
+                type_sql: c.type_sql.clone(),
+                nullable: c.nullable,
+                selected: c.selected,
+                pg: *p,
+            })
+            .collect();
+        serde_json::to_string(&Layout { oid: self.oid, columns }).unwrap_or_default()
+    }
+
+    /// The OID a recorded `layout` names, if it can be read.
+    pub fn recorded_oid(layout: &str) -> Option<u32> {
+        serde_json::from_str::<Layout>(layout).ok().map(|l| l.oid)
+    }
+
+    /// The table with the columns of a recorded `layout` (the key follows its columns by
+    /// attribute number); the table as it is when the record cannot be read or lost a key column.
+    pub fn with_layout(mut self, layout: &str) -> PgTable {
+        let Ok(Layout { oid, columns }) = serde_json::from_str::<Layout>(layout) else { return self };
+        let key_attnums: Vec<i16> =
+            self.def.key.iter().filter_map(|&k| self.pg_columns.get(k)).map(|p| p.attnum).collect();
+        let Some(key) =
+            key_attnums.iter().map(|a| columns.iter().position(|c| c.pg.attnum == *a)).collect::<Option<Vec<usize>>>()
+        else {
+            return self;
+        };
+        self.oid = oid;
+        self.pg_columns = columns.iter().map(|c| c.pg).collect();
+        self.def.columns = columns
+            .into_iter()
+            .map(|c| ColumnDef {
+                name: c.name,
+                target_name: c.target,
+                type_sql: c.type_sql,
+                nullable: c.nullable,
+                selected: c.selected,
+            })
+            .collect();
+        self.def.key = key;
+        self.binary = self.builtin_types();
+        self
+    }
+
+    /// Whether the publication names the table's columns (sources 15 and later): only for an
+    /// `include` list. Excluded columns are left out by the decoder instead, so that a column
+    /// added on the source later reaches the job, which then takes it on.
+    pub fn publishes_column_list(&self) -> bool {
+        self.column_selection.as_ref().is_some_and(|c| !c.include.is_empty())
+    }
 }
 
 /// A secondary index of a source table.
@@ -164,7 +283,8 @@ async fn describe(
     let cols = client
         .query(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
-                    (a.atttypid < 16384 AND coalesce(nullif(t.typelem, 0), 0) < 16384) \
+                    (a.atttypid < 16384 AND coalesce(nullif(t.typelem, 0), 0) < 16384), \
+                    a.attnum, a.atttypid, a.atttypmod \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' ORDER BY a.attnum",
             &[&oid],
@@ -173,19 +293,16 @@ async fn describe(
         .ctx(Side::Source, what)?;
     let columns_sel = sel.and_then(|s| s.columns.as_ref());
     let mut columns = Vec::with_capacity(cols.len());
+    let mut pg_columns = Vec::with_capacity(cols.len());
     let mut binary = true;
     for r in &cols {
         let col: String = r.get(0);
-        let selected = match columns_sel {
-            Some(c) if !c.include.is_empty() => c.include.contains(&col),
-            Some(c) => !c.exclude.contains(&col),
-            None => true,
-        };
+        let (selected, target) = column_choice(columns_sel, &col);
         if selected && !r.get::<_, bool>(3) {
             binary = false;
         }
-        let target = columns_sel.and_then(|c| c.rename.get(&col)).cloned().unwrap_or(col.clone());
         columns.push(ColumnDef { name: col, target_name: target, type_sql: r.get(1), nullable: r.get(2), selected });
+        pg_columns.push(PgColumn { attnum: r.get(4), type_oid: r.get(5), typmod: r.get(6) });
     }
     let key_rows = client
         .query(
@@ -242,6 +359,9 @@ async fn describe(
         replica_identity_full: ident == "f",
         partitioned,
         extras,
+        oid,
+        pg_columns,
+        column_selection: columns_sel.cloned(),
     })
 }
 

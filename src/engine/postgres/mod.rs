@@ -20,6 +20,7 @@ pub mod connect;
 pub mod poll;
 pub mod precheck;
 pub mod relay;
+pub mod sequences;
 pub mod source;
 pub mod stream;
 pub mod structure;
@@ -310,7 +311,7 @@ fn publication_sql(name: &str, tables: &[PgTable], version: u32) -> String {
             let d = &t.def;
             let mut s = pg_qualified(&d.schema, &d.name);
             if version >= PUBLICATION_FILTERS_SINCE {
-                if d.columns.iter().any(|c| !c.selected) {
+                if t.publishes_column_list() {
                     let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
                     s.push_str(&format!(" ({})", cols.join(", ")));
                 }
@@ -356,6 +357,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         // The stream applies the filters: fail before copying anything if one cannot follow it.
         Decoder::new(&tables).filtering(&tables)?;
     }
+    let sequences = sequences::resolve(&src, &tables).await?;
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);
     // What the target gets beyond the columns' types and keys.
@@ -376,6 +378,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     {
         slot_usable(&src, &s.slot).await?;
     }
+    // A job that has started reads its stream with the columns it has reached there.
+    let tables = if state.is_some() { target::with_recorded_layouts(&tgt, job.id, tables).await? } else { tables };
     let mut held_snapshot = None;
     let state = match state {
         Some(s) => s,
@@ -397,9 +401,11 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .await?
                 .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
             let enums = catalog::enum_types(&src, &tables).await?;
-            // The sequences that defaults name must be on the target by now.
+            sequences.create_before_tables(&tgt).await?;
+            // The sequences that defaults name are on the target by now.
             design.check_target(&tgt).await?;
             target::create_structure(&tgt, &tables, &enums, &design, !spec.task_type.has_full()).await?;
+            sequences.own_after_tables(&tgt).await?;
             if !spec.task_type.has_full() {
                 // Nothing to load: the constraints and indexes come at once.
                 structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), true).await?;
@@ -411,7 +417,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                     plan.push((t.def.display_name(), source::plan_chunks(&src, t, rows_per_chunk).await?));
                 }
             }
-            target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan).await?;
+            target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan, &tables).await?;
             tracing::info!(
                 job = job.id,
                 seconds = started.elapsed().as_secs_f64(),
@@ -436,6 +442,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let polled = version < poll::STREAMING_SINCE;
     let slot_watch =
         SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat, job.tracker.clone());
+    // nextval() is not decoded: the sequences' values are polled (copied, followed, cut over).
+    let carrier = sequences::Carrier::new(&job, &sequences);
 
     if spec.task_type.has_full() && !state.full_done {
         let snapshot = match &held_snapshot {
@@ -447,6 +455,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         full_transfer(&job, &tgt, &tables, snapshot, state.start_lsn).await?;
         tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
         if job.stopping() {
+            carrier.cut_over(&job.tracker).await?;
             return Ok(Outcome::Stopped);
         }
         for t in 0..tables.len() {
@@ -456,6 +465,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), false).await?;
         tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "keys, constraints and indexes built");
         target::finish_full(&tgt, job.id).await?;
+        carrier.sync(&job.tracker).await?;
         for t in 0..tables.len() {
             job.tracker.table_state(t, TableState::Copied);
         }
@@ -478,11 +488,11 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         } else {
             drop(held_snapshot);
         }
-        if job.stopping() {
-            return Ok(Outcome::Stopped);
+        if !job.stopping() {
+            // The target now holds the source as of one moment: the foreign keys hold there.
+            foreign_keys(&job, &tables, &design).await?;
         }
-        // The target now holds the source as of one moment: the foreign keys hold there.
-        foreign_keys(&job, &tables, &design).await?;
+        carrier.cut_over(&job.tracker).await?;
         drop(slot_watch);
         drop_source_objects(&src, &names).await?;
         job.tracker.slot(None);
@@ -494,19 +504,24 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     }
     job.tracker.stage(TransferStage::Incremental);
     let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
+    let sequence_watch = carrier.watch(&job.tracker);
     let stream = apply_stream(&job, changes, &tables, safe_end, None, heartbeat || polled);
     let keys = foreign_keys_once_consistent(&job, &tables, &design, safe_end);
     tokio::pin!(stream, keys);
     let mut keys_done = false;
-    loop {
+    let streamed = loop {
         tokio::select! {
-            done = &mut stream => return done.map(|()| Outcome::Stopped),
+            done = &mut stream => break done,
             built = &mut keys, if !keys_done => {
                 built?;
                 keys_done = true;
             }
         }
-    }
+    };
+    streamed?;
+    sequence_watch.stop().await;
+    carrier.cut_over(&job.tracker).await?;
+    Ok(Outcome::Stopped)
 }
 
 /// Adds the foreign keys and reports those that could not be validated.
@@ -576,7 +591,7 @@ async fn open_changes(
 /// snapshot hold already, and before 15 it applies the row filters the publication cannot.
 async fn decoder(job: &Job<'_>, tables: &[PgTable], version: u32) -> Result<Decoder> {
     let copied = copied_snapshots(&job.target().await?, job.id).await?;
-    let decoder = Decoder::new(tables).skipping_copied(&copied);
+    let decoder = Decoder::new(tables).skipping_copied(&copied).with_catalog(job.source().await?);
     if version < PUBLICATION_FILTERS_SINCE { decoder.filtering(tables) } else { Ok(decoder) }
 }
 
@@ -643,7 +658,7 @@ async fn apply_stream(
     }
     let opts = ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read_lsns, safe_end, until)
         .with_heartbeats(hears_regularly);
-    let mut applier = Applier::open(client, job.id, tables.to_vec(), spec.policy.conflict).await?;
+    let mut applier = Applier::open(client, job.id, tables.to_vec(), &spec.policy).await?.counting(job.tracker.clone());
     apply::run(changes, &mut applier, &opts, &job.tracker, job.stop.clone()).await
 }
 

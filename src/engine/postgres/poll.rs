@@ -18,16 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_walstream::{CancellationToken, Lsn, PgOutputDecoder, SharedLsnFeedback};
-use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::connect::{self, describe_pg_error};
-use super::stream::{Assembler, Changes, Decoder, QUEUE};
+use super::stream::{self, Assembler, Changes, Decoder};
 use super::target::fmt_lsn;
 use crate::api::Endpoint;
 use crate::engine::Login;
 use crate::engine::error::{Context, EngineError, Result, Side};
-use crate::engine::model::Transaction;
 use crate::engine::net::Heard;
 
 /// The first PostgreSQL version (`server_version_num`) whose replication connection the
@@ -63,7 +61,7 @@ pub async fn open(
     // The target holds everything up to `from`: the slot need not decode it again.
     feedback.update_applied_lsn(from);
     let cancel = CancellationToken::new();
-    let (tx, rx) = mpsc::channel(QUEUE);
+    let (tx, rx) = stream::queue();
     let reader = Reader {
         client,
         slot: slot.to_owned(),
@@ -91,7 +89,7 @@ impl Reader {
         mut self,
         mut decoder: Decoder,
         mut assembler: Assembler,
-        tx: mpsc::Sender<Result<Transaction>>,
+        tx: stream::Sender,
         cancel: CancellationToken,
         heard: Heard,
     ) {
@@ -99,40 +97,35 @@ impl Reader {
         // decoder keeps quiet about ones it knows.
         let mut pgoutput = PgOutputDecoder::with_protocol_version(1);
         while !cancel.is_cancelled() {
-            let fresh = match self.poll(&mut pgoutput, &mut decoder, &mut assembler).await {
-                Ok(fresh) => {
-                    // Every answered poll is a sign of life, whether it brought changes or not.
-                    heard.now();
-                    fresh
+            match self.poll(&mut pgoutput, &mut decoder, &mut assembler, &tx, &heard).await {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(IDLE) => {}
+                    }
                 }
+                // The applier has gone.
+                Ok(None) => return,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
-                }
-            };
-            let idle = fresh.is_empty();
-            for t in fresh {
-                if tx.send(Ok(t)).await.is_err() {
-                    return;
-                }
-            }
-            if idle {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(IDLE) => {}
                 }
             }
         }
     }
 
-    /// Moves the slot to what the target has committed, then peeks: the transactions not
-    /// handed out before.
+    /// Moves the slot to what the target has committed, then peeks and queues the transactions
+    /// not handed out before, as the rows arrive (a large transaction in pieces). Whether it
+    /// brought anything; `None` when the applier has gone.
     async fn poll(
         &mut self,
         pgoutput: &mut PgOutputDecoder,
         decoder: &mut Decoder,
         assembler: &mut Assembler,
-    ) -> Result<Vec<Transaction>> {
+        tx: &stream::Sender,
+        heard: &Heard,
+    ) -> Result<Option<bool>> {
         let applied = self.feedback.get_applied_lsn();
         if applied > self.advanced {
             // Only forward: advancing to a position behind the slot's is an error.
@@ -146,26 +139,38 @@ impl Reader {
                 .ctx(Side::Source, || format!("advancing slot {}", self.slot))?;
             self.advanced = applied;
         }
+        let reading = |e: tokio_postgres::Error| {
+            EngineError::Stream(format!("reading slot {}: {}", self.slot, describe_pg_error(&e)))
+        };
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&self.slot, &PEEK_CHANGES, &self.publications];
         let rows = self
             .client
-            .query(
+            .query_raw(
                 "SELECT lsn::text, data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
                  'proto_version', '1', 'publication_names', $3)",
-                &[&self.slot, &PEEK_CHANGES, &self.publications],
+                params,
             )
             .await
-            .map_err(|e| EngineError::Stream(format!("reading slot {}: {}", self.slot, describe_pg_error(&e))))?;
-        let mut fresh = Vec::new();
-        for row in rows {
+            .map_err(reading)?;
+        futures::pin_mut!(rows);
+        // Every answered poll is a sign of life, whether it brought changes or not.
+        heard.now();
+        let mut fresh = false;
+        while let Some(row) = futures::TryStreamExt::try_next(&mut rows).await.map_err(reading)? {
+            heard.now();
             let lsn = super::target::parse_lsn(row.get(0)).unwrap_or(0);
             let data: Vec<u8> = row.get(1);
             let event = pgoutput
                 .decode_message(data, Lsn(lsn))
                 .map_err(|e| EngineError::Stream(format!("decoding slot {}: {e}", self.slot)))?;
-            if let Some(event) = event {
-                fresh.extend(assembler.push(decoder, &event.event_type)?);
+            let Some(event) = event else { continue };
+            if let Some(t) = assembler.push(decoder, &event.event_type).await? {
+                fresh = true;
+                if !tx.send(Ok(t)).await {
+                    return Ok(None);
+                }
             }
         }
-        Ok(fresh)
+        Ok(Some(fresh))
     }
 }

@@ -43,6 +43,7 @@ pub async fn run(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckI
         tables = tables_item(&mut items, src, spec, version).await;
         slot_wal_item(&mut items, src, spec, &tables, version).await;
         heartbeat_item(&mut items, src, spec, version).await;
+        super::sequences::privilege_item(&mut items, src, spec, &tables).await;
     }
     if let Some(tgt) = &tgt {
         target_checks(&mut items, tgt, spec, &tables).await;

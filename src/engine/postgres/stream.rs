@@ -15,14 +15,14 @@ use pg_walstream::{
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::catalog::PgTable;
+use super::catalog::{PgColumn, PgTable};
 use super::relay::Relay;
 use super::source::VisibleXids;
 use crate::api::Endpoint;
 use crate::engine::Login;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
-use crate::engine::model::{Cell, Change, Transaction};
+use crate::engine::model::{Cell, Change, ColumnChange, ColumnDef, Transaction};
 use crate::engine::net::Heard;
 
 /// The prefix of the non-transactional logical decoding messages Ferry writes on the source
@@ -182,7 +182,7 @@ impl SlotSnapshot {
 
 /// Changes from the slot, as whole source transactions in commit order.
 pub struct Changes {
-    rx: mpsc::Receiver<Result<Transaction>>,
+    rx: Receiver,
     feedback: Arc<SharedLsnFeedback>,
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
@@ -210,7 +210,7 @@ impl Changes {
     /// Changes a task of the caller's reads into `rx`; it learns through `feedback` what the
     /// target has committed and stops on `cancel`.
     pub(super) fn from_task(
-        rx: mpsc::Receiver<Result<Transaction>>,
+        rx: Receiver,
         feedback: Arc<SharedLsnFeedback>,
         cancel: CancellationToken,
         task: JoinHandle<()>,
@@ -228,7 +228,7 @@ impl Changes {
         stream.start(Some(from)).await.map_err(|e| EngineError::Stream(format!("starting replication: {e}")))?;
         let feedback = Arc::clone(&stream.shared_lsn_feedback);
         let cancel = CancellationToken::new();
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = queue();
         let events = stream.into_stream(cancel.clone());
         let heard = Heard::default();
         let task = tokio::spawn(read_loop(events, decoder, tx, from, heard.clone()));
@@ -288,13 +288,7 @@ impl Drop for Changes {
     }
 }
 
-async fn read_loop(
-    mut events: pg_walstream::EventStream,
-    mut decoder: Decoder,
-    tx: mpsc::Sender<Result<Transaction>>,
-    from: u64,
-    heard: Heard,
-) {
+async fn read_loop(mut events: pg_walstream::EventStream, mut decoder: Decoder, tx: Sender, from: u64, heard: Heard) {
     let mut assembler = Assembler::new(from);
     loop {
         let event = match events.next_event().await {
@@ -308,10 +302,10 @@ async fn read_loop(
                 break;
             }
         };
-        match assembler.push(&mut decoder, &event.event_type) {
+        match assembler.push(&mut decoder, &event.event_type).await {
             Ok(None) => {}
             Ok(Some(t)) => {
-                if tx.send(Ok(t)).await.is_err() {
+                if !tx.send(Ok(t)).await {
                     break;
                 }
             }
@@ -324,31 +318,95 @@ async fn read_loop(
     let _ = events.shutdown().await;
 }
 
+/// Changes of one source transaction handed to the applier at once: a larger transaction goes
+/// in pieces, which the target applies in one transaction of its own (see
+/// [`Transaction::partial`]), so the worker never holds a whole large transaction.
+pub(super) const PIECE: usize = 5_000;
+
+/// Row changes that may wait between the reader and the applier, over every queued
+/// transaction: with [`PIECE`], what bounds the worker's memory whatever the source's
+/// transactions.
+pub(super) const BUDGET: usize = 50_000;
+
+/// The reading end's handle on the queue to the applier: a transaction waits for room in the
+/// change budget before it is queued.
+#[derive(Clone)]
+pub(super) struct Sender {
+    tx: mpsc::Sender<Result<Transaction>>,
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// The queue between a reader and the applier.
+pub(super) fn queue() -> (Sender, Receiver) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let budget = Arc::new(tokio::sync::Semaphore::new(BUDGET));
+    (Sender { tx, budget: Arc::clone(&budget) }, Receiver { rx, budget })
+}
+
+/// What a queued item costs of the budget.
+fn cost(item: &Result<Transaction>) -> u32 {
+    let n = item.as_ref().map_or(1, |t| t.changes.len().clamp(1, BUDGET));
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Sender {
+    /// Queues `item` once the budget has room; false when the applier has gone.
+    pub(super) async fn send(&self, item: Result<Transaction>) -> bool {
+        let Ok(permit) = self.budget.acquire_many(cost(&item)).await else { return false };
+        permit.forget();
+        self.tx.send(item).await.is_ok()
+    }
+}
+
+/// The applier's end of the queue.
+pub(super) struct Receiver {
+    rx: mpsc::Receiver<Result<Transaction>>,
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl Receiver {
+    async fn recv(&mut self) -> Option<Result<Transaction>> {
+        let item = self.rx.recv().await?;
+        self.budget.add_permits(cost(&item) as usize);
+        Some(item)
+    }
+}
+
 /// Groups decoded changes into source transactions, skipping those that end at or before a
-/// position.
+/// position, and hands out a large one in pieces of [`PIECE`] changes.
 pub(super) struct Assembler {
     current: Option<Transaction>,
     /// The transaction `current` belongs to.
     xid: u32,
     /// Transactions ending at or before this are not handed out (again).
     done: u64,
+    /// Set while the events of a transaction that is not handed out go by.
+    skipping: bool,
 }
 
 impl Assembler {
     /// An assembler that hands out transactions ending after `from`.
     pub(super) fn new(from: u64) -> Assembler {
-        Assembler { current: None, xid: 0, done: from }
+        Assembler { current: None, xid: 0, done: from, skipping: false }
     }
 
-    /// Takes one event; returns the transaction it completes, if any.
-    pub(super) fn push(&mut self, decoder: &mut Decoder, event: &EventType) -> Result<Option<Transaction>> {
+    /// Takes one event; returns the transaction (or piece of one) it completes, if any.
+    pub(super) async fn push(&mut self, decoder: &mut Decoder, event: &EventType) -> Result<Option<Transaction>> {
         Ok(match event {
-            EventType::Begin { commit_timestamp, transaction_id, .. } => {
+            EventType::Begin { commit_timestamp, transaction_id, final_lsn } => {
                 self.xid = *transaction_id;
-                self.current = Some(Transaction {
+                // The server skips what the slot confirmed; this also skips what the target has
+                // beyond that (a checkpoint committed but not yet acknowledged), and what a
+                // polled slot sends again until it is acknowledged. A transaction whose commit
+                // starts before `done` ends at or before it (records do not overlap). Its events,
+                // Relation messages included, are not looked at: the job is past them.
+                self.skipping = final_lsn.value() < self.done;
+                self.current = (!self.skipping).then(|| Transaction {
                     changes: Vec::new(),
-                    end: 0,
+                    // Until the commit: where it starts, for pieces handed out before it.
+                    end: final_lsn.value(),
                     commit_time_us: commit_timestamp.timestamp_micros(),
+                    partial: false,
                 });
                 None
             }
@@ -366,26 +424,36 @@ impl Assembler {
                     changes: Vec::new(),
                     end,
                     commit_time_us: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
+                    partial: false,
                 })
             }
             EventType::Commit { end_lsn, commit_timestamp, .. } => {
+                let skipped = std::mem::replace(&mut self.skipping, false);
                 let Some(mut t) = self.current.take() else { return Ok(None) };
                 t.end = end_lsn.value();
                 t.commit_time_us = commit_timestamp.timestamp_micros();
-                // The server skips what the slot confirmed; this also skips what the target has
-                // beyond that (a checkpoint committed but not yet acknowledged), and what a
-                // polled slot sends again until it is acknowledged.
-                if t.end <= self.done {
+                if skipped || t.end <= self.done {
                     return Ok(None);
                 }
                 self.done = t.end;
                 Some(t)
             }
             other => {
-                if let Some(t) = self.current.as_mut() {
-                    t.changes.extend(decoder.decode(other, self.xid)?);
+                if self.skipping {
+                    return Ok(None);
                 }
-                None
+                let Some(t) = self.current.as_mut() else { return Ok(None) };
+                t.changes.extend(decoder.decode(other, self.xid).await?);
+                if t.changes.len() < PIECE {
+                    return Ok(None);
+                }
+                let piece = Transaction {
+                    changes: std::mem::take(&mut t.changes),
+                    end: t.end,
+                    commit_time_us: t.commit_time_us,
+                    partial: true,
+                };
+                Some(piece)
             }
         })
     }
@@ -395,7 +463,10 @@ impl Assembler {
 struct DecodedTable {
     /// Index in the job's list.
     index: usize,
-    /// Column names, in order.
+    /// The table as the job knows it at this point of the stream: its columns (all of them, in
+    /// source order), their catalog identities, the key, the column selection.
+    table: PgTable,
+    /// Column names, in order (the table's, kept at hand for decoding rows).
     names: Vec<String>,
     /// Key positions.
     key: Vec<usize>,
@@ -409,6 +480,51 @@ struct DecodedTable {
     filter: Option<(RowFilter, Vec<usize>)>,
 }
 
+impl DecodedTable {
+    fn new(index: usize, table: &PgTable) -> DecodedTable {
+        let d = &table.def;
+        DecodedTable {
+            index,
+            names: d.columns.iter().map(|c| c.name.clone()).collect(),
+            key: d.key.clone(),
+            selected: d.columns.iter().map(|c| c.selected).collect(),
+            table: table.clone(),
+            copied: None,
+            filter: None,
+        }
+    }
+
+    /// Takes on `table` as the table's new layout.
+    fn reshaped(&mut self, table: PgTable) -> Result<()> {
+        let d = &table.def;
+        self.names = d.columns.iter().map(|c| c.name.clone()).collect();
+        self.key = d.key.clone();
+        self.selected = d.columns.iter().map(|c| c.selected).collect();
+        if let Some((filter, positions)) = &mut self.filter {
+            *positions = filter
+                .columns()
+                .iter()
+                .map(|c| self.names.iter().position(|n| n == c))
+                .collect::<Option<Vec<usize>>>()
+                .ok_or_else(|| {
+                    schema_changed(format!(
+                        "the row filter of {} names a column that was renamed or dropped on the source. Fix: write \
+                         the filter with the table's new column names (spec.objects … filter) and start over with \
+                         a new full transfer",
+                        d.display_name()
+                    ))
+                })?;
+        }
+        self.table = table;
+        Ok(())
+    }
+}
+
+/// The error that stops a job on a change of a source table it cannot follow.
+fn schema_changed(message: String) -> EngineError {
+    EngineError::Unrecoverable { code: crate::engine::drift::SOURCE_SCHEMA_CHANGED, message }
+}
+
 /// Whether a row passes the table's row filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Verdict {
@@ -419,10 +535,28 @@ enum Verdict {
     Unknown,
 }
 
+/// A column of a source table as its catalog shows it now.
+struct LiveColumn {
+    attnum: i16,
+    name: String,
+    not_null: bool,
+    has_missing: bool,
+    /// The value rows that predate the column hold, quoted as a literal.
+    missing: Option<String>,
+    default: Option<String>,
+}
+
 /// Maps pgoutput events onto the job's tables.
 pub struct Decoder {
     /// `(schema, table)` → the job's table.
     tables: HashMap<(String, String), DecodedTable>,
+    /// The job's tables by the name the source gives them now, where a table was renamed while
+    /// the job streams (its changes go on to its target table).
+    renamed: HashMap<(String, String), (String, String)>,
+    /// The job's tables by OID, as their Relation messages name them.
+    oids: HashMap<u32, (String, String)>,
+    /// A source session for reading the catalog when a table's columns change.
+    catalog: Option<tokio_postgres::Client>,
 }
 
 impl Decoder {
@@ -431,20 +565,18 @@ impl Decoder {
         let map = tables
             .iter()
             .enumerate()
-            .map(|(index, t)| {
-                let d = &t.def;
-                let table = DecodedTable {
-                    index,
-                    names: d.columns.iter().map(|c| c.name.clone()).collect(),
-                    key: d.key.clone(),
-                    selected: d.columns.iter().map(|c| c.selected).collect(),
-                    copied: None,
-                    filter: None,
-                };
-                ((d.schema.clone(), d.name.clone()), table)
-            })
+            .map(|(index, t)| ((t.def.schema.clone(), t.def.name.clone()), DecodedTable::new(index, t)))
             .collect();
-        Decoder { tables: map }
+        let oids = tables.iter().map(|t| (t.oid, (t.def.schema.clone(), t.def.name.clone()))).collect();
+        Decoder { tables: map, renamed: HashMap::new(), oids, catalog: None }
+    }
+
+    /// Reads the source catalog through `client` when a table's columns change (to tell a
+    /// renamed column from a dropped one and a new one, and to learn a new column's type and
+    /// default). Without it, a change of columns stops the job.
+    pub fn with_catalog(mut self, client: tokio_postgres::Client) -> Decoder {
+        self.catalog = Some(client);
+        self
     }
 
     /// Drops the changes of transactions a table's copy holds already: `copied` maps a table
@@ -478,8 +610,23 @@ impl Decoder {
         Ok(self)
     }
 
+    /// The key in `tables` of the table the source now calls `schema.table`.
+    fn key(&self, schema: &str, table: &str) -> (String, String) {
+        let named = (schema.to_owned(), table.to_owned());
+        self.renamed.get(&named).cloned().unwrap_or(named)
+    }
+
     fn lookup(&self, schema: &str, table: &str) -> Option<&DecodedTable> {
-        self.tables.get(&(schema.to_owned(), table.to_owned()))
+        self.tables.get(&self.key(schema, table))
+    }
+
+    /// The job's table a TRUNCATE names as `schema.table` (either part may itself hold a dot).
+    fn truncated(&self, qualified: &str) -> Option<usize> {
+        let named = |s: &str, t: &str| qualified.strip_prefix(s).and_then(|rest| rest.strip_prefix('.')) == Some(t);
+        if let Some((_, key)) = self.renamed.iter().find(|((s, t), _)| named(s, t)) {
+            return self.tables.get(key).map(|e| e.index);
+        }
+        self.tables.iter().find(|((s, t), _)| named(s, t)).map(|(_, e)| e.index)
     }
 
     /// A row with every column of the table: a column the event does not carry is `Unchanged`
@@ -498,20 +645,17 @@ impl Decoder {
     }
 
     /// The changes `event` (of transaction `xid`) makes to the job's tables.
-    fn decode(&mut self, event: &EventType, xid: u32) -> Result<Option<Change>> {
+    async fn decode(&mut self, event: &EventType, xid: u32) -> Result<Option<Change>> {
         let (schema, table) = match event {
             EventType::Insert { schema, table, .. }
             | EventType::Update { schema, table, .. }
             | EventType::Delete { schema, table, .. } => (schema, table),
             EventType::Truncate { tables, .. } => {
-                let idx: Vec<usize> = tables
-                    .iter()
-                    .filter_map(|qualified| {
-                        let (s, t) = qualified.split_once('.')?;
-                        self.lookup(s, t).map(|e| e.index)
-                    })
-                    .collect();
+                let idx: Vec<usize> = tables.iter().filter_map(|qualified| self.truncated(qualified)).collect();
                 return Ok((!idx.is_empty()).then_some(Change::Truncate { tables: idx }));
+            }
+            EventType::Relation { relation_id, namespace, relation_name, columns, .. } => {
+                return self.relation(*relation_id, namespace, relation_name, columns).await;
             }
             _ => return Ok(None),
         };
@@ -545,6 +689,256 @@ impl Decoder {
         };
         Ok(change.map(|c| t.without_unselected(c)))
     }
+
+    /// A Relation message: the table's columns as the rows that follow have them. When they
+    /// differ from what the job knows, the change of columns, worked out with the source
+    /// catalog: a column keeps its attribute number through a rename and a dropped column's is
+    /// never reused, so the number tells a renamed column from a dropped one and a new one.
+    async fn relation(
+        &mut self,
+        relation_id: u32,
+        schema: &str,
+        table: &str,
+        columns: &[pg_walstream::RelationColumn],
+    ) -> Result<Option<Change>> {
+        let key = match self.oids.get(&relation_id) {
+            Some(key) => key.clone(),
+            None => {
+                let key = self.key(schema, table);
+                let Some(t) = self.tables.get(&key) else { return Ok(None) };
+                if t.table.oid != 0 {
+                    return Err(schema_changed(format!(
+                        "source table {} was dropped and created again while the job streamed: the rows it held \
+                         are gone from the source but not from the target. Fix: start over with a new full transfer",
+                        t.table.def.display_name()
+                    )));
+                }
+                self.oids.insert(relation_id, key.clone());
+                key
+            }
+        };
+        let now = (schema.to_owned(), table.to_owned());
+        if now != key && self.renamed.get(&now) != Some(&key) {
+            // Renamed on the source: its changes keep coming under the new name.
+            tracing::warn!(
+                table = %format!("{}.{}", key.0, key.1),
+                now = %format!("{schema}.{table}"),
+                "a source table was renamed; its changes go on to the same target table"
+            );
+            self.renamed.retain(|_, v| *v != key);
+            self.renamed.insert(now, key.clone());
+        }
+        let Some(t) = self.tables.get(&key) else { return Ok(None) };
+        let d = &t.table.def;
+        // With a publication column list the message carries only the selected columns.
+        let listed = t.table.publishes_column_list();
+        let known: Vec<usize> = (0..d.columns.len()).filter(|&i| !listed || d.columns[i].selected).collect();
+        let same = known.len() == columns.len()
+            && known.iter().zip(columns).all(|(&i, c)| {
+                let pg = t.table.pg_columns.get(i).copied().unwrap_or_default();
+                d.columns[i].name == *c.name && pg.type_oid == c.type_id && pg.typmod == c.type_modifier
+            });
+        if same {
+            return Ok(None);
+        }
+        let name = d.display_name();
+        let Some(catalog) = &self.catalog else {
+            return Err(schema_changed(format!(
+                "the columns of source table {name} changed, and the stream has no source session to read what \
+                 changed. Fix: start over with a new full transfer"
+            )));
+        };
+        let what = || format!("reading the changed columns of {name}");
+        let live: Vec<LiveColumn> = catalog
+            .query(
+                "SELECT a.attnum, a.attname::text, a.attnotnull, a.atthasmissing, \
+                        quote_literal((a.attmissingval::text::text[])[1]), pg_get_expr(d.adbin, d.adrelid) \
+                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&relation_id],
+            )
+            .await
+            .map_err(|e| EngineError::query(Side::Source, what(), super::connect::describe_pg_error(&e)))?
+            .iter()
+            .map(|r| LiveColumn {
+                attnum: r.get(0),
+                name: r.get(1),
+                not_null: r.get(2),
+                has_missing: r.get(3),
+                missing: r.get(4),
+                default: r.get(5),
+            })
+            .collect();
+        let oids: Vec<u32> = columns.iter().map(|c| c.type_id).collect();
+        let mods: Vec<i32> = columns.iter().map(|c| c.type_modifier).collect();
+        let types: Vec<String> = catalog
+            .query(
+                "SELECT format_type(x.o, x.m) FROM unnest($1::oid[], $2::int4[]) WITH ORDINALITY AS x(o, m, i) \
+                 ORDER BY x.i",
+                &[&oids, &mods],
+            )
+            .await
+            .map_err(|e| EngineError::query(Side::Source, what(), super::connect::describe_pg_error(&e)))?
+            .iter()
+            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default())
+            .collect();
+        let (reshaped, changes) = reshape(&t.table, columns, &types, &live)?;
+        let index = t.index;
+        let columns = reshaped.def.columns.clone();
+        let layout = reshaped.layout();
+        if let Some(t) = self.tables.get_mut(&key) {
+            t.reshaped(reshaped)?;
+        }
+        Ok(Some(Change::Reshape { table: index, columns, changes, layout }))
+    }
+}
+
+/// Works out how `old` became the columns a Relation message lists (`columns`, with their
+/// types spelled out in `types`), with the source catalog as it is now (`live`): the table's
+/// new layout and what changed. Fails when the catalog has moved on so far that it cannot tell.
+fn reshape(
+    old: &PgTable,
+    columns: &[pg_walstream::RelationColumn],
+    types: &[String],
+    live: &[LiveColumn],
+) -> Result<(PgTable, Vec<ColumnChange>)> {
+    let d = &old.def;
+    let name = d.display_name();
+    let listed = old.publishes_column_list();
+    let mut used = vec![false; d.columns.len()];
+    // Each listed column's position in the old layout, if it was there.
+    let mut matched: Vec<Option<usize>> = vec![None; columns.len()];
+    for (j, c) in columns.iter().enumerate() {
+        if let Some(l) = live.iter().find(|l| *l.name == *c.name) {
+            matched[j] = old.pg_columns.iter().position(|p| p.attnum == l.attnum);
+        } else if let Some(i) = d.columns.iter().position(|o| *o.name == *c.name) {
+            // Renamed or dropped again since: the same name, the same column.
+            matched[j] = Some(i);
+        } else {
+            return Err(schema_changed(format!(
+                "the columns of source table {name} changed (column {} appeared), and the source catalog has changed \
+                 again since, so Ferry cannot tell whether it is a new column or a renamed one. Fix: start over with \
+                 a new full transfer",
+                c.name
+            )));
+        }
+        if let Some(i) = matched[j] {
+            if used[i] {
+                matched[j] = None;
+            } else {
+                used[i] = true;
+            }
+        }
+    }
+    let mut new_columns = Vec::with_capacity(columns.len());
+    let mut new_pg = Vec::with_capacity(columns.len());
+    let mut changes = Vec::new();
+    for (j, c) in columns.iter().enumerate() {
+        let ty = types.get(j).cloned().unwrap_or_default();
+        let l = live.iter().find(|l| *l.name == *c.name);
+        match matched[j] {
+            Some(i) => {
+                let was = &d.columns[i];
+                let mut col = was.clone();
+                if *was.name != *c.name {
+                    // A renamed column keeps a mapped target name; otherwise the target's follows.
+                    if was.target_name == was.name {
+                        col.target_name = c.name.to_string();
+                    }
+                    col.name = c.name.to_string();
+                    changes.push(ColumnChange::Renamed { column: j, from: was.name.clone() });
+                }
+                let pg = old.pg_columns.get(i).copied().unwrap_or_default();
+                if pg.type_oid != c.type_id || pg.typmod != c.type_modifier {
+                    col.type_sql = ty;
+                    changes.push(ColumnChange::Retyped { column: j, was: was.type_sql.clone() });
+                }
+                new_columns.push(col);
+                new_pg.push(PgColumn { attnum: pg.attnum, type_oid: c.type_id, typmod: c.type_modifier });
+            }
+            None => {
+                let (selected, target_name) = super::catalog::column_choice(old.column_selection.as_ref(), &c.name);
+                let not_null = l.is_some_and(|l| l.not_null);
+                new_columns.push(ColumnDef {
+                    name: c.name.to_string(),
+                    target_name,
+                    type_sql: ty,
+                    nullable: !not_null,
+                    selected,
+                });
+                new_pg.push(PgColumn {
+                    attnum: l.map_or(0, |l| l.attnum),
+                    type_oid: c.type_id,
+                    typmod: c.type_modifier,
+                });
+                let default = l.and_then(|l| l.default.clone());
+                let has_missing = l.is_some_and(|l| l.has_missing);
+                let unreplayable = (default.is_some() && !has_missing).then(|| {
+                    format!(
+                        "its default ({}) gave the rows the table already held values the change stream does not \
+                         carry (a default computed row by row, such as a serial or random(), or one set after the \
+                         column was added)",
+                        default.as_deref().unwrap_or_default()
+                    )
+                });
+                changes.push(ColumnChange::Added {
+                    column: j,
+                    existing: l.filter(|l| l.has_missing).and_then(|l| l.missing.clone()),
+                    default,
+                    not_null,
+                    unreplayable,
+                });
+            }
+        }
+    }
+    for (i, was) in d.columns.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        if listed && !was.selected {
+            // Outside the publication's column list: never in the message.
+            new_columns.push(was.clone());
+            new_pg.push(old.pg_columns.get(i).copied().unwrap_or_default());
+            continue;
+        }
+        changes.push(ColumnChange::Dropped {
+            name: was.name.clone(),
+            target_name: was.target_name.clone(),
+            selected: was.selected,
+        });
+    }
+    // The key: its columns by their new positions; it must not lose a column.
+    let mut key = Vec::with_capacity(d.key.len());
+    for &k in &d.key {
+        let pos = matched.iter().position(|m| *m == Some(k));
+        match pos {
+            Some(p) => key.push(p),
+            None => {
+                return Err(schema_changed(format!(
+                    "primary key column {} of source table {name} was dropped: the job finds rows on the target by \
+                     their key. Fix: start over with a new full transfer",
+                    d.columns[k].name
+                )));
+            }
+        }
+    }
+    if !d.key.is_empty() && !old.replica_identity_full {
+        let now: Vec<usize> = (0..columns.len()).filter(|&j| columns[j].is_key).collect();
+        let mut want = key.clone();
+        want.sort_unstable();
+        if now != want {
+            return Err(schema_changed(format!(
+                "the primary key (replica identity) of source table {name} changed: the job finds rows on the target \
+                 by the key it started with. Fix: start over with a new full transfer"
+            )));
+        }
+    }
+    let mut table = old.clone();
+    table.def.columns = new_columns;
+    table.def.key = key;
+    table.pg_columns = new_pg;
+    table.binary = table.builtin_types();
+    Ok((table, changes))
 }
 
 impl DecodedTable {
@@ -631,7 +1025,7 @@ impl DecodedTable {
                 }
             }
             Change::Delete { old, .. } => blank(old),
-            Change::Truncate { .. } | Change::Ddl { .. } => {}
+            Change::Truncate { .. } | Change::Ddl { .. } | Change::Reshape { .. } => {}
         }
         change
     }

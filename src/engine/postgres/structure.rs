@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
-use super::catalog::PgTable;
+use super::catalog::{PgTable, column_choice};
 use super::connect::describe_pg_error;
 use crate::api::{ColumnSelection, ForeignKeyPolicy, SyncJobSpec};
 use crate::engine::error::{Context, EngineError, Result, Side};
@@ -191,7 +191,8 @@ pub enum RefKind {
     Relation,
 }
 
-/// One object an expression refers to.
+/// One object an expression refers to. A sequence a column owns follows its table's schema
+/// mapping, any other object its own schema's (as the job carries sequences).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExprRef {
     /// Kind.
@@ -301,16 +302,6 @@ pub fn fk_actions(on_update: &str, on_delete: &str, matching: &str, deferrable: 
     out
 }
 
-/// Whether the selection transfers column `name`, and under which name.
-fn selection_of(sel: Option<&ColumnSelection>, name: &str) -> (bool, String) {
-    let selected = match sel {
-        Some(c) if !c.include.is_empty() => c.include.iter().any(|i| i == name),
-        Some(c) => !c.exclude.iter().any(|e| e == name),
-        None => true,
-    };
-    (selected, sel.and_then(|c| c.rename.get(name)).cloned().unwrap_or_else(|| name.to_owned()))
-}
-
 /// Reads table `oid`'s extras. `schema_map` pairs each schema the job maps with its target
 /// name; `columns` is the job's column selection of the table.
 pub async fn describe(
@@ -374,7 +365,12 @@ async fn read_extras(
              LEFT JOIN pg_proc p ON d.refclassid = 'pg_proc'::regclass AND p.oid = d.refobjid \
              LEFT JOIN pg_type t ON d.refclassid = 'pg_type'::regclass AND t.oid = d.refobjid \
              JOIN pg_namespace n ON n.oid = coalesce(c.relnamespace, p.pronamespace, t.typnamespace) \
-             LEFT JOIN unnest($2::text[], $3::text[]) AS m(source, target) ON m.source = n.nspname \
+             LEFT JOIN LATERAL (SELECT wn.nspname FROM pg_depend w JOIN pg_class wc ON wc.oid = w.refobjid \
+                  JOIN pg_namespace wn ON wn.oid = wc.relnamespace \
+                  WHERE c.relkind = 'S' AND w.classid = 'pg_class'::regclass AND w.objid = c.oid \
+                    AND w.refclassid = 'pg_class'::regclass AND w.deptype IN ('a', 'i') LIMIT 1) owner ON true \
+             LEFT JOIN unnest($2::text[], $3::text[]) AS m(source, target) \
+               ON m.source = coalesce(owner.nspname, n.nspname) \
              WHERE d.deptype = 'n' AND d.refobjsubid = 0 AND d.refobjid <> $1 \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                AND ((d.classid = 'pg_attrdef'::regclass AND d.objid IN (SELECT oid FROM pg_attrdef WHERE adrelid = $1)) \
@@ -427,7 +423,7 @@ async fn read_extras(
         let comment: Option<String> = r.get(8);
         let generated: &str = r.get(5);
         if generated == "s" || generated == "v" {
-            let (selected, target_name) = selection_of(sel, &name);
+            let (selected, target_name) = column_choice(sel, &name);
             extras.generated.push(GeneratedColumn {
                 uses: def_oid.and_then(|o| uses.get(&o)).cloned().unwrap_or_default(),
                 name,
@@ -1310,6 +1306,9 @@ mod tests {
             indexes: Vec::new(),
             replica_identity_full: false,
             partitioned: false,
+            oid: 0,
+            pg_columns: Vec::new(),
+            column_selection: None,
             extras,
         }
     }

@@ -11,10 +11,10 @@ use super::catalog::{EnumType, PgTable};
 use super::connect::describe_pg_error;
 use super::source::ChunkData;
 use super::structure::Plan;
-use crate::api::ConflictPolicy;
+use crate::api::{ConflictPolicy, DdlPolicy};
 use crate::engine::drift::{self, Shape};
 use crate::engine::error::{Context, EngineError, Result, Side};
-use crate::engine::model::{Cell, Change, ChangeBatch, KeyRange};
+use crate::engine::model::{Cell, Change, ChangeBatch, ColumnChange, ColumnDef, KeyRange};
 use crate::engine::progress::Tracker;
 use crate::engine::snapshot::PendingChunk;
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -50,7 +50,12 @@ pub async fn ensure_bookkeeping(client: &Client) -> Result<()> {
                  rows bigint,
                  read_lsn pg_lsn,
                  PRIMARY KEY (job, table_name, chunk));
-             ALTER TABLE _ferry.chunks ADD COLUMN IF NOT EXISTS read_snapshot text;",
+             ALTER TABLE _ferry.chunks ADD COLUMN IF NOT EXISTS read_snapshot text;
+             CREATE TABLE IF NOT EXISTS _ferry.layouts (
+                 job text NOT NULL,
+                 table_name text NOT NULL,
+                 layout text NOT NULL,
+                 PRIMARY KEY (job, table_name));",
         )
         .await
         .ctx(T, || "creating the _ferry bookkeeping schema".into())
@@ -112,9 +117,19 @@ pub async fn record_job(
     publication: &str,
     start_lsn: u64,
     chunks: &[(String, Vec<KeyRange>)],
+    tables: &[PgTable],
 ) -> Result<()> {
     let tx = client.transaction().await.ctx(T, || "starting a transaction".into())?;
     tx.execute("DELETE FROM _ferry.chunks WHERE job = $1", &[&job]).await.ctx(T, || "clearing old chunks".into())?;
+    tx.execute("DELETE FROM _ferry.layouts WHERE job = $1", &[&job]).await.ctx(T, || "clearing old layouts".into())?;
+    for t in tables {
+        tx.execute(
+            "INSERT INTO _ferry.layouts (job, table_name, layout) VALUES ($1, $2, $3)",
+            &[&job, &t.def.display_name(), &t.layout()],
+        )
+        .await
+        .ctx(T, || "recording the tables' columns".into())?;
+    }
     tx.execute(
         "INSERT INTO _ferry.jobs (job, slot, publication, start_lsn) VALUES ($1, $2, $3, $4::text::pg_lsn) \
          ON CONFLICT (job) DO UPDATE SET slot = $2, publication = $3, start_lsn = $4::text::pg_lsn, full_done = false, \
@@ -134,6 +149,37 @@ pub async fn record_job(
         }
     }
     tx.commit().await.ctx(T, || "recording the job".into())
+}
+
+/// The tables with the columns the job has reached in the stream (recorded with the
+/// checkpoint; the source catalog may be ahead of the stream), where a record exists.
+pub async fn with_recorded_layouts(client: &Client, job: &str, tables: Vec<PgTable>) -> Result<Vec<PgTable>> {
+    let rows = client
+        .query("SELECT table_name, layout FROM _ferry.layouts WHERE job = $1", &[&job])
+        .await
+        .ctx(T, || "reading the tables' recorded columns".into())?;
+    let recorded: HashMap<String, String> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    tables
+        .into_iter()
+        .map(|t| match recorded.get(&t.def.display_name()) {
+            Some(layout) => {
+                if PgTable::recorded_oid(layout).is_some_and(|oid| oid != t.oid) {
+                    // The publication named the old table: nothing of the new one was streamed.
+                    return Err(EngineError::Unrecoverable {
+                        code: drift::SOURCE_SCHEMA_CHANGED,
+                        message: format!(
+                            "source table {} was dropped and created again since the job started: the publication \
+                             named the old table, so the new one's rows never reached the target. Fix: start over \
+                             with a new full transfer",
+                            t.def.display_name()
+                        ),
+                    });
+                }
+                Ok(t.with_layout(layout))
+            }
+            None => Ok(t),
+        })
+        .collect()
 }
 
 /// The chunks not yet copied, in plan order.
@@ -208,6 +254,10 @@ pub async fn finish_full(client: &Client, job: &str) -> Result<u64> {
 pub async fn forget_job(client: &Client, job: &str) -> Result<()> {
     client.execute("DELETE FROM _ferry.chunks WHERE job = $1", &[&job]).await.ctx(T, || "forgetting the job".into())?;
     client.execute("DELETE FROM _ferry.jobs WHERE job = $1", &[&job]).await.ctx(T, || "forgetting the job".into())?;
+    client
+        .execute("DELETE FROM _ferry.layouts WHERE job = $1", &[&job])
+        .await
+        .ctx(T, || "forgetting the job".into())?;
     Ok(())
 }
 
@@ -409,6 +459,14 @@ pub struct Applier {
     shapes: Vec<Shape>,
     /// [`SHAPES_SQL`], prepared.
     describe: Statement,
+    /// Replay of source tables' column changes.
+    ddl: DdlPolicy,
+    /// Whether a target transaction is open (a batch ended inside a source transaction).
+    in_transaction: bool,
+    /// Updates skipped since the last commit (see [`crate::api::Progress::skipped_updates`]).
+    missed: u64,
+    /// Where skipped updates are counted.
+    tracker: Option<Tracker>,
 }
 
 /// Describes target tables by `schema.name` (quoted), in the order given: their OID and each
@@ -488,13 +546,16 @@ struct Step {
     params: Vec<Option<String>>,
     table: usize,
     must_affect: bool,
+    /// Zero rows affected is an update skipped (see [`crate::api::Progress::skipped_updates`]).
+    counts_missing: bool,
 }
 
 impl Applier {
     /// An applier writing through `client` (a session of its own). Fails with
     /// `TARGET_TABLE_MISSING` or `TARGET_TABLE_CHANGED` when a table or a column the job writes
     /// is not on the target.
-    pub async fn open(client: Client, job: &str, tables: Vec<PgTable>, conflict: ConflictPolicy) -> Result<Applier> {
+    pub async fn open(client: Client, job: &str, tables: Vec<PgTable>, policy: &crate::api::Policy) -> Result<Applier> {
+        let conflict = policy.conflict;
         let describe = client.prepare(SHAPES_SQL).await.ctx(T, || "preparing the target tables' description".into())?;
         let names: Vec<String> =
             tables.iter().map(|t| pg_qualified(&t.def.target_schema, &t.def.target_name)).collect();
@@ -505,7 +566,25 @@ impl Applier {
             return Err(e);
         }
         let shapes = found.into_iter().map(Option::unwrap_or_default).collect();
-        Ok(Applier { client, job: job.to_owned(), tables, conflict, statements: HashMap::new(), shapes, describe })
+        Ok(Applier {
+            client,
+            job: job.to_owned(),
+            tables,
+            conflict,
+            statements: HashMap::new(),
+            shapes,
+            describe,
+            ddl: policy.ddl.clone(),
+            in_transaction: false,
+            missed: 0,
+            tracker: None,
+        })
+    }
+
+    /// Counts the updates it cannot apply in `tracker`'s progress.
+    pub fn counting(mut self, tracker: Tracker) -> Applier {
+        self.tracker = Some(tracker);
+        self
     }
 
     /// After `err` met `tables`: the error that names a hand-made change to one of them, if the
@@ -659,7 +738,13 @@ impl Applier {
                 } else {
                     StatementKey::Upsert { table: *table, ignore: !overwrite }
                 };
-                vec![Step { key, params: selected(*table, row), table: *table, must_affect: false }]
+                vec![Step {
+                    key,
+                    params: selected(*table, row),
+                    table: *table,
+                    must_affect: false,
+                    counts_missing: false,
+                }]
             }
             Change::Update { table, old_key, row } => {
                 let d = &self.tables[*table].def;
@@ -674,6 +759,7 @@ impl Applier {
                             params: match_params(*table, old),
                             table: *table,
                             must_affect: false,
+                            counts_missing: false,
                         });
                     } else {
                         key_source = old;
@@ -685,6 +771,7 @@ impl Applier {
                         params: selected(*table, row),
                         table: *table,
                         must_affect: false,
+                        counts_missing: false,
                     });
                 } else {
                     let present: Vec<bool> = row.iter().map(|c| *c != Cell::Unchanged).collect();
@@ -700,6 +787,7 @@ impl Applier {
                         params,
                         table: *table,
                         must_affect: stop,
+                        counts_missing: overwrite && !idempotent,
                     });
                 }
                 steps
@@ -710,6 +798,7 @@ impl Applier {
                     params: match_params(*table, old),
                     table: *table,
                     must_affect: stop,
+                    counts_missing: false,
                 }]
             }
             Change::Truncate { tables } => {
@@ -718,10 +807,12 @@ impl Applier {
                     params: vec![],
                     table: tables.first().copied().unwrap_or(0),
                     must_affect: false,
+                    counts_missing: false,
                 }]
             }
-            // The PostgreSQL stream carries no DDL.
-            Change::Ddl { .. } => Vec::new(),
+            // The PostgreSQL stream carries no DDL statements; column changes are applied
+            // between runs of row changes (`apply_in_transaction`).
+            Change::Ddl { .. } | Change::Reshape { .. } => Vec::new(),
         }
     }
 
@@ -748,18 +839,80 @@ impl Applier {
     /// Applies a batch and moves the checkpoint to its end, in one target transaction. Statements
     /// are pipelined on the connection and run in source order, followed by the description of
     /// the tables they wrote: each statement's lock on its table keeps it as described until the
-    /// commit, so a difference from the applier's start stops the batch before it commits.
+    /// commit, so a difference from the applier's start stops the batch before it commits. A
+    /// change of a source table's columns is replayed (or stops the job) in the same
+    /// transaction, between the changes before and after it. A batch that ends in the middle of
+    /// a source transaction leaves the target transaction open for the next batch.
     pub async fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> Result<()> {
         let Some(end) = batch.end() else { return Ok(()) };
-        let mut planned = Vec::with_capacity(batch.len());
-        let mut touched = Vec::new();
+        if !self.in_transaction {
+            self.client.batch_execute("BEGIN").await.ctx(T, || "starting an apply transaction".into())?;
+            self.in_transaction = true;
+        }
+        if let Err(e) = self.apply_in_transaction(batch).await {
+            self.in_transaction = false;
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(e);
+        }
+        if batch.open() {
+            return Ok(());
+        }
+        let time = commit_time_us.map(|us| us as f64 / 1e6);
+        let committed = async {
+            self.client
+                .execute(
+                    "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, checkpoint_time = to_timestamp($2), \
+                     updated_at = now() WHERE job = $3",
+                    &[&fmt_lsn(end), &time, &self.job],
+                )
+                .await
+                .ctx(T, || "writing the checkpoint".into())?;
+            self.client.batch_execute("COMMIT").await.ctx(T, || "committing changes".into())
+        }
+        .await;
+        self.in_transaction = false;
+        if committed.is_err() {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        committed?;
+        if self.missed > 0 {
+            let missed = std::mem::take(&mut self.missed);
+            self.tracker.as_ref().inspect(|t| t.missed_updates(missed));
+        }
+        Ok(())
+    }
+
+    /// The batch's changes, in the open transaction: runs of row changes pipelined, column
+    /// changes of source tables in between.
+    async fn apply_in_transaction(&mut self, batch: &ChangeBatch) -> Result<()> {
+        let mut run: Vec<&Change> = Vec::new();
         for t in &batch.transactions {
             for c in &t.changes {
-                for step in self.steps(c, batch.idempotent) {
-                    let stmt = self.statement(&step.key).await?;
-                    touched.extend(written_by(&step.key));
-                    planned.push((stmt, step));
+                if let Change::Reshape { table, columns, changes, layout } = c {
+                    self.apply_run(&run, batch.idempotent).await?;
+                    run.clear();
+                    self.reshape(*table, columns, changes, layout).await?;
+                } else {
+                    run.push(c);
                 }
+            }
+        }
+        self.apply_run(&run, batch.idempotent).await
+    }
+
+    /// Row changes, pipelined in the open transaction, with the check that the tables they
+    /// wrote are as the applier knows them.
+    async fn apply_run(&mut self, changes: &[&Change], idempotent: bool) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut planned = Vec::with_capacity(changes.len());
+        let mut touched = Vec::new();
+        for c in changes {
+            for step in self.steps(c, idempotent) {
+                let stmt = self.statement(&step.key).await?;
+                touched.extend(written_by(&step.key));
+                planned.push((stmt, step));
             }
         }
         touched.sort_unstable();
@@ -768,22 +921,23 @@ impl Applier {
             .iter()
             .map(|&t| pg_qualified(&self.tables[t].def.target_schema, &self.tables[t].def.target_name))
             .collect();
-        let tx = self.client.transaction().await.ctx(T, || "starting an apply transaction".into())?;
+        let client = &self.client;
         let writes = try_join_all(planned.iter().enumerate().map(|(i, (stmt, step))| {
             let params: Vec<&(dyn ToSql + Sync)> = step.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-            let tx = &tx;
-            async move { tx.execute(stmt, &params).await.map_err(|e| (Some(i), e)) }
+            async move { client.execute(stmt, &params).await.map_err(|e| (Some(i), e)) }
         }));
         let describe = async {
             if names.is_empty() {
                 return Ok(Vec::new());
             }
-            tx.query(&self.describe, &[&names]).await.map_err(|e| (None, e))
+            client.query(&self.describe, &[&names]).await.map_err(|e| (None, e))
         };
         let (counts, rows) = match futures::future::try_join(writes, describe).await {
             Ok(done) => done,
             Err((at, e)) => {
-                let _ = tx.rollback().await;
+                // The transaction is aborted: end it before asking the catalog anything.
+                self.in_transaction = false;
+                let _ = self.client.batch_execute("ROLLBACK").await;
                 let tables = at.map_or_else(|| touched.clone(), |i| written_by(&planned[i].1.key));
                 if let Some(drift) = self.diagnose(&tables, &e).await {
                     return Err(drift);
@@ -812,15 +966,169 @@ impl Applier {
                     message: "the row a change refers to is missing on the target".into(),
                 });
             }
+            if step.counts_missing && *n == 0 {
+                self.missed += 1;
+                tracing::warn!(
+                    table = %self.tables[step.table].def.display_target(),
+                    "an update found no row on the target and did not carry the whole row (a TOASTed value it left \
+                     unchanged is not sent), so the row could not be written: skipped"
+                );
+            }
         }
-        let time = commit_time_us.map(|us| us as f64 / 1e6);
-        tx.execute(
-            "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, checkpoint_time = to_timestamp($2), updated_at = now() WHERE job = $3",
-            &[&fmt_lsn(end), &time, &self.job],
-        )
-        .await
-        .ctx(T, || "writing the checkpoint".into())?;
-        tx.commit().await.ctx(T, || "committing changes".into())
+        Ok(())
+    }
+
+    /// A change of source table `table`'s columns: replayed on the target when `policy.ddl`
+    /// says so, accepted when the target already has it (made by hand), otherwise the error
+    /// that stops the job. The table's new layout is recorded with the checkpoint.
+    async fn reshape(
+        &mut self,
+        table: usize,
+        columns: &[ColumnDef],
+        changes: &[ColumnChange],
+        layout: &str,
+    ) -> Result<()> {
+        let (source_name, target) = {
+            let d = &self.tables[table].def;
+            (d.display_name(), pg_qualified(&d.target_schema, &d.target_name))
+        };
+        let shape = self.describe_one(&target).await?;
+        let has = |name: &str| shape.columns.iter().find(|(n, _)| n == name).map(|(_, ty)| ty.clone());
+        let replay = self.ddl.enabled
+            && (self.ddl.kinds.is_empty() || self.ddl.kinds.contains(&crate::api::DdlKind::AlterTable));
+        let old = &self.tables[table].def.columns;
+        let mut statements = Vec::new();
+        for change in changes {
+            let text = change.describe(columns);
+            let (needed, done) = match change {
+                ColumnChange::Added { column, existing, default, not_null, unreplayable } => {
+                    let Some(c) = columns.get(*column).filter(|c| c.selected) else { continue };
+                    if has(&c.target_name).is_some() {
+                        continue;
+                    }
+                    if let Some(why) = unreplayable {
+                        return Err(self.schema_stop(&source_name, &target, &text, Some(why), None));
+                    }
+                    let col = pg_ident(&c.target_name);
+                    let mut sql = vec![format!(
+                        "ALTER TABLE {target} ADD COLUMN {col} {}{}",
+                        c.type_sql,
+                        existing.as_ref().map(|v| format!(" DEFAULT {v}")).unwrap_or_default()
+                    )];
+                    match (existing.is_some(), default) {
+                        (_, Some(d)) => sql.push(format!("ALTER TABLE {target} ALTER COLUMN {col} SET DEFAULT {d}")),
+                        (true, None) => sql.push(format!("ALTER TABLE {target} ALTER COLUMN {col} DROP DEFAULT")),
+                        (false, None) => {}
+                    }
+                    if *not_null {
+                        sql.push(format!("ALTER TABLE {target} ALTER COLUMN {col} SET NOT NULL"));
+                    }
+                    (sql, false)
+                }
+                ColumnChange::Dropped { target_name, selected, .. } => {
+                    if !selected || has(target_name).is_none() {
+                        continue;
+                    }
+                    (vec![format!("ALTER TABLE {target} DROP COLUMN {}", pg_ident(target_name))], false)
+                }
+                ColumnChange::Retyped { column, .. } => {
+                    let Some(c) = columns.get(*column).filter(|c| c.selected) else { continue };
+                    let now = has(&c.target_name);
+                    let col = pg_ident(&c.target_name);
+                    let sql = format!("ALTER TABLE {target} ALTER COLUMN {col} TYPE {0} USING {col}::{0}", c.type_sql);
+                    (vec![sql], now.as_deref() == Some(c.type_sql.as_str()))
+                }
+                ColumnChange::Renamed { column, from } => {
+                    let Some(c) = columns.get(*column).filter(|c| c.selected) else { continue };
+                    let Some(was) = old.iter().find(|o| o.name == *from).map(|o| o.target_name.clone()) else {
+                        continue;
+                    };
+                    if was == c.target_name || (has(&c.target_name).is_some() && has(&was).is_none()) {
+                        continue;
+                    }
+                    let sql = format!(
+                        "ALTER TABLE {target} RENAME COLUMN {} TO {}",
+                        pg_ident(&was),
+                        pg_ident(&c.target_name)
+                    );
+                    (vec![sql], false)
+                }
+            };
+            if done {
+                continue;
+            }
+            if !replay {
+                // Made by hand, a dropped or renamed column would leave the changes before it
+                // (which still write the old column) nowhere to go.
+                let by_hand = matches!(change, ColumnChange::Added { .. } | ColumnChange::Retyped { .. });
+                return Err(self.schema_stop(&source_name, &target, &text, None, by_hand.then_some(&needed[..])));
+            }
+            tracing::info!(table = %source_name, change = %text, "replaying a change of columns on the target");
+            statements.extend(needed);
+        }
+        for sql in &statements {
+            if let Err(e) = self.client.batch_execute(sql).await {
+                self.in_transaction = false;
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(EngineError::query(
+                    T,
+                    format!("replaying a change of source table {source_name} on the target ({sql})"),
+                    describe_pg_error(&e),
+                ));
+            }
+        }
+        self.tables[table].def.columns = columns.to_vec();
+        self.statements.retain(|k, _| !written_by(k).contains(&table));
+        self.shapes[table] = self.describe_one(&target).await?;
+        self.client
+            .execute(
+                "INSERT INTO _ferry.layouts (job, table_name, layout) VALUES ($1, $2, $3) \
+                 ON CONFLICT (job, table_name) DO UPDATE SET layout = EXCLUDED.layout",
+                &[&self.job, &source_name, &layout],
+            )
+            .await
+            .ctx(T, || format!("recording the new columns of {source_name}"))?;
+        Ok(())
+    }
+
+    /// One target table as the catalog describes it now (empty when missing).
+    async fn describe_one(&self, target: &str) -> Result<Shape> {
+        let rows = self
+            .client
+            .query(&self.describe, &[&vec![target.to_owned()]])
+            .await
+            .ctx(T, || format!("describing {target}"))?;
+        Ok(shapes_of(&rows, 1).into_iter().next().flatten().unwrap_or_default())
+    }
+
+    /// The error that stops the job on a change of columns it does not replay.
+    fn schema_stop(
+        &self,
+        source: &str,
+        target: &str,
+        change: &str,
+        why: Option<&str>,
+        statements: Option<&[String]>,
+    ) -> EngineError {
+        let message = match (why, statements) {
+            (Some(why), _) => format!(
+                "source table {source} changed ({change}): {why}. The job stopped before applying it; its \
+                 checkpoint stays before the change. Fix: start over with a new full transfer (delete the SyncJob \
+                 and apply it again); or, if the rows the table held have NULL in it, add the column on the target \
+                 by hand and resume the job"
+            ),
+            (None, statements) => format!(
+                "source table {source} changed ({change}), and spec.policy.ddl does not replay column changes \
+                 (enabled: false, or alterTable not among its kinds): the target table {target} cannot take the \
+                 table's changes without losing values. The job stopped before applying it; its checkpoint stays \
+                 before the change. Fix: set spec.policy.ddl.enabled to true (kinds empty or with alterTable) and \
+                 resume the job, and Ferry replays it;{} or start over with a new full transfer",
+                statements
+                    .map(|s| format!(" or make the same change on the target by hand ({}) and resume;", s.join("; ")))
+                    .unwrap_or_default()
+            ),
+        };
+        EngineError::Unrecoverable { code: drift::SOURCE_SCHEMA_CHANGED, message }
     }
 
     /// The session the applier writes through.
