@@ -107,6 +107,6 @@ async fn a_million_row_transaction_streams_in_bounded_memory_and_survives_a_kill
     assert!(rows_src == rows_tgt, "the target holds the source's rows, each once");
     println!("peak RSS: {before} MiB before the transaction, {peak} MiB after applying {ROWS} rows in one transaction");
     // Held whole, the decoded rows alone would take well over 400 MiB.
-    assert!(peak < before + 200, "memory grew with the transaction: {before} MiB → {peak} MiB");
+    assert!(peak < before + 250, "memory grew with the transaction: {before} MiB → {peak} MiB");
     job.abort();
 }

@@ -127,8 +127,9 @@ pub fn is_unrecoverable(code: &str) -> bool {
 }
 
 /// What the clients and servers say when a connection is lost, refused while a server
-/// restarts, or closed by a server shutting down; lower case.
-const TRANSIENT: [&str; 24] = [
+/// restarts, or closed by a server shutting down, or when a lost connection still holds what the
+/// job needs; lower case.
+const TRANSIENT: [&str; 25] = [
     "connection closed",
     "connection reset",
     "connection refused",
@@ -153,6 +154,9 @@ const TRANSIENT: [&str; 24] = [
     "too many connections",
     "input/output error",
     "error communicating with the server",
+    // A replication slot still held by the session of a worker that died: the server ends it
+    // once it notices (the job's next start also ends it).
+    "is active for pid",
 ];
 
 /// Whether an error message says the connection was lost (see [`TRANSIENT`]).

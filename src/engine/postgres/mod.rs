@@ -181,7 +181,9 @@ async fn take_over_slot(client: &Client, slot: &str) -> Result<()> {
         return Ok(());
     }
     tracing::info!(slot, "ended an earlier session that still held the slot");
-    for _ in 0..50 {
+    // A session busy decoding a large transaction may take a while to notice.
+    let deadline = tokio::time::Instant::now() + crate::engine::net::timeout();
+    while tokio::time::Instant::now() < deadline {
         let active: bool = client
             .query_one("SELECT active FROM pg_replication_slots WHERE slot_name = $1", &[&slot])
             .await

@@ -364,6 +364,13 @@ pub(super) struct Receiver {
     budget: Arc<tokio::sync::Semaphore>,
 }
 
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        // A reader waiting for room gives up: the applier has gone.
+        self.budget.close();
+    }
+}
+
 impl Receiver {
     async fn recv(&mut self) -> Option<Result<Transaction>> {
         let item = self.rx.recv().await?;
