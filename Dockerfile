@@ -12,6 +12,8 @@ WORKDIR /src
 # Dependencies first, in a layer of their own: the real manifest and lockfile with a stub crate,
 # so that only a change of Cargo.toml or Cargo.lock rebuilds them.
 COPY Cargo.toml Cargo.lock ./
+# mysql_async with Ferry's patch (vendor/mysql_async/FERRY-PATCH.md).
+COPY vendor ./vendor
 RUN mkdir src \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs \

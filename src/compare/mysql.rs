@@ -163,9 +163,11 @@ impl MySide {
 fn placeholder_column() -> catalog::MyColumn {
     catalog::MyColumn {
         kind: ColumnKind::Other,
+        data_type: String::new(),
         charset: None,
         collation: None,
         default: None,
+        default_style: Default::default(),
         extra: String::new(),
         generation: None,
         comment: String::new(),

@@ -8,6 +8,8 @@ use crate::api::{ObjectScope, ObjectSelection, TableSelection};
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::model::{ColumnDef, TableDef};
 
+use super::defaults::{self, DefaultStyle};
+
 const SYSTEM: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
 
 async fn tables_of(conn: &mut Conn, database: Option<&str>) -> Result<Vec<(String, String)>> {
@@ -157,8 +159,14 @@ pub struct MyColumn {
     pub charset: Option<String>,
     /// Collation of a text column.
     pub collation: Option<String>,
-    /// `COLUMN_DEFAULT` as the server writes it in DDL (`NULL`, `'abc'`, `current_timestamp()`).
+    /// `DATA_TYPE` in lower case (`varchar`, `bit`, `varbinary`).
+    pub data_type: String,
+    /// `COLUMN_DEFAULT` as the server reports it: as SQL on MariaDB (`NULL`, `'abc'`,
+    /// `current_timestamp()`), as the bare value on MySQL (`abc`). Never written as it is:
+    /// [`MyColumn::default_sql`] renders it.
     pub default: Option<String>,
+    /// How the server writes `default`.
+    pub default_style: DefaultStyle,
     /// `EXTRA` (`auto_increment`, `on update current_timestamp()`, `STORED GENERATED`…).
     pub extra: String,
     /// Expression of a generated column.
@@ -171,6 +179,27 @@ impl MyColumn {
     /// Whether the server computes the column; it is never written.
     pub fn generated(&self) -> bool {
         self.generation.as_deref().is_some_and(|g| !g.is_empty())
+    }
+
+    /// The value of the column's `DEFAULT` clause for the target, if it has one; `Err` says why
+    /// it cannot be carried safely.
+    pub fn default_sql(&self) -> std::result::Result<Option<String>, String> {
+        defaults::render_default(self.default_style, &self.data_type, self.default.as_deref(), &self.extra)
+    }
+
+    /// The column's `ON UPDATE` clause, if it has one; `Err` says why it cannot be carried.
+    pub fn on_update_sql(&self) -> std::result::Result<Option<String>, String> {
+        defaults::render_on_update(&self.extra)
+    }
+
+    /// The generation expression, checked to be one plain expression; `Err` says why not.
+    pub fn generation_sql(&self) -> std::result::Result<Option<&str>, String> {
+        match self.generation.as_deref().filter(|g| !g.is_empty()) {
+            None => Ok(None),
+            Some(g) => defaults::check_expression(g)
+                .map(|()| Some(g))
+                .map_err(|e| format!("its generation expression cannot be carried safely ({e})")),
+        }
     }
 }
 
@@ -203,6 +232,34 @@ pub struct MyTable {
 }
 
 impl MyTable {
+    /// What of the table's selected columns the target does not get, as
+    /// (`column c of db.t`, reason): defaults, `ON UPDATE` clauses and generated columns that
+    /// cannot be rendered safely (see [`defaults`]). The column itself is still created (a
+    /// generated one is not).
+    pub fn left_out(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (c, m) in self.def.columns.iter().zip(&self.columns).filter(|(c, _)| c.selected) {
+            let object = || format!("column {} of {}", c.name, self.def.display_name());
+            let generated = m.generation_sql();
+            let mut reasons: Vec<String> = Vec::new();
+            if let Err(e) = &generated {
+                reasons.push(format!("{e}; the target does not get the column"));
+            }
+            if matches!(generated, Ok(None)) {
+                if let Err(e) = m.default_sql() {
+                    reasons.push(format!("{e}; the target column gets no default"));
+                }
+                if let Err(e) = m.on_update_sql() {
+                    reasons.push(format!("{e}; the target column gets none"));
+                }
+            }
+            if !reasons.is_empty() {
+                out.push((object(), reasons.join("; ")));
+            }
+        }
+        out
+    }
+
     /// The selected columns the engine writes (generated ones excluded), with their positions.
     pub fn written(&self) -> impl Iterator<Item = (usize, &ColumnDef, &MyColumn)> {
         self.def
@@ -263,6 +320,8 @@ pub async fn describe(
         )
         .await
         .map_err(what)?;
+    let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(what)?;
+    let default_style = DefaultStyle::of(version.as_deref().unwrap_or_default());
     let columns_sel = sel.and_then(|s| s.columns.as_ref());
     let mut columns = Vec::with_capacity(cols.len());
     let mut my = Vec::with_capacity(cols.len());
@@ -275,11 +334,14 @@ pub async fn describe(
             None => true,
         };
         let target = columns_sel.and_then(|c| c.rename.get(&col)).cloned().unwrap_or(col.clone());
+        let data_type = data_type.to_ascii_lowercase();
         my.push(MyColumn {
-            kind: ColumnKind::of(&data_type.to_ascii_lowercase(), &type_sql.to_ascii_lowercase()),
+            kind: ColumnKind::of(&data_type, &type_sql.to_ascii_lowercase()),
+            data_type,
             charset,
             collation: coll,
             default,
+            default_style,
             extra,
             generation,
             comment,
@@ -314,4 +376,66 @@ pub async fn describe(
         collation,
         indexes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column(data_type: &str, default: Option<&str>, extra: &str, generation: Option<&str>) -> MyColumn {
+        MyColumn {
+            kind: ColumnKind::Other,
+            data_type: data_type.into(),
+            charset: None,
+            collation: None,
+            default: default.map(str::to_owned),
+            default_style: DefaultStyle::Value,
+            extra: extra.into(),
+            generation: generation.map(str::to_owned),
+            comment: String::new(),
+        }
+    }
+
+    #[test]
+    fn what_cannot_be_rendered_safely_is_named_with_its_reason() {
+        let cols = [
+            ("plain", column("varchar", Some("x'); DROP TABLE t; --"), "", None)),
+            ("expr", column("varchar", Some(r"concat(_utf8mb4\'a\')"), "DEFAULT_GENERATED", None)),
+            ("gen", column("int", None, "STORED GENERATED", Some("1); DROP TABLE t; (1"))),
+            ("upd", column("timestamp", None, "on update now(); DROP", None)),
+        ];
+        let t = MyTable {
+            def: TableDef {
+                schema: "shop".into(),
+                name: "t".into(),
+                target_schema: "shop".into(),
+                target_name: "t".into(),
+                columns: cols
+                    .iter()
+                    .map(|(n, m)| ColumnDef {
+                        name: (*n).into(),
+                        target_name: (*n).into(),
+                        type_sql: m.data_type.clone(),
+                        nullable: true,
+                        selected: true,
+                    })
+                    .collect(),
+                key: Vec::new(),
+                filter: None,
+                estimated_rows: 0,
+            },
+            columns: cols.iter().map(|(_, m)| m.clone()).collect(),
+            engine: None,
+            collation: None,
+            indexes: Vec::new(),
+        };
+        let left: Vec<String> = t.left_out().into_iter().map(|(o, r)| format!("{o}: {r}")).collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+        assert!(left[0].starts_with("column expr of shop.t: its default expression"), "{left:?}");
+        assert!(left[1].starts_with("column gen of shop.t: its generation expression"), "{left:?}");
+        assert!(left[2].starts_with("column upd of shop.t: its ON UPDATE clause"), "{left:?}");
+        let sql = crate::engine::mysql::target::create_table_sql(&t, false).unwrap();
+        assert!(sql.contains("`plain` varchar NULL DEFAULT 'x''); DROP TABLE t; --'"), "{sql}");
+        assert!(!sql.contains("`gen`") && !sql.contains("ON UPDATE") && !sql.contains("_utf8mb4"), "{sql}");
+    }
 }

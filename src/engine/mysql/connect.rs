@@ -47,6 +47,9 @@ async fn open(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Conn>
         .prefer_socket(false)
         // An UPDATE that matches a row counts it even when nothing changes (conflict detection).
         .client_found_rows(true)
+        // One statement per query: text built from a source catalog or a binary log statement
+        // can never run as a second statement (no session of Ferry's needs more than one).
+        .multi_statements(false)
         // The applier prepares a few statements per table and batch size.
         .stmt_cache_size(512)
         // Probes from a third of tuning.networkTimeoutSeconds on (the client sets only the

@@ -25,6 +25,7 @@ pub mod applier;
 pub mod catalog;
 pub mod connect;
 pub mod ddl;
+pub mod defaults;
 pub mod gtid;
 pub mod precheck;
 pub mod snapshot;
@@ -85,6 +86,10 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 })?;
             }
         }
+    }
+    for (object, reason) in tables.iter().flat_map(MyTable::left_out) {
+        tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
+        job.tracker.skipped(&object, &reason);
     }
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);

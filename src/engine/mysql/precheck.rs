@@ -205,8 +205,9 @@ async fn privilege_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
 async fn tables_item(items: &mut Vec<PrecheckItem>, src: &mut Conn, spec: &SyncJobSpec) -> Vec<TableDef> {
     match catalog::resolve(src, &spec.objects).await {
         Ok(tables) => {
-            let tables: Vec<TableDef> = tables.into_iter().map(|t| t.def).collect();
             items.push(passed("source.tablesExist"));
+            items.push(defaults_item(&tables));
+            let tables: Vec<TableDef> = tables.into_iter().map(|t| t.def).collect();
             let keyless: Vec<String> = tables.iter().filter(|t| t.key.is_empty()).map(TableDef::display_name).collect();
             if spec.task_type.has_incremental() {
                 let unfit: Vec<String> = tables
@@ -317,6 +318,29 @@ async fn target_checks(items: &mut Vec<PrecheckItem>, tgt: &mut Conn, spec: &Syn
             true,
         )
     });
+}
+
+/// Column defaults, `ON UPDATE` clauses and generated columns the target does not get because
+/// they cannot be rendered safely as SQL (see [`super::defaults`]).
+fn defaults_item(tables: &[catalog::MyTable]) -> PrecheckItem {
+    let left_out: Vec<String> = tables
+        .iter()
+        .flat_map(catalog::MyTable::left_out)
+        .map(|(object, reason)| format!("{object}: {reason}"))
+        .collect();
+    if left_out.is_empty() {
+        return passed("source.defaults");
+    }
+    item(
+        "source.defaults",
+        PrecheckResult::Alarm,
+        Some(format!("the target does not get: {}", left_out.join("; "))),
+        Some(
+            "set these defaults (or create these columns) on the target by hand after the structure is created; \
+             the job reports them in status.progress.skippedObjects",
+        ),
+        true,
+    )
 }
 
 async fn versions(src: &mut Conn, tgt: &mut Conn) -> PrecheckItem {

@@ -31,10 +31,7 @@ pub fn qualified(db: &str, table: &str) -> String {
     format!("{}.{}", my_ident(db), my_ident(table))
 }
 
-/// A string literal for DDL, where parameters cannot be bound (comments).
-fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
+use super::defaults::{is_plain_name, literal};
 
 /// Session settings of every session that writes data: values as the source stores them (no
 /// time zone shift, zero in AUTO_INCREMENT columns kept, zero dates accepted), and rows loaded in
@@ -48,11 +45,12 @@ pub async fn prepare_session(conn: &mut Conn) -> Result<()> {
     .map_err(err("setting up the writing session"))
 }
 
-/// Creates the `_ferry` database and its tables if missing.
+/// Creates the `_ferry` database and its tables if missing (one statement each: sessions run
+/// without multi-statements).
 pub async fn ensure_bookkeeping(conn: &mut Conn) -> Result<()> {
-    conn.query_drop(
-        "CREATE DATABASE IF NOT EXISTS `_ferry`;
-         CREATE TABLE IF NOT EXISTS `_ferry`.`jobs` (
+    for sql in [
+        "CREATE DATABASE IF NOT EXISTS `_ferry`",
+        "CREATE TABLE IF NOT EXISTS `_ferry`.`jobs` (
              job VARCHAR(255) NOT NULL PRIMARY KEY,
              binlog_base VARCHAR(255) NOT NULL,
              start_pos BIGINT UNSIGNED NOT NULL,
@@ -63,8 +61,8 @@ pub async fn ensure_bookkeeping(conn: &mut Conn) -> Result<()> {
              checkpoint_time DATETIME(6) NULL,
              ddl_attempted BIGINT UNSIGNED NULL,
              updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
-         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-         CREATE TABLE IF NOT EXISTS `_ferry`.`chunks` (
+         ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        "CREATE TABLE IF NOT EXISTS `_ferry`.`chunks` (
              job VARCHAR(255) NOT NULL,
              table_name VARCHAR(400) NOT NULL,
              chunk INT NOT NULL,
@@ -75,9 +73,10 @@ pub async fn ensure_bookkeeping(conn: &mut Conn) -> Result<()> {
              read_pos BIGINT UNSIGNED NULL,
              PRIMARY KEY (job, table_name, chunk)
          ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-    )
-    .await
-    .map_err(err("creating the _ferry bookkeeping database"))
+    ] {
+        conn.query_drop(sql).await.map_err(err("creating the _ferry bookkeeping database"))?;
+    }
+    Ok(())
 }
 
 /// What the target remembers of a job.
@@ -206,33 +205,44 @@ pub async fn forget_job(conn: &mut Conn, job: &str) -> Result<()> {
     conn.exec_drop("DELETE FROM `_ferry`.`jobs` WHERE job = ?", (job,)).await.map_err(err("forgetting the job"))
 }
 
-/// One column's definition in the target's CREATE TABLE.
-fn column_sql(c: &crate::engine::model::ColumnDef, m: &super::catalog::MyColumn) -> String {
+/// One column's definition in the target's CREATE TABLE, `None` for a generated column whose
+/// expression cannot be carried. Defaults, `ON UPDATE` clauses and generation expressions are
+/// rendered from the catalog ([`super::defaults`]); what cannot be rendered safely is left out
+/// (and reported by [`MyTable::left_out`]). Character set and collation names are written only
+/// when they are plain names, as every server's are.
+fn column_sql(c: &crate::engine::model::ColumnDef, m: &super::catalog::MyColumn) -> Option<String> {
     let mut s = format!("{} {}", my_ident(&c.target_name), c.type_sql);
-    if let (Some(cs), Some(coll)) = (&m.charset, &m.collation) {
+    if let (Some(cs), Some(coll)) = (&m.charset, &m.collation)
+        && is_plain_name(cs)
+        && is_plain_name(coll)
+    {
         s.push_str(&format!(" CHARACTER SET {cs} COLLATE {coll}"));
     }
     let extra = m.extra.to_ascii_lowercase();
-    if let Some(expr) = m.generation.as_deref().filter(|g| !g.is_empty()) {
-        let stored = if extra.contains("stored") || extra.contains("persistent") { "STORED" } else { "VIRTUAL" };
-        s.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {stored}"));
-    } else {
-        s.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
-        if let Some(d) = &m.default {
-            s.push_str(&format!(" DEFAULT {d}"));
+    match m.generation_sql() {
+        Err(_) => return None,
+        Ok(Some(expr)) => {
+            let stored = if extra.contains("stored") || extra.contains("persistent") { "STORED" } else { "VIRTUAL" };
+            s.push_str(&format!(" GENERATED ALWAYS AS ({expr}) {stored}"));
         }
-        if extra.contains("auto_increment") {
-            s.push_str(" AUTO_INCREMENT");
-        }
-        if let Some(on_update) = extra.find("on update ").map(|i| &m.extra[i..]) {
-            s.push(' ');
-            s.push_str(on_update);
+        Ok(None) => {
+            s.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
+            if let Ok(Some(d)) = m.default_sql() {
+                s.push_str(&format!(" DEFAULT {d}"));
+            }
+            if extra.contains("auto_increment") {
+                s.push_str(" AUTO_INCREMENT");
+            }
+            if let Ok(Some(on_update)) = m.on_update_sql() {
+                s.push(' ');
+                s.push_str(&on_update);
+            }
         }
     }
     if !m.comment.is_empty() {
         s.push_str(&format!(" COMMENT {}", literal(&m.comment)));
     }
-    s
+    Some(s)
 }
 
 /// The secondary index definitions of a table in target names; indexes on columns that are not
@@ -268,10 +278,26 @@ fn index_sql(t: &MyTable) -> (Vec<(String, String)>, Vec<String>) {
 }
 
 /// `CREATE TABLE` for a table in target names, with its primary key and, when asked, its
-/// secondary indexes.
-pub fn create_table_sql(t: &MyTable, with_indexes: bool) -> String {
-    let mut parts: Vec<String> =
-        t.def.columns.iter().zip(&t.columns).filter(|(c, _)| c.selected).map(|(c, m)| column_sql(c, m)).collect();
+/// secondary indexes. Fails when a column's type is not a plain type expression (no server
+/// writes one otherwise).
+pub fn create_table_sql(t: &MyTable, with_indexes: bool) -> Result<String> {
+    for c in t.def.columns.iter().filter(|c| c.selected) {
+        super::defaults::check_expression(&c.type_sql).map_err(|e| {
+            EngineError::Unsupported(format!(
+                "the type of column {} of {} as the source reports it cannot be carried safely ({e})",
+                c.name,
+                t.def.display_name()
+            ))
+        })?;
+    }
+    let mut parts: Vec<String> = t
+        .def
+        .columns
+        .iter()
+        .zip(&t.columns)
+        .filter(|(c, _)| c.selected)
+        .filter_map(|(c, m)| column_sql(c, m))
+        .collect();
     if !t.def.key.is_empty() && t.def.key_columns().all(|c| c.selected) {
         let key: Vec<String> = t.def.key_columns().map(|c| my_ident(&c.target_name)).collect();
         parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
@@ -286,13 +312,13 @@ pub fn create_table_sql(t: &MyTable, with_indexes: bool) -> String {
         qualified(&t.def.target_schema, &t.def.target_name),
         parts.join(",\n  ")
     );
-    if let Some(engine) = &t.engine {
+    if let Some(engine) = t.engine.as_deref().filter(|e| is_plain_name(e)) {
         sql.push_str(&format!(" ENGINE={engine}"));
     }
-    if let Some(coll) = &t.collation {
+    if let Some(coll) = t.collation.as_deref().filter(|c| is_plain_name(c)) {
         sql.push_str(&format!(" DEFAULT COLLATE={coll}"));
     }
-    sql
+    Ok(sql)
 }
 
 /// Creates the target databases and tables (primary keys included; secondary indexes too when
@@ -308,12 +334,15 @@ pub async fn create_structure(
         let db = &t.def.target_schema;
         if created.insert(db.clone()) {
             let mut sql = format!("CREATE DATABASE IF NOT EXISTS {}", my_ident(db));
-            if let Some((charset, collation)) = databases.get(&t.def.schema) {
+            if let Some((charset, collation)) = databases.get(&t.def.schema)
+                && is_plain_name(charset)
+                && is_plain_name(collation)
+            {
                 sql.push_str(&format!(" CHARACTER SET {charset} COLLATE {collation}"));
             }
             conn.query_drop(sql).await.map_err(err(format!("creating database {db}")))?;
         }
-        conn.query_drop(create_table_sql(t, with_indexes))
+        conn.query_drop(create_table_sql(t, with_indexes)?)
             .await
             .map_err(err(format!("creating table {}", t.def.display_target())))?;
     }
