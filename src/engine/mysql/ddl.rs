@@ -127,6 +127,102 @@ pub fn rewrite(
     out
 }
 
+/// The statement to run on the target for `stmt` (as [`parse`] returned it for `sql`): every
+/// table reference mapped with `map` as [`rewrite`] does, and only the part of the statement
+/// that concerns mapped tables.
+///
+/// - `DROP TABLE a, b`: the tables `map` does not know are left out of the list.
+/// - `RENAME TABLE a TO b, c TO d`: pairs of two unknown tables are left out; a pair that moves
+///   a table into or out of what `map` knows cannot be carried: `Err`.
+/// - Any other statement is about its first table: when `map` does not know it, there is
+///   nothing to run (`Ok(None)`); when it does, every other table the statement names
+///   (`REFERENCES`, `LIKE`, `EXCHANGE PARTITION … WITH TABLE`, `RENAME TO`) must be known too,
+///   or `Err` names the one that is not.
+///
+/// `Ok(None)` when nothing remains to run. A text holding more than one statement is refused.
+pub fn for_target(
+    sql: &str,
+    stmt: &Statement,
+    default_db: Option<&str>,
+    map: impl Fn(&str, &str) -> Option<(String, String)>,
+) -> std::result::Result<Option<String>, String> {
+    let toks = tokenize(sql);
+    if let Some(semi) = toks.iter().position(|t| t.tok == Tok::Semi)
+        && toks[semi + 1..].iter().any(|t| t.tok != Tok::Semi)
+    {
+        return Err("the text holds more than one statement".into());
+    }
+    let default_db = default_db.filter(|d| !d.is_empty());
+    let shown = |t: &TableRef| match t.database.as_deref().or(default_db) {
+        Some(db) => format!("{db}.{}", t.name),
+        None => t.name.clone(),
+    };
+    let mapped = |t: &TableRef| -> Option<(String, String)> { map(t.database.as_deref().or(default_db)?, &t.name) };
+    let target: Vec<Option<(String, String)>> = stmt.tables.iter().map(mapped).collect();
+    if stmt.tables.is_empty() || target.iter().all(Option::is_some) {
+        return Ok(Some(rewrite(sql, stmt, default_db, map)));
+    }
+    let written = |(db, name): &(String, String)| format!("{}.{}", quote(db), quote(name));
+    // The text before the first table and after the last, kept as written.
+    let (Some(first), Some(last)) = (stmt.tables.first(), stmt.tables.last()) else { return Ok(None) };
+    let (Some(head), Some(tail)) = (sql.get(..first.span.start), sql.get(last.span.end..)) else {
+        return Err("the statement's table names could not be located".into());
+    };
+    match stmt.kind {
+        StatementKind::Ddl(DdlKind::DropTable) => {
+            let kept: Vec<String> = target.iter().flatten().map(written).collect();
+            if kept.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(format!("{head}{}{tail}", kept.join(", "))))
+        }
+        StatementKind::Ddl(DdlKind::RenameTable) => {
+            let mut kept = Vec::new();
+            let mut paired = vec![false; stmt.tables.len()];
+            for &(from, to) in &stmt.renames {
+                paired[from] = true;
+                paired[to] = true;
+                match (&target[from], &target[to]) {
+                    (Some(f), Some(t)) => kept.push(format!("{} TO {}", written(f), written(t))),
+                    (None, None) => {}
+                    (Some(_), None) => {
+                        return Err(format!(
+                            "it renames {} to {}, which the job does not select",
+                            shown(&stmt.tables[from]),
+                            shown(&stmt.tables[to])
+                        ));
+                    }
+                    (None, Some(_)) => {
+                        return Err(format!(
+                            "it renames {}, which the job does not select, to {}, which it does",
+                            shown(&stmt.tables[from]),
+                            shown(&stmt.tables[to])
+                        ));
+                    }
+                }
+            }
+            if let Some(i) = paired.iter().position(|p| !p) {
+                return Err(format!("it names {} outside a pair this reader understands", shown(&stmt.tables[i])));
+            }
+            if kept.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(format!("{head}{}{tail}", kept.join(", "))))
+        }
+        _ => {
+            if target[0].is_none() {
+                return Ok(None);
+            }
+            let i = target.iter().position(Option::is_none).unwrap_or_default();
+            Err(format!(
+                "besides {} it names {}, which the job does not select",
+                shown(&stmt.tables[0]),
+                shown(&stmt.tables[i])
+            ))
+        }
+    }
+}
+
 fn quote(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -1313,6 +1409,69 @@ mod tests {
         let st = parse(sql);
         let out = rewrite(sql, &st, Some("db"), prefix_all);
         assert_eq!(out, "CREATE TABLE `tgt_db`.`t_x` (a VARCHAR(5) DEFAULT 't', b INT COMMENT \"t\") COMMENT='db.t'");
+    }
+
+    fn only_shop(db: &str, name: &str) -> Option<(String, String)> {
+        (db == "shop" && name.starts_with("sel")).then(|| ("tgt".to_owned(), name.to_owned()))
+    }
+
+    fn target_of(sql: &str) -> Result<Option<String>, String> {
+        for_target(sql, &parse(sql), Some("shop"), only_shop)
+    }
+
+    #[test]
+    fn drop_table_keeps_only_the_selected_tables() {
+        assert_eq!(target_of("DROP TABLE sel1, other").unwrap().as_deref(), Some("DROP TABLE `tgt`.`sel1`"));
+        assert_eq!(
+            target_of("DROP TABLE IF EXISTS other, `sel1`, x.sel2, sel3 /* generated by server */").unwrap().as_deref(),
+            Some("DROP TABLE IF EXISTS `tgt`.`sel1`, `tgt`.`sel3` /* generated by server */")
+        );
+        assert_eq!(target_of("DROP TABLE other, x.sel1").unwrap(), None);
+        assert_eq!(
+            target_of("DROP TABLE sel1, sel2").unwrap().as_deref(),
+            Some("DROP TABLE `tgt`.`sel1`, `tgt`.`sel2`")
+        );
+    }
+
+    #[test]
+    fn rename_table_keeps_the_pairs_of_selected_tables_and_refuses_a_move_across() {
+        assert_eq!(
+            target_of("RENAME TABLE sel1 TO sel2, other TO other2").unwrap().as_deref(),
+            Some("RENAME TABLE `tgt`.`sel1` TO `tgt`.`sel2`")
+        );
+        assert_eq!(target_of("RENAME TABLE other TO other2").unwrap(), None);
+        let out = target_of("RENAME TABLE sel1 TO other").unwrap_err();
+        assert!(out.contains("shop.sel1") && out.contains("shop.other"), "{out}");
+        assert!(target_of("RENAME TABLE other TO sel1, sel2 TO sel3").is_err());
+    }
+
+    #[test]
+    fn a_statement_about_a_selected_table_must_name_only_selected_tables() {
+        assert_eq!(
+            target_of("ALTER TABLE sel1 ADD COLUMN c INT, ADD FOREIGN KEY (c) REFERENCES sel2 (id)")
+                .unwrap()
+                .as_deref(),
+            Some("ALTER TABLE `tgt`.`sel1` ADD COLUMN c INT, ADD FOREIGN KEY (c) REFERENCES `tgt`.`sel2` (id)")
+        );
+        for sql in [
+            "ALTER TABLE sel1 ADD FOREIGN KEY (c) REFERENCES other (id)",
+            "ALTER TABLE sel1 EXCHANGE PARTITION p0 WITH TABLE other",
+            "ALTER TABLE sel1 RENAME TO other",
+            "CREATE TABLE sel9 LIKE other",
+        ] {
+            let e = target_of(sql).unwrap_err();
+            assert!(e.contains("shop.other"), "{sql}: {e}");
+        }
+        // A statement about a table the job does not select runs nowhere, whatever it names.
+        assert_eq!(target_of("ALTER TABLE other ADD FOREIGN KEY (c) REFERENCES sel1 (id)").unwrap(), None);
+        assert_eq!(target_of("CREATE TABLE other LIKE sel1").unwrap(), None);
+        assert_eq!(target_of("TRUNCATE TABLE sel1").unwrap().as_deref(), Some("TRUNCATE TABLE `tgt`.`sel1`"));
+    }
+
+    #[test]
+    fn a_text_with_a_second_statement_is_refused() {
+        assert!(target_of("DROP TABLE sel1; DROP TABLE other").is_err());
+        assert!(target_of("TRUNCATE sel1;").is_ok());
     }
 
     #[test]

@@ -497,7 +497,13 @@ impl Decoder {
                 )));
             }
         }
-        let statement = ddl::rewrite(sql, &stmt, default_db, |d, n| self.target_of(d, n));
+        // Only the selected tables' part of the statement runs on the target; what cannot be
+        // cut to that part stops the job rather than touch a table the job does not own.
+        let statement = match ddl::for_target(sql, &stmt, default_db, |d, n| self.target_of(d, n)) {
+            Ok(Some(statement)) => statement,
+            Ok(None) => return Ok(Vec::new()),
+            Err(why) => return Err(unreplayable(kind, sql, &why)),
+        };
         let mut redefined = Vec::new();
         match kind {
             DdlKind::CreateTable if created => {
@@ -554,6 +560,23 @@ impl Decoder {
         }
         Ok(vec![Change::Ddl { statement, tables: redefined }])
     }
+}
+
+/// The failure of a DDL on selected tables whose replay would reach beyond them.
+fn unreplayable(kind: DdlKind, sql: &str, why: &str) -> EngineError {
+    const SHOWN: usize = 200;
+    let mut shown: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = shown.char_indices().nth(SHOWN) {
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    let kind = serde_json::to_string(&kind).unwrap_or_default();
+    EngineError::Unsupported(format!(
+        "a DDL statement on the source cannot be replayed for the selected tables alone ({why}): {shown:?}. The job \
+         stops rather than run it on tables it does not own. Apply what the selected tables need to the target by \
+         hand, then let the job pass the statement with policy.ddl.kinds listing the other kinds but not {kind} (or \
+         policy.ddl.enabled false), and restore the policy afterwards"
+    ))
 }
 
 /// The binary log file a ROTATE event names. The first (artificial) rotate arrives before the
