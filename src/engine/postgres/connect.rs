@@ -82,6 +82,15 @@ async fn open(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Clien
     Ok(client)
 }
 
+/// Runs one DDL statement whose text holds catalog output (type names, default, CHECK, index
+/// and generation expressions from `format_type`, `pg_get_expr`, `pg_get_constraintdef`,
+/// `pg_get_indexdef`) through the extended protocol, where the server parses exactly one
+/// statement: text that would carry a second one is refused by the server instead of run, as
+/// `batch_execute` (the simple-query protocol) would.
+pub async fn execute_one(client: &Client, sql: &str) -> std::result::Result<(), tokio_postgres::Error> {
+    client.execute(sql, &[]).await.map(|_| ())
+}
+
 /// A connection error: a TLS failure told apart, anything else as the server or client says.
 fn connect_error(endpoint: &Endpoint, side: Side, e: &tokio_postgres::Error) -> EngineError {
     let message = describe_pg_error(e);

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::catalog::{PgTable, column_choice};
-use super::connect::describe_pg_error;
+use super::connect::{describe_pg_error, execute_one};
 use crate::api::{ColumnSelection, ForeignKeyPolicy, SyncJobSpec};
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -976,7 +976,7 @@ pub async fn settle(client: &Client, tables: &[PgTable], plan: &Plan) -> Result<
         let has = |col: &str, i: usize| rows.iter().any(|r| r.get::<_, &str>(0) == col && r.get::<_, bool>(i));
         for item in &tp.defaults {
             if !has(&item.name, 1) {
-                client.batch_execute(&item.sql).await.ctx(T, || format!("setting the {}", item.object))?;
+                execute_one(client, &item.sql).await.ctx(T, || format!("setting the {}", item.object))?;
             }
         }
         let table_comment: bool = client
@@ -998,7 +998,7 @@ pub async fn settle(client: &Client, tables: &[PgTable], plan: &Plan) -> Result<
                 .await
                 .ctx(T, || format!("preparing the comment on {}", c.on))?
                 .get(0);
-            client.batch_execute(&ddl).await.ctx(T, || format!("setting the comment on {}", c.on))?;
+            execute_one(client, &ddl).await.ctx(T, || format!("setting the comment on {}", c.on))?;
         }
     }
     Ok(())
@@ -1055,7 +1055,7 @@ where
                 }
                 Work::Index(t, i) => {
                     let item = &plan.tables[t].indexes[i];
-                    client.batch_execute(&item.sql).await.ctx(T, || format!("creating the {}", item.object))?;
+                    execute_one(&client, &item.sql).await.ctx(T, || format!("creating the {}", item.object))?;
                 }
             }
         }
@@ -1100,7 +1100,7 @@ async fn has_constraint(client: &Client, t: &PgTable, name: &str) -> Result<Opti
 
 async fn add_constraint(client: &Client, t: &PgTable, item: &Item) -> Result<()> {
     if has_constraint(client, t, &item.name).await?.is_none() {
-        client.batch_execute(&item.sql).await.ctx(T, || format!("adding the {}", item.object))?;
+        execute_one(client, &item.sql).await.ctx(T, || format!("adding the {}", item.object))?;
     }
     Ok(())
 }
@@ -1194,7 +1194,7 @@ where
 async fn add_waiting_for_locks(client: &Client, item: &Item) -> Result<()> {
     let mut attempt = 0;
     loop {
-        match client.batch_execute(&item.sql).await {
+        match execute_one(client, &item.sql).await {
             Ok(()) => return Ok(()),
             Err(e)
                 if attempt + 1 < FK_LOCK_ATTEMPTS

@@ -305,7 +305,7 @@ pub async fn create_structure(
             .await
             .ctx(T, || format!("preparing type {}.{}", e.schema, e.name))?
             .get(0);
-        client.batch_execute(&ddl).await.ctx(T, || format!("creating type {}.{}", e.schema, e.name))?;
+        super::connect::execute_one(client, &ddl).await.ctx(T, || format!("creating type {}.{}", e.schema, e.name))?;
     }
     for (t, tp) in tables.iter().zip(&plan.tables) {
         let d = &t.def;
@@ -319,7 +319,7 @@ pub async fn create_structure(
             pg_qualified(&d.target_schema, &d.target_name),
             cols.join(", ")
         );
-        client.batch_execute(&ddl).await.ctx(T, || format!("creating table {}", d.display_target()))?;
+        super::connect::execute_one(client, &ddl).await.ctx(T, || format!("creating table {}", d.display_target()))?;
     }
     Ok(())
 }
@@ -1067,7 +1067,7 @@ impl Applier {
             statements.extend(needed);
         }
         for sql in &statements {
-            if let Err(e) = self.client.batch_execute(sql).await {
+            if let Err(e) = super::connect::execute_one(&self.client, sql).await {
                 self.in_transaction = false;
                 let _ = self.client.batch_execute("ROLLBACK").await;
                 return Err(EngineError::query(
