@@ -473,6 +473,7 @@ fn compare_spec() -> CompareTaskSpec {
         schedule: None,
         timeout_seconds: None,
         cancel: false,
+        debug: None,
     }
 }
 

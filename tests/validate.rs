@@ -263,6 +263,7 @@ fn compare() -> CompareTaskSpec {
         schedule: None,
         timeout_seconds: None,
         cancel: false,
+        debug: None,
     }
 }
 

@@ -170,6 +170,30 @@ impl TlsConfig {
     }
 }
 
+/// Diagnostics that give up some confidentiality for detail. Off unless set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DebugOptions {
+    /// Show the row values a database quotes in its error messages. Off (the default), Ferry
+    /// reports a database error by its class — the SQLSTATE, or the MariaDB/MySQL error number
+    /// and name — and the table, column, constraint and key it concerns, and writes
+    /// `<redacted>` where the server quoted a value (`Key (email)=(…)`, `Failing row contains
+    /// (…)`, `Duplicate entry '…'`, `invalid input syntax for type integer: "…"`): status
+    /// (`lastError`, conditions, `message`), Events, the pod's termination message, the worker's
+    /// log and `ferry run` output are readable by more people than the tables. On, those places
+    /// show the server's full message, values included, for as long as it stays on: set it while
+    /// investigating one failure, on a job whose readers may see its data.
+    #[serde(default)]
+    pub row_values_in_errors: bool,
+}
+
+impl DebugOptions {
+    /// Whether `debug` asks for row values in errors.
+    pub fn row_values(debug: Option<&DebugOptions>) -> bool {
+        debug.is_some_and(|d| d.row_values_in_errors)
+    }
+}
+
 /// Where a database is and how to log in to it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{Endpoint, LocalObjectRef, ObjectSelection};
+use super::common::{DebugOptions, Endpoint, LocalObjectRef, ObjectSelection};
 use super::phase::{ComparePhase, CompareResult, ObjectCompareResult};
 
 /// What is compared. `object`: schemas, tables, columns, keys and indexes exist alike on both
@@ -109,6 +109,11 @@ pub struct CompareTaskSpec {
     /// Cancel the running comparison (phase `CANCELLED`) and suspend the schedule.
     #[serde(default)]
     pub cancel: bool,
+    /// Diagnostics: `rowValuesInErrors` shows the row values a database quotes in the errors of
+    /// this task (off by default). The report lists differing rows by primary key either way,
+    /// never with their other columns' values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugOptions>,
 }
 
 /// Result of comparing one table.

@@ -69,6 +69,7 @@ impl SyncJobSpec {
             start_time: None,
             start_position: None,
             precheck: None,
+            debug: None,
         }
     }
 

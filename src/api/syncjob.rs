@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-use super::common::{Endpoint, ObjectSelection};
+use super::common::{DebugOptions, Endpoint, ObjectSelection};
 use super::phase::SyncJobPhase;
 
 /// What the job is for. `migration`: move a database once (typically `FULL_INCR_TRANS` until
@@ -460,6 +460,10 @@ pub struct SyncJobSpec {
     /// Precheck skips.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precheck: Option<PrecheckSpec>,
+    /// Diagnostics: `rowValuesInErrors` shows the row values a database quotes in its errors
+    /// (off by default: errors name the class, table and constraint, not the values).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debug: Option<DebugOptions>,
 }
 
 /// Outcome of one precheck item: `PASSED`, `ALARM` (a warning; the job may start) or `FAILED`

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::engine::redact::ServerMessage;
 use crate::engine::tls::TlsFailure;
 
 /// Which database an error concerns.
@@ -22,7 +23,9 @@ impl fmt::Display for Side {
     }
 }
 
-/// What went wrong on the data path. Messages never carry passwords or row contents.
+/// What went wrong on the data path. Messages never carry passwords, and show row contents a
+/// server quoted only through [`EngineError::text`] for a job that opts in
+/// (`spec.debug.rowValuesInErrors`): `Display` leaves them out.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The database could not be reached or refused the login.
@@ -33,7 +36,7 @@ pub enum EngineError {
     Tls { side: Side, host: String, port: u16, failure: TlsFailure },
     /// A statement failed.
     #[error("{side} database: {context}: {message}")]
-    Query { side: Side, context: String, message: String },
+    Query { side: Side, context: String, message: ServerMessage },
     /// A selected table is not on the source.
     #[error("table {0} does not exist on the source")]
     MissingTable(String),
@@ -42,7 +45,7 @@ pub enum EngineError {
     SourceUnfit(String),
     /// A change met a row that is missing or already present, and `policy.conflict` is `stop`.
     #[error("conflict on {table}: {message} (policy.conflict is stop)")]
-    Conflict { table: String, message: String },
+    Conflict { table: String, message: ServerMessage },
     /// The change stream failed.
     #[error("change stream: {0}")]
     Stream(String),
@@ -92,16 +95,30 @@ impl EngineError {
     pub fn is_transient(&self) -> bool {
         match self {
             EngineError::Silent { .. } => true,
-            EngineError::Connect { message, .. }
-            | EngineError::Query { message, .. }
-            | EngineError::Stream(message) => is_transient_message(message),
+            EngineError::Connect { message, .. } | EngineError::Stream(message) => is_transient_message(message),
+            EngineError::Query { message, .. } => is_transient_message(message.with_values()),
             _ => false,
         }
     }
 
-    /// A query error on `side` with what was being done.
-    pub fn query(side: Side, context: impl Into<String>, err: impl fmt::Display) -> EngineError {
-        EngineError::Query { side, context: context.into(), message: err.to_string() }
+    /// A query error on `side` with what was being done: `err` is the server's message (a
+    /// database client's error, described through [`Describe`]) or Ferry's own words.
+    pub fn query(side: Side, context: impl Into<String>, err: impl Into<ServerMessage>) -> EngineError {
+        EngineError::Query { side, context: context.into(), message: err.into() }
+    }
+
+    /// The message, with the row values a server quoted when `row_values` (the job's
+    /// `spec.debug.rowValuesInErrors`), else as `Display` shows it, without them.
+    pub fn text(&self, row_values: bool) -> String {
+        match self {
+            EngineError::Query { side, context, message } if row_values => {
+                format!("{side} database: {context}: {}", message.with_values())
+            }
+            EngineError::Conflict { table, message } if row_values => {
+                format!("conflict on {table}: {} (policy.conflict is stop)", message.with_values())
+            }
+            _ => self.to_string(),
+        }
     }
 }
 
@@ -169,10 +186,11 @@ pub fn is_transient_message(message: &str) -> bool {
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// How a database client's error reads in a message: in the server's own words where it gave
-/// any. (tokio-postgres's `Display` says only "db error" for everything the server reports.)
+/// any (tokio-postgres's `Display` says only "db error" for everything the server reports), with
+/// the row values those words quote kept apart ([`super::redact`]).
 pub trait Describe {
-    /// The error's message, never holding a password.
-    fn describe(&self) -> String;
+    /// The error's message, never holding a password; it displays without row values.
+    fn describe(&self) -> ServerMessage;
 }
 
 /// Adds context to database errors.
@@ -194,7 +212,7 @@ mod tests {
     #[test]
     fn lost_connections_are_transient_and_refusals_that_need_a_person_are_not() {
         let connect = |m: &str| EngineError::Connect { side: Side::Source, message: m.into() };
-        let query = |m: &str| EngineError::Query { side: Side::Target, context: "applying".into(), message: m.into() };
+        let query = |m: &str| EngineError::query(Side::Target, "applying", m);
         for transient in [
             connect("error connecting to server: Connection refused (os error 111)"),
             connect("db error: FATAL: the database system is starting up"),
@@ -216,5 +234,20 @@ mod tests {
         ] {
             assert!(!lasting.is_transient(), "{lasting}");
         }
+    }
+
+    #[test]
+    fn row_values_show_only_when_the_job_opts_in() {
+        let message = || ServerMessage::new("Duplicate entry '<redacted>'".into(), "Duplicate entry 'ann'".into());
+        let conflict = EngineError::Conflict { table: "shop.users".into(), message: message() };
+        assert_eq!(
+            conflict.to_string(),
+            "conflict on shop.users: Duplicate entry '<redacted>' (policy.conflict is stop)"
+        );
+        assert_eq!(conflict.text(false), conflict.to_string());
+        assert_eq!(conflict.text(true), "conflict on shop.users: Duplicate entry 'ann' (policy.conflict is stop)");
+        let query = EngineError::query(Side::Target, "applying changes to shop.users", message());
+        assert_eq!(query.to_string(), "target database: applying changes to shop.users: Duplicate entry '<redacted>'");
+        assert_eq!(query.text(true), "target database: applying changes to shop.users: Duplicate entry 'ann'");
     }
 }

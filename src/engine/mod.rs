@@ -15,6 +15,7 @@ pub mod mysql;
 pub mod net;
 pub mod postgres;
 pub mod progress;
+pub mod redact;
 pub mod snapshot;
 pub mod sql;
 pub mod throttle;
@@ -71,7 +72,7 @@ pub struct Login<'a> {
 
 use tokio::sync::watch;
 
-use crate::api::{Engine, PrecheckItem, PrecheckResult, SyncJobSpec};
+use crate::api::{DebugOptions, Engine, PrecheckItem, PrecheckResult, SyncJobSpec};
 
 /// How a transfer run ended without error.
 pub use postgres::Outcome;
@@ -127,7 +128,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
         }
         let wait = net::backoff(failures);
         tracing::warn!(code = e.code(), error = %e, wait_s = wait.as_secs(), "starting again from the checkpoint");
-        job.tracker.reconnecting(e.code(), &e.to_string());
+        // An Event, readable by more than the tables: row values only for a job that opts in.
+        job.tracker.reconnecting(e.code(), &e.text(DebugOptions::row_values(job.spec.debug.as_ref())));
         let mut stop = job.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}

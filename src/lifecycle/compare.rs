@@ -229,6 +229,7 @@ mod tests {
             schedule: None,
             timeout_seconds: None,
             cancel: false,
+            debug: None,
         }
     }
 

@@ -6,7 +6,7 @@
 use super::{Referenced, RunError, credentials_for};
 use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
 use crate::api::manifest::Manifest;
-use crate::api::{CompareResult, ObjectCompareResult, SyncJob};
+use crate::api::{CompareResult, DebugOptions, ObjectCompareResult, SyncJob};
 use crate::compare::{self, Options, Report};
 
 /// Whether the manifests hold a CompareTask (then `ferry run` compares).
@@ -121,7 +121,7 @@ pub async fn run(docs: Vec<Manifest>) -> Result<CompareResult, RunError> {
     };
     let report = compare::run(&source, &target, &objects, &credentials, opts)
         .await
-        .map_err(|e| RunError::new(e.code(), e.to_string()))?;
+        .map_err(|e| RunError::new(e.code(), e.text(DebugOptions::row_values(spec.debug.as_ref()))))?;
     print(&report, spec.compare_type);
     Ok(report.result())
 }

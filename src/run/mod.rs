@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, watch};
 use crate::api::manifest::{self, Manifest};
 use crate::api::validate::{Validate, describe};
 use crate::api::{
-    Checkpoint, Progress, SecretKeyRef, SequenceStep, SequencesStatus, SlotStatus, SyncJob, SyncJobPhase, SyncJobSpec,
-    SyncJobStatus, TransferStage,
+    Checkpoint, DebugOptions, Progress, SecretKeyRef, SequenceStep, SequencesStatus, SlotStatus, SyncJob, SyncJobPhase,
+    SyncJobSpec, SyncJobStatus, TransferStage,
 };
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Outcome, ProgressSink, Tracker};
@@ -233,6 +233,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
     let mut spec = job.spec.clone();
     // Locally a failure ends the run: no automatic retries.
     spec.retry.limit = 0;
+    let row_values = DebugOptions::row_values(spec.debug.as_ref());
     let display = Display::new(&name, opts.status_file.clone());
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -315,7 +316,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
                     });
                     observed.release = match engine::release(&id, &spec, &credentials).await {
                         Ok(()) => ReleaseState::Succeeded,
-                        Err(e) => ReleaseState::Failed { code: e.code().into(), message: e.to_string() },
+                        Err(e) => ReleaseState::Failed { code: e.code().into(), message: e.text(row_values) },
                     };
                 }
                 Action::RemoveFinalizer | Action::Event { .. } => {}
@@ -368,7 +369,7 @@ async fn sync(job: SyncJob, credentials: Credentials, opts: Options) -> Result<(
                         Ok(Outcome::Completed) => WorkerState::Succeeded { stage: Some(TransferStage::FullComplete) },
                         Ok(Outcome::Stopped) => WorkerState::Succeeded { stage: Some(TransferStage::Stopped) },
                         Err(EngineError::Stopped) => WorkerState::Succeeded { stage: Some(TransferStage::Stopped) },
-                        Err(e) => WorkerState::Failed { code: e.code().into(), message: e.to_string() },
+                        Err(e) => WorkerState::Failed { code: e.code().into(), message: e.text(row_values) },
                     };
                 }
                 None => {}

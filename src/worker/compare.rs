@@ -13,7 +13,7 @@ use serde_json::json;
 use super::{FIELD_MANAGER, WorkerError};
 use crate::api::compare::{CompareModeKind, CompareTask, CompareType};
 use crate::api::strict::Kind;
-use crate::api::{LocalObjectRef, SyncJob, SyncJobPhase};
+use crate::api::{DebugOptions, LocalObjectRef, SyncJob, SyncJobPhase};
 use crate::compare::{self, CatchUp, Options};
 use crate::engine::Credentials;
 
@@ -105,12 +105,14 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         rechecks: if streaming.is_some() { 3 } else { 0 },
         canonical: false,
     };
+    let row_values = DebugOptions::row_values(spec.debug.as_ref());
+    let failed = |e: crate::engine::EngineError| WorkerError::engine(&e, row_values);
     let report = match streaming {
         Some(job) => {
             let catch_up = JobCheckpoint { jobs: jobs.clone(), name: job };
-            compare::run_online(&source, &target, &objects, &credentials, opts, &catch_up).await?
+            compare::run_online(&source, &target, &objects, &credentials, opts, &catch_up).await.map_err(failed)?
         }
-        None => compare::run(&source, &target, &objects, &credentials, opts).await?,
+        None => compare::run(&source, &target, &objects, &credentials, opts).await.map_err(failed)?,
     };
     let result = report.result();
     tracing::info!(result = result.as_str(), differences = report.differences.len(), "comparison done");

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::api::strict::{self, Kind};
 use crate::api::validate::describe;
-use crate::api::{Checkpoint, Progress, SequencesStatus, SlotStatus, SyncJob, TransferStage};
+use crate::api::{Checkpoint, DebugOptions, Progress, SequencesStatus, SlotStatus, SyncJob, TransferStage};
 use crate::controller::pods::{ENV_SOURCE_PASSWORD, ENV_TARGET_PASSWORD, ENV_TLS_DIR, TLS_DIR};
 use crate::engine::tls::TlsMaterial;
 use crate::engine::{self, Credentials, EngineError, Job, Outcome, ProgressSink, Tracker};
@@ -69,8 +69,18 @@ impl WorkerError {
 }
 
 impl From<EngineError> for WorkerError {
+    /// Without the row values a database quoted (see [`WorkerError::engine`]).
     fn from(e: EngineError) -> WorkerError {
-        WorkerError::new(e.code(), e.to_string())
+        WorkerError::engine(&e, false)
+    }
+}
+
+impl WorkerError {
+    /// An engine error, with the row values a database quoted only when `row_values` (the
+    /// resource's `spec.debug.rowValuesInErrors`): this message becomes the termination message,
+    /// and from there `status.lastError`, the conditions and the Events.
+    pub fn engine(e: &EngineError, row_values: bool) -> WorkerError {
+        WorkerError::new(e.code(), e.text(row_values))
     }
 }
 
@@ -242,6 +252,7 @@ pub async fn run(
     let sj: SyncJob = get_strict(&client, namespace, name, Kind::SyncJob)
         .await?
         .ok_or_else(|| WorkerError::new("JOB_NOT_FOUND", format!("SyncJob {job} not found")))?;
+    let row_values = DebugOptions::row_values(sj.spec.debug.as_ref());
     match task {
         Task::Precheck => {
             let items = engine::precheck(&sj.spec, &credentials).await;
@@ -260,7 +271,7 @@ pub async fn run(
         }
         Task::Compare => Ok(()),
         Task::Release => {
-            engine::release(job, &sj.spec, &credentials).await?;
+            engine::release(job, &sj.spec, &credentials).await.map_err(|e| WorkerError::engine(&e, row_values))?;
             tracing::info!("source resources released");
             Ok(())
         }
@@ -295,7 +306,7 @@ pub async fn run(
                     tracker.stage(TransferStage::Stopped);
                     Ok(())
                 }
-                Err(e) => Err(WorkerError::from(e)),
+                Err(e) => Err(WorkerError::engine(&e, row_values)),
             };
             tracker.flush();
             // Dropping the tracker closes the channel: the publisher writes the last value and ends.
@@ -342,5 +353,23 @@ mod tests {
             (code.as_str(), message.as_str()),
             ("SOURCE_CONNECT", "cannot connect to the source database: refused")
         );
+    }
+
+    #[test]
+    fn a_termination_message_carries_row_values_only_for_a_job_that_opts_in() {
+        let conflict = || EngineError::Conflict {
+            table: "shop.users".into(),
+            message: engine::redact::mysql_short(1062, "Duplicate entry 'ann@example.com' for key 'email'"),
+        };
+        let e = conflict();
+        let hidden = WorkerError::engine(&e, false).line();
+        assert!(
+            hidden.starts_with("CONFLICT: conflict on shop.users: Duplicate entry '<redacted>' for key 'email'"),
+            "{hidden}"
+        );
+        assert!(hidden.contains("ER_DUP_ENTRY") && !hidden.contains("ann@"), "{hidden}");
+        assert_eq!(WorkerError::from(conflict()).line(), hidden);
+        let shown = WorkerError::engine(&e, true).line();
+        assert!(shown.contains("Duplicate entry 'ann@example.com' for key 'email'"), "{shown}");
     }
 }

@@ -32,6 +32,7 @@ use crate::engine::apply::ChangeTarget;
 use crate::engine::drift::{self, Shape};
 use crate::engine::error::{Describe, EngineError, Result, Side};
 use crate::engine::model::{Cell, Change, ChangeBatch};
+use crate::engine::redact::{self, ServerMessage};
 use crate::engine::sql::my_ident;
 
 const T: Side = Side::Target;
@@ -294,9 +295,10 @@ impl Applier {
                 }
                 Ok(n)
             }
-            Err(mysql_async::Error::Server(s)) if s.code == 1062 => {
-                Err(EngineError::Conflict { table: self.tables[table].name.clone(), message: s.message })
-            }
+            Err(mysql_async::Error::Server(s)) if s.code == 1062 => Err(EngineError::Conflict {
+                table: self.tables[table].name.clone(),
+                message: redact::mysql_short(s.code, &s.message),
+            }),
             Err(e) => {
                 if let mysql_async::Error::Server(s) = &e
                     && let Some(drift) = self.diagnose(table, &format!("MariaDB/MySQL error {}", s.code)).await
@@ -310,7 +312,7 @@ impl Applier {
     }
 
     fn conflict(&self, table: usize, what: &str) -> EngineError {
-        EngineError::Conflict { table: self.tables[table].name.clone(), message: what.to_owned() }
+        EngineError::Conflict { table: self.tables[table].name.clone(), message: what.into() }
     }
 
     /// Applies one change in order (tables that cannot be compacted, `ignore` and `stop`).
@@ -441,9 +443,11 @@ impl Applier {
             Err(e) => return Err(EngineError::query(T, "replaying a DDL statement", e.describe())),
         }
         for (index, db, name) in tables {
-            let def = catalog::describe(&mut self.conn, db, name, db.clone(), name.clone(), None)
-                .await
-                .map_err(|e| EngineError::query(T, format!("describing {db}.{name} after a DDL"), e))?;
+            let def =
+                catalog::describe(&mut self.conn, db, name, db.clone(), name.clone(), None).await.map_err(|e| {
+                    let message = ServerMessage::new(e.text(false), e.text(true));
+                    EngineError::query(T, format!("describing {db}.{name} after a DDL"), message)
+                })?;
             let table = Table::new(&def);
             match self.tables.get_mut(*index) {
                 Some(slot) => *slot = table,

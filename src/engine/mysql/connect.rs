@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 use crate::api::{Endpoint, TlsConfig, TlsMode};
 use crate::engine::Login;
 use crate::engine::error::{Describe, EngineError, OUT_OF_SPACE, Result, Side};
+use crate::engine::redact::{self, ServerMessage};
 use crate::engine::tls::{self, TlsFailure};
 
 /// The client-side authentication plugins the client speaks.
@@ -245,17 +246,32 @@ fn offers_tls(greeting: &[u8]) -> bool {
 const DISK_FULL: [u16; 2] = [1114, 1021];
 
 impl Describe for mysql_async::Error {
-    /// The client's message; for a full disk, with what that means for the job. (The server
+    /// The client's message, without the row values a server error quotes
+    /// ([`redact::mysql`]); for a full disk, with what that means for the job. (The server
     /// says only "The table 'orders' is full"; its log has the operating system's error.)
-    fn describe(&self) -> String {
+    fn describe(&self) -> ServerMessage {
         match self {
-            mysql_async::Error::Server(s)
-                if DISK_FULL.contains(&s.code) || s.message.contains("No space left on device") =>
-            {
-                format!("{self} ({OUT_OF_SPACE})")
+            mysql_async::Error::Server(s) => {
+                let message = redact::mysql(s.code, &s.state, &s.message);
+                if DISK_FULL.contains(&s.code) || s.message.contains("No space left on device") {
+                    message.suffixed(&format!(" ({OUT_OF_SPACE})"))
+                } else {
+                    message
+                }
             }
-            _ => self.to_string(),
+            // Anything a library below wrapped: it may quote what it could not convert.
+            mysql_async::Error::Other(_) => {
+                let full = self.to_string();
+                ServerMessage::new(redact::mask_quoted(&full), full)
+            }
+            _ => ServerMessage::plain(self.to_string()),
         }
+    }
+}
+
+impl From<mysql_async::Error> for ServerMessage {
+    fn from(e: mysql_async::Error) -> ServerMessage {
+        e.describe()
     }
 }
 
@@ -272,12 +288,17 @@ mod tests {
                 state: "HY000".to_owned(),
             })
         };
-        let full = server(1114, "The table 'orders' is full").describe();
+        let full = server(1114, "The table 'orders' is full").describe().to_string();
         assert!(full.contains("The table 'orders' is full") && full.contains("out of disk space"), "{full}");
-        let errno = server(3, "Error writing file './shop/t.ibd' (Errcode: 28 \"No space left on device\")").describe();
+        let errno = server(3, "Error writing file './shop/t.ibd' (Errcode: 28 \"No space left on device\")")
+            .describe()
+            .to_string();
         assert!(errno.contains("out of disk space"), "{errno}");
         let other = server(1146, "Table 'shop.orders' doesn't exist").describe();
-        assert_eq!(other, "Server error: `ERROR 1146 (HY000): Table 'shop.orders' doesn't exist'");
+        assert_eq!(
+            other.to_string(),
+            "Server error: `ERROR 1146 (HY000): Table 'shop.orders' doesn't exist' [ER_NO_SUCH_TABLE]"
+        );
     }
 
     #[test]

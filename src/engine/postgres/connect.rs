@@ -17,6 +17,7 @@ use tokio_postgres::{Client, Config, NoTls, Socket};
 use crate::api::{Endpoint, TlsConfig};
 use crate::engine::Login;
 use crate::engine::error::{Describe, EngineError, OUT_OF_SPACE, Result, Side};
+use crate::engine::redact::{self, ServerMessage};
 use crate::engine::tls::{self, TlsFailure};
 
 /// The connection settings for an endpoint and its password.
@@ -93,7 +94,7 @@ pub async fn execute_one(client: &Client, sql: &str) -> std::result::Result<(), 
 
 /// A connection error: a TLS failure told apart, anything else as the server or client says.
 fn connect_error(endpoint: &Endpoint, side: Side, e: &tokio_postgres::Error) -> EngineError {
-    let message = describe_pg_error(e);
+    let message = describe_pg_error(e).to_string();
     let failure = TlsFailure::find(e).or_else(|| {
         // tokio-postgres says this when the server answers the TLS request with "N".
         if message.contains("server does not support TLS") {
@@ -170,22 +171,27 @@ impl AsyncWrite for PgTlsStream {
 }
 
 /// The server's own message for a database error (which names the failing object), with its
-/// detail and hint, or the client's description otherwise. Neither ever holds the password.
-pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+/// detail and hint, its SQLSTATE and the objects it concerns, or the client's description
+/// otherwise. Neither ever holds the password; the row values a server quotes (in the detail,
+/// and in the message of a data exception) are kept apart ([`redact::postgres`]).
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> ServerMessage {
     match e.as_db_error() {
         Some(db) => {
-            let mut msg = db.message().to_owned();
-            if let Some(detail) = db.detail() {
-                msg.push_str(&format!(" ({detail})"));
-            }
-            if *db.code() == SqlState::DISK_FULL {
-                // `could not extend file "…": No space left on device`, hinting "Check free disk
-                // space.": say what that means for the job instead.
-                msg.push_str(&format!("; {OUT_OF_SPACE}"));
-            } else if let Some(hint) = db.hint() {
-                msg.push_str(&format!("; hint: {hint}"));
-            }
-            msg
+            // `could not extend file "…": No space left on device`, hinting "Check free disk
+            // space.": say what that means for the job instead.
+            let extra = (*db.code() == SqlState::DISK_FULL).then_some(OUT_OF_SPACE);
+            let report = redact::PgReport {
+                code: db.code().code(),
+                message: db.message(),
+                detail: db.detail(),
+                hint: db.hint(),
+                schema: db.schema(),
+                table: db.table(),
+                column: db.column(),
+                datatype: db.datatype(),
+                constraint: db.constraint(),
+            };
+            redact::postgres(&report, extra)
         }
         None => {
             let mut msg = e.to_string();
@@ -195,13 +201,19 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
                 msg.push_str(&s.to_string());
                 source = s.source();
             }
-            msg
+            ServerMessage::plain(msg)
         }
     }
 }
 
 impl Describe for tokio_postgres::Error {
-    fn describe(&self) -> String {
+    fn describe(&self) -> ServerMessage {
         describe_pg_error(self)
+    }
+}
+
+impl From<tokio_postgres::Error> for ServerMessage {
+    fn from(e: tokio_postgres::Error) -> ServerMessage {
+        describe_pg_error(&e)
     }
 }
