@@ -11,6 +11,7 @@ use super::canonical::ValueClass;
 use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::error::{EngineError, Result, Side as Which};
+use crate::engine::filter;
 use crate::engine::model::{KeyRange, TableDef};
 use crate::engine::mysql::catalog::{self, ColumnKind, MyTable};
 use crate::engine::mysql::{connect, source};
@@ -92,6 +93,12 @@ impl MySide {
         for d in &defs {
             let here = catalog::describe(&mut conn, &d.schema, &d.name, d.schema.clone(), d.name.clone(), None).await;
             let mut def = d.clone();
+            // The source's filter, rendered anew for this engine.
+            if let Some(f) = &d.filter {
+                let f = filter::translate(f, filter::Dialect::Postgres, filter::Dialect::MySql)
+                    .map_err(|e| EngineError::Unsupported(format!("the row filter of {}: {e}", d.display_name())))?;
+                def.filter = Some(f);
+            }
             let columns = match here {
                 Ok(t) => def
                     .columns

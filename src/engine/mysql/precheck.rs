@@ -248,6 +248,16 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &mut Conn, spec: &SyncJ
             }
             tables
         }
+        Err(e) if e.to_string().starts_with(crate::engine::filter::REFUSED) => {
+            items.push(item(
+                "source.filters",
+                PrecheckResult::Failed,
+                Some(e.to_string()),
+                Some(crate::engine::filter::FIX),
+                false,
+            ));
+            Vec::new()
+        }
         Err(e) => {
             items.push(item(
                 "source.tablesExist",
