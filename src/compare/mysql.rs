@@ -33,11 +33,15 @@ fn view(t: &MyTable, def: TableDef) -> MyTable {
     MyTable { def, columns, engine: t.engine.clone(), collation: t.collation.clone(), indexes: Vec::new() }
 }
 
-async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Conn> {
+/// A comparison session: every transaction read-only on both sides (the target's credentials
+/// can write, the comparison never needs to), in UTC.
+pub async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Conn> {
     let mut conn = connect::connect(endpoint, login, which).await?;
-    conn.query_drop("SET SESSION time_zone = '+00:00'")
-        .await
-        .map_err(|e| EngineError::query(which, "setting up the comparison session", e))?;
+    for setting in ["SET SESSION TRANSACTION READ ONLY", "SET SESSION time_zone = '+00:00'"] {
+        conn.query_drop(setting)
+            .await
+            .map_err(|e| EngineError::query(which, "setting up the comparison session", e))?;
+    }
     Ok(conn)
 }
 

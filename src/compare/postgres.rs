@@ -26,12 +26,14 @@ pub struct PgSide {
     planned: Vec<PgTable>,
 }
 
-async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Client> {
+/// A comparison session: read-only on both sides (the target's credentials can write, the
+/// comparison never needs to), in UTC with fixed output styles.
+pub async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Client> {
     let client = connect::connect(endpoint, login, which).await?;
     client
         .batch_execute(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
-             SET extra_float_digits = 1; SET bytea_output = 'hex'",
+            "SET default_transaction_read_only = on; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
+             SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'",
         )
         .await
         .ctx(which, || "setting up the comparison session".into())?;
