@@ -248,6 +248,19 @@ pub fn for_table(dialect: Dialect, sql: &str, table_columns: &[&str]) -> Result<
     Ok(f.render(dialect))
 }
 
+/// `objects` without any row filter: what the precheck resolves to go on checking the tables
+/// once it has reported a refused filter.
+pub fn without_filters(objects: &crate::api::ObjectSelection) -> crate::api::ObjectSelection {
+    let mut bare = objects.clone();
+    for db in &mut bare.databases {
+        let schemas = db.schemas.iter_mut().flat_map(|s| s.tables.iter_mut());
+        for t in db.tables.iter_mut().chain(schemas) {
+            t.filter = None;
+        }
+    }
+    bare
+}
+
 /// How the error of a refused row filter begins (the precheck reports it as `source.filters`).
 pub const REFUSED: &str = "row filter refused on";
 

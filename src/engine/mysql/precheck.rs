@@ -256,7 +256,14 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &mut Conn, spec: &SyncJ
                 Some(crate::engine::filter::FIX),
                 false,
             ));
-            Vec::new()
+            // The target checks still need the tables: resolve them without the filters.
+            match catalog::resolve(src, &crate::engine::filter::without_filters(&spec.objects)).await {
+                Ok(tables) => {
+                    items.push(passed("source.tablesExist"));
+                    tables.into_iter().map(|t| t.def).collect()
+                }
+                Err(_) => Vec::new(),
+            }
         }
         Err(e) => {
             items.push(item(

@@ -437,7 +437,14 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJob
                 Some(crate::engine::filter::FIX),
                 false,
             ));
-            Vec::new()
+            // The target checks still need the tables: resolve them without the filters.
+            match catalog::resolve(src, &crate::engine::filter::without_filters(&spec.objects), db).await {
+                Ok(tables) => {
+                    items.push(passed("source.tablesExist"));
+                    tables
+                }
+                Err(_) => Vec::new(),
+            }
         }
         Err(e) => {
             let fix = match &e {
