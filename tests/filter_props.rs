@@ -5,8 +5,11 @@
 use ferry::engine::filter::{Dialect, RowFilter};
 use proptest::prelude::*;
 
-/// Cases per property: enough to reach every construct, few enough for every `make test`.
-const CASES: u32 = 256;
+/// Cases per property: enough to reach every construct, few enough for every `make test`;
+/// `PROPTEST_CASES` raises it for a longer run.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+}
 
 /// A MySQL string literal for `s` as a user would write it (backslash escapes on).
 fn my_string(s: &str) -> String {
@@ -113,7 +116,7 @@ fn round_trip(f: &RowFilter, dialect: Dialect) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn mysql_filters_render_to_sql_that_parses_to_the_same_tree(sql in filter(Dialect::MySql)) {

@@ -51,6 +51,10 @@
 //! rather than misread), MySQL's `!` as NOT (write `NOT`), qualified column names, and
 //! PostgreSQL's postfix `ISNULL` (write `IS NULL`; `NOTNULL` is still read as `IS NOT NULL`).
 //! PostgreSQL's nested comments (`/* /* */ */`) are now read as PostgreSQL reads them.
+//! MySQL's `XOR` is taken only where sqlparser (which ranks it with `^`) and MySQL (between AND
+//! and OR) read it alike: at the top, inside parentheses or as an operand of OR, with each side an
+//! atom or parenthesised; elsewhere the filter is refused with a request for parentheses.
+//! `==` is read as `=`, and MySQL's `a = NOT b` as `a = (NOT b)`.
 //!
 //! # Semantics and deviations from MySQL
 //!
