@@ -93,6 +93,28 @@ async fn an_invalid_spec_sets_create_failed_and_creates_no_pod() {
     assert!(reasons(&api.done().await).contains(&"SpecInvalid".to_owned()));
 }
 
+#[tokio::test]
+async fn a_filter_smuggling_sql_sets_create_failed_with_the_field_and_the_construct() {
+    let (ctx, mut api) = context();
+    let mut j = job(None);
+    j.spec.objects.databases[0].schemas[0].tables[0].filter =
+        Some("1) UNION ALL SELECT user, authentication_string FROM mysql.user WHERE (1".into());
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let status = status_of(&status);
+    assert_eq!(status.phase, Some(SyncJobPhase::CreateFailed));
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert!(
+        stalled.message.contains("spec.objects.databases[0].schemas[0].tables[0].filter")
+            && stalled.message.contains("found `)`"),
+        "{stalled:?}"
+    );
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"SpecInvalid".to_owned()));
+}
+
 fn precheck(result: PrecheckResult) -> Option<PrecheckStatus> {
     Some(PrecheckStatus {
         observed_generation: Some(1),

@@ -334,12 +334,13 @@ async fn a_filter_the_stream_cannot_evaluate_fails_the_precheck_and_the_job_befo
     src.batch_execute("ALTER TABLE orders REPLICA IDENTITY DEFAULT").await.unwrap();
     let creds = pair.credentials();
 
-    let spec = filtered_orders_spec(&pair, "lower(region) = 'eu'");
+    // Within the subset every source takes, but not one the stream can evaluate.
+    let spec = filtered_orders_spec(&pair, "region > 'm'");
     let items = engine::precheck(&spec, &creds).await;
     let filters = items.iter().find(|i| i.item == "source.filters").expect("a source.filters item");
     assert_eq!(filters.result, PrecheckResult::Failed, "{items:#?}");
     let reason = filters.reason.as_deref().unwrap();
-    assert!(reason.contains("PostgreSQL 13") && reason.contains("function call `lower(...)`"), "{reason}");
+    assert!(reason.contains("PostgreSQL 13") && reason.contains("ordering text"), "{reason}");
     assert!(filters.fix.as_deref().unwrap().contains("PostgreSQL 15"), "{filters:?}");
     let (_stop_job, stop) = watch::channel(false);
     let err = engine::run(Job { id: "versions/unfit", spec: &spec, credentials: &creds, tracker: tracker(), stop })

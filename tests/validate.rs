@@ -231,7 +231,48 @@ fn a_table_listed_twice_and_an_empty_filter_are_rejected() {
 fn a_filter_with_a_second_statement_is_rejected() {
     let mut s = SyncJobSpec::test();
     s.objects.databases[0].schemas[0].tables[0].filter = Some("1=1; DROP TABLE orders".into());
-    rejects(&s, "spec.objects.databases[0].schemas[0].tables[0].filter", "single boolean expression");
+    rejects(&s, "spec.objects.databases[0].schemas[0].tables[0].filter", "statement separator `;`");
+}
+
+/// Filters that try to read or call beyond the table, and what the refusal names.
+const ATTACKS: &[(&str, &str)] = &[
+    ("1) UNION ALL SELECT user, authentication_string FROM mysql.user WHERE (1", "found `)`"),
+    ("id IN (SELECT id FROM other)", "subquery is not supported"),
+    ("EXISTS (SELECT 1 FROM other)", "subquery is not supported"),
+    ("pg_read_file('/etc/passwd') IS NOT NULL", "function call `pg_read_file(...)` is not supported"),
+    ("other_table.col = 1", "qualified name `other_table.col` is not supported"),
+    ("id = @@version", "variable"),
+];
+
+#[test]
+fn filters_reaching_beyond_the_table_are_rejected_in_the_source_engines_dialect() {
+    for (filter, says) in ATTACKS {
+        let mut pg = SyncJobSpec::test();
+        pg.objects.databases[0].schemas[0].tables[0].filter = Some((*filter).into());
+        if !filter.contains('@') {
+            rejects(&pg, "spec.objects.databases[0].schemas[0].tables[0].filter", says);
+        }
+        let mut my = SyncJobSpec::test();
+        my.source.engine = Engine::Mariadb;
+        my.target.engine = Engine::Mariadb;
+        my.source.database = None;
+        my.target.database = None;
+        let db = &mut my.objects.databases[0];
+        db.tables = std::mem::take(&mut db.schemas[0].tables);
+        db.schemas.clear();
+        db.tables[0].filter = Some((*filter).into());
+        rejects(&my, "spec.objects.databases[0].tables[0].filter", says);
+    }
+}
+
+#[test]
+fn a_filter_is_read_in_its_source_engines_dialect() {
+    let mut s = SyncJobSpec::test();
+    // PostgreSQL: "x" is a column, `x` is not a name at all.
+    s.objects.databases[0].schemas[0].tables[0].filter = Some("\"Region\" = 'eu' AND id > 1".into());
+    assert_eq!(s.validate(), vec![]);
+    s.objects.databases[0].schemas[0].tables[0].filter = Some("`region` = 'eu'".into());
+    rejects(&s, "spec.objects.databases[0].schemas[0].tables[0].filter", "for postgresql");
 }
 
 #[test]

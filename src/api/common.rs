@@ -304,9 +304,12 @@ pub struct TableSelection {
     /// Table name on the target. Default: the same as `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapped_name: Option<String>,
-    /// Row filter: an SQL boolean expression over the table's columns (the body of a WHERE
-    /// clause, e.g. `region = 'eu' AND id > 1000`). Only matching rows are transferred, in the
-    /// full and in the incremental phase.
+    /// Row filter: an SQL boolean expression over the table's own columns in the source
+    /// engine's dialect (the body of a WHERE clause, e.g. `region = 'eu' AND id > 1000`). Only
+    /// matching rows are transferred, in the full and in the incremental phase, and compared.
+    /// Comparisons, IN and BETWEEN with literals, LIKE, IS [NOT] NULL, AND/OR/NOT and literals
+    /// only: functions, subqueries, arithmetic and other tables' columns are refused. The filter
+    /// is parsed and rendered anew before it reaches a server (docs/filters.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
     /// Which columns are transferred and under which names. Default: every column, same names.

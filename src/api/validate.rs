@@ -11,6 +11,7 @@ use super::common::{
 };
 use super::compare::{CompareModeKind, CompareTaskSpec};
 use super::syncjob::{MAX_SLOT_RETENTION_MINUTES, SpeedLimit, SyncJobSpec, TaskType};
+use crate::engine::filter::{Dialect, RowFilter};
 
 /// One violation: which field and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -198,8 +199,16 @@ fn check_table(errs: &mut Errors, path: &str, t: &TableSelection, engine: Engine
             );
         } else if f.trim().is_empty() {
             errs.push(format!("{path}.filter"), "must not be empty when set");
-        } else if f.contains(';') {
-            errs.push(format!("{path}.filter"), "must be a single boolean expression, without ';'");
+        } else if let Some(dialect) = Dialect::of(engine)
+            && let Err(e) = RowFilter::parse_in(dialect, f)
+        {
+            errs.push(
+                format!("{path}.filter"),
+                format!(
+                    "not a row filter Ferry accepts for {engine}: {e}; write a boolean expression over the table's \
+                     own columns with comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT and literals"
+                ),
+            );
         }
     }
     if let Some(c) = &t.columns {

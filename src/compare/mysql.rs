@@ -11,6 +11,7 @@ use super::canonical::ValueClass;
 use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::error::{EngineError, Result, Side as Which};
+use crate::engine::filter;
 use crate::engine::model::{KeyRange, TableDef};
 use crate::engine::mysql::catalog::{self, ColumnKind, MyTable};
 use crate::engine::mysql::{connect, source};
@@ -32,11 +33,15 @@ fn view(t: &MyTable, def: TableDef) -> MyTable {
     MyTable { def, columns, engine: t.engine.clone(), collation: t.collation.clone(), indexes: Vec::new() }
 }
 
-async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Conn> {
+/// A comparison session: every transaction read-only on both sides (the target's credentials
+/// can write, the comparison never needs to), in UTC.
+pub async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Conn> {
     let mut conn = connect::connect(endpoint, login, which).await?;
-    conn.query_drop("SET SESSION time_zone = '+00:00'")
-        .await
-        .map_err(|e| EngineError::query(which, "setting up the comparison session", e))?;
+    for setting in ["SET SESSION TRANSACTION READ ONLY", "SET SESSION time_zone = '+00:00'"] {
+        conn.query_drop(setting)
+            .await
+            .map_err(|e| EngineError::query(which, "setting up the comparison session", e))?;
+    }
     Ok(conn)
 }
 
@@ -92,6 +97,12 @@ impl MySide {
         for d in &defs {
             let here = catalog::describe(&mut conn, &d.schema, &d.name, d.schema.clone(), d.name.clone(), None).await;
             let mut def = d.clone();
+            // The source's filter, rendered anew for this engine.
+            if let Some(f) = &d.filter {
+                let f = filter::translate(f, filter::Dialect::Postgres, filter::Dialect::MySql)
+                    .map_err(|e| EngineError::Unsupported(format!("the row filter of {}: {e}", d.display_name())))?;
+                def.filter = Some(f);
+            }
             let columns = match here {
                 Ok(t) => def
                     .columns

@@ -8,7 +8,8 @@ use tokio_postgres::types::ToSql;
 use super::canonical::ValueClass;
 use super::{CHUNK_ROWS, ForeignKeyShape, RawRow, Row, Shape, Side, source_view, target_view};
 use crate::api::{Endpoint, ObjectSelection};
-use crate::engine::error::{Context, Result, Side as Which};
+use crate::engine::error::{Context, EngineError, Result, Side as Which};
+use crate::engine::filter;
 use crate::engine::model::{KeyRange, TableDef};
 use crate::engine::postgres::catalog::{self, PgTable};
 use crate::engine::postgres::structure::{self, Extras};
@@ -25,12 +26,14 @@ pub struct PgSide {
     planned: Vec<PgTable>,
 }
 
-async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Client> {
+/// A comparison session: read-only on both sides (the target's credentials can write, the
+/// comparison never needs to), in UTC with fixed output styles.
+pub async fn session(endpoint: &Endpoint, login: Login<'_>, which: Which) -> Result<Client> {
     let client = connect::connect(endpoint, login, which).await?;
     client
         .batch_execute(
-            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
-             SET extra_float_digits = 1; SET bytea_output = 'hex'",
+            "SET default_transaction_read_only = on; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
+             SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'",
         )
         .await
         .ctx(which, || "setting up the comparison session".into())?;
@@ -73,6 +76,12 @@ impl PgSide {
     pub async fn target_for(endpoint: &Endpoint, login: Login<'_>, mut defs: Vec<TableDef>) -> Result<PgSide> {
         let client = session(endpoint, login, Which::Target).await?;
         for d in &mut defs {
+            // The source's filter, rendered anew for this engine.
+            if let Some(f) = &d.filter {
+                let f = filter::translate(f, filter::Dialect::MySql, filter::Dialect::Postgres)
+                    .map_err(|e| EngineError::Unsupported(format!("the row filter of {}: {e}", d.display_name())))?;
+                d.filter = Some(f);
+            }
             let (table, shown) = (pg_qualified(&d.schema, &d.name), d.display_name());
             for c in &mut d.columns {
                 let row = client

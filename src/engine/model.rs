@@ -31,7 +31,8 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
     /// Positions (in `columns`) of the primary key columns, in key order; empty without a key.
     pub key: Vec<usize>,
-    /// Row filter (SQL boolean expression), if any.
+    /// Row filter, if any: SQL of the source's engine rendered by the catalog from the parsed
+    /// spec filter ([`crate::engine::filter::for_table`]), never the spec's text.
     pub filter: Option<String>,
     /// Rows the source statistics estimate.
     pub estimated_rows: u64,

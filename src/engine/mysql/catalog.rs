@@ -6,6 +6,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::api::{ObjectScope, ObjectSelection, TableSelection};
 use crate::engine::error::{EngineError, Result, Side};
+use crate::engine::filter::{self, Dialect};
 use crate::engine::model::{ColumnDef, TableDef};
 
 use super::defaults::{self, DefaultStyle};
@@ -360,6 +361,13 @@ pub async fn describe(
             _ => indexes.push(IndexDef { name: index, unique: non_unique == 0, kind, columns: vec![(col, sub_part)] }),
         }
     }
+    let filter = match sel.and_then(|s| s.filter.as_deref()) {
+        None => None,
+        Some(f) => {
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            Some(filter::for_table(Dialect::MySql, f, &names).map_err(|e| filter::refused(db, name, &e))?)
+        }
+    };
     Ok(MyTable {
         def: TableDef {
             schema: db.to_owned(),
@@ -368,7 +376,7 @@ pub async fn describe(
             target_name,
             columns,
             key,
-            filter: sel.and_then(|s| s.filter.clone()),
+            filter,
             estimated_rows: estimated.unwrap_or(0),
         },
         columns: my,

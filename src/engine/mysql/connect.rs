@@ -32,7 +32,16 @@ pub const SUPPORTED_PLUGINS: &str =
 /// `CLIENT_SSL` in the capability flags of the server greeting.
 const CLIENT_SSL: u32 = 0x0800;
 
-/// Opens a session to `endpoint` over TCP.
+/// The SQL mode of every session, whatever the server's global one: row filters are rendered
+/// for it (no ANSI_QUOTES: `"..."` is a string; no NO_BACKSLASH_ESCAPES: `\\` escapes in string
+/// literals; no PIPES_AS_CONCAT or HIGH_NOT_PRECEDENCE: `||` and `NOT` as the filter parser reads
+/// them; no PAD_CHAR_TO_FULL_LENGTH: CHAR values read as the binary log carries them). Strict,
+/// with the zero-date checks off, so that DDL copies what the source accepted; the writing
+/// sessions set their own mode on top (`target::prepare_session`). Valid on MySQL 5.7, 8 and
+/// MariaDB alike.
+pub const SESSION_SQL_MODE: &str = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// Opens a session to `endpoint` over TCP, in [`SESSION_SQL_MODE`].
 pub async fn connect(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Conn> {
     crate::engine::net::connecting(side, open(endpoint, login, side)).await
 }
@@ -61,6 +70,9 @@ async fn open(endpoint: &Endpoint, login: Login<'_>, side: Side) -> Result<Conn>
     }
     let mut conn = login_with_retry(opts).await.map_err(|e| connect_error(endpoint, login, side, &e))?;
     conn.query_drop("SET NAMES utf8mb4").await.map_err(|e| EngineError::query(side, "setting up the session", e))?;
+    conn.query_drop(format!("SET SESSION sql_mode = '{SESSION_SQL_MODE}'"))
+        .await
+        .map_err(|e| EngineError::query(side, "setting up the session", e))?;
     Ok(conn)
 }
 

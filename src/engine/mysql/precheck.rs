@@ -249,6 +249,23 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &mut Conn, spec: &SyncJ
             }
             tables
         }
+        Err(e) if e.to_string().starts_with(crate::engine::filter::REFUSED) => {
+            items.push(item(
+                "source.filters",
+                PrecheckResult::Failed,
+                Some(e.to_string()),
+                Some(crate::engine::filter::FIX),
+                false,
+            ));
+            // The target checks still need the tables: resolve them without the filters.
+            match catalog::resolve(src, &crate::engine::filter::without_filters(&spec.objects)).await {
+                Ok(tables) => {
+                    items.push(passed("source.tablesExist"));
+                    tables.into_iter().map(|t| t.def).collect()
+                }
+                Err(_) => Vec::new(),
+            }
+        }
         Err(e) => {
             items.push(item(
                 "source.tablesExist",

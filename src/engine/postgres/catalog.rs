@@ -5,6 +5,7 @@ use tokio_postgres::Client;
 
 use crate::api::{ColumnSelection, ObjectScope, ObjectSelection, TableSelection};
 use crate::engine::error::{Context, EngineError, Result, Side};
+use crate::engine::filter;
 use crate::engine::model::{ColumnDef, TableDef};
 use crate::engine::postgres::structure::{self, Extras};
 
@@ -343,6 +344,14 @@ async fn describe(
         })
         .collect();
     let extras = structure::describe(client, oid, schema_map, columns_sel, Side::Source).await?;
+    let filter = match sel.and_then(|s| s.filter.as_deref()) {
+        None => None,
+        Some(f) => {
+            let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+            let rendered = filter::for_table(filter::Dialect::Postgres, f, &names);
+            Some(rendered.map_err(|e| filter::refused(schema, name, &e))?)
+        }
+    };
     Ok(PgTable {
         def: TableDef {
             schema: schema.to_owned(),
@@ -351,7 +360,7 @@ async fn describe(
             target_name,
             columns,
             key,
-            filter: sel.and_then(|s| s.filter.clone()),
+            filter,
             estimated_rows: estimated.max(0) as u64,
         },
         binary,

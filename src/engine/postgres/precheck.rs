@@ -428,6 +428,24 @@ async fn tables_item(items: &mut Vec<PrecheckItem>, src: &Client, spec: &SyncJob
             }
             tables
         }
+        Err(e) if e.to_string().starts_with(crate::engine::filter::REFUSED) => {
+            let message = Some(e.to_string());
+            items.push(item(
+                "source.filters",
+                PrecheckResult::Failed,
+                message,
+                Some(crate::engine::filter::FIX),
+                false,
+            ));
+            // The target checks still need the tables: resolve them without the filters.
+            match catalog::resolve(src, &crate::engine::filter::without_filters(&spec.objects), db).await {
+                Ok(tables) => {
+                    items.push(passed("source.tablesExist"));
+                    tables
+                }
+                Err(_) => Vec::new(),
+            }
+        }
         Err(e) => {
             let fix = match &e {
                 EngineError::MissingTable(_) => "check the names under spec.objects, or create the table on the source",
