@@ -437,6 +437,7 @@ fn compare_pod(task: &ferry::api::compare::CompareTask, run: i64, phase: &str) -
         node_type: ferry::api::NodeType::Small,
         overrides: Default::default(),
         default_image: "ferry:test",
+        service_account: "check-ferry-compare".into(),
     });
     p.status = Some(PodStatus { phase: Some(phase.into()), ..Default::default() });
     p
@@ -452,8 +453,13 @@ async fn a_new_compare_task_runs_a_compare_pod_with_the_jobs_secrets() {
     api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv)).await;
     api.expect(no_report()).await;
     api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    // The operator creates the report ConfigMap, owned by the task, before the pod.
+    let (_, report) = api.expect(mock_api::echo(Method::POST, "/api/v1/namespaces/shop/configmaps")).await;
+    assert_eq!(report["metadata"]["name"], "check-report");
+    assert_eq!(report["metadata"]["ownerReferences"][0]["uid"], "uid-2");
     let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
     assert_eq!(pod["metadata"]["name"], "check-compare-1");
+    assert_eq!(pod["spec"]["serviceAccountName"], "check-ferry-compare", "the task's own account");
     assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "CompareTask");
     assert_eq!(pod["spec"]["containers"][0]["args"], json!(["worker", "compare", "--job", "shop/check"]));
     let env = &pod["spec"]["containers"][0]["env"];
@@ -463,6 +469,17 @@ async fn a_new_compare_task_runs_a_compare_pod_with_the_jobs_secrets() {
     assert_eq!(status["status"]["runs"], 1);
     assert!(status["status"].get("result").is_none(), "the worker's fields are not applied");
     run.await.unwrap().unwrap();
+    let kinds: Vec<_> = api.identity.iter().map(|o| o["kind"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
+    let role = &api.identity[1];
+    let names: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resourceNames"].as_array().unwrap())
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["check", "check", "check-report", "orders"]);
     api.done().await;
 }
 

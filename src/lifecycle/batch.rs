@@ -392,6 +392,35 @@ pub fn mark_name_taken(status: &mut BatchJobStatus, item: &str, child: &str, now
     conditions::set(conds, types::RECONCILING, Status::False, "Failed", message, generation, now);
 }
 
+/// Marks the row of `item` refused by the operator's policy (`spec.worker` asks for an image,
+/// tolerations or node labels the operator does not allow): no child is created for it and an
+/// existing child keeps its last spec; the batch is `Failed` with the reason. Returns whether the
+/// row's message changed (then the caller records an Event).
+pub fn mark_refused(status: &mut BatchJobStatus, item: &str, reason: &str, has_child: bool, now: Timestamp) -> bool {
+    let Some(row) = status.jobs.iter_mut().find(|r| r.name == item) else { return false };
+    let kept = if has_child { " (its SyncJob keeps its last spec)" } else { "" };
+    let message = format!("refused by the operator: {reason}{kept}");
+    let changed = row.message.as_deref() != Some(message.as_str());
+    if !has_child {
+        row.sync_job = None;
+        *status.counts.entry(COUNT_INVALID.into()).or_default() += 1;
+        if let Some(n) = status.counts.get_mut(COUNT_WAITING) {
+            *n = n.saturating_sub(1);
+        }
+        status.counts.retain(|_, n| *n > 0);
+    }
+    row.message = Some(message);
+    status.failed += 1;
+    status.phase = Some(BatchPhase::Failed);
+    let generation = status.observed_generation.unwrap_or(0);
+    let message = format!("item {item:?} is refused by the operator: {reason}");
+    let conds = &mut status.conditions;
+    conditions::set(conds, types::STALLED, Status::True, "Failed", message.clone(), generation, now);
+    conditions::set(conds, types::READY, Status::False, "Failed", message.clone(), generation, now);
+    conditions::set(conds, types::RECONCILING, Status::False, "Failed", message, generation, now);
+    changed
+}
+
 fn event(warning: bool, reason: &'static str, message: String) -> BatchAction {
     BatchAction::Event { warning, reason, message }
 }
