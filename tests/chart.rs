@@ -915,7 +915,7 @@ fn deploy_install_yaml_is_a_fresh_render() {
     let kustomization: Value = serde_yaml::from_str(&read("deploy/kustomization.yaml")).unwrap();
     assert_eq!(kustomization["kind"], "Kustomization");
     assert_eq!(kustomization["resources"], json!(["install.yaml"]));
-    assert!(kustomization.get("namespace").is_none(), "a namespace override would move the worker RBAC");
+    assert!(kustomization.get("namespace").is_none(), "the operator's namespace is ferry-system throughout");
 }
 
 /// Every key of values.yaml has a schema, and objects with fixed keys reject others.
