@@ -185,8 +185,9 @@ async fn a_batch_item_asking_for_a_refused_image_gets_no_child_and_says_why() {
     // Only the allowed item's child is created.
     let (_, child) = api.expect(echo(Method::POST, JOBS)).await;
     assert_eq!(child["metadata"]["name"], "tenants-acme");
-    let (_, status) =
-        api.expect(call(Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/batchjobs/tenants/status", bv)).await;
+    let (_, status) = api
+        .expect(call(Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/batchjobs/tenants/status", bv.clone()))
+        .await;
     assert_eq!(status["status"]["phase"], "FAILED");
     let row = &status["status"]["jobs"][1];
     assert!(row.get("syncJob").is_none(), "{row}");
@@ -196,6 +197,27 @@ async fn a_batch_item_asking_for_a_refused_image_gets_no_child_and_says_why() {
     let events = api.done().await;
     assert!(reasons(&events).contains(&"ItemRefused".to_owned()), "{events:?}");
     assert!(!events.iter().any(|e| e["note"].as_str().unwrap_or("").contains("tenants-globex created")));
+
+    // The next reconcile says nothing new: no second ItemRefused Event.
+    let (ctx, mut api) = context();
+    let mut b: BatchJob = serde_json::from_value(bv).unwrap();
+    b.status = Some(serde_json::from_value(status["status"].clone()).unwrap());
+    let mut acme: SyncJob = serde_json::from_value(child).unwrap();
+    acme.metadata.uid = Some("acme-uid".into());
+    let bv = serde_json::to_value(&b).unwrap();
+    let run = tokio::spawn(ferry::controller::batch::reconcile(Arc::new(b), ctx));
+    api.expect(call(
+        Method::GET,
+        JOBS,
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJobList", "metadata": {}, "items": [acme]}),
+    ))
+    .await;
+    // The status may be re-applied (conditions' times); nothing else is written.
+    let (_, again) =
+        api.expect(call(Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/batchjobs/tenants/status", bv)).await;
+    assert!(again["status"]["jobs"][1]["message"].as_str().unwrap().starts_with("refused by the operator"));
+    run.await.unwrap().unwrap();
+    assert!(!reasons(&api.done().await).contains(&"ItemRefused".to_owned()));
 }
 
 // Point 5: objects of derived names are never taken over.
@@ -307,4 +329,37 @@ async fn a_report_configmap_created_by_someone_else_meanwhile_is_not_adopted() {
     run.await.unwrap().unwrap();
     assert!(api.identity.is_empty(), "no worker identity, no pod");
     assert!(reasons(&api.done().await).contains(&"NameTaken".to_owned()));
+}
+
+#[tokio::test]
+async fn a_sync_job_of_a_batch_childs_name_that_the_batch_does_not_own_is_left_alone() {
+    let (ctx, mut api) = context();
+    let mut b = BatchJob::new("tenants", BatchJobSpec::test(&["acme"], None));
+    b.metadata.namespace = Some("shop".into());
+    b.metadata.uid = Some("batch-uid".into());
+    b.metadata.generation = Some(1);
+    let bv = serde_json::to_value(&b).unwrap();
+    let run = tokio::spawn(ferry::controller::batch::reconcile(Arc::new(b), ctx));
+    // A SyncJob tenants-acme exists without the batch's ownerReference (the list shows only
+    // labelled ones; this one may not even carry the label): the create is refused.
+    api.expect(call(
+        Method::GET,
+        JOBS,
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJobList", "metadata": {}, "items": []}),
+    ))
+    .await;
+    api.expect(refused(Method::POST, JOBS, 409, "AlreadyExists")).await;
+    let (_, status) =
+        api.expect(call(Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/batchjobs/tenants/status", bv)).await;
+    let row = &status["status"]["jobs"][0];
+    assert!(row["message"].as_str().unwrap().contains("does not belong to this batch"), "{row}");
+    assert_eq!(condition(&status, "Stalled")["status"], "True");
+    run.await.unwrap().unwrap();
+    // No update, no delete of their SyncJob; an Event names it.
+    let events = api.done().await;
+    let taken = events.iter().find(|e| e["reason"] == "NameTaken").expect("a NameTaken Event");
+    assert!(
+        taken["note"].as_str().unwrap().contains("SyncJob shop/tenants-acme exists and does not belong"),
+        "{taken}"
+    );
 }

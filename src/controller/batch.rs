@@ -140,11 +140,27 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
         }
     }
     for (item, child_name) in &taken {
+        let said = |st: &crate::api::batch::BatchJobStatus| {
+            st.jobs.iter().find(|r| &r.name == item).and_then(|r| r.message.clone())
+        };
+        let before = said(&old);
         plan::mark_name_taken(&mut decided.status, item, child_name, now);
+        if said(&decided.status) != before {
+            let message = format!(
+                "item {item:?}: SyncJob {ns}/{child_name} exists and does not belong to BatchJob {name}; Ferry does \
+                 not take over objects it did not create: delete or rename that SyncJob, or rename the item"
+            );
+            super::publish_event(&ctx.recorder, &reference, true, super::REASON_NAME_TAKEN, &message).await;
+        }
     }
     for (item, reason) in &refused {
         let has_child = owned.contains_key(item);
-        if plan::mark_refused(&mut decided.status, item, reason, has_child, now) {
+        let said = |st: &crate::api::batch::BatchJobStatus| {
+            st.jobs.iter().find(|r| &r.name == item).and_then(|r| r.message.clone())
+        };
+        let before = said(&old);
+        plan::mark_refused(&mut decided.status, item, reason, has_child, now);
+        if said(&decided.status) != before {
             let message = format!("item {item:?} is refused by the operator: {reason}");
             super::publish_event(&ctx.recorder, &reference, true, "ItemRefused", &message).await;
         }
