@@ -176,6 +176,13 @@ fn main() -> ExitCode {
                 policy.allowed_node_selector_keys = nonempty(keys);
             }
             policy.image_pull_secrets = nonempty(worker_image_pull_secrets);
+            tracing::info!(
+                default_image = %policy.default_image,
+                allowed_images = ?policy.allowed_images,
+                allowed_toleration_keys = ?policy.allowed_toleration_keys,
+                allowed_node_selector_keys = ?policy.allowed_node_selector_keys,
+                "what jobs may ask of their worker pods"
+            );
             let opts =
                 ferry::operator::Options { listen, leader_election: !no_leader_election, namespace, identity, policy };
             match tokio::runtime::Runtime::new()
