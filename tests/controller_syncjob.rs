@@ -341,6 +341,42 @@ async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
     assert!(reasons(&api.done().await).contains(&"Released".to_owned()));
 }
 
+#[tokio::test]
+async fn a_job_deleted_in_the_foreground_gets_its_release_pod_once_its_dependents_are_gone() {
+    // Deleting a BatchJob in the foreground deletes its children so: the garbage collector first
+    // deletes each child's pods, ServiceAccount and Role. A release pod created meanwhile could
+    // lose its ServiceAccount under it, so none is created until the collector is done.
+    let (ctx, mut api) = context();
+    let mut j = job(Some(streaming(1)));
+    j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+    j.metadata.finalizers = Some(vec![FINALIZER.into(), "foregroundDeletion".into()]);
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::ReleaseResourceStarted));
+    let requeue = run.await.unwrap().unwrap();
+    assert_eq!(requeue, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(2)));
+    assert!(api.identity.is_empty(), "no ServiceAccount for the collector to take away");
+    api.done().await;
+
+    // The collector is done: the identity is created again, then the release pod.
+    let (ctx, mut api) = context();
+    j.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mut st = streaming(1);
+    st.phase = Some(SyncJobPhase::ReleaseResourceStarted);
+    j.status = Some(st);
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-release-0");
+    api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    run.await.unwrap().unwrap();
+    assert_eq!(api.identity.len(), 3, "ServiceAccount, Role and RoleBinding");
+    api.done().await;
+}
+
 /// A paused job whose worker reported its replication slot, held without a worker since
 /// `idle_for_secs` ago (or not yet tracked).
 fn paused_holding_slot(idle_for_secs: Option<i64>) -> SyncJob {

@@ -18,6 +18,8 @@ use crate::lifecycle::{self, Action};
 
 /// Finalizer that holds deletion until the source resources are released.
 pub const FINALIZER: &str = "ferry.dev/release";
+/// The garbage collector's finalizer on an object whose dependents it is deleting first.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
 
 /// Status fields the worker owns (written with its own field manager); the operator never
 /// applies them.
@@ -107,6 +109,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     let image = &ctx.policy.default_image;
     let mut deleted = std::collections::HashSet::new();
     let mut rejected = None;
+    let mut waiting_for_gc = false;
     for action in &plan.actions {
         match action {
             Action::RunPrecheck { generation } => {
@@ -128,6 +131,13 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
                     )
                     .filter(|a| *a != old_attempt);
                 delete_pods(&pods_api, &pods, Role::Worker, keep, &mut deleted).await?;
+            }
+            // While the garbage collector deletes the job's dependents (foreground deletion, as
+            // when its BatchJob is deleted so), a release pod or its ServiceAccount and Role
+            // created now could be deleted under it: wait until that is done, then create them
+            // again as needed.
+            Action::RunRelease { .. } if job.finalizers().iter().any(|f| f == FOREGROUND_DELETION) => {
+                waiting_for_gc = true;
             }
             Action::RunRelease { attempt } => {
                 let pod =
@@ -165,6 +175,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     }
     Ok(match plan.requeue_after {
         _ if rejected.is_some() => Requeue::requeue(super::POD_REJECTED_RETRY),
+        _ if waiting_for_gc => Requeue::requeue(Duration::from_secs(2)),
         Some(d) => Requeue::requeue(d),
         // Pod changes wake the job through `owns`; look again now and then regardless.
         None => Requeue::requeue(Duration::from_secs(300)),
