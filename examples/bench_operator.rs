@@ -74,6 +74,16 @@ async fn api_server(
         let path = request.uri().path().to_owned();
         let method = request.method().clone();
         let body = request.into_body().collect_bytes().await.unwrap_or_default();
+        let identity = ["/serviceaccounts/", "/roles/", "/rolebindings/"].iter().any(|k| path.contains(k));
+        if method == http::Method::GET && identity {
+            // Each job's worker identity does not exist yet: the reconcile creates it.
+            let missing = json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
+                                 "reason": "NotFound", "metadata": {}});
+            let bytes = serde_json::to_vec(&missing).unwrap_or_default();
+            let response = Response::builder().status(404).body(Body::from(bytes));
+            send.send_response(response.unwrap_or_else(|_| Response::new(Body::empty())));
+            continue;
+        }
         let answer: Value = if method == http::Method::GET && path.ends_with("/pods") {
             json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []})
         } else if path.contains("/syncjobs/") {
@@ -111,7 +121,8 @@ async fn main() -> Result<(), Error> {
     tokio::spawn(api_server(handle, Arc::clone(&calls)));
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), Reporter { controller: "ferry-operator".into(), instance: None });
-    let ctx = Arc::new(Context { client, image: "ferry:bench".into(), recorder });
+    let ctx =
+        Arc::new(Context { client, policy: ferry::controller::policy::WorkerPolicy::new("ferry:bench"), recorder });
 
     println!("{jobs} SyncJobs in the controller's store; {rounds} rounds of reconciling every one");
     let mut rates = Vec::new();

@@ -60,6 +60,24 @@ enum Command {
         /// Image of worker pods when a job names none (the operator's own image).
         #[arg(long, env = "FERRY_IMAGE", default_value = concat!("ghcr.io/ferry-dev/ferry:", env!("CARGO_PKG_VERSION")))]
         image: String,
+        /// Further images a job's `spec.worker.image` may name (comma-separated): exact
+        /// references, or prefixes ending in `*` such as `registry.example.com/ferry:*`; `*`
+        /// alone allows any image. Default: only the operator's own image (`--image`).
+        #[arg(long, env = "FERRY_ALLOWED_WORKER_IMAGES", value_delimiter = ',')]
+        allowed_worker_images: Vec<String>,
+        /// Toleration keys a job's `spec.worker.tolerations` may use (comma-separated); `*`
+        /// allows any toleration. Default: none.
+        #[arg(long, env = "FERRY_ALLOWED_TOLERATION_KEYS", value_delimiter = ',')]
+        allowed_toleration_keys: Vec<String>,
+        /// Node label keys a job's `spec.worker.nodeSelector` may use (comma-separated); `*`
+        /// allows any. Default: kubernetes.io/arch, kubernetes.io/os,
+        /// node.kubernetes.io/instance-type, topology.kubernetes.io/region and
+        /// topology.kubernetes.io/zone.
+        #[arg(long, env = "FERRY_ALLOWED_NODE_SELECTOR_KEYS", value_delimiter = ',')]
+        allowed_node_selector_keys: Option<Vec<String>>,
+        /// Secrets (in each job's namespace) worker pods pull their image with (comma-separated).
+        #[arg(long, env = "FERRY_WORKER_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+        worker_image_pull_secrets: Vec<String>,
     },
     /// Run one step of a SyncJob inside its pod: the operator starts these.
     Worker {
@@ -133,13 +151,40 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Operator { listen, no_leader_election, namespace, identity, image } => {
+        Command::Operator {
+            listen,
+            no_leader_election,
+            namespace,
+            identity,
+            image,
+            allowed_worker_images,
+            allowed_toleration_keys,
+            allowed_node_selector_keys,
+            worker_image_pull_secrets,
+        } => {
             init_tracing_default("info");
             let identity = identity
                 .or_else(|| std::env::var("HOSTNAME").ok())
                 .unwrap_or_else(|| format!("ferry-operator-{}", std::process::id()));
+            let nonempty = |list: Vec<String>| -> Vec<String> {
+                list.into_iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+            };
+            let mut policy = ferry::controller::policy::WorkerPolicy::new(image);
+            policy.allowed_images = nonempty(allowed_worker_images);
+            policy.allowed_toleration_keys = nonempty(allowed_toleration_keys);
+            if let Some(keys) = allowed_node_selector_keys {
+                policy.allowed_node_selector_keys = nonempty(keys);
+            }
+            policy.image_pull_secrets = nonempty(worker_image_pull_secrets);
+            tracing::info!(
+                default_image = %policy.default_image,
+                allowed_images = ?policy.allowed_images,
+                allowed_toleration_keys = ?policy.allowed_toleration_keys,
+                allowed_node_selector_keys = ?policy.allowed_node_selector_keys,
+                "what jobs may ask of their worker pods"
+            );
             let opts =
-                ferry::operator::Options { listen, leader_election: !no_leader_election, namespace, identity, image };
+                ferry::operator::Options { listen, leader_election: !no_leader_election, namespace, identity, policy };
             match tokio::runtime::Runtime::new()
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.block_on(ferry::operator::run(opts)).map_err(|e| e.to_string()))

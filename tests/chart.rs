@@ -50,7 +50,11 @@ affinity:
           labelSelector: {matchLabels: {app.kubernetes.io/component: operator}}
 priorityClassName: ferry-critical
 service: {annotations: {example.com/scrape: "yes"}}
-workers: {namespaces: [default, shop], imagePullSecrets: [{name: ferry-pull}]}
+workers:
+  allowedImages: ["registry.example.com/ferry:*"]
+  allowedTolerationKeys: [dedicated]
+  allowedNodeSelectorKeys: [pool]
+  imagePullSecrets: [{name: ferry-pull}, {name: ferry-pull-2}]
 serviceMonitor: {enabled: true, labels: {release: prometheus}}
 podMonitor: {enabled: true}
 prometheusRule: {enabled: true}
@@ -408,16 +412,16 @@ fn the_defaults_render_valid_objects_and_no_optional_ones() {
     assert_eq!(count("CustomResourceDefinition"), 3);
     assert_eq!(count("Deployment"), 1);
     assert_eq!(count("Service"), 1);
-    assert_eq!(count("ServiceAccount"), 2, "ferry-operator, and ferry-worker in default");
-    assert_eq!(count("ClusterRole"), 2);
+    assert_eq!(count("ServiceAccount"), 1, "ferry-operator; each job's worker gets its own from the operator");
+    assert_eq!(count("ClusterRole"), 1);
     assert_eq!(count("ClusterRoleBinding"), 1);
     assert_eq!(count("Role"), 1);
-    assert_eq!(count("RoleBinding"), 2);
+    assert_eq!(count("RoleBinding"), 1);
     assert_eq!(count("PodDisruptionBudget"), 1, "two replicas by default");
     for kind in ["ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "Namespace"] {
         assert_eq!(count(kind), 0, "{kind} is off by default");
     }
-    assert_eq!(docs.len(), 14);
+    assert_eq!(docs.len(), 11);
 }
 
 #[test]
@@ -427,16 +431,27 @@ fn every_optional_object_renders_valid() {
     for kind in ["ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap"] {
         assert_eq!(of_kind(docs, kind).len(), 1, "{kind}");
     }
-    for ns in ["default", "shop"] {
-        let sa = docs.iter().find(|d| d["kind"] == "ServiceAccount" && d["metadata"]["namespace"] == ns).unwrap();
-        let sa: ServiceAccount = typed(sa);
-        assert_eq!(sa.metadata.name.as_deref(), Some(pods::WORKER_SERVICE_ACCOUNT));
-        assert_eq!(sa.image_pull_secrets.unwrap()[0].name, "ferry-pull");
-        assert!(docs.iter().any(|d| d["kind"] == "RoleBinding"
-            && d["metadata"]["namespace"] == ns
-            && d["metadata"]["name"] == "ferry-worker"));
-    }
-    assert_eq!(docs.len(), 20);
+    // What jobs may ask of their worker pods reaches the operator.
+    let deployment: Deployment = typed(find(docs, "Deployment", "ferry-operator"));
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+    assert_eq!(value("FERRY_ALLOWED_WORKER_IMAGES").as_deref(), Some("registry.example.com/ferry:*"));
+    assert_eq!(value("FERRY_ALLOWED_TOLERATION_KEYS").as_deref(), Some("dedicated"));
+    assert_eq!(value("FERRY_ALLOWED_NODE_SELECTOR_KEYS").as_deref(), Some("pool"));
+    assert_eq!(value("FERRY_WORKER_IMAGE_PULL_SECRETS").as_deref(), Some("ferry-pull,ferry-pull-2"));
+    assert_eq!(docs.len(), 15);
+}
+
+#[test]
+fn by_default_workers_may_run_the_operators_image_only_without_tolerations() {
+    let deployment: Deployment = typed(find(defaults(), "Deployment", "ferry-operator"));
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let value = |name: &str| env.iter().find(|e| e.name == name).and_then(|e| e.value.clone());
+    assert_eq!(value("FERRY_ALLOWED_WORKER_IMAGES").as_deref(), Some(""), "only FERRY_IMAGE");
+    assert_eq!(value("FERRY_ALLOWED_TOLERATION_KEYS").as_deref(), Some(""));
+    let keys = value("FERRY_ALLOWED_NODE_SELECTOR_KEYS").unwrap();
+    assert_eq!(keys.split(',').collect::<Vec<_>>(), ferry::controller::policy::DEFAULT_NODE_SELECTOR_KEYS);
+    assert!(value("FERRY_WORKER_IMAGE_PULL_SECRETS").is_none());
 }
 
 #[test]
@@ -451,11 +466,7 @@ fn the_rbac_is_exactly_deploy_rbac_yaml() {
         }
     };
     for docs in [defaults(), everything()] {
-        for (kind, name) in [
-            ("ClusterRole", "ferry-operator"),
-            ("ClusterRole", "ferry-worker"),
-            ("Role", "ferry-operator-leader-election"),
-        ] {
+        for (kind, name) in [("ClusterRole", "ferry-operator"), ("Role", "ferry-operator-leader-election")] {
             assert_eq!(rules(docs, kind, name), rules(&reference, kind, name), "{kind} {name}");
         }
         let binding: ClusterRoleBinding = typed(find(docs, "ClusterRoleBinding", "ferry-operator"));
@@ -473,13 +484,7 @@ fn the_rbac_is_exactly_deploy_rbac_yaml() {
             ("Role", "ferry-operator-leader-election")
         );
         assert_eq!(leader.subjects.unwrap()[0].name, "ferry-operator");
-        for doc in of_kind(docs, "RoleBinding").into_iter().filter(|d| d["metadata"]["name"] == "ferry-worker") {
-            let b: RoleBinding = typed(doc);
-            let ns = b.metadata.namespace.clone().unwrap();
-            assert_eq!((b.role_ref.kind.as_str(), b.role_ref.name.as_str()), ("ClusterRole", "ferry-worker"));
-            let s = &b.subjects.unwrap()[0];
-            assert_eq!((s.name.as_str(), s.namespace.as_deref()), (pods::WORKER_SERVICE_ACCOUNT, Some(ns.as_str())));
-        }
+        assert!(!docs.iter().any(|d| d["metadata"]["name"] == "ferry-worker"), "no worker RBAC shared by jobs");
     }
 }
 
@@ -910,7 +915,7 @@ fn deploy_install_yaml_is_a_fresh_render() {
     let kustomization: Value = serde_yaml::from_str(&read("deploy/kustomization.yaml")).unwrap();
     assert_eq!(kustomization["kind"], "Kustomization");
     assert_eq!(kustomization["resources"], json!(["install.yaml"]));
-    assert!(kustomization.get("namespace").is_none(), "a namespace override would move the worker RBAC");
+    assert!(kustomization.get("namespace").is_none(), "the operator's namespace is ferry-system throughout");
 }
 
 /// Every key of values.yaml has a schema, and objects with fixed keys reject others.
@@ -943,7 +948,7 @@ fn the_values_schema_covers_every_value_and_rejects_unknown_ones() {
         ("replicaCont=3", "replicaCont"),
         ("serviceMonitor.interval=soon", "interval"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
-        ("workers.namespaces={Shop}", "namespaces"),
+        ("workers.namespaces={shop}", "namespaces"),
     ] {
         let err = template(&["--set", set]).expect_err(set);
         assert!(err.contains(complaint), "--set {set}: {err}");

@@ -131,19 +131,19 @@ async fn refused_pod(message: &str) -> (Value, Vec<Value>) {
 #[tokio::test]
 async fn a_missing_worker_service_account_is_a_condition_and_an_event_saying_how_to_fix_it() {
     let (status, events) = refused_pod(
-        "pods \"orders-precheck-1\" is forbidden: error looking up service account shop/ferry-worker: \
-         serviceaccount \"ferry-worker\" not found",
+        "pods \"orders-precheck-1\" is forbidden: error looking up service account shop/orders-ferry-worker: \
+         serviceaccount \"orders-ferry-worker\" not found",
     )
     .await;
     let stalled = condition(&status, "Stalled");
     assert_eq!((stalled["status"].as_str(), stalled["reason"].as_str()), (Some("True"), Some("PodRejected")));
     let message = stalled["message"].as_str().unwrap();
-    assert!(message.contains("ServiceAccount ferry-worker does not exist in namespace shop"), "{message}");
-    assert!(message.contains("deploy/rbac.yaml") && message.contains("workers.namespaces"), "{message}");
+    assert!(message.contains("the job's ServiceAccount is missing in namespace shop"), "{message}");
+    assert!(message.contains("created again on the next try"), "{message}");
     assert_eq!(condition(&status, "Ready")["status"], "False");
     let event = events.iter().find(|e| e["reason"] == "PodRejected").expect("a PodRejected Event");
     assert_eq!(event["type"], "Warning");
-    assert!(event["note"].as_str().unwrap().contains("ferry-worker"), "{event}");
+    assert!(event["note"].as_str().unwrap().contains("orders-ferry-worker"), "{event}");
 }
 
 #[tokio::test]
@@ -234,6 +234,7 @@ async fn a_compare_task_with_a_long_name_runs_its_pod_under_a_hashed_label() {
     api.expect(refused(Method::GET, &format!("{CONFIGMAPS}/{name}-report"), 404, "NotFound")).await;
     let (query, _) = api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
     assert_eq!(selector_value(&query, LABEL_JOB), label_value(&name));
+    api.expect(echo(Method::POST, CONFIGMAPS)).await;
     let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
     assert_eq!(pod["metadata"]["labels"][LABEL_JOB], label_value(&name).as_str());
     let (_, status) = api.expect(call(Method::PATCH, &format!("{TASKS}/{name}/status"), tv)).await;

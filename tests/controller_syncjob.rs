@@ -363,6 +363,42 @@ async fn deletion_runs_a_release_pod_and_then_lets_the_finalizer_go() {
     assert!(reasons(&api.done().await).contains(&"Released".to_owned()));
 }
 
+#[tokio::test]
+async fn a_job_deleted_in_the_foreground_gets_its_release_pod_once_its_dependents_are_gone() {
+    // Deleting a BatchJob in the foreground deletes its children so: the garbage collector first
+    // deletes each child's pods, ServiceAccount and Role. A release pod created meanwhile could
+    // lose its ServiceAccount under it, so none is created until the collector is done.
+    let (ctx, mut api) = context();
+    let mut j = job(Some(streaming(1)));
+    j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+    j.metadata.finalizers = Some(vec![FINALIZER.into(), "foregroundDeletion".into()]);
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j.clone()), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::ReleaseResourceStarted));
+    let requeue = run.await.unwrap().unwrap();
+    assert_eq!(requeue, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(2)));
+    assert!(api.identity.is_empty(), "no ServiceAccount for the collector to take away");
+    api.done().await;
+
+    // The collector is done: the identity is created again, then the release pod.
+    let (ctx, mut api) = context();
+    j.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mut st = streaming(1);
+    st.phase = Some(SyncJobPhase::ReleaseResourceStarted);
+    j.status = Some(st);
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
+    assert_eq!(pod["metadata"]["name"], "orders-release-0");
+    api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    run.await.unwrap().unwrap();
+    assert_eq!(api.identity.len(), 3, "ServiceAccount, Role and RoleBinding");
+    api.done().await;
+}
+
 /// A paused job whose worker reported its replication slot, held without a worker since
 /// `idle_for_secs` ago (or not yet tracked).
 fn paused_holding_slot(idle_for_secs: Option<i64>) -> SyncJob {
@@ -459,6 +495,7 @@ fn compare_pod(task: &ferry::api::compare::CompareTask, run: i64, phase: &str) -
         node_type: ferry::api::NodeType::Small,
         overrides: Default::default(),
         default_image: "ferry:test",
+        service_account: "check-ferry-compare".into(),
     });
     p.status = Some(PodStatus { phase: Some(phase.into()), ..Default::default() });
     p
@@ -474,8 +511,13 @@ async fn a_new_compare_task_runs_a_compare_pod_with_the_jobs_secrets() {
     api.expect(call(Method::GET, &format!("{JOBS}/orders"), jv)).await;
     api.expect(no_report()).await;
     api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    // The operator creates the report ConfigMap, owned by the task, before the pod.
+    let (_, report) = api.expect(mock_api::echo(Method::POST, "/api/v1/namespaces/shop/configmaps")).await;
+    assert_eq!(report["metadata"]["name"], "check-report");
+    assert_eq!(report["metadata"]["ownerReferences"][0]["uid"], "uid-2");
     let (_, pod) = api.expect(call(Method::POST, PODS, json!({}))).await;
     assert_eq!(pod["metadata"]["name"], "check-compare-1");
+    assert_eq!(pod["spec"]["serviceAccountName"], "check-ferry-compare", "the task's own account");
     assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "CompareTask");
     assert_eq!(pod["spec"]["containers"][0]["args"], json!(["worker", "compare", "--job", "shop/check"]));
     let env = &pod["spec"]["containers"][0]["env"];
@@ -485,6 +527,17 @@ async fn a_new_compare_task_runs_a_compare_pod_with_the_jobs_secrets() {
     assert_eq!(status["status"]["runs"], 1);
     assert!(status["status"].get("result").is_none(), "the worker's fields are not applied");
     run.await.unwrap().unwrap();
+    let kinds: Vec<_> = api.identity.iter().map(|o| o["kind"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding"]);
+    let role = &api.identity[1];
+    let names: Vec<&str> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resourceNames"].as_array().unwrap())
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["check", "check", "check-report", "orders"]);
     api.done().await;
 }
 

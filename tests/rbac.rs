@@ -1,11 +1,14 @@
 //! deploy/rbac.yaml: every object is a valid Kubernetes object (nothing unknown, nothing
-//! dropped), and the roles grant exactly what the operator and the worker call.
+//! dropped), the operator's roles grant what it calls, and everything the per-job worker Roles
+//! grant, which the API server requires of whoever creates a Role.
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use ferry::controller::identity::Grant;
 
 fn documents() -> Vec<Value> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/rbac.yaml")).unwrap();
@@ -30,7 +33,7 @@ fn grants(rules: &[PolicyRule], group: &str, resource: &str, verb: &str) -> bool
 #[test]
 fn every_object_is_a_valid_kubernetes_object() {
     let docs = documents();
-    assert_eq!(docs.len(), 8);
+    assert_eq!(docs.len(), 5, "the operator's objects only: workers get a Role per job");
     for doc in &docs {
         match doc["kind"].as_str().unwrap() {
             "ServiceAccount" => drop(typed::<ServiceAccount>(doc)),
@@ -68,18 +71,53 @@ fn the_roles_grant_what_the_operator_and_the_worker_call_and_no_secrets() {
         ("ferry.dev", "syncjobs", "delete"),
         ("ferry.dev", "batchjobs/finalizers", "update"),
         ("", "configmaps", "get"),
+        ("", "configmaps", "create"),
+        ("", "serviceaccounts", "create"),
+        ("rbac.authorization.k8s.io", "roles", "create"),
+        ("rbac.authorization.k8s.io", "roles", "update"),
+        ("rbac.authorization.k8s.io", "rolebindings", "create"),
     ] {
         assert!(grants(&operator, group, resource, verb), "operator lacks {verb} {group}/{resource}");
     }
-    let worker = cluster_role("ferry-worker");
-    assert!(grants(&worker, "ferry.dev", "syncjobs", "get"));
-    assert!(grants(&worker, "ferry.dev", "syncjobs/status", "patch"));
-    assert!(grants(&worker, "ferry.dev", "comparetasks/status", "patch"));
-    assert!(grants(&worker, "", "configmaps", "patch"), "the compare worker writes its report");
-    assert!(grants(&worker, "events.k8s.io", "events", "create"), "the sync worker reports its reconnects");
-    assert!(!grants(&worker, "ferry.dev", "syncjobs", "patch"), "a worker never edits the spec");
-    assert!(!grants(&operator, "", "configmaps", "patch"), "the operator never writes a ConfigMap");
-    for rules in [&operator, &worker] {
+    for verb in ["escalate", "bind", "*"] {
+        assert!(!grants(&operator, "rbac.authorization.k8s.io", "roles", verb), "{verb} would let it grant anything");
+    }
+    assert!(!grants(&operator, "", "configmaps", "patch") && !grants(&operator, "", "configmaps", "delete"));
+    let workers = [
+        Grant::SyncJob { job: "orders".into() },
+        Grant::Compare { task: "check".into(), job: Some("orders".into()), report: "check-report".into() },
+    ];
+    for grant in &workers {
+        let rules = grant.rules();
+        // The API server lets the operator create this Role only if it holds every rule itself.
+        for rule in &rules {
+            for group in rule.api_groups.iter().flatten() {
+                for resource in rule.resources.iter().flatten() {
+                    for verb in &rule.verbs {
+                        assert!(
+                            grants(&operator, group, resource, verb),
+                            "{grant:?}: operator lacks {verb} {resource}"
+                        );
+                    }
+                }
+            }
+            let events = rule.api_groups.as_deref() == Some(&["events.k8s.io".to_owned()][..]);
+            assert!(
+                events || rule.resource_names.as_ref().is_some_and(|n| !n.is_empty()),
+                "{rule:?} names its objects"
+            );
+        }
+        assert!(!grants(&rules, "ferry.dev", "syncjobs", "patch"), "a worker never edits the spec");
+        assert!(!grants(&rules, "ferry.dev", "syncjobs", "list"), "nor lists other jobs");
+        assert!(!grants(&rules, "", "configmaps", "create"), "nor creates ConfigMaps");
+    }
+    let sync = workers[0].rules();
+    assert!(grants(&sync, "ferry.dev", "syncjobs/status", "patch"));
+    assert!(grants(&sync, "events.k8s.io", "events", "create"), "the sync worker reports its reconnects");
+    let compare = workers[1].rules();
+    assert!(grants(&compare, "", "configmaps", "update"), "the compare worker fills in its report");
+    assert!(grants(&compare, "ferry.dev", "comparetasks/status", "patch"));
+    for rules in [&operator, &sync, &compare] {
         assert!(
             !rules.iter().any(|r| r.resources.as_ref().is_some_and(|x| x.iter().any(|x| x == "secrets" || x == "*")))
         );

@@ -185,6 +185,10 @@ async fn the_compare_worker_writes_its_result_and_the_full_report() {
     let mut run =
         tokio::spawn(async move { worker::run(client, Task::Compare, "shop/check", credentials, stop).await });
     let (task_json, job_json) = (serde_json::to_vec(&task).unwrap(), serde_json::to_vec(&sync_job).unwrap());
+    let empty_report = serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "check-report", "namespace": "shop", "resourceVersion": "7",
+                     "ownerReferences": [{"apiVersion": "ferry.dev/v1alpha1", "kind": "CompareTask", "name": "check", "uid": "uid-3"}]}}))
+    .unwrap();
     let (mut report, mut status) = (Value::Null, Value::Null);
     loop {
         tokio::select! {
@@ -194,14 +198,14 @@ async fn the_compare_worker_writes_its_result_and_the_full_report() {
                 let Some((request, send)) = next else { run.await.unwrap().unwrap(); break };
                 let (method, path) = (request.method().clone(), request.uri().path().to_owned());
                 let body: Value = serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap_or(Value::Null);
-                let not_found = serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                    "reason": "NotFound", "code": 404, "message": "not found", "metadata": {}})).unwrap();
                 let (code, answer) = match (method, path.as_str()) {
                     (Method::GET, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check") => (200, task_json.clone()),
                     (Method::GET, JOB) => (200, job_json.clone()),
-                    // The report's name is free: the worker looks before it writes.
-                    (Method::GET, "/api/v1/namespaces/shop/configmaps/check-report") => (404, not_found),
-                    (Method::PATCH, "/api/v1/namespaces/shop/configmaps/check-report") => { report = body.clone(); (200, serde_json::to_vec(&body).unwrap()) }
+                    // The operator created the report ConfigMap, owned by the task; the worker checks
+                    // that before and again right before it writes.
+                    (Method::GET, "/api/v1/namespaces/shop/configmaps/check-report") => (200, empty_report.clone()),
+                    // It replaces it at the resourceVersion it read: never a ConfigMap swapped in meanwhile.
+                    (Method::PUT, "/api/v1/namespaces/shop/configmaps/check-report") => { report = body.clone(); (200, serde_json::to_vec(&body).unwrap()) }
                     (Method::PATCH, "/apis/ferry.dev/v1alpha1/namespaces/shop/comparetasks/check/status") => { status = body; (200, task_json.clone()) }
                     (m, p) => panic!("unexpected {m} {p}"),
                 };
@@ -216,6 +220,7 @@ async fn the_compare_worker_writes_its_result_and_the_full_report() {
     let full: Value = serde_json::from_str(report["data"]["report.json"].as_str().unwrap()).unwrap();
     assert_eq!(full["tables"][0]["differentRows"], 1);
     assert_eq!(report["metadata"]["ownerReferences"][0]["kind"], "CompareTask");
+    assert_eq!(report["metadata"]["resourceVersion"], "7", "a conditional update");
 }
 
 #[tokio::test]

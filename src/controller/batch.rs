@@ -56,6 +56,18 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
     let old = batch.status.clone().unwrap_or_default();
     let now = jiff::Timestamp::now();
     let mut decided = plan::plan(&batch.spec, &old, &observed, now);
+    // Items whose merged spec asks more of its worker pods than the operator allows: no child
+    // is created or updated for them.
+    let refused: BTreeMap<String, String> = batch
+        .spec
+        .jobs
+        .iter()
+        .filter_map(|item| {
+            let spec = plan::desired_spec(&batch.spec, item).ok()?;
+            let errors = ctx.policy.check(spec.worker.as_ref(), "worker");
+            (!errors.is_empty()).then(|| (item.name.clone(), crate::api::validate::describe(&errors)))
+        })
+        .collect();
 
     let reference = batch.object_ref(&());
     let mut owner = batch.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
@@ -64,6 +76,12 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
     let mut taken = Vec::new();
     for action in &decided.actions {
         match action {
+            BatchAction::Create { item, .. } | BatchAction::Update { item, .. } if refused.contains_key(item) => {}
+            BatchAction::Event { reason: "ChildCreated" | "ChildUpdated", message, .. }
+                if refused.keys().any(|item| {
+                    let child = plan::child_name(&name, item);
+                    *message == format!("SyncJob {child} created") || message.starts_with(&format!("SyncJob {child}:"))
+                }) => {}
             BatchAction::Create { item, spec } => {
                 let child_name = plan::child_name(&name, item);
                 let mut child = SyncJob::new(&child_name, (**spec).clone());
@@ -122,7 +140,30 @@ pub async fn reconcile(batch: Arc<BatchJob>, ctx: Arc<Context>) -> Result<Requeu
         }
     }
     for (item, child_name) in &taken {
+        let said = |st: &crate::api::batch::BatchJobStatus| {
+            st.jobs.iter().find(|r| &r.name == item).and_then(|r| r.message.clone())
+        };
+        let before = said(&old);
         plan::mark_name_taken(&mut decided.status, item, child_name, now);
+        if said(&decided.status) != before {
+            let message = format!(
+                "item {item:?}: SyncJob {ns}/{child_name} exists and does not belong to BatchJob {name}; Ferry does \
+                 not take over objects it did not create: delete or rename that SyncJob, or rename the item"
+            );
+            super::publish_event(&ctx.recorder, &reference, true, super::REASON_NAME_TAKEN, &message).await;
+        }
+    }
+    for (item, reason) in &refused {
+        let has_child = owned.contains_key(item);
+        let said = |st: &crate::api::batch::BatchJobStatus| {
+            st.jobs.iter().find(|r| &r.name == item).and_then(|r| r.message.clone())
+        };
+        let before = said(&old);
+        plan::mark_refused(&mut decided.status, item, reason, has_child, now);
+        if said(&decided.status) != before {
+            let message = format!("item {item:?} is refused by the operator: {reason}");
+            super::publish_event(&ctx.recorder, &reference, true, "ItemRefused", &message).await;
+        }
     }
 
     let new = serde_json::to_value(&decided.status).unwrap_or_default();

@@ -12,10 +12,11 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::identity::{self, Grant, owned_by};
 use super::observe::{PodState, find, pod_state};
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, PodParams, Role};
 use super::{Context, Error};
-use super::{PodCreation, api_err, create_pod};
+use super::{api_err, start_pod};
 use crate::api::compare::{CompareTask, CompareTaskStatus};
 use crate::api::validate::{FieldError, Validate};
 use crate::api::{NodeType, SyncJob};
@@ -27,6 +28,40 @@ const WORKER_FIELDS: [&str; 4] = ["result", "tables", "differences", "reportRef"
 /// The name of a task's report ConfigMap.
 pub fn report_name(task: &str) -> String {
     format!("{task}-report")
+}
+
+/// Creates the report ConfigMap `report`, empty until the worker fills it in, owned by the task:
+/// `Some(message)` when one of that name belongs to someone else.
+async fn create_report(
+    ctx: &Context,
+    ns: &str,
+    report: &str,
+    task: &str,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Result<Option<String>, Error> {
+    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let desired = ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(report.to_owned()),
+            namespace: Some(ns.to_owned()),
+            labels: Some(report_labels(task)),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    identity::create_owned(&maps, &desired, owner).await
+}
+
+/// The labels of a task's report ConfigMap.
+pub fn report_labels(task: &str) -> std::collections::BTreeMap<String, String> {
+    [
+        (pods::LABEL_NAME.to_owned(), "ferry".to_owned()),
+        (pods::LABEL_COMPONENT.to_owned(), "compare-report".to_owned()),
+        (LABEL_JOB.to_owned(), pods::label_value(task)),
+        (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+    ]
+    .into()
 }
 
 fn operator_fields(status: &CompareTaskStatus) -> serde_json::Value {
@@ -55,15 +90,22 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
         }
         _ => None,
     };
+    // The compare pod runs with the named job's worker overrides.
+    if let Some(j) = &job {
+        let at = format!("spec.syncJobRef (SyncJob {}: spec.worker)", j.name_any());
+        spec_errors.extend(ctx.policy.check(j.spec.worker.as_ref(), &at));
+    }
     // The report ConfigMap `<task>-report` is the task's: one of that name that the task does not
     // own (a user's) is never taken over, and no run starts until the name is free.
     let report = report_name(&name);
+    let mut report_exists = false;
     if spec_errors.is_empty() {
         let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
         let existing = maps.get_opt(&report).await.map_err(api_err(format!("reading ConfigMap {report}")))?;
         let uid = task.metadata.uid.as_deref().unwrap_or_default();
+        report_exists = existing.is_some();
         if let Some(cm) = existing
-            && !cm.owner_references().iter().any(|o| o.uid == uid)
+            && !owned_by(&cm, uid)
         {
             spec_errors.push(FieldError {
                 path: "metadata.name".into(),
@@ -79,7 +121,16 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
         pods::label_value(&name),
         pods::LABEL_COMPONENT
     );
-    let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
+    let uid = task.metadata.uid.clone().unwrap_or_default();
+    // Only the task's own pods count, and only they are ever stopped.
+    let pods: Vec<Pod> = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(api_err("listing pods"))?
+        .items
+        .into_iter()
+        .filter(|p| owned_by(p, &uid))
+        .collect();
     let status = task.status.clone().unwrap_or_default();
     let run = match find(&pods, Role::Compare, i64::from(status.runs)).map(pod_state) {
         None => RunState::Absent,
@@ -106,6 +157,19 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                 let source_tls = source_ep.and_then(|e| e.tls);
                 let target_tls = target_ep.and_then(|e| e.tls);
                 let owner = task.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
+                let grant = Grant::Compare {
+                    task: name.clone(),
+                    job: task.spec.sync_job_ref.as_ref().map(|r| r.name.clone()),
+                    report: report.clone(),
+                };
+                // The operator creates the report ConfigMap, owned by the task; the worker may
+                // only update that one.
+                let created =
+                    if report_exists { None } else { create_report(&ctx, &ns, &report, &name, &owner).await? };
+                if let Some(taken) = created {
+                    rejected = Some((super::REASON_NAME_TAKEN, taken));
+                    continue;
+                }
                 let pod = pods::build_for(PodParams {
                     owner,
                     name: &name,
@@ -119,11 +183,10 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                     target_tls: target_tls.as_ref(),
                     node_type: job.as_ref().map_or(NodeType::Small, |j| j.spec.node_type),
                     overrides: job.as_ref().and_then(|j| j.spec.worker.clone()).unwrap_or_default(),
-                    default_image: &ctx.image,
+                    default_image: &ctx.policy.default_image,
+                    service_account: grant.account(),
                 });
-                if let PodCreation::Rejected(message) = create_pod(&pods_api, pod).await? {
-                    rejected = Some(message);
-                }
+                rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             CompareAction::StopRun => {
                 for p in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
@@ -140,9 +203,9 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
         }
     }
     let mut decided = decided;
-    if let Some(message) = &rejected {
+    if let Some((reason, message)) = &rejected {
         let generation = task.metadata.generation.unwrap_or(0);
-        super::report_rejection(&ctx, &reference, &mut decided.status.conditions, generation, message).await;
+        super::report_rejection(&ctx, &reference, &mut decided.status.conditions, generation, (reason, message)).await;
     }
     let new = operator_fields(&decided.status);
     if new != operator_fields(&status) {

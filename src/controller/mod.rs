@@ -3,8 +3,10 @@
 
 pub mod batch;
 pub mod compare;
+pub mod identity;
 pub mod observe;
 pub mod pods;
+pub mod policy;
 pub mod syncjob;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -17,8 +19,9 @@ use serde_json::json;
 pub struct Context {
     /// API client.
     pub client: Client,
-    /// Image of worker pods when the job does not name one: the operator's own.
-    pub image: String,
+    /// What jobs may ask of their worker pods (image, tolerations, node selector), and the
+    /// operator's own image that they run by default.
+    pub policy: policy::WorkerPolicy,
     /// Publishes Events.
     pub recorder: Recorder,
 }
@@ -112,21 +115,50 @@ where
 /// What became of a pod the operator asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PodCreation {
-    /// Created, or it existed already (names are per job and attempt, so creating is idempotent).
+    /// Created, or it existed already as the owner's (names are per job and attempt, so
+    /// creating is idempotent).
     Created,
-    /// The API server refused it for a reason the user must fix (a missing ServiceAccount, a
-    /// ResourceQuota, Pod Security admission, an admission webhook): what and how to fix it.
+    /// The API server refused it for a reason the user must fix (a ResourceQuota, Pod Security
+    /// admission, an admission webhook): what and how to fix it.
     Rejected(String),
+    /// An object of the pod's name, or of its worker identity's, exists and does not belong to
+    /// the owner: it is left alone and no pod starts.
+    Taken(String),
+}
+
+impl PodCreation {
+    /// The condition reason and message of a pod that could not be created.
+    pub fn refusal(self) -> Option<(&'static str, String)> {
+        match self {
+            PodCreation::Created => None,
+            PodCreation::Rejected(message) => Some((REASON_POD_REJECTED, message)),
+            PodCreation::Taken(message) => Some((REASON_NAME_TAKEN, message)),
+        }
+    }
 }
 
 /// Creates `pod` unless it exists; a refusal the user must act on is [`PodCreation::Rejected`],
-/// not an error to retry blindly.
+/// not an error to retry blindly. A pod of that name that the owner does not own is
+/// [`PodCreation::Taken`]: never counted as the owner's.
 pub async fn create_pod(pods: &Api<Pod>, pod: Pod) -> Result<PodCreation, Error> {
     let name = pod.name_any();
     let namespace = pod.namespace().unwrap_or_default();
+    let owner = pod.owner_references().first().cloned();
     match pods.create(&PostParams { field_manager: Some(pods::MANAGER.into()), ..Default::default() }, &pod).await {
         Ok(_) => Ok(PodCreation::Created),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(PodCreation::Created),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = pods.get_opt(&name).await.map_err(api_err(format!("reading pod {name}")))?;
+            let uid = owner.as_ref().map_or("", |o| o.uid.as_str());
+            Ok(match existing {
+                // Gone meanwhile: the next reconcile creates it.
+                None => PodCreation::Created,
+                Some(p) if identity::owned_by(&p, uid) => PodCreation::Created,
+                Some(_) => {
+                    let (kind, owner) = owner.map(|o| (o.kind, o.name)).unwrap_or_default();
+                    PodCreation::Taken(identity::taken_message("Pod", &name, &namespace, &kind, &owner))
+                }
+            })
+        }
         Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
             Ok(PodCreation::Rejected(pod_rejection(&name, &namespace, &s.message)))
         }
@@ -134,25 +166,40 @@ pub async fn create_pod(pods: &Api<Pod>, pod: Pod) -> Result<PodCreation, Error>
     }
 }
 
+/// Makes sure the worker identity of `grant` exists (owned by the pod's owner), then creates
+/// the pod as the operator's policy allows it ([`policy::WorkerPolicy::enforce`]).
+pub async fn start_pod(ctx: &Context, grant: &identity::Grant, mut pod: Pod) -> Result<PodCreation, Error> {
+    let namespace = pod.namespace().ok_or(Error::Malformed("metadata.namespace"))?;
+    let owner = pod.owner_references().first().cloned().ok_or(Error::Malformed("metadata.uid"))?;
+    if let Some(taken) = identity::ensure(&ctx.client, &namespace, grant, &owner).await? {
+        return Ok(PodCreation::Taken(taken));
+    }
+    ctx.policy.enforce(&mut pod);
+    create_pod(&Api::namespaced(ctx.client.clone(), &namespace), pod).await
+}
+
 /// Condition reason (and Event reason) of a refused pod.
 pub const REASON_POD_REJECTED: &str = "PodRejected";
+/// Condition reason (and Event reason) of a derived name held by an object the owner does not
+/// own.
+pub const REASON_NAME_TAKEN: &str = "NameTaken";
 
-/// Reports a refused pod on its owner: `Stalled` (and not `Ready`) with the reason and the fix,
-/// and a Warning Event. The pod cannot exist until the user fixes something, and the fix (a
-/// ServiceAccount, a quota) wakes nothing here: the caller looks again after
-/// [`POD_REJECTED_RETRY`].
+/// Reports a pod that could not be created on its owner: `Stalled` (and not `Ready`) with the
+/// reason and the fix, and a Warning Event. The pod cannot exist until the user fixes
+/// something, and the fix (a quota, a deleted object) wakes nothing here: the caller looks
+/// again after [`POD_REJECTED_RETRY`].
 pub(crate) async fn report_rejection(
     ctx: &Context,
     reference: &k8s_openapi::api::core::v1::ObjectReference,
     conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
     generation: i64,
-    message: &str,
+    (reason, message): (&'static str, &str),
 ) {
     use crate::lifecycle::conditions::{Status, set, types};
     let now = jiff::Timestamp::now();
-    set(conditions, types::STALLED, Status::True, REASON_POD_REJECTED, message, generation, now);
-    set(conditions, types::READY, Status::False, REASON_POD_REJECTED, message, generation, now);
-    publish_event(&ctx.recorder, reference, true, REASON_POD_REJECTED, message).await;
+    set(conditions, types::STALLED, Status::True, reason, message, generation, now);
+    set(conditions, types::READY, Status::False, reason, message, generation, now);
+    publish_event(&ctx.recorder, reference, true, reason, message).await;
 }
 
 /// How soon an owner whose pod was refused tries again.
@@ -163,9 +210,8 @@ pub fn pod_rejection(name: &str, namespace: &str, message: &str) -> String {
     let lower = message.to_ascii_lowercase();
     let fix = if lower.contains("serviceaccount") || lower.contains("service account") {
         format!(
-            "the ServiceAccount {sa} does not exist in namespace {namespace}: create it with its RoleBinding \
-             (the last objects of deploy/rbac.yaml, or add {namespace} to the chart's workers.namespaces)",
-            sa = pods::WORKER_SERVICE_ACCOUNT
+            "the job's ServiceAccount is missing in namespace {namespace} (the operator creates it with the pod; \
+             it was deleted meanwhile and is created again on the next try)"
         )
     } else if lower.contains("exceeded quota") || lower.contains("resourcequota") || lower.contains("must specify") {
         format!(

@@ -2,7 +2,8 @@
 //! names derived from the job and the attempt so creation is idempotent, `app.kubernetes.io/*`
 //! labels, restricted pod security, resources from `nodeType`, passwords wired from the job's
 //! Secrets into environment variables and TLS CA bundles and client certificates mounted from
-//! its Secrets and ConfigMaps (the operator never reads a Secret's value).
+//! its Secrets and ConfigMaps (the operator never reads a Secret's value), and the job's own
+//! ServiceAccount ([`super::identity`]).
 
 use std::collections::BTreeMap;
 
@@ -33,8 +34,6 @@ pub const LABEL_ATTEMPT: &str = "ferry.dev/attempt";
 pub const MANAGER: &str = "ferry-operator";
 /// Port of a worker's `/metrics` (its default `--metrics-listen`).
 pub const METRICS_PORT: i32 = 9464;
-/// The service account worker pods run as.
-pub const WORKER_SERVICE_ACCOUNT: &str = "ferry-worker";
 /// Environment variable carrying the source password into a worker.
 pub const ENV_SOURCE_PASSWORD: &str = "FERRY_SOURCE_PASSWORD";
 /// Environment variable carrying the target password into a worker.
@@ -83,11 +82,16 @@ pub const MAX_LABEL: usize = 63;
 /// `name` followed by `suffix` in at most 63 characters: a name too long for that is cut and a
 /// hash of the whole name keeps it unique.
 fn fit(name: &str, suffix: &str) -> String {
-    if name.len() + suffix.len() <= MAX_LABEL {
+    fit_to(name, suffix, MAX_LABEL)
+}
+
+/// `name` followed by `suffix` in at most `max` characters, cut and hashed as [`fit`] does.
+pub fn fit_to(name: &str, suffix: &str, max: usize) -> String {
+    if name.len() + suffix.len() <= max {
         return format!("{name}{suffix}");
     }
     let hash = name.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193));
-    let keep = MAX_LABEL - suffix.len() - 9;
+    let keep = max.saturating_sub(suffix.len() + 9);
     let cut: String = name.chars().take(keep).collect();
     format!("{}-{hash:08x}{suffix}", cut.trim_end_matches(['-', '.']))
 }
@@ -211,6 +215,7 @@ pub fn build(job: &SyncJob, role: Role, n: i64, default_image: &str) -> Option<P
         node_type: spec.node_type,
         overrides: spec.worker.clone().unwrap_or_default(),
         default_image,
+        service_account: super::identity::Grant::SyncJob { job: name.to_owned() }.account(),
     }))
 }
 
@@ -242,6 +247,8 @@ pub struct PodParams<'a> {
     pub overrides: crate::api::WorkerOverrides,
     /// The operator's own image.
     pub default_image: &'a str,
+    /// The owner's own ServiceAccount ([`super::identity`]).
+    pub service_account: String,
 }
 
 /// A worker pod: owned, labelled, restricted, passwords from Secret references.
@@ -308,7 +315,7 @@ pub fn build_for(p: PodParams<'_>) -> Pod {
             containers: vec![container],
             // Retries are the operator's: a failed worker stays failed for it to see.
             restart_policy: Some("Never".into()),
-            service_account_name: Some(WORKER_SERVICE_ACCOUNT.into()),
+            service_account_name: Some(p.service_account),
             security_context: Some(PodSecurityContext {
                 run_as_non_root: Some(true),
                 run_as_user: Some(WORKER_UID),
@@ -356,6 +363,7 @@ mod tests {
         assert_eq!((owner.kind.as_str(), owner.controller), ("SyncJob", Some(true)));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.service_account_name.as_deref(), Some("orders-ferry-worker"), "the job's own account");
         let c = &spec.containers[0];
         assert_eq!(c.args.as_ref().unwrap(), &["worker", "sync", "--job", "shop/orders"]);
         let sc = c.security_context.as_ref().unwrap();

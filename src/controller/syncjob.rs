@@ -10,21 +10,16 @@ use kube::runtime::controller::Action as Requeue;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::identity::{Grant, owned_by};
 use super::pods::{self, LABEL_JOB, LABEL_MANAGED_BY, MANAGER, Role};
-use super::{Context, Error, PodCreation, api_err, create_pod, observe};
+use super::{Context, Error, api_err, observe, start_pod};
 use crate::api::{SlotStatus, SyncJob, SyncJobStatus};
 use crate::lifecycle::{self, Action};
 
 /// Finalizer that holds deletion until the source resources are released.
 pub const FINALIZER: &str = "ferry.dev/release";
-
-/// The message of a refused pod.
-fn refused(created: PodCreation) -> Option<String> {
-    match created {
-        PodCreation::Created => None,
-        PodCreation::Rejected(message) => Some(message),
-    }
-}
+/// The garbage collector's finalizer on an object whose dependents it is deleting first.
+const FOREGROUND_DELETION: &str = "foregroundDeletion";
 
 /// Status fields the worker owns (written with its own field manager); the operator never
 /// applies them.
@@ -92,26 +87,40 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     }
 
     let selector = format!("{LABEL_JOB}={},{LABEL_MANAGED_BY}={MANAGER}", pods::label_value(&name));
-    let pods = pods_api.list(&ListParams::default().labels(&selector)).await.map_err(api_err("listing pods"))?.items;
-    let observed = observe::observe(&job, &pods);
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    // Only the job's own pods: labels alone can be put on any pod, and one the job does not own
+    // must neither count as its worker nor be deleted with it.
+    let pods: Vec<Pod> = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(api_err("listing pods"))?
+        .items
+        .into_iter()
+        .filter(|p| owned_by(p, &uid))
+        .collect();
+    let mut observed = observe::observe(&job, &pods);
+    observed.spec_errors.extend(ctx.policy.check(job.spec.worker.as_ref(), "spec.worker"));
     let status = job.status.clone().unwrap_or_default();
     let plan = lifecycle::plan(&job.spec, &status, &observed, jiff::Timestamp::now());
     let old_attempt = i64::from(status.worker.as_ref().map_or(0, |w| w.attempt));
 
     let reference = job.object_ref(&());
+    let grant = Grant::SyncJob { job: name.clone() };
+    let image = &ctx.policy.default_image;
     let mut deleted = std::collections::HashSet::new();
     let mut rejected = None;
+    let mut waiting_for_gc = false;
     for action in &plan.actions {
         match action {
             Action::RunPrecheck { generation } => {
-                let pod = pods::build(&job, Role::Precheck, *generation, &ctx.image).ok_or(Error::Malformed("uid"))?;
-                rejected = rejected.or(refused(create_pod(&pods_api, pod).await?));
+                let pod = pods::build(&job, Role::Precheck, *generation, image).ok_or(Error::Malformed("uid"))?;
+                rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             Action::StartWorker { attempt } => {
                 let attempt = i64::from(*attempt);
                 delete_pods(&pods_api, &pods, Role::Worker, Some(attempt), &mut deleted).await?;
-                let pod = pods::build(&job, Role::Worker, attempt, &ctx.image).ok_or(Error::Malformed("uid"))?;
-                rejected = rejected.or(refused(create_pod(&pods_api, pod).await?));
+                let pod = pods::build(&job, Role::Worker, attempt, image).ok_or(Error::Malformed("uid"))?;
+                rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             Action::StopWorker => {
                 let keep = plan
@@ -123,10 +132,17 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
                     .filter(|a| *a != old_attempt);
                 delete_pods(&pods_api, &pods, Role::Worker, keep, &mut deleted).await?;
             }
+            // While the garbage collector deletes the job's dependents (foreground deletion, as
+            // when its BatchJob is deleted so), a release pod or its ServiceAccount and Role
+            // created now could be deleted under it: wait until that is done, then create them
+            // again as needed.
+            Action::RunRelease { .. } if job.finalizers().iter().any(|f| f == FOREGROUND_DELETION) => {
+                waiting_for_gc = true;
+            }
             Action::RunRelease { attempt } => {
                 let pod =
-                    pods::build(&job, Role::Release, i64::from(*attempt), &ctx.image).ok_or(Error::Malformed("uid"))?;
-                rejected = rejected.or(refused(create_pod(&pods_api, pod).await?));
+                    pods::build(&job, Role::Release, i64::from(*attempt), image).ok_or(Error::Malformed("uid"))?;
+                rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             Action::RemoveFinalizer => {
                 super::remove_finalizer(&jobs, &*job, FINALIZER).await?;
@@ -146,9 +162,9 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     {
         w.pod = Some(pods::pod_name(&name, Role::Worker, i64::from(attempt)));
     }
-    if let Some(message) = &rejected {
+    if let Some((reason, message)) = &rejected {
         let generation = job.metadata.generation.unwrap_or(0);
-        super::report_rejection(&ctx, &reference, &mut plan.status.conditions, generation, message).await;
+        super::report_rejection(&ctx, &reference, &mut plan.status.conditions, generation, (reason, message)).await;
     }
     let new = operator_fields(&plan.status);
     if new != operator_fields(&status) {
@@ -159,6 +175,7 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     }
     Ok(match plan.requeue_after {
         _ if rejected.is_some() => Requeue::requeue(super::POD_REJECTED_RETRY),
+        _ if waiting_for_gc => Requeue::requeue(Duration::from_secs(2)),
         Some(d) => Requeue::requeue(d),
         // Pod changes wake the job through `owns`; look again now and then regardless.
         None => Requeue::requeue(Duration::from_secs(300)),

@@ -392,6 +392,34 @@ pub fn mark_name_taken(status: &mut BatchJobStatus, item: &str, child: &str, now
     conditions::set(conds, types::RECONCILING, Status::False, "Failed", message, generation, now);
 }
 
+/// Marks the row of `item` refused by the operator's policy (`spec.worker` asks for an image,
+/// tolerations or node labels the operator does not allow): no child is created for it and an
+/// existing child keeps its last spec; the batch is `Failed` with the reason.
+pub fn mark_refused(status: &mut BatchJobStatus, item: &str, reason: &str, has_child: bool, now: Timestamp) {
+    let Some(row) = status.jobs.iter_mut().find(|r| r.name == item) else { return };
+    let kept = if has_child { " (its SyncJob keeps its last spec)" } else { "" };
+    let message = format!("refused by the operator: {reason}{kept}");
+    if !has_child {
+        let was_waiting =
+            row.message.as_deref().is_some_and(|m| m.starts_with("waiting") || m.starts_with("not created"));
+        row.sync_job = None;
+        *status.counts.entry(COUNT_INVALID.into()).or_default() += 1;
+        if was_waiting && let Some(n) = status.counts.get_mut(COUNT_WAITING) {
+            *n = n.saturating_sub(1);
+        }
+        status.counts.retain(|_, n| *n > 0);
+    }
+    row.message = Some(message);
+    status.failed += 1;
+    status.phase = Some(BatchPhase::Failed);
+    let generation = status.observed_generation.unwrap_or(0);
+    let message = format!("item {item:?} is refused by the operator: {reason}");
+    let conds = &mut status.conditions;
+    conditions::set(conds, types::STALLED, Status::True, "Failed", message.clone(), generation, now);
+    conditions::set(conds, types::READY, Status::False, "Failed", message.clone(), generation, now);
+    conditions::set(conds, types::RECONCILING, Status::False, "Failed", message, generation, now);
+}
+
 fn event(warning: bool, reason: &'static str, message: String) -> BatchAction {
     BatchAction::Event { warning, reason, message }
 }
@@ -420,6 +448,19 @@ mod tests {
 
     fn batch(items: &[&str], max: Option<u32>) -> BatchJobSpec {
         BatchJobSpec::test(items, max)
+    }
+
+    #[test]
+    fn an_item_refused_by_the_operator_counts_as_invalid_not_waiting_and_fails_the_batch() {
+        let spec = BatchJobSpec::test(&["a", "b"], Some(1));
+        let p = plan(&spec, &BatchJobStatus::default(), &observed(vec![]), Timestamp::now());
+        let mut st = p.status;
+        assert_eq!(st.counts.get(COUNT_WAITING), Some(&1), "b waits for a slot");
+        mark_refused(&mut st, "b", "worker.image: not allowed", false, Timestamp::now());
+        assert_eq!(st.counts.get(COUNT_WAITING), None);
+        assert_eq!(st.counts.get(COUNT_INVALID), Some(&1));
+        assert_eq!(st.phase, Some(BatchPhase::Failed));
+        assert_eq!(st.jobs[1].message.as_deref(), Some("refused by the operator: worker.image: not allowed"));
     }
 
     fn observed(children: Vec<Child>) -> BatchObserved {

@@ -43,8 +43,9 @@ pub struct Options {
     pub namespace: String,
     /// This replica's identity (its pod name).
     pub identity: String,
-    /// Image of worker pods when a job does not name one.
-    pub image: String,
+    /// What jobs may ask of their worker pods; its default image is that of worker pods when a
+    /// job names none.
+    pub policy: crate::controller::policy::WorkerPolicy,
 }
 
 /// Why the operator could not run.
@@ -177,7 +178,7 @@ pub async fn run(opts: Options) -> Result<(), OperatorError> {
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: MANAGER.into(), instance: Some(opts.identity.clone()) });
     let resources = Arc::clone(&metrics.resources);
-    let ctx = Arc::new((Arc::new(Context { client: client.clone(), image: opts.image.clone(), recorder }), metrics));
+    let ctx = Arc::new((Arc::new(Context { client: client.clone(), policy: opts.policy.clone(), recorder }), metrics));
     let jobs = Api::<DeserializeGuard<SyncJob>>::all(client.clone());
     let tasks = Api::<DeserializeGuard<CompareTask>>::all(client.clone());
     let batches = Api::<DeserializeGuard<BatchJob>>::all(client.clone());

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use serde_json::json;
 
@@ -54,6 +54,21 @@ fn api_error(what: &str) -> impl FnOnce(kube::Error) -> WorkerError + '_ {
     move |e| WorkerError::new("KUBE_API", format!("{what}: {e}"))
 }
 
+/// The report ConfigMap must exist and be the task's.
+fn check_report(cm: Option<&ConfigMap>, report: &str, task: &str, uid: &str) -> Result<(), WorkerError> {
+    match cm {
+        None => Err(WorkerError::new(
+            "REPORT_MISSING",
+            format!("ConfigMap {report} does not exist: the operator creates it before starting the comparison"),
+        )),
+        Some(cm) if !crate::controller::identity::owned_by(cm, uid) => Err(WorkerError::new(
+            "REPORT_NAME_TAKEN",
+            format!("ConfigMap {report} exists and does not belong to CompareTask {task}: delete or rename it"),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
 /// Runs the CompareTask `namespace/name`.
 pub async fn run(client: Client, namespace: &str, name: &str, credentials: Credentials) -> Result<(), WorkerError> {
     let tasks: Api<CompareTask> = Api::namespaced(client.clone(), namespace);
@@ -61,18 +76,18 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
     let task: CompareTask = super::get_strict(&client, namespace, name, Kind::CompareTask)
         .await?
         .ok_or_else(|| WorkerError::new("TASK_NOT_FOUND", format!("CompareTask {namespace}/{name} not found")))?;
-    // Never write over a ConfigMap of the report's name that the task does not own.
+    // The operator created the report ConfigMap, owned by the task, before starting this pod:
+    // one of that name the task does not own is never written to (nor could this worker create
+    // one: its Role lets it get and update that one name only).
     let report_name = crate::controller::compare::report_name(name);
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let uid = task.metadata.uid.clone().unwrap_or_default();
-    if let Some(cm) = maps.get_opt(&report_name).await.map_err(api_error("reading the report ConfigMap"))?
-        && !cm.metadata.owner_references.iter().flatten().any(|o| o.uid == uid)
-    {
-        return Err(WorkerError::new(
-            "REPORT_NAME_TAKEN",
-            format!("ConfigMap {report_name} exists and does not belong to CompareTask {name}: delete or rename it"),
-        ));
-    }
+    check_report(
+        maps.get_opt(&report_name).await.map_err(api_error("reading the report ConfigMap"))?.as_ref(),
+        &report_name,
+        name,
+        &uid,
+    )?;
     let spec = &task.spec;
     let (source, target, objects, streaming) = match &spec.sync_job_ref {
         Some(r) => {
@@ -117,22 +132,16 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
     let result = report.result();
     tracing::info!(result = result.as_str(), differences = report.differences.len(), "comparison done");
 
-    // The full report, owned by the task so it goes with it.
-    let owner = task.controller_owner_ref(&()).map(|mut o| {
-        o.controller = Some(false);
-        o
-    });
+    // The full report, into the ConfigMap as read above: the update names its resourceVersion,
+    // so a ConfigMap replaced meanwhile is a conflict, never overwritten.
+    let current = maps.get(&report_name).await.map_err(api_error("reading the report ConfigMap"))?;
+    check_report(Some(&current), &report_name, name, &uid)?;
     let body = json!({"result": result, "tables": report.tables, "differences": report.differences});
-    let config_map = json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": report_name, "namespace": namespace, "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
-                     "labels": {"app.kubernetes.io/name": "ferry", "app.kubernetes.io/component": "compare-report",
-                                "ferry.dev/job": crate::controller::pods::label_value(name)}},
-        "data": {"report.json": serde_json::to_string_pretty(&body).unwrap_or_default()},
-    });
-    maps.patch(&report_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&config_map))
-        .await
-        .map_err(api_error("writing the report ConfigMap"))?;
+    let mut config_map = current;
+    config_map.data =
+        Some([("report.json".to_owned(), serde_json::to_string_pretty(&body).unwrap_or_default())].into());
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    maps.replace(&report_name, &params, &config_map).await.map_err(api_error("writing the report ConfigMap"))?;
     let status = json!({
         "result": result,
         "tables": report.tables,
@@ -145,4 +154,23 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         .await
         .map_err(api_error("writing the result"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_is_written_only_into_the_tasks_own_config_map() {
+        let mut cm = ConfigMap::default();
+        let err = check_report(Some(&cm), "check-report", "check", "uid-1").unwrap_err();
+        assert_eq!(err.code, "REPORT_NAME_TAKEN");
+        assert!(err.message.contains("does not belong to CompareTask check"), "{}", err.message);
+        assert_eq!(check_report(None, "check-report", "check", "uid-1").unwrap_err().code, "REPORT_MISSING");
+        cm.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            uid: "uid-1".into(),
+            ..Default::default()
+        }]);
+        assert!(check_report(Some(&cm), "check-report", "check", "uid-1").is_ok());
+    }
 }

@@ -85,7 +85,8 @@ pub async fn admin() -> Client {
     Client::try_from(config).expect("a client")
 }
 
-fn access() -> ClusterAccess {
+/// How the tests' kubeconfig reaches the API server.
+pub fn access() -> ClusterAccess {
     let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("a readable kubeconfig");
     let context_name = kubeconfig.current_context.clone().unwrap_or_default();
     let cluster_name = kubeconfig
@@ -139,7 +140,9 @@ where
         .unwrap_or_else(|e| panic!("applying {name}: {e}"));
 }
 
-/// CRDs, the operator's namespace and RBAC (deploy/rbac.yaml as it ships), its token.
+/// CRDs, the operator's namespace and RBAC (deploy/rbac.yaml as it ships), its token. Applying
+/// it as cluster admin is the admin's step; the operator's own creation of workers' Roles then
+/// passes the API server's escalation check only with what that file grants.
 async fn cluster_wide(client: &Client) -> String {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for (_, crd) in ferry::api::crd::all() {
@@ -165,10 +168,7 @@ async fn cluster_wide(client: &Client) -> String {
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let doc = serde_json::Value::deserialize(doc).unwrap();
         let namespace = doc["metadata"]["namespace"].as_str().unwrap_or("");
-        // The worker's ServiceAccount and RoleBinding go into each test's namespace instead.
-        if !namespace.is_empty() && namespace != OPERATOR_NAMESPACE {
-            continue;
-        }
+        assert!(namespace.is_empty() || namespace == OPERATOR_NAMESPACE, "deploy/rbac.yaml is the operator's only");
         match doc["kind"].as_str().unwrap_or("") {
             "ServiceAccount" => {
                 apply(
@@ -240,6 +240,8 @@ pub fn harness() -> &'static Harness {
                 operator
                     .args(["operator", "--listen", &operator_metrics.to_string(), "--namespace", OPERATOR_NAMESPACE])
                     .args(["--identity", &format!("e2e-{}", std::process::id()), "--image", "ferry:e2e"])
+                    // The test jobs' pods select the runner's node label; nothing else is allowed.
+                    .args(["--allowed-node-selector-keys", RUNNER_SELECTOR.0])
                     .env("KUBECONFIG", &config)
                     .env_remove("KUBERNETES_SERVICE_HOST")
                     .env("RUST_LOG", "info,kube=warn")
@@ -269,8 +271,9 @@ pub async fn wait_for(what: &str, within: Duration, mut check: impl AsyncFnMut()
     }
 }
 
-/// A namespace of the test's own (Pod Security `restricted` enforced) with the worker's ServiceAccount and RoleBinding (as the last
-/// objects of deploy/rbac.yaml, namespace changed) and the Secret `creds` with `passwords`.
+/// A namespace of the test's own (Pod Security `restricted` enforced) with the Secret `creds`
+/// holding `passwords`. Nothing else: the operator creates each job's worker ServiceAccount and
+/// Role.
 pub async fn namespace(client: &Client, test: &str, passwords: &[(&str, &str)]) -> String {
     let ns = format!("e2e-{test}-{}", std::process::id());
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -285,15 +288,6 @@ pub async fn namespace(client: &Client, test: &str, passwords: &[(&str, &str)]) 
         "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
     .unwrap();
     apply(&namespaces, &object).await;
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "ferry-worker", "namespace": ns}})).unwrap();
-    apply(&Api::namespaced(client.clone(), &ns), &sa).await;
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": "ferry-worker", "namespace": ns},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "ferry-worker"},
-        "subjects": [{"kind": "ServiceAccount", "name": "ferry-worker", "namespace": ns}]}))
-    .unwrap();
-    apply(&Api::namespaced(client.clone(), &ns), &binding).await;
     let data: serde_json::Map<String, serde_json::Value> =
         passwords.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
     let secret: Secret =

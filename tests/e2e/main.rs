@@ -676,15 +676,17 @@ async fn a_batch_rolls_out_under_max_concurrent_takes_an_item_edit_and_a_removal
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a cluster: FERRY_E2E_KUBECONFIG=... make e2e"]
-async fn a_job_in_a_namespace_without_the_worker_service_account_says_so() {
+async fn a_service_account_of_the_jobs_name_held_by_someone_else_is_never_taken_over() {
     let _one = ONE_AT_A_TIME.lock().await;
     harness();
     let client = admin().await;
-    let ns = namespace(&client, "nosa", &[("source", "x"), ("target", "y")]).await;
-    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns)
-        .delete("ferry-worker", &DeleteParams::default())
-        .await
-        .unwrap();
+    let ns = namespace(&client, "taken", &[("source", "x"), ("target", "y")]).await;
+    let accounts = Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(client.clone(), &ns);
+    create(
+        &accounts,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "orders-ferry-worker"}}),
+    )
+    .await;
     let jobs: Api<SyncJob> = Api::namespaced(client.clone(), &ns);
     let endpoint = json!({"engine": "postgresql", "host": "127.0.0.1", "port": 1, "database": "shop", "user": "u",
                           "passwordSecretRef": {"name": "creds", "key": "source"}});
@@ -692,12 +694,12 @@ async fn a_job_in_a_namespace_without_the_worker_service_account_says_so() {
     target["port"] = json!(2);
     let spec = job_spec("FULL_TRANS", endpoint, target, pg_tables(&["orders"]));
     apply_job(&jobs, spec).await;
-    wait_for("the PodRejected condition", minutes(1), async || {
+    wait_for("the NameTaken condition", minutes(1), async || {
         jobs.get("orders").await.is_ok_and(|j| {
             j.status.is_some_and(|s| {
                 s.conditions
                     .iter()
-                    .any(|c| c.type_ == "Stalled" && c.reason == "PodRejected" && c.message.contains("ferry-worker"))
+                    .any(|c| c.type_ == "Stalled" && c.reason == "NameTaken" && c.message.contains("ServiceAccount"))
             })
         })
     })
@@ -706,7 +708,12 @@ async fn a_job_in_a_namespace_without_the_worker_service_account_says_so() {
         .list(&Default::default())
         .await
         .unwrap();
-    assert!(events.items.iter().any(|e| e.reason.as_deref() == Some("PodRejected")), "a PodRejected Event");
+    assert!(events.items.iter().any(|e| e.reason.as_deref() == Some("NameTaken")), "a NameTaken Event");
+    let kept = accounts.get("orders-ferry-worker").await.unwrap();
+    assert!(kept.metadata.owner_references.is_none_or(|o| o.is_empty()), "never adopted");
+    let roles = Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(client.clone(), &ns);
+    assert!(roles.get_opt("orders-ferry-worker").await.unwrap().is_none(), "nothing granted to their account");
+    assert!(Api::<Pod>::namespaced(client.clone(), &ns).list(&Default::default()).await.unwrap().items.is_empty());
     // Deleting it needs no pod: nothing was created on the source.
     let _ = jobs
         .patch(
@@ -717,6 +724,84 @@ async fn a_job_in_a_namespace_without_the_worker_service_account_says_so() {
         .await;
     jobs.delete("orders", &DeleteParams::default()).await.unwrap();
     wait_for("the job gone", minutes(2), async || matches!(jobs.get_opt("orders").await, Ok(None))).await;
+    assert!(accounts.get_opt("orders-ferry-worker").await.unwrap().is_some(), "not deleted with the job");
+    cleanup(&client, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a cluster: FERRY_E2E_KUBECONFIG=... make e2e"]
+async fn a_jobs_worker_can_write_its_own_status_but_not_another_jobs_nor_any_configmap() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    harness();
+    let client = admin().await;
+    let ns = namespace(&client, "rbac", &[("source", "x"), ("target", "y")]).await;
+    let jobs: Api<SyncJob> = Api::namespaced(client.clone(), &ns);
+    // Nothing listens on ports 1 and 2: each job's precheck runs (as its own account) and fails.
+    let endpoint = |port: u16| {
+        json!({"engine": "postgresql", "host": "127.0.0.1", "port": port, "database": "shop", "user": "u",
+               "passwordSecretRef": {"name": "creds", "key": "source"}})
+    };
+    for name in ["alpha", "beta"] {
+        let spec = job_spec("FULL_TRANS", endpoint(1), endpoint(2), pg_tables(&["orders"]));
+        create(
+            &jobs,
+            json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+    for name in ["alpha", "beta"] {
+        wait_for(&format!("{name}'s precheck results, written by its worker"), minutes(2), async || {
+            jobs.get(name)
+                .await
+                .is_ok_and(|j| j.status.is_some_and(|s| s.precheck.is_some_and(|p| !p.items.is_empty())))
+        })
+        .await;
+    }
+    // What alpha's worker pods hold: a token of alpha's own account.
+    let token = harness::token(&client, &ns, "alpha-ferry-worker").await.expect("a token of alpha's account");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    harness::access().write_kubeconfig(&path, &token);
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    let worker = Client::try_from(config).unwrap();
+    let as_worker: Api<SyncJob> = Api::namespaced(worker.clone(), &ns);
+    let forbidden = |r: Result<SyncJob, kube::Error>| matches!(r, Err(kube::Error::Api(s)) if s.code == 403);
+
+    let probe = |name: &str| {
+        json!({"apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": name},
+               "status": {"progress": {"rowsTransferred": 0, "bytesTransferred": 0}}})
+    };
+    let apply = PatchParams::apply("ferry-worker").force();
+    as_worker.get("alpha").await.expect("alpha's worker reads alpha");
+    as_worker.patch_status("alpha", &apply, &Patch::Apply(probe("alpha"))).await.expect("and writes its status");
+    assert!(forbidden(as_worker.get("beta").await), "alpha's worker cannot read beta");
+    assert!(
+        forbidden(as_worker.patch_status("beta", &apply, &Patch::Apply(probe("beta"))).await),
+        "alpha's worker cannot write beta's status"
+    );
+    assert!(
+        forbidden(
+            as_worker.patch("alpha", &PatchParams::default(), &Patch::Merge(json!({"spec": {"paused": true}}))).await
+        ),
+        "nor edit its own spec"
+    );
+    assert!(matches!(as_worker.list(&Default::default()).await, Err(kube::Error::Api(s)) if s.code == 403));
+    let maps: Api<ConfigMap> = Api::namespaced(worker, &ns);
+    let map = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "alpha-report"}});
+    let created = maps.create(&Default::default(), &serde_json::from_value(map).unwrap()).await;
+    assert!(matches!(created, Err(kube::Error::Api(s)) if s.code == 403), "nor create a ConfigMap");
+
+    for name in ["alpha", "beta"] {
+        let _ = jobs
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"annotations": {"ferry.dev/skip-release": "true"}}})),
+            )
+            .await;
+        jobs.delete(name, &DeleteParams::default()).await.unwrap();
+    }
     cleanup(&client, &ns).await;
 }
 

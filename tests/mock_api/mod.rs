@@ -21,6 +21,16 @@ pub struct ApiServer {
     pub events: Vec<Value>,
     /// Requests left unanswered on purpose.
     hung: Vec<tower_test::mock::SendResponse<Response<Body>>>,
+    /// Answer the calls for a job's worker identity (ServiceAccount, Role, RoleBinding) as in a
+    /// namespace without them — a GET is 404, a POST creates — instead of expecting them; on
+    /// unless a scenario is about them ([`ApiServer::explicit_identity`]).
+    auto_identity: bool,
+    /// The worker identity objects created so far under `auto_identity`.
+    pub identity: Vec<Value>,
+}
+
+fn is_identity(path: &str) -> bool {
+    path.contains("/serviceaccounts") || path.contains("/roles") || path.contains("/rolebindings")
 }
 
 /// One expected call: method, path (without the query), and the answer's body.
@@ -83,6 +93,10 @@ impl ApiServer {
                 self.events.push(body);
                 continue;
             }
+            if self.auto_identity && is_identity(&path) {
+                self.answer_identity(&method, &path, body, send);
+                continue;
+            }
             assert_eq!(
                 (&method, path.as_str()),
                 (&expected.method, expected.path.as_str()),
@@ -100,14 +114,46 @@ impl ApiServer {
         }
     }
 
-    /// No more calls, except Events.
+    /// Expect the worker identity calls like any other from now on.
+    pub fn explicit_identity(&mut self) {
+        self.auto_identity = false;
+    }
+
+    fn answer_identity(
+        &mut self,
+        method: &Method,
+        path: &str,
+        body: Value,
+        send: tower_test::mock::SendResponse<Response<Body>>,
+    ) {
+        let (status, answer) = if *method == Method::GET {
+            let missing = serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "code": 404,
+                "reason": "NotFound", "message": format!("{path} not found (mocked)"), "metadata": {}});
+            (404, missing)
+        } else {
+            assert_eq!(*method, Method::POST, "{path}");
+            self.identity.push(body.clone());
+            (201, body)
+        };
+        send.send_response(
+            Response::builder().status(status).body(Body::from(serde_json::to_vec(&answer).unwrap())).unwrap(),
+        );
+    }
+
+    /// No more calls, except Events (and worker identity calls, unless explicit).
     pub async fn done(mut self) -> Vec<Value> {
         while let Ok(Some((request, send))) =
             tokio::time::timeout(std::time::Duration::from_millis(200), self.handle.next_request()).await
         {
             let path = request.uri().path().to_owned();
-            assert!(path.contains("/events"), "unexpected call {} {path}", request.method());
+            let method = request.method().clone();
             let bytes = request.into_body().collect_bytes().await.unwrap();
+            if self.auto_identity && is_identity(&path) {
+                let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+                self.answer_identity(&method, &path, body, send);
+                continue;
+            }
+            assert!(path.contains("/events"), "unexpected call {method} {path}");
             let body: Value = serde_json::from_slice(&bytes).unwrap();
             send.send_response(Response::builder().body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap());
             self.events.push(body);
@@ -121,7 +167,7 @@ pub fn context() -> (Arc<Context>, ApiServer) {
     let client = Client::new(service, "default");
     let recorder = Recorder::new(client.clone(), Reporter { controller: "ferry-operator".into(), instance: None });
     (
-        Arc::new(Context { client, image: "ferry:test".into(), recorder }),
-        ApiServer { handle, events: Vec::new(), hung: Vec::new() },
+        Arc::new(Context { client, policy: ferry::controller::policy::WorkerPolicy::new("ferry:test"), recorder }),
+        ApiServer { handle, events: Vec::new(), hung: Vec::new(), auto_identity: true, identity: Vec::new() },
     )
 }

@@ -5,7 +5,7 @@
 
 {{/*
 Prefix of object names: the release name, with the chart name appended unless the release name
-holds it. The release `ferry` gives the names of deploy/rbac.yaml (ferry-operator, ferry-worker).
+holds it. The release `ferry` gives the names of deploy/rbac.yaml (ferry-operator).
 */}}
 {{- define "ferry.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -25,17 +25,11 @@ holds it. The release `ferry` gives the names of deploy/rbac.yaml (ferry-operato
 {{- printf "%s-operator" (include "ferry.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The workers' ClusterRole. */}}
-{{- define "ferry.workerRoleName" -}}
-{{- printf "%s-worker" (include "ferry.fullname" .) | trunc 63 | trimSuffix "-" }}
-{{- end }}
-
 {{/*
-ServiceAccount names are fixed: the operator creates worker pods with serviceAccountName
-ferry-worker, and the operator's Lease (ferry-operator) is one per namespace anyway.
+The operator's ServiceAccount name is fixed, as its Lease (ferry-operator) is one per namespace
+anyway. Workers' ServiceAccounts are the operator's: one per job, named after it.
 */}}
 {{- define "ferry.operatorServiceAccount" -}}ferry-operator{{- end }}
-{{- define "ferry.workerServiceAccount" -}}ferry-worker{{- end }}
 
 {{/* The operator's image, also the workers' (FERRY_IMAGE). */}}
 {{- define "ferry.image" -}}
