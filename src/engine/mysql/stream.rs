@@ -551,6 +551,7 @@ pub(crate) fn row_changes(
     if !dml.contains(&kind) {
         return Ok(Vec::new());
     }
+    check_table_map(table, tme)?;
     // TIME(1) and TIME(2) columns, whose negative values mysql_common misreads (see
     // `time2_fraction_fix`).
     let time2: Vec<bool> = (0..table.columns.len())
@@ -602,6 +603,34 @@ pub(crate) fn row_changes(
         }
     }
     Ok(out)
+}
+
+/// Refuses a table map whose column metadata `mysql_common` would decode rows with unchecked:
+/// a column whose type or metadata it cannot read gets empty metadata, which its value
+/// decoding indexes (a panic); and it sizes a DECIMAL's buffer from the precision and scale, so
+/// a scale above the precision wraps to a size no allocation can take, which aborts the process
+/// (not a panic the reader could catch). A server writes DECIMAL precision 1 to 65 and scale 0
+/// to 30, at most the precision.
+fn check_table_map(table: &MyTable, tme: &TableMapEvent<'_>) -> Result<()> {
+    for i in 0..tme.columns_count() as usize {
+        let meta = tme.get_column_metadata(i);
+        let fits = match tme.get_column_type(i) {
+            Ok(Some(ColumnType::MYSQL_TYPE_NEWDECIMAL)) => {
+                matches!(meta, Some(&[p, s, ..]) if (1..=65).contains(&p) && s <= 30 && s <= p)
+            }
+            Ok(Some(_)) => meta.is_some(),
+            _ => false,
+        };
+        if !fits {
+            return Err(EngineError::Stream(format!(
+                "the binary log's table map of {} describes column {} with a type or metadata no server writes; \
+                 the job stops rather than decode its rows",
+                table.def.display_name(),
+                i + 1
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The binary log file a ROTATE event names. The first (artificial) rotate arrives before the
@@ -672,6 +701,22 @@ mod tests {
             assert_eq!(file_name(&raw, &names), "mariadb-bin.000003", "{tail:?}");
         }
         assert_eq!(file_name(b"other.000042\x01\x02\x03\x04", &names), "other.000042");
+    }
+
+    #[test]
+    fn mysql_common_panics_on_an_event_longer_than_its_packet_which_is_why_the_reader_catches_panics() {
+        use mysql_async::binlog::BinlogVersion;
+        use mysql_async::binlog::events::{Event, FormatDescriptionEvent};
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        // A QUERY event header that declares 200 bytes, in a packet of 19.
+        let mut packet = [0u8; 19];
+        packet[4] = QUERY_EVENT;
+        packet[9..13].copy_from_slice(&200u32.to_le_bytes());
+        let read = std::panic::catch_unwind(|| Event::read(&fde, &packet[..]).map(|_| ()));
+        assert!(
+            read.is_err(),
+            "mysql_common no longer panics here; the reader still catches panics as a defence, update this test"
+        );
     }
 
     #[test]
