@@ -963,6 +963,40 @@ fn reshape(
     Ok((table, changes))
 }
 
+/// [`reshape`] with a source catalog that lists exactly `columns` (a column named as one the
+/// table had keeps its attribute number, the others get new ones; no defaults), for the fuzz
+/// targets and property tests, which have no source session.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn reshape_listed(
+    old: &PgTable,
+    columns: &[pg_walstream::RelationColumn],
+) -> Result<(PgTable, Vec<ColumnChange>)> {
+    let mut next = old.pg_columns.iter().map(|p| p.attnum).max().unwrap_or(0);
+    let live: Vec<LiveColumn> = columns
+        .iter()
+        .map(|c| {
+            let known = old.def.columns.iter().position(|o| *o.name == *c.name);
+            let attnum = match known.and_then(|i| old.pg_columns.get(i)) {
+                Some(p) => p.attnum,
+                None => {
+                    next = next.saturating_add(1);
+                    next
+                }
+            };
+            LiveColumn {
+                attnum,
+                name: c.name.to_string(),
+                not_null: c.is_key,
+                has_missing: false,
+                missing: None,
+                default: None,
+            }
+        })
+        .collect();
+    let types: Vec<String> = columns.iter().map(|c| format!("t{}", c.type_id)).collect();
+    reshape(old, columns, &types, &live)
+}
+
 impl DecodedTable {
     fn verdict(&self, row: &[Cell]) -> Result<Verdict> {
         let Some((filter, positions)) = &self.filter else { return Ok(Verdict::Keep) };
