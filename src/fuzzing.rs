@@ -20,7 +20,7 @@ use crate::engine::model::{ColumnDef, TableDef};
 use crate::engine::mysql::catalog::{ColumnKind, MyColumn, MyTable};
 use crate::engine::mysql::ddl;
 use crate::engine::mysql::gtid::{self, GtidPos};
-use crate::engine::mysql::stream::{BinlogNames, file_name, row_changes};
+use crate::engine::mysql::stream::{BinlogNames, file_name, is_rows_event, row_changes};
 
 /// Bytes of a binary log event header.
 const EVENT_HEADER: usize = 19;
@@ -164,12 +164,6 @@ pub fn mysql_binlog(data: &[u8]) -> usize {
         {
             maps.clear();
         }
-        // A compressed transaction (MySQL 8): mysql_async reads and decompresses it before
-        // Ferry sees its events, and its reading panics on a malformed one inside the stream,
-        // where the reader's panic guard turns it into an error.
-        if raw == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
-            continue;
-        }
         // Ferry's decoding, as `stream::Decoder::event` does it.
         match raw {
             gtid::GTID_EVENT => {
@@ -178,20 +172,29 @@ pub fn mysql_binlog(data: &[u8]) -> usize {
             gtid::GTID_LIST_EVENT => {
                 let _ = gtid::decode_gtid_list(event.data());
             }
-            _ => match event.read_data() {
-                Ok(Some(EventData::RotateEvent(r))) => file = file_name(r.name_raw(), &names),
-                Ok(Some(EventData::XidEvent(_))) => {
-                    let _ = names.encode(&file, u64::from(header.log_pos()));
-                }
-                Ok(Some(EventData::QueryEvent(q))) => mysql_statement(&q.schema(), &q.query()),
-                Ok(Some(EventData::RowsEvent(rows))) => {
-                    if let Some(tme) = maps.get(&rows.table_id()) {
-                        let table = my_table(tme, seed);
-                        changes += row_changes(&table, 0, filter.as_ref(), &dml, tme, &rows).map_or(0, |c| c.len());
+            // Other events (a compressed MySQL 8 transaction, PREVIOUS_GTIDS, …) are not read:
+            // neither does the stream.
+            r if r == EventType::ROTATE_EVENT as u8
+                || r == EventType::XID_EVENT as u8
+                || r == EventType::QUERY_EVENT as u8
+                || is_rows_event(r) =>
+            {
+                match event.read_data() {
+                    Ok(Some(EventData::RotateEvent(r))) => file = file_name(r.name_raw(), &names),
+                    Ok(Some(EventData::XidEvent(_))) => {
+                        let _ = names.encode(&file, u64::from(header.log_pos()));
                     }
+                    Ok(Some(EventData::QueryEvent(q))) => mysql_statement(&q.schema(), &q.query()),
+                    Ok(Some(EventData::RowsEvent(rows))) => {
+                        if let Some(tme) = maps.get(&rows.table_id()) {
+                            let table = my_table(tme, seed);
+                            changes += row_changes(&table, 0, filter.as_ref(), &dml, tme, &rows).map_or(0, |c| c.len());
+                        }
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+            }
+            _ => {}
         }
     }
     changes
@@ -530,6 +533,10 @@ mod tests {
         mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/datetime_at_the_packed_minimum"));
         mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/blob_without_metadata"));
         mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/transaction_payload_short"));
+        // PREVIOUS_GTIDS events with counts far beyond their size: mysql_common sizes a vector
+        // by them (capacity overflow, or an allocation that aborts).
+        mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/previous_gtids_capacity_overflow"));
+        mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/previous_gtids_huge_allocation"));
         mysql_ddl(&String::from_utf8_lossy(include_bytes!(
             "../fuzz/regressions/mysql_ddl/garbage_with_executable_comment"
         )));

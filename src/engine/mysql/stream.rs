@@ -363,12 +363,15 @@ impl Decoder {
                     }
                 }
             }
-            _ => {
+            // Only row events are read: mysql_common's reading of others trusts their counts
+            // (a PREVIOUS_GTIDS event's sizes a vector), and Ferry has no use for them.
+            raw if is_rows_event(raw) => {
                 if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
                     self.rows(stream, &rows)?;
                 }
                 Ok(None)
             }
+            _ => Ok(None),
         }
     }
 
@@ -516,6 +519,23 @@ impl Decoder {
         }
         Ok(vec![Change::Ddl { statement, tables: redefined }])
     }
+}
+
+/// Whether events of type `raw` carry row changes (the three kinds, in both versions, and
+/// MySQL's partial JSON update).
+pub(crate) fn is_rows_event(raw: u8) -> bool {
+    use mysql_async::binlog::EventType as E;
+    [
+        E::WRITE_ROWS_EVENT_V1,
+        E::UPDATE_ROWS_EVENT_V1,
+        E::DELETE_ROWS_EVENT_V1,
+        E::WRITE_ROWS_EVENT,
+        E::UPDATE_ROWS_EVENT,
+        E::DELETE_ROWS_EVENT,
+        E::PARTIAL_UPDATE_ROWS_EVENT,
+    ]
+    .iter()
+    .any(|e| *e as u8 == raw)
 }
 
 /// The changes a rows event (with the table map event of its table) makes to job table
