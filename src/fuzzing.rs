@@ -532,6 +532,8 @@ mod tests {
         // A BLOB column whose table map carries no metadata: mysql_common indexes it.
         mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/datetime_at_the_packed_minimum"));
         mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/blob_without_metadata"));
+        mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/var_string_column"));
+        mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/typed_array_column"));
         mysql_binlog(include_bytes!("../fuzz/regressions/mysql_binlog/transaction_payload_short"));
         // PREVIOUS_GTIDS events with counts far beyond their size: mysql_common sizes a vector
         // by them (capacity overflow, or an allocation that aborts).

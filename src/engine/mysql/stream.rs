@@ -638,6 +638,9 @@ fn check_table_map(table: &MyTable, tme: &TableMapEvent<'_>) -> Result<()> {
             Ok(Some(ColumnType::MYSQL_TYPE_NEWDECIMAL)) => {
                 matches!(meta, Some(&[p, s, ..]) if (1..=65).contains(&p) && s <= 30 && s <= p)
             }
+            // Decoded with two metadata bytes its table map reading does not give them (no
+            // server writes either in a table map).
+            Ok(Some(ColumnType::MYSQL_TYPE_VAR_STRING | ColumnType::MYSQL_TYPE_TYPED_ARRAY)) => false,
             Ok(Some(_)) => meta.is_some(),
             _ => false,
         };
