@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The pinned helm scripts/install-deps.sh puts in .tools/bin (see DEVELOPERS.md).
 HELM ?= .tools/bin/helm
 
-.PHONY: demo demo-mariadb test e2e deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare
+.PHONY: demo demo-mariadb test e2e deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare fuzz
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
@@ -27,6 +27,14 @@ test: deps lint crds-check chart-check
 e2e: deps
 	@test -n "$$FERRY_E2E_KUBECONFIG" || { echo "error: set FERRY_E2E_KUBECONFIG to an admin kubeconfig of the cluster to test against" >&2; exit 1; }
 	$(CARGO) test --locked --test e2e -- --ignored --test-threads=1 --nocapture
+
+## fuzz: every fuzz target of fuzz/ (binary log, DDL classifier, pgoutput, row filters, specs)
+## for FUZZ_SECONDS each (default 600), two at a time; installs cargo-fuzz when missing. Not part
+## of `make test`, whose property tests run the same entry points on a bounded number of cases
+FUZZ_SECONDS ?= 600
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 ## deps: system packages and tools the tests need (apt as root, else the command to run)
 deps:

@@ -8,6 +8,8 @@ pub mod compare;
 pub mod controller;
 pub mod convert;
 pub mod engine;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod operator;
 pub mod run;

@@ -170,6 +170,34 @@ async fn every_type_round_trips_exactly_through_the_copy_and_the_stream() {
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
 
+/// mysql_common 0.37 misreads these through the binary log (found by fuzzing): -838:59:59.99 came
+/// out as -213:59:59.99, -00:00:01.5 as an out-of-range 624:63:62.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negative_times_with_a_fraction_of_a_second_stream_exactly() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; CREATE TABLE shop.times (id int PRIMARY KEY, t1 time(1), t2 time(2), t3 time(3))",
+    )
+    .await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["times"]);
+    let (stop, mut job) = pair.spawn("t/times", spec);
+    let mut tgt = pair.target().await;
+    wait_streaming(&mut tgt, &mut job).await;
+    exec(
+        &mut src,
+        "INSERT INTO shop.times VALUES (1, '-838:59:59.9', '-838:59:59.99', '-838:59:59.999'), \
+         (2, '-00:00:01.5', '-00:00:01.5', '-00:00:01.5'), (3, '-624:59:59.1', '-625:00:00.01', '-12:30:00.25'), \
+         (4, '838:59:59.9', '00:00:00.01', '-00:00:00.001'), (5, '-01:00:00', '-01:00:00', NULL)",
+    )
+    .await;
+    exec(&mut src, "UPDATE shop.times SET t2 = '-100:00:00.5' WHERE id = 5").await;
+    wait_equal(&pair, "shop.times", "shop.times", Duration::from_secs(20)).await;
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapping_and_row_filters_apply_in_the_copy_and_in_the_stream() {
     use ferry::api::{ColumnSelection, TableSelection};

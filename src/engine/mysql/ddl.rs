@@ -121,6 +121,11 @@ pub fn rewrite(
         out.push_str(&quote(&target_db));
         out.push('.');
         out.push_str(&quote(&target_name));
+        // A back-quote right after the name (`FROM t`alias``) would read as a doubled one,
+        // inside the quoted name.
+        if sql.as_bytes().get(t.span.end) == Some(&b'`') {
+            out.push(' ');
+        }
         pos = t.span.end;
     }
     out.push_str(sql.get(pos..).unwrap_or_default());
@@ -1348,6 +1353,17 @@ mod tests {
             let st = parse(sql);
             assert_eq!(rewrite(sql, &st, Some("db"), |_, _| None), sql);
         }
+    }
+
+    #[test]
+    fn rewrite_keeps_a_quoted_alias_right_after_a_name_apart_from_it() {
+        // Found by fuzzing: `t2`x`` rewritten to `` `d`.`t2``x` `` named table "t2`x".
+        let sql = "CREATE TABLE t1 SELECT * FROM t2`x`";
+        let st = parse(sql);
+        let out = rewrite(sql, &st, Some("d"), |d, n| Some((d.to_owned(), n.to_owned())));
+        assert_eq!(out, "CREATE TABLE `d`.`t1` SELECT * FROM `d`.`t2` `x`");
+        let names = |s: &Statement| s.tables.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&parse(&out)), names(&st));
     }
 
     #[test]

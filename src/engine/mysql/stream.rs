@@ -8,10 +8,13 @@
 //! valid on the server that wrote them; a checkpoint also maps to a GTID position through
 //! `BINLOG_GTID_POS` on MariaDB.
 
+use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use futures::StreamExt;
-use mysql_async::binlog::events::{EventData, RowsEventData};
+use futures::{FutureExt, StreamExt};
+use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
 use tokio::sync::mpsc;
@@ -20,7 +23,7 @@ use super::catalog::{self, MyTable};
 use super::connect;
 use super::ddl::{self, StatementKind};
 use super::gtid::{self, GtidPos};
-use super::values::{binlog_cell, filter_text};
+use super::values::{binlog_cell, filter_text, time2_fraction_fix};
 use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
 use crate::engine::Login;
 use crate::engine::apply::ChangeSource;
@@ -186,11 +189,20 @@ impl MyChanges {
         let stamp = heard.clone();
         let task = tokio::spawn(async move {
             let mut stream = stream;
-            while let Some(event) = stream.next().await {
+            // `mysql_common` panics on some malformed events (an event size beyond its packet,
+            // an event shorter than its checksum). Uncaught, the panic would end this task
+            // silently and the applier would take the closed channel for the end of the log; it
+            // stops the job with an error instead.
+            while let Some(event) = AssertUnwindSafe(stream.next()).catch_unwind().await.unwrap_or_else(|_| {
+                Some(Err(mysql_async::Error::Other("a malformed event made the reader fail".into())))
+            }) {
                 let out = match event {
                     Ok(event) => {
                         stamp.now();
-                        decoder.event(&stream, &event).await
+                        AssertUnwindSafe(decoder.event(&stream, &event))
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| Err(undecodable(&event)))
                     }
                     // 1236: the server cannot serve the position (its log is purged).
                     Err(mysql_async::Error::Server(s)) if s.code == 1236 => {
@@ -214,6 +226,16 @@ impl MyChanges {
         });
         Ok(MyChanges { rx, task, names, heard })
     }
+}
+
+/// The failure of a job on an event whose decoding panicked (in `mysql_common` or here).
+fn undecodable(event: &mysql_async::binlog::events::Event) -> EngineError {
+    let header = event.header();
+    EngineError::Stream(format!(
+        "undecodable binary log event (type {}, ending at offset {}): the job stops rather than skip it",
+        header.event_type_raw(),
+        header.log_pos()
+    ))
 }
 
 /// The failure of a job whose checkpoint lies in binary log the source has purged.
@@ -341,12 +363,15 @@ impl Decoder {
                     }
                 }
             }
-            _ => {
+            // Only row events are read: mysql_common's reading of others trusts their counts
+            // (a PREVIOUS_GTIDS event's sizes a vector), and Ferry has no use for them.
+            raw if is_rows_event(raw) => {
                 if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
                     self.rows(stream, &rows)?;
                 }
                 Ok(None)
             }
+            _ => Ok(None),
         }
     }
 
@@ -364,68 +389,8 @@ impl Decoder {
     fn rows(&mut self, stream: &mysql_async::BinlogStream, rows: &RowsEventData<'_>) -> Result<()> {
         let Some(tme) = stream.get_tme(rows.table_id()) else { return Ok(()) };
         let Some(index) = self.index_of(&tme.database_name(), &tme.table_name()) else { return Ok(()) };
-        let table = &self.opts.tables[index];
-        if tme.columns_count() as usize != table.columns.len() {
-            return Err(EngineError::Stream(format!(
-                "rows of {} have {} columns in the binary log but {} in the table Ferry copied: its structure \
-                 changed through a DDL that was not replayed (policy.ddl), or changed again on the source before \
-                 the stream reached the first change (a replayed DDL takes the table's structure from the source as \
-                 it is now); the job cannot continue — bring the target table to the structure the source had at \
-                 the checkpoint by hand and restart, or enable policy.ddl",
-                table.def.display_name(),
-                tme.columns_count(),
-                table.columns.len()
-            )));
-        }
-        let kind = match rows {
-            RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => DmlType::Insert,
-            RowsEventData::UpdateRowsEventV1(_)
-            | RowsEventData::UpdateRowsEvent(_)
-            | RowsEventData::PartialUpdateRowsEvent(_) => DmlType::Update,
-            RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => DmlType::Delete,
-        };
-        if !self.opts.dml.contains(&kind) {
-            return Ok(());
-        }
-        let decode = |row: mysql_async::binlog::row::BinlogRow| -> Result<Vec<Cell>> {
-            let values = row.unwrap();
-            if values.len() != table.columns.len() {
-                return Err(EngineError::Stream(format!(
-                    "a row image of {} carries {} of its {} columns: the source must run with binlog_row_image=FULL",
-                    table.def.display_name(),
-                    values.len(),
-                    table.columns.len()
-                )));
-            }
-            values
-                .into_iter()
-                .zip(table.def.columns.iter().zip(&table.columns))
-                .map(|(v, (c, m))| {
-                    binlog_cell(m.kind, &c.name, v)
-                        .map_err(|e| EngineError::Stream(format!("{}: {e}", table.def.display_name())))
-                })
-                .collect()
-        };
-        let filter = self.filters[index].as_ref();
-        let keeps = |row: &[Cell]| filter.is_none_or(|f| keeps(f, table, row));
-        let mut out = Vec::new();
-        for pair in rows.rows(tme) {
-            let (before, after) =
-                pair.map_err(|e| EngineError::Stream(format!("undecodable row of {}: {e}", table.def.display_name())))?;
-            let before = before.map(&decode).transpose()?;
-            let after = after.map(&decode).transpose()?;
-            match (before, after) {
-                (None, Some(row)) if keeps(&row) => out.push(Change::Insert { table: index, row }),
-                (Some(old), None) if keeps(&old) => out.push(Change::Delete { table: index, old }),
-                (Some(old), Some(row)) => match (keeps(&old), keeps(&row)) {
-                    (true, true) => out.push(Change::Update { table: index, old_key: Some(old), row }),
-                    (false, true) => out.push(Change::Insert { table: index, row }),
-                    (true, false) => out.push(Change::Delete { table: index, old }),
-                    (false, false) => {}
-                },
-                _ => {}
-            }
-        }
+        let out =
+            row_changes(&self.opts.tables[index], index, self.filters[index].as_ref(), &self.opts.dml, tme, rows)?;
         let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone: false });
         pending.changes.extend(out);
         Ok(())
@@ -579,11 +544,146 @@ fn unreplayable(kind: DdlKind, sql: &str, why: &str) -> EngineError {
     ))
 }
 
+/// Whether events of type `raw` carry row changes (the three kinds, in both versions, and
+/// MySQL's partial JSON update).
+pub(crate) fn is_rows_event(raw: u8) -> bool {
+    use mysql_async::binlog::EventType as E;
+    [
+        E::WRITE_ROWS_EVENT_V1,
+        E::UPDATE_ROWS_EVENT_V1,
+        E::DELETE_ROWS_EVENT_V1,
+        E::WRITE_ROWS_EVENT,
+        E::UPDATE_ROWS_EVENT,
+        E::DELETE_ROWS_EVENT,
+        E::PARTIAL_UPDATE_ROWS_EVENT,
+    ]
+    .iter()
+    .any(|e| *e as u8 == raw)
+}
+
+/// The changes a rows event (with the table map event of its table) makes to job table
+/// `table` (at `index` in the job), kept or dropped by its row filter; none when its kind of
+/// change is not among `dml`.
+pub(crate) fn row_changes(
+    table: &MyTable,
+    index: usize,
+    filter: Option<&RowFilter>,
+    dml: &[DmlType],
+    tme: &TableMapEvent<'_>,
+    rows: &RowsEventData<'_>,
+) -> Result<Vec<Change>> {
+    if tme.columns_count() as usize != table.columns.len() {
+        return Err(EngineError::Stream(format!(
+            "rows of {} have {} columns in the binary log but {} in the table Ferry copied: its structure \
+             changed through a DDL that was not replayed (policy.ddl), or changed again on the source before \
+             the stream reached the first change (a replayed DDL takes the table's structure from the source as \
+             it is now); the job cannot continue — bring the target table to the structure the source had at \
+             the checkpoint by hand and restart, or enable policy.ddl",
+            table.def.display_name(),
+            tme.columns_count(),
+            table.columns.len()
+        )));
+    }
+    let kind = match rows {
+        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => DmlType::Insert,
+        RowsEventData::UpdateRowsEventV1(_)
+        | RowsEventData::UpdateRowsEvent(_)
+        | RowsEventData::PartialUpdateRowsEvent(_) => DmlType::Update,
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => DmlType::Delete,
+    };
+    if !dml.contains(&kind) {
+        return Ok(Vec::new());
+    }
+    check_table_map(table, tme)?;
+    // TIME(1) and TIME(2) columns, whose negative values mysql_common misreads (see
+    // `time2_fraction_fix`).
+    let time2: Vec<bool> = (0..table.columns.len())
+        .map(|i| {
+            matches!(tme.get_column_type(i), Ok(Some(ColumnType::MYSQL_TYPE_TIME2)))
+                && matches!(tme.get_column_metadata(i), Some([1 | 2, ..]))
+        })
+        .collect();
+    let decode = |row: mysql_async::binlog::row::BinlogRow| -> Result<Vec<Cell>> {
+        let values = row.unwrap();
+        if values.len() != table.columns.len() {
+            return Err(EngineError::Stream(format!(
+                "a row image of {} carries {} of its {} columns: the source must run with binlog_row_image=FULL",
+                table.def.display_name(),
+                values.len(),
+                table.columns.len()
+            )));
+        }
+        values
+            .into_iter()
+            .zip(table.def.columns.iter().zip(&table.columns).zip(&time2))
+            .map(|(v, ((c, m), &time2))| {
+                let v = match v {
+                    BinlogValue::Value(t) if time2 => BinlogValue::Value(time2_fraction_fix(t)),
+                    v => v,
+                };
+                binlog_cell(m.kind, &c.name, v)
+                    .map_err(|e| EngineError::Stream(format!("{}: {e}", table.def.display_name())))
+            })
+            .collect()
+    };
+    let keeps = |row: &[Cell]| filter.is_none_or(|f| keeps(f, table, row));
+    let mut out = Vec::new();
+    for pair in rows.rows(tme) {
+        let (before, after) =
+            pair.map_err(|e| EngineError::Stream(format!("undecodable row of {}: {e}", table.def.display_name())))?;
+        let before = before.map(&decode).transpose()?;
+        let after = after.map(&decode).transpose()?;
+        match (before, after) {
+            (None, Some(row)) if keeps(&row) => out.push(Change::Insert { table: index, row }),
+            (Some(old), None) if keeps(&old) => out.push(Change::Delete { table: index, old }),
+            (Some(old), Some(row)) => match (keeps(&old), keeps(&row)) {
+                (true, true) => out.push(Change::Update { table: index, old_key: Some(old), row }),
+                (false, true) => out.push(Change::Insert { table: index, row }),
+                (true, false) => out.push(Change::Delete { table: index, old }),
+                (false, false) => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a table map whose column metadata `mysql_common` would decode rows with unchecked:
+/// a column whose type or metadata it cannot read gets empty metadata, which its value
+/// decoding indexes (a panic); and it sizes a DECIMAL's buffer from the precision and scale, so
+/// a scale above the precision wraps to a size no allocation can take, which aborts the process
+/// (not a panic the reader could catch). A server writes DECIMAL precision 1 to 65 and scale 0
+/// to 30, at most the precision.
+fn check_table_map(table: &MyTable, tme: &TableMapEvent<'_>) -> Result<()> {
+    for i in 0..tme.columns_count() as usize {
+        let meta = tme.get_column_metadata(i);
+        let fits = match tme.get_column_type(i) {
+            Ok(Some(ColumnType::MYSQL_TYPE_NEWDECIMAL)) => {
+                matches!(meta, Some(&[p, s, ..]) if (1..=65).contains(&p) && s <= 30 && s <= p)
+            }
+            // Decoded with two metadata bytes its table map reading does not give them (no
+            // server writes either in a table map).
+            Ok(Some(ColumnType::MYSQL_TYPE_VAR_STRING | ColumnType::MYSQL_TYPE_TYPED_ARRAY)) => false,
+            Ok(Some(_)) => meta.is_some(),
+            _ => false,
+        };
+        if !fits {
+            return Err(EngineError::Stream(format!(
+                "the binary log's table map of {} describes column {} with a type or metadata no server writes; \
+                 the job stops rather than decode its rows",
+                table.def.display_name(),
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The binary log file a ROTATE event names. The first (artificial) rotate arrives before the
 /// format description announces checksums, so its name may carry the 4 checksum bytes, which
 /// can be anything, dots and digits included: the name is the known base, a dot and the
 /// sequence number's digits.
-fn file_name(raw: &[u8], names: &BinlogNames) -> String {
+pub(crate) fn file_name(raw: &[u8], names: &BinlogNames) -> String {
     let prefix = format!("{}.", names.base);
     let end = prefix.len() + names.width;
     if raw.starts_with(prefix.as_bytes()) && raw.len() >= end && raw[prefix.len()..end].iter().all(u8::is_ascii_digit) {
@@ -647,6 +747,22 @@ mod tests {
             assert_eq!(file_name(&raw, &names), "mariadb-bin.000003", "{tail:?}");
         }
         assert_eq!(file_name(b"other.000042\x01\x02\x03\x04", &names), "other.000042");
+    }
+
+    #[test]
+    fn mysql_common_panics_on_an_event_longer_than_its_packet_which_is_why_the_reader_catches_panics() {
+        use mysql_async::binlog::BinlogVersion;
+        use mysql_async::binlog::events::{Event, FormatDescriptionEvent};
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        // A QUERY event header that declares 200 bytes, in a packet of 19.
+        let mut packet = [0u8; 19];
+        packet[4] = QUERY_EVENT;
+        packet[9..13].copy_from_slice(&200u32.to_le_bytes());
+        let read = std::panic::catch_unwind(|| Event::read(&fde, &packet[..]).map(|_| ()));
+        assert!(
+            read.is_err(),
+            "mysql_common no longer panics here; the reader still catches panics as a defence, update this test"
+        );
     }
 
     #[test]

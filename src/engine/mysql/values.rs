@@ -177,6 +177,37 @@ pub fn binlog_cell(kind: ColumnKind, column: &str, value: BinlogValue<'_>) -> Re
     })
 }
 
+/// A TIME(1) or TIME(2) value from the binary log as it should have been decoded.
+///
+/// `mysql_common` 0.37 reads a negative TIME(1)/TIME(2) value with a fraction of a second
+/// wrongly: it takes 256 off the fraction byte as an unsigned number, which wraps in a release
+/// build (and panics in a debug one) and adds exactly 625 hours (2^32 × 10,000 in its packed
+/// form) to the value. The result is either out of range (more than 999,999 microseconds, for a
+/// value above -625 hours) or negative with a fraction (below it), which a correct reading of
+/// such a column never gives (a negative value with a fraction is exactly what goes wrong): so
+/// the wrapped value is recognised and the 625 hours taken off again. Any other value is
+/// returned as it is.
+pub fn time2_fraction_fix(value: Value) -> Value {
+    let Value::Time(negative, days, h, m, s, us) = value else { return value };
+    if !((negative && us != 0) || us > 999_999) {
+        return value;
+    }
+    let hours = i64::from(days) * 24 + i64::from(h);
+    let magnitude = (((hours << 12) | (i64::from(m) << 6) | i64::from(s)) << 24) | i64::from(us);
+    let packed = if negative { -magnitude } else { magnitude } - (625 << 36);
+    let magnitude = packed.unsigned_abs();
+    let hms = magnitude >> 24;
+    let hours = (hms >> 12) % 1024;
+    Value::Time(
+        packed < 0,
+        (hours / 24) as u32,
+        (hours % 24) as u8,
+        ((hms >> 6) % 64) as u8,
+        (hms % 64) as u8,
+        (magnitude % (1 << 24)) as u32,
+    )
+}
+
 /// A cell as a statement parameter.
 pub fn param(cell: &Cell) -> Value {
     match cell {
@@ -242,6 +273,27 @@ mod tests {
         assert_eq!(time_text(true, 34, 22, 59, 59, 0), "-838:59:59.000000");
         assert_eq!(timestamp_text(b"1700000000.5").unwrap(), "2023-11-14 22:13:20.500000");
         assert_eq!(timestamp_text(b"0").unwrap(), "0000-00-00 00:00:00.000000");
+    }
+
+    #[test]
+    fn negative_fractional_times_that_mysql_common_wraps_come_back_right() {
+        // What mysql_common 0.37 makes of -00:00:01.50 and -838:59:59.99 in a TIME(2) column.
+        assert_eq!(
+            time2_fraction_fix(Value::Time(false, 26, 0, 63, 62, 16_277_216)),
+            Value::Time(true, 0, 0, 0, 1, 500_000)
+        );
+        assert_eq!(
+            time2_fraction_fix(Value::Time(true, 8, 21, 59, 59, 990_000)),
+            Value::Time(true, 34, 22, 59, 59, 990_000)
+        );
+        assert_eq!(
+            time2_fraction_fix(Value::Time(false, 25, 12, 33, 63, 16_677_216)),
+            Value::Time(true, 0, 12, 30, 0, 100_000)
+        );
+        // Values it reads right stay as they are.
+        for v in [Value::Time(true, 1, 2, 3, 4, 0), Value::Time(false, 34, 22, 59, 59, 990_000), Value::NULL] {
+            assert_eq!(time2_fraction_fix(v.clone()), v);
+        }
     }
 
     #[test]

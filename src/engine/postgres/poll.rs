@@ -14,9 +14,11 @@
 //!   acknowledged is decoded again and skipped, and a source transaction is returned whole;
 //! - changes arrive by polling, at most [`IDLE`] after their commit when the stream is idle.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use pg_walstream::{CancellationToken, Lsn, PgOutputDecoder, SharedLsnFeedback};
 use tokio_postgres::Client;
 
@@ -97,7 +99,13 @@ impl Reader {
         // decoder keeps quiet about ones it knows.
         let mut pgoutput = PgOutputDecoder::with_protocol_version(1);
         while !cancel.is_cancelled() {
-            match self.poll(&mut pgoutput, &mut decoder, &mut assembler, &tx, &heard).await {
+            // A panic while decoding (in pg_walstream or here) stops the job with an error
+            // rather than end the stream silently.
+            let polled = AssertUnwindSafe(self.poll(&mut pgoutput, &mut decoder, &mut assembler, &tx, &heard))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Err(stream::undecodable()));
+            match polled {
                 Ok(Some(true)) => {}
                 Ok(Some(false)) => {
                     tokio::select! {

@@ -5,9 +5,11 @@
 //! position and an acknowledgement call, nothing of the replication protocol.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use pg_walstream::{
     CancellationToken, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions,
     ReplicationStreamConfig, RetryConfig, RowData, SharedLsnFeedback, StreamingMode,
@@ -100,6 +102,11 @@ async fn connect_stream(
             })
         }
     }
+}
+
+/// The failure of a job on a message whose decoding panicked.
+pub(super) fn undecodable() -> EngineError {
+    EngineError::Stream("undecodable logical replication message: the job stops rather than skip it".into())
 }
 
 fn stream_error(e: impl std::fmt::Display) -> EngineError {
@@ -291,18 +298,26 @@ impl Drop for Changes {
 async fn read_loop(mut events: pg_walstream::EventStream, mut decoder: Decoder, tx: Sender, from: u64, heard: Heard) {
     let mut assembler = Assembler::new(from);
     loop {
-        let event = match events.next_event().await {
-            Ok(e) => {
+        // A panic while decoding (in pg_walstream or here) would end this task silently and
+        // the applier would take the closed queue for the end of the stream; it stops the job
+        // with an error instead.
+        let event = match AssertUnwindSafe(events.next_event()).catch_unwind().await {
+            Ok(Ok(e)) => {
                 heard.now();
                 e
             }
-            Err(pg_walstream::ReplicationError::Cancelled(_)) => break,
-            Err(e) => {
+            Ok(Err(pg_walstream::ReplicationError::Cancelled(_))) => break,
+            Ok(Err(e)) => {
                 let _ = tx.send(Err(stream_error(e))).await;
                 break;
             }
+            Err(_) => {
+                let _ = tx.send(Err(undecodable())).await;
+                break;
+            }
         };
-        match assembler.push(&mut decoder, &event.event_type).await {
+        let pushed = AssertUnwindSafe(assembler.push(&mut decoder, &event.event_type)).catch_unwind().await;
+        match pushed.unwrap_or_else(|_| Err(undecodable())) {
             Ok(None) => {}
             Ok(Some(t)) => {
                 if !tx.send(Ok(t)).await {
@@ -381,7 +396,7 @@ impl Receiver {
 
 /// Groups decoded changes into source transactions, skipping those that end at or before a
 /// position, and hands out a large one in pieces of [`PIECE`] changes.
-pub(super) struct Assembler {
+pub(crate) struct Assembler {
     current: Option<Transaction>,
     /// The transaction `current` belongs to.
     xid: u32,
@@ -393,12 +408,12 @@ pub(super) struct Assembler {
 
 impl Assembler {
     /// An assembler that hands out transactions ending after `from`.
-    pub(super) fn new(from: u64) -> Assembler {
+    pub(crate) fn new(from: u64) -> Assembler {
         Assembler { current: None, xid: 0, done: from, skipping: false }
     }
 
     /// Takes one event; returns the transaction (or piece of one) it completes, if any.
-    pub(super) async fn push(&mut self, decoder: &mut Decoder, event: &EventType) -> Result<Option<Transaction>> {
+    pub(crate) async fn push(&mut self, decoder: &mut Decoder, event: &EventType) -> Result<Option<Transaction>> {
         Ok(match event {
             EventType::Begin { commit_timestamp, transaction_id, final_lsn } => {
                 self.xid = *transaction_id;
@@ -946,6 +961,40 @@ fn reshape(
     table.pg_columns = new_pg;
     table.binary = table.builtin_types();
     Ok((table, changes))
+}
+
+/// [`reshape`] with a source catalog that lists exactly `columns` (a column named as one the
+/// table had keeps its attribute number, the others get new ones; no defaults), for the fuzz
+/// targets and property tests, which have no source session.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn reshape_listed(
+    old: &PgTable,
+    columns: &[pg_walstream::RelationColumn],
+) -> Result<(PgTable, Vec<ColumnChange>)> {
+    let mut next = old.pg_columns.iter().map(|p| p.attnum).max().unwrap_or(0);
+    let live: Vec<LiveColumn> = columns
+        .iter()
+        .map(|c| {
+            let known = old.def.columns.iter().position(|o| *o.name == *c.name);
+            let attnum = match known.and_then(|i| old.pg_columns.get(i)) {
+                Some(p) => p.attnum,
+                None => {
+                    next = next.saturating_add(1);
+                    next
+                }
+            };
+            LiveColumn {
+                attnum,
+                name: c.name.to_string(),
+                not_null: c.is_key,
+                has_missing: false,
+                missing: None,
+                default: None,
+            }
+        })
+        .collect();
+    let types: Vec<String> = columns.iter().map(|c| format!("t{}", c.type_id)).collect();
+    reshape(old, columns, &types, &live)
 }
 
 impl DecodedTable {
