@@ -93,7 +93,8 @@ chart-check: chart
 	fi
 	$(HELM) lint --strict charts/ferry
 	$(HELM) lint --strict charts/ferry --set serviceMonitor.enabled=true,podMonitor.enabled=true \
-		--set prometheusRule.enabled=true,dashboard.enabled=true --set 'workers.namespaces={default,shop}'
+		--set prometheusRule.enabled=true,dashboard.enabled=true --set 'workers.allowedImages={registry.example.com/ferry:*}' \
+		--set 'workers.allowedTolerationKeys={dedicated}'
 
 ## bench: Ferry's PostgreSQL full transfer and change stream side by side with pg_dump and pgcopydb
 bench:
