@@ -346,7 +346,7 @@ async fn the_mariadb_example_job_runs_over_tls_with_a_client_certificate() {
         async move { ferry::engine::mysql::connect::connect(&ep, creds.login(side), side).await.unwrap() }
     };
     let mut src = connect(Side::Source).await;
-    my_support::exec(
+    my_support::exec_each(
         &mut src,
         "CREATE DATABASE inventory; CREATE DATABASE sales; \
          CREATE TABLE inventory.items (id int PRIMARY KEY, name varchar(40)); \
@@ -364,7 +364,7 @@ async fn the_mariadb_example_job_runs_over_tls_with_a_client_certificate() {
     let mut tgt = connect(Side::Target).await;
     my_support::wait_streaming(&mut tgt, &mut handle).await;
     // Changes, and a table created in the wholly selected database (DDL replay is on).
-    my_support::exec(
+    my_support::exec_each(
         &mut src,
         "UPDATE inventory.stock SET qty = 0 WHERE item_id <= 100; DELETE FROM inventory.items WHERE id > 1990; \
          INSERT INTO sales.invoice_lines VALUES (1, 9001, 3.00); \

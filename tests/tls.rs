@@ -315,7 +315,7 @@ async fn a_mariadb_job_and_a_compare_run_over_verify_full_to_servers_that_refuse
     };
     let mut src = connect(Side::Source).await;
     let mut tgt = connect(Side::Target).await;
-    my_support::exec(
+    my_support::exec_each(
         &mut src,
         "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note varchar(40)); \
          INSERT INTO shop.orders SELECT seq, CONCAT('n', seq) FROM shop.seq_1_to_5000",
@@ -339,7 +339,7 @@ async fn a_mariadb_job_and_a_compare_run_over_verify_full_to_servers_that_refuse
         .await
     });
     my_support::wait_streaming(&mut tgt, &mut job).await;
-    my_support::exec(
+    my_support::exec_each(
         &mut src,
         "INSERT INTO shop.orders SELECT seq, 'live' FROM shop.seq_6001_to_6100; \
          UPDATE shop.orders SET note = 'u' WHERE id <= 10; DELETE FROM shop.orders WHERE id BETWEEN 100 AND 120",

@@ -126,6 +126,14 @@ pub async fn exec(conn: &mut Conn, sql: &str) {
     conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// Runs the `;`-separated statements of `sql` one by one, on a session opened by Ferry's own
+/// `connect` (which turns multi-statements off); no statement may hold a `;` of its own.
+pub async fn exec_each(conn: &mut Conn, sql: &str) {
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        exec(conn, statement).await;
+    }
+}
+
 /// Every row of `table`, ordered by all its columns, read through the binary protocol so
 /// values keep their exact types (FLOAT as f32, dates as dates).
 pub async fn try_rows(conn: &mut Conn, table: &str) -> Result<Vec<Vec<Value>>, String> {
