@@ -81,6 +81,18 @@ impl Pair {
         spec
     }
 
+    /// A job over `tables` of schema `public` in database `database` of both servers (which
+    /// must exist; `start` creates only `shop`).
+    pub fn spec_in(&self, database: &str, task: TaskType, tables: &[&str]) -> SyncJobSpec {
+        let mut spec = self.spec(task, tables);
+        spec.source.database = Some(database.into());
+        spec.target.database = Some(database.into());
+        for selected in &mut spec.objects.databases {
+            selected.name = database.into();
+        }
+        spec
+    }
+
     /// The manifest `ferry run` reads for `spec`, with its Secret.
     pub fn manifest(&self, name: &str, spec: &SyncJobSpec) -> String {
         let secret = serde_json::json!({
