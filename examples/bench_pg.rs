@@ -22,8 +22,9 @@
 //!    key: 30 changed rows, 60/30/10 %, sent as one compound query) on one 12-column table; a
 //!    step passes when the p99 lag is within the limit, the lag does not grow during the step
 //!    (median of its last third not above the median of its first third by more than the
-//!    growth limit) and the tool catches up afterwards. A failing step is run once more (the
-//!    machine may be busy with something else for a moment) before the ramp stops. The
+//!    growth limit) and the tool catches up afterwards. A failing step, or one where pgbench
+//!    offered less than 90 % of the asked rate, is run once more (the machine may be busy with
+//!    something else for a moment) before the ramp stops. The
 //!    sustainable rate is the source's measured change rate in the highest step that passed;
 //!    when the ramp ends without a failing step (the load generator cannot offer more) it is a
 //!    lower bound. Each tool starts from a newly made load table and an empty target database.
@@ -1470,9 +1471,9 @@ impl Bench<'_> {
                 report.steps.push(run);
                 match verdict {
                     Verdict::Pass => retries = config.step_retries,
-                    Verdict::Fail(_) if retries > 0 && !running.ended() => {
-                        // Once more at the same rate: the machine is shared, a step may meet
-                        // someone else's burst.
+                    Verdict::Fail(_) | Verdict::LoadLimited if retries > 0 && !running.ended() => {
+                        // Once more at the same rate: the machine is shared, a step (the tool's
+                        // or the load generator's) may meet someone else's burst.
                         retries -= 1;
                         tokio::time::sleep(config.pause).await;
                         continue;
