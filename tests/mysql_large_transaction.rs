@@ -26,7 +26,7 @@ const EVENTS: &str = "CREATE DATABASE shop; CREATE TABLE shop.events (id bigint,
 /// One transaction inserting `ROWS` rows of about 250 bytes into `shop.events`.
 fn large_insert(from: u64) -> String {
     format!(
-        "INSERT INTO shop.events SELECT seq, concat('kind', seq % 7), repeat(md5(seq), 7) FROM seq_{}_to_{}",
+        "INSERT INTO shop.events SELECT seq, concat('kind', seq % 7), repeat(md5(seq), 7) FROM shop.seq_{}_to_{}",
         from,
         from + ROWS - 1
     )
