@@ -656,12 +656,21 @@ impl ChangeTarget for Applier {
 /// A cell as the parameter of `placeholder` (hex for the `UNHEX` of a non-UTF-8 text column).
 fn bind(placeholder: &str, cell: Option<&Cell>) -> Value {
     match cell {
-        Some(Cell::Bytes(b)) if placeholder.contains("UNHEX") => {
-            Value::Bytes(b.iter().map(|b| format!("{b:02X}")).collect::<String>().into_bytes())
-        }
+        Some(Cell::Bytes(b)) if placeholder.contains("UNHEX") => Value::Bytes(hex(b)),
         Some(c) => param(c),
         None => Value::NULL,
     }
+}
+
+/// `bytes` as upper-case hexadecimal digits, two per byte (what `UNHEX` reads back).
+fn hex(bytes: &[u8]) -> Vec<u8> {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+    out
 }
 
 /// How many of the rows whose sizes `sizes` gives, taken in order, fit `budget` bytes together;
@@ -696,6 +705,12 @@ fn sized_groups(n: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_writes_two_upper_case_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), b"000FA5FF".to_vec());
+        assert!(hex(&[]).is_empty());
+    }
 
     #[test]
     fn rows_are_cut_into_runs_that_fit_a_packet() {
