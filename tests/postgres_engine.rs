@@ -70,6 +70,41 @@ async fn a_full_trans_job_copies_every_row_and_leaves_no_slot_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_table_is_copied_in_page_ranges_each_row_once_and_its_changes_once() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    // Every 50th row an exact duplicate of the one before.
+    src.batch_execute(
+        "CREATE TABLE events (n bigint, label text);
+         ALTER TABLE events REPLICA IDENTITY FULL;
+         INSERT INTO events SELECT CASE WHEN g % 50 = 0 THEN g - 1 ELSE g END, 'e' || (CASE WHEN g % 50 = 0 THEN g - 1 ELSE g END)
+           FROM generate_series(1, 30000) g;
+         ANALYZE events;",
+    )
+    .await
+    .unwrap();
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["events"]);
+    spec.tuning = Some(ferry::api::Tuning { batch_rows: Some(4000), read_parallelism: Some(3), ..Default::default() });
+    let (stop_tx, runner) = spawn_job(&pair, &spec, "test/keyless-pages");
+    wait_streaming(&pair).await;
+    let tgt = pair.target().await;
+    assert_eq!(rows(&src, "events").await, rows(&tgt, "events").await, "each row once, duplicates twice");
+    let chunks: i64 = tgt.query_one("SELECT count(*) FROM _ferry.chunks", &[]).await.unwrap().get(0);
+    assert!(chunks >= 5, "the keyless table was split into page ranges ({chunks})");
+    // Changes after the copy, to duplicated rows too, apply once each.
+    src.batch_execute(
+        "INSERT INTO events VALUES (49, 'e49'), (7, 'new');
+         DELETE FROM events WHERE n = 99 AND ctid = (SELECT min(ctid) FROM events WHERE n = 99);
+         UPDATE events SET label = 'changed' WHERE n = 1000;",
+    )
+    .await
+    .unwrap();
+    wait_equal(&pair, "events", "events", Duration::from_secs(30)).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(runner.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_incr_job_follows_inserts_updates_deletes_and_truncate() {
     let pair = Pair::start();
     let src = pair.source().await;

@@ -56,16 +56,19 @@ fn writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64>
     })
 }
 
-async fn setup(pair: &Pair, dir: &Path) -> PathBuf {
+/// Creates the tables, `events` (no key) with `events` rows of which every 50th is an exact
+/// duplicate of the one before, and writes the job's manifest.
+async fn setup(pair: &Pair, dir: &Path, events: i64) -> PathBuf {
     let src = pair.source().await;
-    src.batch_execute(
+    src.batch_execute(&format!(
         "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, note text);
          INSERT INTO accounts SELECT g, g / 3.0, 'row ' || g FROM generate_series(1, 30000) g;
          CREATE TABLE events (n bigint, label text);
          ALTER TABLE events REPLICA IDENTITY FULL;
-         INSERT INTO events SELECT -g, 'old' FROM generate_series(1, 2000) g;
-         ANALYZE;",
-    )
+         INSERT INTO events SELECT CASE WHEN g % 50 = 0 THEN 1 - g ELSE -g END, 'old'
+           FROM generate_series(1, {events}) g;
+         ANALYZE;"
+    ))
     .await
     .unwrap();
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["accounts", "events"]);
@@ -165,9 +168,14 @@ impl Copied {
 /// the target converges while writes go on; with `not_again`, also that nothing the first run
 /// copied is copied again.
 async fn kill_and_resume(kill_when: &str, not_again: bool) {
+    kill_and_resume_with(kill_when, not_again, 2000).await;
+}
+
+/// [`kill_and_resume`] with `events` rows in the keyless table.
+async fn kill_and_resume_with(kill_when: &str, not_again: bool, events: i64) -> Pair {
     let pair = Pair::start();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = setup(&pair, dir.path()).await;
+    let manifest = setup(&pair, dir.path(), events).await;
     let running = Arc::new(AtomicBool::new(true));
     let writes = writer(&pair, Arc::clone(&running));
     let tgt = pair.target().await;
@@ -215,6 +223,7 @@ async fn kill_and_resume(kill_when: &str, not_again: bool) {
     second.stop_cleanly();
     let src = pair.source().await;
     assert_eq!(rows(&src, "events").await, rows(&tgt, "events").await, "no doubled rows in the keyless table");
+    pair
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,4 +255,23 @@ async fn killed_while_applying_changes_it_applies_each_exactly_once() {
         false,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_while_a_keyless_table_is_copied_in_page_ranges_it_copies_it_again_whole() {
+    // 40,000 rows in chunks of 3,000: the keyless table is split into ranges of heap pages.
+    let pair = kill_and_resume_with(
+        "SELECT count(*) FILTER (WHERE done) >= 1 AND bool_or(NOT done) FROM _ferry.chunks \
+         WHERE table_name = 'public.events'",
+        false,
+        40_000,
+    )
+    .await;
+    let tgt = pair.target().await;
+    let chunks: i64 = tgt
+        .query_one("SELECT count(*) FROM _ferry.chunks WHERE table_name = 'public.events'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(chunks, 1, "the second run copied the keyless table in one chunk of its own snapshot");
 }

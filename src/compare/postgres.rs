@@ -207,7 +207,7 @@ impl Side for PgSide {
 
     async fn chunks(&mut self, t: usize) -> Result<Vec<KeyRange>> {
         match self.planned.get(t) {
-            Some(table) => source::plan_chunks(&self.client, table, CHUNK_ROWS).await,
+            Some(table) => source::plan_chunks(&self.client, table, CHUNK_ROWS, false).await,
             None => Ok(vec![KeyRange::default()]),
         }
     }

@@ -113,6 +113,37 @@ where
     FS: Future<Output = Result<S>>,
     FT: Future<Output = Result<T>>,
 {
+    let (copied, _) = tokio::sync::mpsc::unbounded_channel();
+    copy_reporting(pending, parallel, open_source, open_target, throttle, tracker, stop, copied).await
+}
+
+/// As [`copy`], and sends on `copied` each table (by index) whose last pending chunk is
+/// written while chunks are still waiting to be handed out: its indexes can be built while
+/// other tables copy. The channel closes when the copy ends.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_reporting<S, T, OS, OT, FS, FT>(
+    pending: &[Chunk],
+    parallel: usize,
+    open_source: OS,
+    open_target: OT,
+    throttle: &Throttle,
+    tracker: &Tracker,
+    stop: &watch::Receiver<bool>,
+    copied: tokio::sync::mpsc::UnboundedSender<usize>,
+) -> Result<()>
+where
+    S: ChunkSource,
+    T: ChunkTarget<S::Data>,
+    OS: Fn() -> FS,
+    OT: Fn() -> FT,
+    FS: Future<Output = Result<S>>,
+    FT: Future<Output = Result<T>>,
+{
+    let tables = pending.iter().map(|c| c.table + 1).max().unwrap_or(0);
+    let left: Vec<AtomicUsize> = (0..tables).map(|_| AtomicUsize::new(0)).collect();
+    for c in pending {
+        left[c.table].fetch_add(1, Ordering::SeqCst);
+    }
     let next = AtomicUsize::new(0);
     super::metrics::metrics().chunks_planned(pending.len());
     // A chunk whose rows stop moving for this long is given up (the job starts again from the
@@ -138,6 +169,12 @@ where
             super::metrics::metrics().read(super::metrics::Stage::Full, rows);
             super::metrics::metrics().chunk_done();
             tracker.add(Some(chunk.table), rows, 0);
+            // A table finished after the last chunk was handed out is left to the build after
+            // the copy, which has every target session to itself.
+            if left[chunk.table].fetch_sub(1, Ordering::SeqCst) == 1 && next.load(Ordering::SeqCst) < pending.len() {
+                // Nobody listening is no reason to stop copying.
+                let _ = copied.send(chunk.table);
+            }
         }
     });
     futures::future::try_join_all(workers).await?;

@@ -415,8 +415,13 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
+                // Every chunk of this first pass is read in the slot's exported snapshot.
+                let one_snapshot = slot.is_some();
                 for t in &tables {
-                    plan.push((t.def.display_name(), source::plan_chunks(&src, t, rows_per_chunk).await?));
+                    plan.push((
+                        t.def.display_name(),
+                        source::plan_chunks(&src, t, rows_per_chunk, one_snapshot).await?,
+                    ));
                 }
             }
             target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan, &tables).await?;
@@ -454,7 +459,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         };
         job.tracker.stage(TransferStage::Full);
         let started = std::time::Instant::now();
-        full_transfer(&job, &tgt, &tables, snapshot, state.start_lsn).await?;
+        full_transfer(&job, &mut tgt, &tables, &design, snapshot, state.start_lsn).await?;
         tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
         if job.stopping() {
             carrier.cut_over(&job.tracker).await?;
@@ -614,17 +619,33 @@ async fn truncate_targets(tgt: &Client, tables: &[PgTable]) -> Result<()> {
 }
 
 /// Copies every pending chunk with `readParallelism` readers, each with its own source and
-/// target sessions.
+/// target sessions. A table whose chunks are all copied gets its keys, constraints and indexes
+/// on one more target session while the other tables copy: building overlaps the load instead
+/// of following all of it (one session at a time, as the target's writers are busy too).
 async fn full_transfer(
     job: &Job<'_>,
-    tgt: &Client,
+    tgt: &mut Client,
     tables: &[PgTable],
+    design: &structure::Plan,
     snapshot: Snapshot,
     start_lsn: u64,
 ) -> Result<()> {
+    if matches!(snapshot, Snapshot::Fresh) {
+        // Pages of a keyless table copied in the exported snapshot and the rest in fresh ones
+        // would hold an updated row twice or not at all, and its changes could not be matched
+        // against one snapshot: such a table is copied again, whole, in one chunk.
+        for t in tables.iter().filter(|t| t.def.key.is_empty()) {
+            if target::restart_split_table(tgt, job.id, t).await? {
+                tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
+            }
+        }
+    }
     let done = target::copied_rows(tgt, job.id).await?;
     let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
-    let pending = snapshot::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
+    let mut pending = snapshot::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
+    // The biggest tables first: their keys and indexes are then built while smaller ones copy,
+    // and the build left after the copy is a small table's.
+    pending.sort_by_key(|c| std::cmp::Reverse(tables[c.table].def.estimated_rows));
     let parallel = snapshot::parallelism(job.spec);
     let throttle = Throttle::new(&job.spec.speed_limits);
     let open_source = || async {
@@ -632,7 +653,28 @@ async fn full_transfer(
         Ok(source::PgChunkSource { client, tables, snapshot: snapshot.clone(), start_lsn })
     };
     let open_target = || async { Ok(target::PgChunkTarget { client: job.target().await?, job: job.id, tables }) };
-    snapshot::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
+    let (copied_tx, mut copied) = tokio::sync::mpsc::unbounded_channel();
+    let copy = snapshot::copy_reporting(
+        &pending,
+        parallel,
+        open_source,
+        open_target,
+        &throttle,
+        &job.tracker,
+        &job.stop,
+        copied_tx,
+    );
+    let build = async {
+        while let Some(t) = copied.recv().await {
+            job.tracker.table_state(t, TableState::Indexing);
+            let started = std::time::Instant::now();
+            structure::build_tables(|| job.target(), tables, design, 1, false, vec![t]).await?;
+            tracing::debug!(job = job.id, table = %tables[t].def.display_name(), seconds = started.elapsed().as_secs_f64(), "keys and indexes built during the copy");
+        }
+        Ok(())
+    };
+    futures::future::try_join(copy, build).await?;
+    Ok(())
 }
 
 /// The tables copied in one chunk read in a fresh snapshot, with the transactions it saw.

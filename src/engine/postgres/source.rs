@@ -14,12 +14,28 @@ use crate::engine::sql::{pg_ident, pg_qualified};
 
 const S: Side = Side::Source;
 
-/// Splits a table into primary-key ranges of about `rows_per_chunk` rows. Tables without a key,
-/// or small enough, are one chunk. The boundaries need not come from the snapshot: the ranges
-/// cover the whole key space whatever they are.
-pub async fn plan_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) -> Result<Vec<KeyRange>> {
+/// Splits a table into primary-key ranges of about `rows_per_chunk` rows; small tables are one
+/// chunk. The boundaries need not come from the snapshot: the ranges cover the whole key space
+/// whatever they are.
+///
+/// A table without a key is split into ranges of heap pages ([`plan_page_chunks`]) only when
+/// `one_snapshot`: every chunk is then read in the same snapshot, in which each row version has
+/// exactly one place. Otherwise it is one chunk, whose fresh snapshot the change stream is
+/// matched against by transaction ([`VisibleXids`]).
+pub async fn plan_chunks(
+    client: &Client,
+    table: &PgTable,
+    rows_per_chunk: u64,
+    one_snapshot: bool,
+) -> Result<Vec<KeyRange>> {
     let d = &table.def;
-    if d.key.is_empty() || d.estimated_rows <= rows_per_chunk {
+    if d.estimated_rows <= rows_per_chunk {
+        return Ok(vec![KeyRange::default()]);
+    }
+    if d.key.is_empty() {
+        if one_snapshot && !table.partitioned {
+            return plan_page_chunks(client, table, rows_per_chunk).await;
+        }
         return Ok(vec![KeyRange::default()]);
     }
     let integer = ["smallint", "integer", "bigint"];
@@ -42,6 +58,31 @@ pub async fn plan_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) 
     let bounds: Vec<Vec<String>> =
         rows.iter().map(|r| (0..d.key.len()).map(|i| r.get::<_, String>(i)).collect()).collect();
     Ok(KeyRange::between(bounds))
+}
+
+/// Splits a table without a key into ranges of heap pages of about `rows_per_chunk` rows, bounds
+/// written as tuple ids (`(page,0)`): read with `ctid >= lo AND ctid < hi`, a TID range scan
+/// (PostgreSQL 14+) reads just those pages. The last range is open, so rows on pages added
+/// since the plan are read too.
+async fn plan_page_chunks(client: &Client, table: &PgTable, rows_per_chunk: u64) -> Result<Vec<KeyRange>> {
+    let d = &table.def;
+    let row = client
+        .query_one(
+            "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::int8",
+            &[&pg_qualified(&d.schema, &d.name)],
+        )
+        .await
+        .ctx(S, || format!("planning chunks of {}", d.display_name()))?;
+    let pages = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+    let chunks = d.estimated_rows.div_ceil(rows_per_chunk.max(1)).clamp(1, 10_000);
+    let step = pages.div_ceil(chunks).max(1);
+    let bounds: Vec<Vec<String>> = (1..chunks).map(|i| i * step).filter(|&p| p < pages).map(|p| vec![tid(p)]).collect();
+    Ok(KeyRange::between(bounds))
+}
+
+/// The first tuple id of heap page `page`.
+fn tid(page: u64) -> String {
+    format!("({page},0)")
 }
 
 /// Splits an integer key's range into equal slices: two index lookups instead of a scan.
@@ -75,6 +116,14 @@ pub fn chunk_query(table: &PgTable, range: &KeyRange) -> String {
     let d = &table.def;
     let cols: Vec<String> = d.selected().map(|c| pg_ident(&c.name)).collect();
     let mut conds = Vec::new();
+    if d.key.is_empty() {
+        // A table without a key is split by heap pages (see plan_page_chunks).
+        for (prefix, op, bound) in [("lo", ">=", &range.lo), ("hi", "<", &range.hi)] {
+            if bound.is_some() {
+                conds.push(format!("ctid {op} current_setting('ferry.{prefix}0')::tid"));
+            }
+        }
+    }
     let key_tuple = |prefix: &str| -> (String, String) {
         let names: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
         let vals: Vec<String> = d
@@ -84,11 +133,11 @@ pub fn chunk_query(table: &PgTable, range: &KeyRange) -> String {
             .collect();
         (format!("({})", names.join(", ")), format!("({})", vals.join(", ")))
     };
-    if range.lo.is_some() {
+    if range.lo.is_some() && !d.key.is_empty() {
         let (k, v) = key_tuple("lo");
         conds.push(format!("{k} >= {v}"));
     }
-    if range.hi.is_some() {
+    if range.hi.is_some() && !d.key.is_empty() {
         let (k, v) = key_tuple("hi");
         conds.push(format!("{k} < {v}"));
     }

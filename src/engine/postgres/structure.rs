@@ -1027,7 +1027,24 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<Client>>,
 {
-    let mut order: Vec<usize> = (0..tables.len()).collect();
+    build_tables(open, tables, plan, parallelism, keys_exist, (0..tables.len()).collect()).await
+}
+
+/// As [`build`], for the tables `which` (indexes into `tables`) only: a table whose copy is done
+/// gets its keys and indexes while the next tables copy.
+pub async fn build_tables<F, Fut>(
+    open: F,
+    tables: &[PgTable],
+    plan: &Plan,
+    parallelism: usize,
+    keys_exist: bool,
+    which: Vec<usize>,
+) -> Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Client>>,
+{
+    let mut order = which;
     // The biggest tables first, so that they do not start last.
     order.sort_by_key(|&t| std::cmp::Reverse(tables[t].def.estimated_rows));
     let mut queue = VecDeque::new();

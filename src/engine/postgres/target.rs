@@ -194,6 +194,34 @@ pub async fn pending_chunks(client: &Client, job: &str) -> Result<Vec<PendingChu
         .collect())
 }
 
+/// When the ledger splits `table` into several chunks not all copied, empties the target table
+/// and replaces its chunks with one for the whole table, in one transaction; returns whether it
+/// did. For a table without a key, whose split chunks must all be read in one snapshot.
+pub async fn restart_split_table(client: &mut Client, job: &str, table: &PgTable) -> Result<bool> {
+    let name = table.def.display_name();
+    let what = || format!("copying {name} again in one chunk");
+    let tx = client.transaction().await.ctx(T, what)?;
+    let row = tx
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE done) FROM _ferry.chunks WHERE job = $1 AND table_name = $2",
+            &[&job, &name],
+        )
+        .await
+        .ctx(T, what)?;
+    let (chunks, done): (i64, i64) = (row.get(0), row.get(1));
+    if chunks <= 1 || done == chunks {
+        return Ok(false);
+    }
+    let d = &table.def;
+    tx.batch_execute(&format!("TRUNCATE {}", pg_qualified(&d.target_schema, &d.target_name))).await.ctx(T, what)?;
+    tx.execute("DELETE FROM _ferry.chunks WHERE job = $1 AND table_name = $2", &[&job, &name]).await.ctx(T, what)?;
+    tx.execute("INSERT INTO _ferry.chunks (job, table_name, chunk) VALUES ($1, $2, 0)", &[&job, &name])
+        .await
+        .ctx(T, what)?;
+    tx.commit().await.ctx(T, what)?;
+    Ok(true)
+}
+
 /// Rows already copied per table (for progress after a restart).
 pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
     let rows = client
