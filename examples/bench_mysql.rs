@@ -1552,6 +1552,11 @@ async fn part_stream(cfg: &Config, pair: &Pair) -> Result<Vec<StreamReport>> {
         cfg.max_lag,
         cfg.lag_growth
     );
+    println!(
+        "columns: asked, offered (the source's row counters) and applied (rows the target's heartbeat covers) \
+         changed rows/s; lag p50, p99, medians of the first → last third; catch-up after the load; CPU seconds \
+         over the step and its catch-up of this process (b: Ferry runs in it), the source and the target"
+    );
     if !installed("sysbench") {
         println!("sysbench is not installed (apt-get install sysbench); parts 2 and 3 left out");
         return Ok(Vec::new());
