@@ -128,9 +128,11 @@ async fn a_mixed_batch_under_ignore_gives_exactly_the_source_rows() {
 async fn a_unique_index_made_on_the_target_keeps_its_table_change_by_change() {
     let pair = Pair::start();
     let src = pair.source().await;
-    src.batch_execute("CREATE TABLE t (id integer PRIMARY KEY, code text NOT NULL); INSERT INTO t VALUES (1, 'a'), (2, 'b')")
-        .await
-        .unwrap();
+    src.batch_execute(
+        "CREATE TABLE t (id integer PRIMARY KEY, code text NOT NULL); INSERT INTO t VALUES (1, 'a'), (2, 'b')",
+    )
+    .await
+    .unwrap();
     let spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
     let (stop, runner) = spawn_job(&pair, &spec, "test/apply-unique");
     wait_streaming(&pair).await;
@@ -161,17 +163,21 @@ async fn walsender(src: &tokio_postgres::Client) -> Option<i32> {
 async fn a_reader_waiting_for_a_held_back_applier_keeps_its_replication_connection() {
     let pair = Pair::start();
     let src = pair.source().await;
-    src.batch_execute(
-        "ALTER SYSTEM SET wal_sender_timeout = '2s'; SELECT pg_reload_conf();
-         CREATE TABLE t (id integer PRIMARY KEY, v text)",
-    )
-    .await
-    .unwrap();
+    src.batch_execute("ALTER SYSTEM SET wal_sender_timeout = '2s'").await.unwrap();
+    src.batch_execute("SELECT pg_reload_conf(); CREATE TABLE t (id integer PRIMARY KEY, v text)").await.unwrap();
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
     spec.tuning = Some(Tuning { apply_batch_transactions: Some(1), ..Default::default() });
     let (stop, runner) = spawn_job(&pair, &spec, "test/apply-held");
     wait_streaming(&pair).await;
-    let before = walsender(&src).await.expect("the job's walsender");
+    let mut before = walsender(&src).await;
+    for _ in 0..300 {
+        if before.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        before = walsender(&src).await;
+    }
+    let before = before.expect("the job's walsender");
     // Hold the applier with a lock on its table until the reader's queue is full.
     let mut holder = pair.target().await;
     let lock = holder.transaction().await.unwrap();
