@@ -1148,7 +1148,7 @@ impl Applier {
 
     /// Row changes, pipelined in the open transaction, with the check that the tables they
     /// wrote are as the applier knows them.
-    async fn apply_run<'a>(&mut self, changes: &[&'a Change], idempotent: bool) -> Result<()> {
+    async fn apply_run(&mut self, changes: &[&Change], idempotent: bool) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
