@@ -154,6 +154,91 @@ async fn a_unique_index_made_on_the_target_keeps_its_table_change_by_change() {
     engine::release("test/apply-unique", &spec, &pair.credentials()).await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_under_a_foreign_key_on_the_target_are_written_in_an_order_it_accepts() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute(
+        "CREATE TABLE parents (id integer PRIMARY KEY, v text);
+         CREATE TABLE children (id integer PRIMARY KEY, parent_id integer NOT NULL REFERENCES parents (id), v text);
+         INSERT INTO parents SELECT g, 'p' || g FROM generate_series(1, 5) g;
+         INSERT INTO children SELECT g, g, 'c' || g FROM generate_series(1, 5) g;",
+    )
+    .await
+    .unwrap();
+    // The referencing table first: set statements in the job's table order would write it first.
+    let spec = pair.spec(TaskType::FullIncrTrans, &["children", "parents"]);
+    let (stop, runner) = spawn_job(&pair, &spec, "test/apply-fk");
+    wait_streaming(&pair).await;
+    let tgt = pair.target().await;
+    let fk = "SELECT 1 FROM pg_constraint WHERE contype = 'f' AND conrelid = 'children'::regclass AND convalidated";
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while tgt.query_opt(fk, &[]).await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the foreign key was not created on the target");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A new parent and its child; a child moved to another parent and its old parent deleted;
+    // a parent's key changed after its children moved away.
+    src.batch_execute(
+        "BEGIN;
+         INSERT INTO parents VALUES (10, 'new');
+         INSERT INTO children VALUES (10, 10, 'new');
+         UPDATE children SET parent_id = 10 WHERE id = 1;
+         DELETE FROM parents WHERE id = 1;
+         UPDATE children SET parent_id = 3 WHERE id = 2;
+         UPDATE parents SET id = 20 WHERE id = 2;
+         UPDATE children SET parent_id = 20 WHERE id = 3;
+         COMMIT;",
+    )
+    .await
+    .unwrap();
+    for t in ["parents", "children"] {
+        wait_equal(&pair, t, t, Duration::from_secs(60)).await;
+    }
+    assert!(!runner.is_finished(), "the job goes on");
+    stop.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    engine::release("test/apply-fk", &spec, &pair.credentials()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_commits_in_the_transaction_of_the_changes_it_covers() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute("CREATE TABLE t (id integer PRIMARY KEY, v text)").await.unwrap();
+    let spec = pair.spec(TaskType::FullIncrTrans, &["t"]);
+    let (stop, runner) = spawn_job(&pair, &spec, "test/apply-checkpoint");
+    wait_streaming(&pair).await;
+    // On the target, each write to `t` and each checkpoint notes its transaction.
+    let tgt = pair.target().await;
+    tgt.batch_execute(
+        "CREATE TABLE public.xids (what text, xid int8);
+         CREATE FUNCTION public.note_xid() RETURNS trigger LANGUAGE plpgsql AS
+           $$BEGIN INSERT INTO public.xids VALUES (TG_ARGV[0], txid_current()); RETURN NULL; END$$;
+         CREATE TRIGGER note_row AFTER INSERT OR UPDATE ON public.t FOR EACH ROW EXECUTE FUNCTION public.note_xid('row');
+         CREATE TRIGGER note_checkpoint AFTER UPDATE ON _ferry.jobs FOR EACH ROW EXECUTE FUNCTION public.note_xid('checkpoint');",
+    )
+    .await
+    .unwrap();
+    for i in 0..20 {
+        src.execute("INSERT INTO t VALUES ($1, 'v')", &[&i]).await.unwrap();
+    }
+    wait_equal(&pair, "t", "t", Duration::from_secs(60)).await;
+    let alone: i64 = tgt
+        .query_one(
+            "SELECT count(*) FROM xids r WHERE r.what = 'row' \
+             AND NOT EXISTS (SELECT 1 FROM xids c WHERE c.what = 'checkpoint' AND c.xid = r.xid)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(alone, 0, "rows written in a transaction without their checkpoint");
+    stop.send(true).unwrap();
+    runner.await.unwrap().unwrap();
+    engine::release("test/apply-checkpoint", &spec, &pair.credentials()).await.unwrap();
+}
+
 /// The walsender's pid serving the job's slot.
 async fn walsender(src: &tokio_postgres::Client) -> Option<i32> {
     src.query_opt("SELECT active_pid FROM pg_replication_slots WHERE active", &[]).await.unwrap().and_then(|r| r.get(0))

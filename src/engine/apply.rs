@@ -85,7 +85,8 @@ pub const BATCH_TIME_UNIT: usize = 10_000;
 
 impl ApplyOptions {
     /// The options of a job's stream: batches as `tuning.applyBatchTransactions` says (default
-    /// 100), idempotent up to `safe_end`, and for each table without a key (`tables`, in the
+    /// [`DEFAULT_BATCH_TRANSACTIONS`], growing to [`DEFAULT_BACKLOG_TRANSACTIONS`] while
+    /// behind), idempotent up to `safe_end`, and for each table without a key (`tables`, in the
     /// job's order) its changes up to the position its single chunk was read at (`read`, by
     /// table name) skipped: such a table cannot be upserted, and its copy holds them already.
     pub fn for_job<'a>(

@@ -680,9 +680,16 @@ impl Decoder {
     /// A row with every column of the table: a column the event does not carry is `Unchanged`
     /// (an unchanged TOASTed value, or one outside the publication's column list).
     fn row(names: &[String], data: &RowData) -> Vec<Cell> {
+        // The event carries its columns in the table's order: each name is first looked for
+        // right after the one found before it, and searched for only when it is not there.
+        let mut columns = data.iter().peekable();
         names
             .iter()
-            .map(|n| match data.get(n) {
+            .map(|n| match columns.peek() {
+                Some((k, _)) if k.as_ref() == n.as_str() => columns.next().map(|(_, v)| v),
+                _ => data.get(n),
+            })
+            .map(|value| match value {
                 None => Cell::Unchanged,
                 Some(ColumnValue::Null) => Cell::Null,
                 Some(ColumnValue::Text(b)) | Some(ColumnValue::Binary(b)) => {

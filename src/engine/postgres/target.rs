@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use futures::{SinkExt, TryStreamExt, future::try_join_all};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
@@ -460,6 +461,9 @@ pub struct Applier {
     shapes: Vec<Shape>,
     /// [`SHAPES_SQL`], prepared.
     describe: Statement,
+    /// [`CHECKPOINT_SQL`], prepared: sent with the `COMMIT` behind it in one round trip, it must
+    /// need no round trip of its own before it runs.
+    checkpoint: Statement,
     /// Replay of source tables' column changes.
     ddl: DdlPolicy,
     /// Whether a target transaction is open (a batch ended inside a source transaction).
@@ -471,6 +475,9 @@ pub struct Applier {
     /// Per table: whether its changes may be reduced to final row states and written set by
     /// set (see [`Applier::compactable`]).
     compactable: Vec<bool>,
+    /// The last run failed on a constraint (foreign key, unique, exclusion) while it wrote set
+    /// statements: written change by change, in source order, it may not.
+    set_refused: bool,
 }
 
 /// Target tables (by `schema.name`, quoted) with a unique index or an exclusion constraint
@@ -479,9 +486,33 @@ const OTHER_UNIQUE_SQL: &str = "SELECT n.i FROM unnest($1::text[]) WITH ORDINALI
      WHERE EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = to_regclass(n.name) \
        AND ((x.indisunique AND NOT x.indisprimary) OR x.indisexclusion))";
 
-/// The row changes of a run reduced to each row's final state, per table: by key, the row as
-/// it ends (`None`: deleted).
-type Net<'a> = HashMap<usize, HashMap<Vec<&'a Cell>, Option<Cow<'a, [Cell]>>>>;
+/// The row changes of a run reduced to each row's final state, per table in the order the run
+/// first changed it: by key, the row as it ends (`None`: deleted).
+#[derive(Default)]
+struct Net<'a> {
+    tables: Vec<(usize, NetRows<'a>)>,
+}
+
+/// One table's rows in a [`Net`]: by key, the row as it ends (`None`: deleted).
+type NetRows<'a> = HashMap<Vec<&'a Cell>, Option<Cow<'a, [Cell]>>>;
+
+impl<'a> Net<'a> {
+    /// The rows of `table`, empty at first.
+    fn rows(&mut self, table: usize) -> &mut NetRows<'a> {
+        let at = match self.tables.iter().position(|(t, _)| *t == table) {
+            Some(at) => at,
+            None => {
+                self.tables.push((table, HashMap::new()));
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[at].1
+    }
+}
+
+/// Records a batch's end as the job's checkpoint, in the batch's transaction.
+const CHECKPOINT_SQL: &str = "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, \
+     checkpoint_time = to_timestamp($2), updated_at = now() WHERE job = $3";
 
 /// Describes target tables by `schema.name` (quoted), in the order given: their OID and each
 /// live column's name and type; a missing table gives one row without an OID.
@@ -598,6 +629,7 @@ impl Applier {
     pub async fn open(client: Client, job: &str, tables: Vec<PgTable>, policy: &crate::api::Policy) -> Result<Applier> {
         let conflict = policy.conflict;
         let describe = client.prepare(SHAPES_SQL).await.ctx(T, || "preparing the target tables' description".into())?;
+        let checkpoint = client.prepare(CHECKPOINT_SQL).await.ctx(T, || "preparing the checkpoint".into())?;
         let names: Vec<String> =
             tables.iter().map(|t| pg_qualified(&t.def.target_schema, &t.def.target_name)).collect();
         let rows = client.query(&describe, &[&names]).await.ctx(T, || "describing the target tables".into())?;
@@ -630,11 +662,13 @@ impl Applier {
             statements: HashMap::new(),
             shapes,
             describe,
+            checkpoint,
             ddl: policy.ddl.clone(),
             in_transaction: false,
             missed: 0,
             tracker: None,
             compactable,
+            set_refused: false,
         })
     }
 
@@ -849,7 +883,7 @@ impl Applier {
                     return false;
                 }
                 let Some(key) = self.key_of(*table, row) else { return false };
-                net.entry(*table).or_default().insert(key, Some(Cow::Borrowed(row)));
+                net.rows(*table).insert(key, Some(Cow::Borrowed(row)));
                 true
             }
             Change::Update { table, old_key, row } => {
@@ -864,7 +898,7 @@ impl Applier {
                     },
                     None => None,
                 };
-                let rows = net.entry(*table).or_default();
+                let rows = net.rows(*table);
                 let image: Cow<'a, [Cell]> = if whole(*table, row) {
                     Cow::Borrowed(row)
                 } else {
@@ -891,7 +925,7 @@ impl Applier {
                     return false;
                 }
                 let Some(key) = self.key_of(*table, old) else { return false };
-                net.entry(*table).or_default().insert(key, None);
+                net.rows(*table).insert(key, None);
                 true
             }
             Change::Truncate { .. } | Change::Ddl { .. } | Change::Reshape { .. } => false,
@@ -899,13 +933,16 @@ impl Applier {
     }
 
     /// The set statements that write what `net` holds for `tables` (all when `None`), taking it
-    /// out: deletes first (a key may move to where a deleted row was), then upserts.
+    /// out: table by table, its deletes first (a key may move to where a deleted row was), then
+    /// its upserts.
     fn drain_net<'a>(&self, net: &mut Net<'a>, tables: Option<&[usize]>) -> Vec<Step<'a>> {
-        let mut which: Vec<usize> = net.keys().copied().filter(|t| tables.is_none_or(|ts| ts.contains(t))).collect();
-        which.sort_unstable();
+        // In the order the run first changed each table: a parent's rows are often written
+        // before its children's, as a foreign key on the target wants.
+        let (which, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut net.tables).into_iter().partition(|(t, _)| tables.is_none_or(|ts| ts.contains(t)));
+        net.tables = kept;
         let mut steps = Vec::new();
-        for table in which {
-            let Some(rows) = net.remove(&table) else { continue };
+        for (table, rows) in which {
             let d = &self.tables[table].def;
             let sel: Vec<usize> = (0..d.columns.len()).filter(|&i| d.columns[i].selected).collect();
             let mut gone: Vec<Vec<Option<Cow<'a, str>>>> = vec![Vec::new(); d.key.len()];
@@ -1088,14 +1125,34 @@ impl Applier {
     /// a source transaction leaves the target transaction open for the next batch.
     pub async fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> Result<()> {
         let Some(end) = batch.end() else { return Ok(()) };
-        if !self.in_transaction {
+        // Set statements only in a target transaction this batch begins: should they fail on a
+        // constraint the order of the source's changes would have kept (a foreign key between
+        // two tables, or within one), the batch is written again change by change from its
+        // BEGIN. A batch continuing an open transaction could not be, and goes change by change.
+        let began = !self.in_transaction;
+        if began {
             self.client.batch_execute("BEGIN").await.ctx(T, || "starting an apply transaction".into())?;
             self.in_transaction = true;
         }
-        if let Err(e) = self.apply_in_transaction(batch).await {
+        self.set_refused = false;
+        if let Err(e) = self.apply_in_transaction(batch, began).await {
             self.in_transaction = false;
             let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(e);
+            let reshapes =
+                batch.transactions.iter().flat_map(|t| &t.changes).any(|c| matches!(c, Change::Reshape { .. }));
+            // A column change replayed in the failed attempt has changed what the applier
+            // knows of its table: such a batch is not tried again here.
+            if !(began && std::mem::take(&mut self.set_refused) && !reshapes) {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, "set statements refused by a constraint: the batch is written change by change");
+            self.client.batch_execute("BEGIN").await.ctx(T, || "starting an apply transaction".into())?;
+            self.in_transaction = true;
+            if let Err(e) = self.apply_in_transaction(batch, false).await {
+                self.in_transaction = false;
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
         }
         if batch.open() {
             return Ok(());
@@ -1104,12 +1161,10 @@ impl Applier {
         let lsn = fmt_lsn(end);
         let params: [&(dyn ToSql + Sync); 3] = [&lsn, &time, &self.job];
         // The checkpoint and the COMMIT go in one round trip: a failed checkpoint aborts the
-        // transaction, and the COMMIT behind it then only ends it.
-        let checkpoint = self.client.execute(
-            "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, checkpoint_time = to_timestamp($2), \
-             updated_at = now() WHERE job = $3",
-            &params,
-        );
+        // transaction, and the COMMIT behind it then only ends it. The statement is prepared:
+        // one given as text would be parsed in a round trip of its own, with the COMMIT sent
+        // meanwhile, and would then run after it, outside the transaction.
+        let checkpoint = self.client.execute(&self.checkpoint, &params);
         let commit = self.client.batch_execute("COMMIT");
         let committed = match futures::future::join(checkpoint, commit).await {
             (Err(e), _) => Err(e).ctx(T, || "writing the checkpoint".into()),
@@ -1129,13 +1184,14 @@ impl Applier {
     }
 
     /// The batch's changes, in the open transaction: runs of row changes pipelined, column
-    /// changes of source tables in between.
-    async fn apply_in_transaction(&mut self, batch: &ChangeBatch) -> Result<()> {
+    /// changes of source tables in between; `sets`: whether row changes may be written as set
+    /// statements.
+    async fn apply_in_transaction(&mut self, batch: &ChangeBatch, sets: bool) -> Result<()> {
         let mut run: Vec<&Change> = Vec::with_capacity(batch.len());
         for t in &batch.transactions {
             for c in &t.changes {
                 if let Change::Reshape { table, columns, changes, layout } = c {
-                    self.apply_run(&run, batch.idempotent).await?;
+                    self.apply_run(&run, batch.idempotent, sets).await?;
                     run.clear();
                     self.reshape(*table, columns, changes, layout).await?;
                 } else {
@@ -1143,12 +1199,13 @@ impl Applier {
                 }
             }
         }
-        self.apply_run(&run, batch.idempotent).await
+        self.apply_run(&run, batch.idempotent, sets).await
     }
 
     /// Row changes, pipelined in the open transaction, with the check that the tables they
-    /// wrote are as the applier knows them.
-    async fn apply_run(&mut self, changes: &[&Change], idempotent: bool) -> Result<()> {
+    /// wrote are as the applier knows them; `sets`: whether changes may be written as set
+    /// statements.
+    async fn apply_run(&mut self, changes: &[&Change], idempotent: bool, sets: bool) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -1156,14 +1213,14 @@ impl Applier {
         // are reduced to each row's final state: rows with different keys commute, and the last
         // image of a row is the row. The rest run change by change, in source order, after what
         // the net holds for their tables.
-        let overwrite = idempotent || self.conflict == ConflictPolicy::Overwrite;
-        let mut net = Net::new();
+        let overwrite = sets && (idempotent || self.conflict == ConflictPolicy::Overwrite);
+        let mut net = Net::default();
         let mut steps = Vec::with_capacity(changes.len());
         for &c in changes {
             if overwrite && self.reduce(&mut net, c) {
                 continue;
             }
-            if !net.is_empty() {
+            if !net.tables.is_empty() {
                 let tables = match c {
                     Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
                         vec![*table]
@@ -1210,9 +1267,15 @@ impl Applier {
                 if let Some(drift) = self.diagnose(&tables, &e).await {
                     return Err(drift);
                 }
+                let constraint =
+                    [SqlState::FOREIGN_KEY_VIOLATION, SqlState::UNIQUE_VIOLATION, SqlState::EXCLUSION_VIOLATION];
+                self.set_refused = e.code().is_some_and(|c| constraint.contains(c))
+                    && planned
+                        .iter()
+                        .any(|(_, s)| matches!(s.key, StatementKey::SetDelete { .. } | StatementKey::SetUpsert { .. }));
                 let msg = describe_pg_error(&e);
                 let table = tables.first().map(|&t| &self.tables[t].def);
-                return Err(if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                return Err(if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
                     EngineError::Conflict {
                         table: table.map_or_else(|| "target".into(), |d| d.display_name()),
                         message: msg,
