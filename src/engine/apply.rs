@@ -50,8 +50,11 @@ pub trait ChangeTarget: Send {
 /// How the loop groups and treats changes.
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
-    /// Most source transactions per target transaction.
+    /// Most source transactions per target transaction while the applier keeps up.
     pub max_transactions: usize,
+    /// Most source transactions per target transaction while the applier is behind (each batch
+    /// it takes finds more waiting): the limit doubles from `max_transactions` up to this.
+    pub max_transactions_behind: usize,
     /// Most row changes per target transaction (a batch may exceed it by one transaction).
     pub max_changes: usize,
     /// Transactions ending at or before this position are applied idempotently: the full
@@ -71,12 +74,19 @@ pub struct ApplyOptions {
     pub write_limit: Duration,
 }
 
+/// Source transactions per target transaction by default while the applier keeps up.
+pub const DEFAULT_BATCH_TRANSACTIONS: usize = 100;
+
+/// Source transactions per target transaction by default while the applier is behind.
+pub const DEFAULT_BACKLOG_TRANSACTIONS: usize = 800;
+
 /// The changes a target batch may take [`ApplyOptions::write_limit`] for.
 pub const BATCH_TIME_UNIT: usize = 10_000;
 
 impl ApplyOptions {
     /// The options of a job's stream: batches as `tuning.applyBatchTransactions` says (default
-    /// 100), idempotent up to `safe_end`, and for each table without a key (`tables`, in the
+    /// [`DEFAULT_BATCH_TRANSACTIONS`], growing to [`DEFAULT_BACKLOG_TRANSACTIONS`] while
+    /// behind), idempotent up to `safe_end`, and for each table without a key (`tables`, in the
     /// job's order) its changes up to the position its single chunk was read at (`read`, by
     /// table name) skipped: such a table cannot be upserted, and its copy holds them already.
     pub fn for_job<'a>(
@@ -86,8 +96,11 @@ impl ApplyOptions {
         safe_end: u64,
         until: Option<u64>,
     ) -> ApplyOptions {
+        let set = spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).map(|n| n as usize);
         ApplyOptions {
-            max_transactions: spec.tuning.as_ref().and_then(|t| t.apply_batch_transactions).unwrap_or(100) as usize,
+            max_transactions: set.unwrap_or(DEFAULT_BATCH_TRANSACTIONS),
+            // A limit the spec sets holds; the default grows while behind.
+            max_transactions_behind: set.unwrap_or(DEFAULT_BACKLOG_TRANSACTIONS),
             max_changes: 10_000,
             idempotent_until: safe_end,
             skip_until: tables
@@ -130,6 +143,7 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let mut heard = tokio::time::Instant::now();
+    let mut most_transactions = opts.max_transactions.max(1);
     let result = loop {
         if *stop.borrow() {
             break Ok(());
@@ -165,13 +179,25 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
         };
         let mut batch = ChangeBatch { transactions: vec![first], idempotent: false };
         // Take what is already waiting, without waiting for more.
-        while batch.transactions.len() < opts.max_transactions.max(1) && batch.len() < opts.max_changes.max(1) {
+        let mut drained = false;
+        while batch.transactions.len() < most_transactions && batch.len() < opts.max_changes.max(1) {
             match source.next_within(Duration::from_millis(2)).await {
                 Some(Some(Ok(t))) => batch.transactions.push(t),
                 Some(Some(Err(e))) => return Err(e),
-                Some(None) | None => break,
+                Some(None) | None => {
+                    drained = true;
+                    break;
+                }
             }
         }
+        // Behind the source, more small transactions are grouped per target transaction (up to
+        // the change limit): a commit and its checkpoint cost about the same for any size, and
+        // set statements write more rows each.
+        most_transactions = if drained {
+            opts.max_transactions.max(1)
+        } else {
+            (most_transactions * 2).min(opts.max_transactions_behind.max(opts.max_transactions).max(1))
+        };
         batch.idempotent = batch.transactions.first().is_some_and(|t| t.end <= opts.idempotent_until);
         for t in &mut batch.transactions {
             skip_copied(t, &opts.skip_until);

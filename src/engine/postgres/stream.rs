@@ -320,7 +320,7 @@ async fn read_loop(mut events: pg_walstream::EventStream, mut decoder: Decoder, 
         match pushed.unwrap_or_else(|_| Err(undecodable())) {
             Ok(None) => {}
             Ok(Some(t)) => {
-                if !tx.send(Ok(t)).await {
+                if !send_keeping_alive(&tx, t, &mut events).await {
                     break;
                 }
             }
@@ -331,6 +331,32 @@ async fn read_loop(mut events: pg_walstream::EventStream, mut decoder: Decoder, 
         }
     }
     let _ = events.shutdown().await;
+}
+
+/// How often a reader waiting for room in the queue tells the walsender it is alive.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// Queues `t` for the applier; while the queue is full, sends the walsender a standby status
+/// update every [`STATUS_EVERY`]: a reader that stopped reading would otherwise answer none of
+/// its keepalives, and the walsender drops a connection silent for `wal_sender_timeout`. The
+/// update reports as flushed and applied only what the applier acknowledged (committed on the
+/// target). False when the applier has gone.
+async fn send_keeping_alive(tx: &Sender, t: Transaction, events: &mut pg_walstream::EventStream) -> bool {
+    let send = tx.send(Ok(t));
+    tokio::pin!(send);
+    let mut status = tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
+    status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            sent = &mut send => return sent,
+            _ = status.tick() => {
+                // `next_event` returned before this wait, so the stream is in hand.
+                if let Err(e) = events.inner_mut().send_feedback().await {
+                    tracing::warn!(error = %e, "could not send a standby status update while the applier catches up");
+                }
+            }
+        }
+    }
 }
 
 /// Changes of one source transaction handed to the applier at once: a larger transaction goes
@@ -654,9 +680,16 @@ impl Decoder {
     /// A row with every column of the table: a column the event does not carry is `Unchanged`
     /// (an unchanged TOASTed value, or one outside the publication's column list).
     fn row(names: &[String], data: &RowData) -> Vec<Cell> {
+        // The event carries its columns in the table's order: each name is first looked for
+        // right after the one found before it, and searched for only when it is not there.
+        let mut columns = data.iter().peekable();
         names
             .iter()
-            .map(|n| match data.get(n) {
+            .map(|n| match columns.peek() {
+                Some((k, _)) if k.as_ref() == n.as_str() => columns.next().map(|(_, v)| v),
+                _ => data.get(n),
+            })
+            .map(|value| match value {
                 None => Cell::Unchanged,
                 Some(ColumnValue::Null) => Cell::Null,
                 Some(ColumnValue::Text(b)) | Some(ColumnValue::Binary(b)) => {

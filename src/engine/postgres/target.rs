@@ -1,9 +1,11 @@
 //! The PostgreSQL target: structure, bookkeeping in the `_ferry` schema, bulk load of chunks,
 //! and changes applied with their checkpoint in one transaction.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use futures::{SinkExt, TryStreamExt, future::try_join_all};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
@@ -487,6 +489,9 @@ pub struct Applier {
     shapes: Vec<Shape>,
     /// [`SHAPES_SQL`], prepared.
     describe: Statement,
+    /// [`CHECKPOINT_SQL`], prepared: sent with the `COMMIT` behind it in one round trip, it must
+    /// need no round trip of its own before it runs.
+    checkpoint: Statement,
     /// Replay of source tables' column changes.
     ddl: DdlPolicy,
     /// Whether a target transaction is open (a batch ended inside a source transaction).
@@ -495,7 +500,47 @@ pub struct Applier {
     missed: u64,
     /// Where skipped updates are counted.
     tracker: Option<Tracker>,
+    /// Per table: whether its changes may be reduced to final row states and written set by
+    /// set (see [`Applier::compactable`]).
+    compactable: Vec<bool>,
+    /// The last run failed on a constraint (foreign key, unique, exclusion) while it wrote set
+    /// statements: written change by change, in source order, it may not.
+    set_refused: bool,
 }
+
+/// Target tables (by `schema.name`, quoted) with a unique index or an exclusion constraint
+/// besides the primary key, by position (1-based) in the list given.
+const OTHER_UNIQUE_SQL: &str = "SELECT n.i FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i) \
+     WHERE EXISTS (SELECT 1 FROM pg_index x WHERE x.indrelid = to_regclass(n.name) \
+       AND ((x.indisunique AND NOT x.indisprimary) OR x.indisexclusion))";
+
+/// The row changes of a run reduced to each row's final state, per table in the order the run
+/// first changed it: by key, the row as it ends (`None`: deleted).
+#[derive(Default)]
+struct Net<'a> {
+    tables: Vec<(usize, NetRows<'a>)>,
+}
+
+/// One table's rows in a [`Net`]: by key, the row as it ends (`None`: deleted).
+type NetRows<'a> = HashMap<Vec<&'a Cell>, Option<Cow<'a, [Cell]>>>;
+
+impl<'a> Net<'a> {
+    /// The rows of `table`, empty at first.
+    fn rows(&mut self, table: usize) -> &mut NetRows<'a> {
+        let at = match self.tables.iter().position(|(t, _)| *t == table) {
+            Some(at) => at,
+            None => {
+                self.tables.push((table, HashMap::new()));
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[at].1
+    }
+}
+
+/// Records a batch's end as the job's checkpoint, in the batch's transaction.
+const CHECKPOINT_SQL: &str = "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, \
+     checkpoint_time = to_timestamp($2), updated_at = now() WHERE job = $3";
 
 /// Describes target tables by `schema.name` (quoted), in the order given: their OID and each
 /// live column's name and type; a missing table gives one row without an OID.
@@ -541,7 +586,9 @@ fn written_by(key: &StatementKey) -> Vec<usize> {
         StatementKey::Upsert { table, .. }
         | StatementKey::Insert { table }
         | StatementKey::Update { table, .. }
-        | StatementKey::Delete { table } => vec![*table],
+        | StatementKey::Delete { table }
+        | StatementKey::SetDelete { table }
+        | StatementKey::SetUpsert { table } => vec![*table],
         StatementKey::Truncate { tables } => tables.clone(),
     }
 }
@@ -566,12 +613,37 @@ enum StatementKey {
     Truncate {
         tables: Vec<usize>,
     },
+    /// Deletes of many rows by key, the keys bound as one text array per key column.
+    SetDelete {
+        table: usize,
+    },
+    /// Upserts of many rows, bound as one text array per selected column.
+    SetUpsert {
+        table: usize,
+    },
 }
 
-/// How one change is executed: statement and text parameters, and what zero affected rows means.
-struct Step {
+/// The parameters of a statement: a text value per placeholder, or a text array per
+/// placeholder (set statements).
+enum Params<'a> {
+    Values(Vec<Option<String>>),
+    Arrays(Vec<Vec<Option<Cow<'a, str>>>>),
+}
+
+impl Params<'_> {
+    fn as_sql(&self) -> Vec<&(dyn ToSql + Sync)> {
+        match self {
+            Params::Values(v) => v.iter().map(|p| p as &(dyn ToSql + Sync)).collect(),
+            Params::Arrays(a) => a.iter().map(|p| p as &(dyn ToSql + Sync)).collect(),
+        }
+    }
+}
+
+/// How one change (or a set of rows) is executed: statement and parameters, and what zero
+/// affected rows means.
+struct Step<'a> {
     key: StatementKey,
-    params: Vec<Option<String>>,
+    params: Params<'a>,
     table: usize,
     must_affect: bool,
     /// Zero rows affected is an update skipped (see [`crate::api::Progress::skipped_updates`]).
@@ -585,6 +657,7 @@ impl Applier {
     pub async fn open(client: Client, job: &str, tables: Vec<PgTable>, policy: &crate::api::Policy) -> Result<Applier> {
         let conflict = policy.conflict;
         let describe = client.prepare(SHAPES_SQL).await.ctx(T, || "preparing the target tables' description".into())?;
+        let checkpoint = client.prepare(CHECKPOINT_SQL).await.ctx(T, || "preparing the checkpoint".into())?;
         let names: Vec<String> =
             tables.iter().map(|t| pg_qualified(&t.def.target_schema, &t.def.target_name)).collect();
         let rows = client.query(&describe, &[&names]).await.ctx(T, || "describing the target tables".into())?;
@@ -594,6 +667,21 @@ impl Applier {
             return Err(e);
         }
         let shapes = found.into_iter().map(Option::unwrap_or_default).collect();
+        let other_unique: Vec<i64> = client
+            .query(OTHER_UNIQUE_SQL, &[&names])
+            .await
+            .ctx(T, || "reading the target tables' unique indexes".into())?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let compactable = tables
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let d = &t.def;
+                !d.key.is_empty() && d.key_columns().all(|c| c.selected) && !other_unique.contains(&(i as i64 + 1))
+            })
+            .collect();
         Ok(Applier {
             client,
             job: job.to_owned(),
@@ -602,10 +690,13 @@ impl Applier {
             statements: HashMap::new(),
             shapes,
             describe,
+            checkpoint,
             ddl: policy.ddl.clone(),
             in_transaction: false,
             missed: 0,
             tracker: None,
+            compactable,
+            set_refused: false,
         })
     }
 
@@ -724,6 +815,43 @@ impl Applier {
                     format!("DELETE FROM {target} WHERE {clause}")
                 }
             }
+            StatementKey::SetDelete { table } => {
+                let d = &self.tables[*table].def;
+                let target = pg_qualified(&d.target_schema, &d.target_name);
+                let (args, values) = self.unnest(*table, &d.key);
+                if let [k] = d.key[..] {
+                    // `= ANY` of an array the subquery builds: an index scan per key.
+                    format!(
+                        "DELETE FROM {target} WHERE {} = ANY(ARRAY(SELECT {values} FROM {args}))",
+                        pg_ident(&d.columns[k].target_name)
+                    )
+                } else {
+                    let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
+                    format!("DELETE FROM {target} WHERE ({}) IN (SELECT {values} FROM {args})", keys.join(", "))
+                }
+            }
+            StatementKey::SetUpsert { table } => {
+                let t = &self.tables[*table];
+                let d = &t.def;
+                let sel: Vec<usize> = (0..d.columns.len()).filter(|&i| d.columns[i].selected).collect();
+                let names: Vec<String> = sel.iter().map(|&c| pg_ident(&d.columns[c].target_name)).collect();
+                let (args, values) = self.unnest(*table, &sel);
+                let overriding = if t.writes_always_identity() { " OVERRIDING SYSTEM VALUE" } else { "" };
+                let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.target_name)).collect();
+                let sets: Vec<String> = sel
+                    .iter()
+                    .filter(|&&c| !d.key.contains(&c) && !t.always_identity(c))
+                    .map(|&c| format!("{0} = EXCLUDED.{0}", pg_ident(&d.columns[c].target_name)))
+                    .collect();
+                let action =
+                    if sets.is_empty() { "NOTHING".to_owned() } else { format!("UPDATE SET {}", sets.join(", ")) };
+                format!(
+                    "INSERT INTO {} ({}){overriding} SELECT {values} FROM {args} ON CONFLICT ({}) DO {action}",
+                    pg_qualified(&d.target_schema, &d.target_name),
+                    names.join(", "),
+                    keys.join(", ")
+                )
+            }
             StatementKey::Truncate { tables } => {
                 let names: Vec<String> = tables
                     .iter()
@@ -732,6 +860,155 @@ impl Applier {
                 format!("TRUNCATE {}", names.join(", "))
             }
         }
+    }
+
+    /// `unnest($1::text[], …) AS x(v1, …)` over one text array per column of `cols`, and the
+    /// select list casting each to its column's type: the same conversion from the text form as
+    /// `$n::text::type` of the statements that write one row.
+    fn unnest(&self, table: usize, cols: &[usize]) -> (String, String) {
+        let d = &self.tables[table].def;
+        let args: Vec<String> = (1..=cols.len()).map(|i| format!("${i}::text[]")).collect();
+        let names: Vec<String> = (1..=cols.len()).map(|i| format!("v{i}")).collect();
+        let values: Vec<String> =
+            cols.iter().enumerate().map(|(i, &c)| format!("x.v{}::{}", i + 1, d.columns[c].type_sql)).collect();
+        (format!("unnest({}) AS x({})", args.join(", "), names.join(", ")), values.join(", "))
+    }
+
+    /// The text form of a cell, borrowed where it can be.
+    fn text_ref(cell: &Cell) -> Option<Cow<'_, str>> {
+        match cell {
+            Cell::Text(s) => Some(Cow::Borrowed(s)),
+            Cell::Bytes(b) => Some(String::from_utf8_lossy(b)),
+            Cell::UInt(n) => Some(Cow::Owned(n.to_string())),
+            Cell::Null | Cell::Unchanged => None,
+        }
+    }
+
+    /// Whether changes to `table` may be reduced to each row's final state and written as set
+    /// statements: it has a key, written whole, and no other unique index or exclusion
+    /// constraint on the target, where the order of the changes could decide whether one
+    /// fails.
+    fn compactable(&self, table: usize) -> bool {
+        self.compactable.get(table).copied().unwrap_or(false)
+    }
+
+    /// The key cells of `row` in `table`; `None` when one was not sent.
+    fn key_of<'a>(&self, table: usize, row: &'a [Cell]) -> Option<Vec<&'a Cell>> {
+        self.tables[table].def.key.iter().map(|&k| row.get(k).filter(|c| **c != Cell::Unchanged)).collect()
+    }
+
+    /// Records `change` in the net state of its table (`overwrite` semantics), when it can be:
+    /// false when it must run as its own statements, in order, after what the net holds for
+    /// its tables.
+    fn reduce<'a>(&self, net: &mut Net<'a>, change: &'a Change) -> bool {
+        let d = |table: usize| &self.tables[table].def;
+        let whole = |table: usize, row: &[Cell]| {
+            !row.iter().zip(&d(table).columns).any(|(c, col)| col.selected && *c == Cell::Unchanged)
+        };
+        match change {
+            Change::Insert { table, row } => {
+                if !self.compactable(*table) || !whole(*table, row) {
+                    return false;
+                }
+                let Some(key) = self.key_of(*table, row) else { return false };
+                net.rows(*table).insert(key, Some(Cow::Borrowed(row)));
+                true
+            }
+            Change::Update { table, old_key, row } => {
+                if !self.compactable(*table) {
+                    return false;
+                }
+                let Some(key) = self.key_of(*table, row) else { return false };
+                let old = match old_key {
+                    Some(old) => match self.key_of(*table, old) {
+                        Some(old) => Some(old),
+                        None => return false,
+                    },
+                    None => None,
+                };
+                let rows = net.rows(*table);
+                let image: Cow<'a, [Cell]> = if whole(*table, row) {
+                    Cow::Borrowed(row)
+                } else {
+                    // A TOASTed value left unchanged was not sent: the row's earlier full image
+                    // in this run holds it.
+                    let Some(Some(before)) = rows.get(old.as_ref().unwrap_or(&key)) else { return false };
+                    Cow::Owned(
+                        row.iter()
+                            .zip(before.iter())
+                            .map(|(new, was)| if *new == Cell::Unchanged { was.clone() } else { new.clone() })
+                            .collect(),
+                    )
+                };
+                if let Some(old) = old
+                    && old != key
+                {
+                    rows.insert(old, None);
+                }
+                rows.insert(key, Some(image));
+                true
+            }
+            Change::Delete { table, old } => {
+                if !self.compactable(*table) {
+                    return false;
+                }
+                let Some(key) = self.key_of(*table, old) else { return false };
+                net.rows(*table).insert(key, None);
+                true
+            }
+            Change::Truncate { .. } | Change::Ddl { .. } | Change::Reshape { .. } => false,
+        }
+    }
+
+    /// The set statements that write what `net` holds for `tables` (all when `None`), taking it
+    /// out: table by table, its deletes first (a key may move to where a deleted row was), then
+    /// its upserts.
+    fn drain_net<'a>(&self, net: &mut Net<'a>, tables: Option<&[usize]>) -> Vec<Step<'a>> {
+        // In the order the run first changed each table: a parent's rows are often written
+        // before its children's, as a foreign key on the target wants.
+        let (which, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut net.tables).into_iter().partition(|(t, _)| tables.is_none_or(|ts| ts.contains(t)));
+        net.tables = kept;
+        let mut steps = Vec::new();
+        for (table, rows) in which {
+            let d = &self.tables[table].def;
+            let sel: Vec<usize> = (0..d.columns.len()).filter(|&i| d.columns[i].selected).collect();
+            let mut gone: Vec<Vec<Option<Cow<'a, str>>>> = vec![Vec::new(); d.key.len()];
+            let mut present: Vec<Vec<Option<Cow<'a, str>>>> = vec![Vec::new(); sel.len()];
+            for (key, row) in rows {
+                match row {
+                    None => {
+                        for (array, cell) in gone.iter_mut().zip(key) {
+                            array.push(Self::text_ref(cell));
+                        }
+                    }
+                    Some(Cow::Borrowed(row)) => {
+                        for (array, &c) in present.iter_mut().zip(&sel) {
+                            array.push(row.get(c).and_then(Self::text_ref));
+                        }
+                    }
+                    Some(Cow::Owned(row)) => {
+                        for (array, &c) in present.iter_mut().zip(&sel) {
+                            array.push(row.get(c).and_then(Self::text).map(Cow::Owned));
+                        }
+                    }
+                }
+            }
+            let step = |key: StatementKey, arrays| Step {
+                key,
+                params: Params::Arrays(arrays),
+                table,
+                must_affect: false,
+                counts_missing: false,
+            };
+            if gone.first().is_some_and(|a| !a.is_empty()) {
+                steps.push(step(StatementKey::SetDelete { table }, gone));
+            }
+            if present.first().is_some_and(|a| !a.is_empty()) {
+                steps.push(step(StatementKey::SetUpsert { table }, present));
+            }
+        }
+        steps
     }
 
     fn text(cell: &Cell) -> Option<String> {
@@ -744,7 +1021,7 @@ impl Applier {
     }
 
     /// Turns one change into the statements that apply it.
-    fn steps(&self, change: &Change, idempotent: bool) -> Vec<Step> {
+    fn steps(&self, change: &Change, idempotent: bool) -> Vec<Step<'static>> {
         let overwrite = idempotent || self.conflict == ConflictPolicy::Overwrite;
         let stop = !idempotent && self.conflict == ConflictPolicy::Stop;
         let selected = |table: usize, row: &[Cell]| -> Vec<Option<String>> {
@@ -768,7 +1045,7 @@ impl Applier {
                 };
                 vec![Step {
                     key,
-                    params: selected(*table, row),
+                    params: Params::Values(selected(*table, row)),
                     table: *table,
                     must_affect: false,
                     counts_missing: false,
@@ -784,7 +1061,7 @@ impl Applier {
                     if complete && overwrite && !d.key.is_empty() {
                         steps.push(Step {
                             key: StatementKey::Delete { table: *table },
-                            params: match_params(*table, old),
+                            params: Params::Values(match_params(*table, old)),
                             table: *table,
                             must_affect: false,
                             counts_missing: false,
@@ -796,7 +1073,7 @@ impl Applier {
                 if complete && overwrite && !d.key.is_empty() {
                     steps.push(Step {
                         key: StatementKey::Upsert { table: *table, ignore: false },
-                        params: selected(*table, row),
+                        params: Params::Values(selected(*table, row)),
                         table: *table,
                         must_affect: false,
                         counts_missing: false,
@@ -812,7 +1089,7 @@ impl Applier {
                     params.extend(match_params(*table, key_source));
                     steps.push(Step {
                         key: StatementKey::Update { table: *table, present },
-                        params,
+                        params: Params::Values(params),
                         table: *table,
                         must_affect: stop,
                         counts_missing: overwrite && !idempotent,
@@ -823,7 +1100,7 @@ impl Applier {
             Change::Delete { table, old } => {
                 vec![Step {
                     key: StatementKey::Delete { table: *table },
-                    params: match_params(*table, old),
+                    params: Params::Values(match_params(*table, old)),
                     table: *table,
                     must_affect: stop,
                     counts_missing: false,
@@ -832,7 +1109,7 @@ impl Applier {
             Change::Truncate { tables } => {
                 vec![Step {
                     key: StatementKey::Truncate { tables: tables.clone() },
-                    params: vec![],
+                    params: Params::Values(Vec::new()),
                     table: tables.first().copied().unwrap_or(0),
                     must_affect: false,
                     counts_missing: false,
@@ -849,8 +1126,11 @@ impl Applier {
             return Ok(s.clone());
         }
         let sql = self.sql(key);
-        let params = sql.matches("::text::").count();
-        let types = vec![Type::TEXT; params];
+        let types = match key {
+            StatementKey::SetDelete { table } => vec![Type::TEXT_ARRAY; self.tables[*table].def.key.len()],
+            StatementKey::SetUpsert { table } => vec![Type::TEXT_ARRAY; self.tables[*table].def.selected().count()],
+            _ => vec![Type::TEXT; sql.matches("::text::").count()],
+        };
         let stmt = match self.client.prepare_typed(&sql, &types).await {
             Ok(stmt) => stmt,
             Err(e) => {
@@ -873,31 +1153,52 @@ impl Applier {
     /// a source transaction leaves the target transaction open for the next batch.
     pub async fn apply(&mut self, batch: &ChangeBatch, commit_time_us: Option<i64>) -> Result<()> {
         let Some(end) = batch.end() else { return Ok(()) };
-        if !self.in_transaction {
+        // Set statements only in a target transaction this batch begins: should they fail on a
+        // constraint the order of the source's changes would have kept (a foreign key between
+        // two tables, or within one), the batch is written again change by change from its
+        // BEGIN. A batch continuing an open transaction could not be, and goes change by change.
+        let began = !self.in_transaction;
+        if began {
             self.client.batch_execute("BEGIN").await.ctx(T, || "starting an apply transaction".into())?;
             self.in_transaction = true;
         }
-        if let Err(e) = self.apply_in_transaction(batch).await {
+        self.set_refused = false;
+        if let Err(e) = self.apply_in_transaction(batch, began).await {
             self.in_transaction = false;
             let _ = self.client.batch_execute("ROLLBACK").await;
-            return Err(e);
+            let reshapes =
+                batch.transactions.iter().flat_map(|t| &t.changes).any(|c| matches!(c, Change::Reshape { .. }));
+            // A column change replayed in the failed attempt has changed what the applier
+            // knows of its table: such a batch is not tried again here.
+            if !(began && std::mem::take(&mut self.set_refused) && !reshapes) {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, "set statements refused by a constraint: the batch is written change by change");
+            self.client.batch_execute("BEGIN").await.ctx(T, || "starting an apply transaction".into())?;
+            self.in_transaction = true;
+            if let Err(e) = self.apply_in_transaction(batch, false).await {
+                self.in_transaction = false;
+                let _ = self.client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
         }
         if batch.open() {
             return Ok(());
         }
         let time = commit_time_us.map(|us| us as f64 / 1e6);
-        let committed = async {
-            self.client
-                .execute(
-                    "UPDATE _ferry.jobs SET checkpoint_lsn = $1::text::pg_lsn, checkpoint_time = to_timestamp($2), \
-                     updated_at = now() WHERE job = $3",
-                    &[&fmt_lsn(end), &time, &self.job],
-                )
-                .await
-                .ctx(T, || "writing the checkpoint".into())?;
-            self.client.batch_execute("COMMIT").await.ctx(T, || "committing changes".into())
-        }
-        .await;
+        let lsn = fmt_lsn(end);
+        let params: [&(dyn ToSql + Sync); 3] = [&lsn, &time, &self.job];
+        // The checkpoint and the COMMIT go in one round trip: a failed checkpoint aborts the
+        // transaction, and the COMMIT behind it then only ends it. The statement is prepared:
+        // one given as text would be parsed in a round trip of its own, with the COMMIT sent
+        // meanwhile, and would then run after it, outside the transaction.
+        let checkpoint = self.client.execute(&self.checkpoint, &params);
+        let commit = self.client.batch_execute("COMMIT");
+        let committed = match futures::future::join(checkpoint, commit).await {
+            (Err(e), _) => Err(e).ctx(T, || "writing the checkpoint".into()),
+            (Ok(_), Err(e)) => Err(e).ctx(T, || "committing changes".into()),
+            (Ok(_), Ok(())) => Ok(()),
+        };
         self.in_transaction = false;
         if committed.is_err() {
             let _ = self.client.batch_execute("ROLLBACK").await;
@@ -911,13 +1212,14 @@ impl Applier {
     }
 
     /// The batch's changes, in the open transaction: runs of row changes pipelined, column
-    /// changes of source tables in between.
-    async fn apply_in_transaction(&mut self, batch: &ChangeBatch) -> Result<()> {
-        let mut run: Vec<&Change> = Vec::new();
+    /// changes of source tables in between; `sets`: whether row changes may be written as set
+    /// statements.
+    async fn apply_in_transaction(&mut self, batch: &ChangeBatch, sets: bool) -> Result<()> {
+        let mut run: Vec<&Change> = Vec::with_capacity(batch.len());
         for t in &batch.transactions {
             for c in &t.changes {
                 if let Change::Reshape { table, columns, changes, layout } = c {
-                    self.apply_run(&run, batch.idempotent).await?;
+                    self.apply_run(&run, batch.idempotent, sets).await?;
                     run.clear();
                     self.reshape(*table, columns, changes, layout).await?;
                 } else {
@@ -925,23 +1227,46 @@ impl Applier {
                 }
             }
         }
-        self.apply_run(&run, batch.idempotent).await
+        self.apply_run(&run, batch.idempotent, sets).await
     }
 
     /// Row changes, pipelined in the open transaction, with the check that the tables they
-    /// wrote are as the applier knows them.
-    async fn apply_run(&mut self, changes: &[&Change], idempotent: bool) -> Result<()> {
+    /// wrote are as the applier knows them; `sets`: whether changes may be written as set
+    /// statements.
+    async fn apply_run(&mut self, changes: &[&Change], idempotent: bool, sets: bool) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut planned = Vec::with_capacity(changes.len());
-        let mut touched = Vec::new();
-        for c in changes {
-            for step in self.steps(c, idempotent) {
-                let stmt = self.statement(&step.key).await?;
-                touched.extend(written_by(&step.key));
-                planned.push((stmt, step));
+        // Under `overwrite` (and in the idempotent window) the changes of tables that allow it
+        // are reduced to each row's final state: rows with different keys commute, and the last
+        // image of a row is the row. The rest run change by change, in source order, after what
+        // the net holds for their tables.
+        let overwrite = sets && (idempotent || self.conflict == ConflictPolicy::Overwrite);
+        let mut net = Net::default();
+        let mut steps = Vec::with_capacity(changes.len());
+        for &c in changes {
+            if overwrite && self.reduce(&mut net, c) {
+                continue;
             }
+            if !net.tables.is_empty() {
+                let tables = match c {
+                    Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
+                        vec![*table]
+                    }
+                    Change::Truncate { tables } => tables.clone(),
+                    Change::Ddl { .. } | Change::Reshape { .. } => Vec::new(),
+                };
+                steps.extend(self.drain_net(&mut net, Some(&tables)));
+            }
+            steps.extend(self.steps(c, idempotent));
+        }
+        steps.extend(self.drain_net(&mut net, None));
+        let mut planned = Vec::with_capacity(steps.len());
+        let mut touched = Vec::new();
+        for step in steps {
+            let stmt = self.statement(&step.key).await?;
+            touched.extend(written_by(&step.key));
+            planned.push((stmt, step));
         }
         touched.sort_unstable();
         touched.dedup();
@@ -951,7 +1276,7 @@ impl Applier {
             .collect();
         let client = &self.client;
         let writes = try_join_all(planned.iter().enumerate().map(|(i, (stmt, step))| {
-            let params: Vec<&(dyn ToSql + Sync)> = step.params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            let params = step.params.as_sql();
             async move { client.execute(stmt, &params).await.map_err(|e| (Some(i), e)) }
         }));
         let describe = async {
@@ -970,9 +1295,15 @@ impl Applier {
                 if let Some(drift) = self.diagnose(&tables, &e).await {
                     return Err(drift);
                 }
+                let constraint =
+                    [SqlState::FOREIGN_KEY_VIOLATION, SqlState::UNIQUE_VIOLATION, SqlState::EXCLUSION_VIOLATION];
+                self.set_refused = e.code().is_some_and(|c| constraint.contains(c))
+                    && planned
+                        .iter()
+                        .any(|(_, s)| matches!(s.key, StatementKey::SetDelete { .. } | StatementKey::SetUpsert { .. }));
                 let msg = describe_pg_error(&e);
                 let table = tables.first().map(|&t| &self.tables[t].def);
-                return Err(if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                return Err(if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
                     EngineError::Conflict {
                         table: table.map_or_else(|| "target".into(), |d| d.display_name()),
                         message: msg,
