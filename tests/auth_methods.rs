@@ -153,3 +153,40 @@ async fn every_one_of_a_thousand_ed25519_logins_succeeds() {
         drop(conn);
     }
 }
+
+/// A user of a plugin the client does not speak (the pre-4.1 `mysql_old_password`, which a
+/// server started without secure_auth still accepts) gets the precheck item
+/// `<side>.authentication` naming the plugin and how to switch the user, not a generic
+/// connection failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_of_an_unsupported_plugin_is_a_precheck_item_naming_it() {
+    let old_auth = ferry::testkit::MariaDbOptions { extra_args: vec!["--secure-auth=0".into()], ..Default::default() };
+    let pair = MyPair { source: MariaDbServer::start_with(old_auth).unwrap(), target: MariaDbServer::start().unwrap() };
+    let mut conn = mysql_async::Conn::new(pair.source.opts(None)).await.unwrap();
+    let (hash,): (String,) =
+        mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT OLD_PASSWORD('secret-old')")
+            .await
+            .unwrap()
+            .unwrap();
+    exec(
+        &mut conn,
+        &format!(
+            "CREATE USER 'old'@'127.0.0.1' IDENTIFIED VIA mysql_old_password USING '{hash}'; \
+             GRANT ALL ON *.* TO 'old'@'127.0.0.1'"
+        ),
+    )
+    .await;
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["orders"]);
+    spec.source.user = Some("old".into());
+    let credentials = Credentials { source_password: Some("secret-old".into()), ..pair.credentials() };
+    let items = ferry::engine::precheck(&spec, &credentials).await;
+    let item = items
+        .iter()
+        .find(|i| i.item == "source.authentication")
+        .unwrap_or_else(|| panic!("source.authentication in {items:#?}"));
+    assert_eq!(item.result, ferry::api::PrecheckResult::Failed, "{item:?}");
+    let reason = item.reason.as_deref().unwrap();
+    assert!(reason.contains("\"mysql_old_password\""), "the plugin is named: {reason}");
+    assert!(!reason.contains("secret-old"), "{reason}");
+    assert!(item.fix.as_deref().unwrap().contains("spec.source.user"), "{item:?}");
+}

@@ -125,7 +125,13 @@ fn connect_error(endpoint: &Endpoint, login: Login<'_>, side: Side, e: &mysql_as
     if let Some(failure) = failure {
         return EngineError::Tls { side, host: endpoint.host.clone(), port: endpoint.port, failure };
     }
-    if let mysql_async::Error::Driver(mysql_async::DriverError::UnknownAuthPlugin { name }) = e {
+    let unsupported = match e {
+        mysql_async::Error::Driver(mysql_async::DriverError::UnknownAuthPlugin { name }) => Some(name.as_str()),
+        // Refused on purpose: the pre-4.1 hash is broken.
+        mysql_async::Error::Driver(mysql_async::DriverError::MysqlOldPasswordDisabled) => Some("mysql_old_password"),
+        _ => None,
+    };
+    if let Some(name) = unsupported {
         return EngineError::Connect {
             side,
             message: format!(
