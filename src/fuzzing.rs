@@ -117,6 +117,7 @@ fn my_table(tme: &TableMapEvent<'_>, seed: u8) -> MyTable {
         engine: None,
         collation: None,
         indexes: Vec::new(),
+        checks: Vec::new(),
     }
 }
 

@@ -140,3 +140,65 @@ async fn a_replayed_drop_of_several_tables_drops_only_the_selected_ones_and_a_re
         .unwrap();
     assert_eq!(items, 1, "the target table keeps its name");
 }
+
+/// CHECK constraints reach the target: a JSON column's own check, a column-level and a
+/// table-level one (with a renamed column renamed in its condition); one on a column the job
+/// does not transfer is left out and reported by the precheck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_constraints_reach_the_target_in_target_names() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    let mut tgt = pair.target().await;
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; CREATE TABLE shop.c (
+            id int PRIMARY KEY,
+            doc json,
+            qty int CHECK (qty >= 0),
+            price decimal(8,2),
+            secret int,
+            CONSTRAINT positive_price CHECK (price > 0 AND qty < 1000000),
+            CONSTRAINT uses_secret CHECK (secret IS NULL OR secret > 0)
+          );
+          INSERT INTO shop.c VALUES (1, '{\"a\": [1, 2]}', 3, 9.50, 7), (2, NULL, 0, 1, NULL)",
+    )
+    .await;
+    let mut spec = pair.spec(TaskType::FullTrans, &["c"]);
+    spec.objects.databases[0].tables[0].columns = Some(ferry::api::ColumnSelection {
+        exclude: vec!["secret".into()],
+        rename: [("price".to_owned(), "cost".to_owned())].into(),
+        ..Default::default()
+    });
+    let items = ferry::engine::precheck(&spec, &pair.credentials()).await;
+    let item = items.iter().find(|i| i.item == "source.defaults").expect("source.defaults");
+    assert_eq!(item.result, ferry::api::PrecheckResult::Alarm, "{item:?}");
+    let reason = item.reason.as_deref().unwrap();
+    assert!(reason.contains("check constraint uses_secret of shop.c: it uses column secret"), "{reason}");
+    assert!(!reason.contains("positive_price"), "{reason}");
+
+    assert_eq!(pair.run("t/checks", spec).await.unwrap(), Outcome::Completed);
+    let checks: Vec<(String, String, String)> = tgt
+        .query(
+            "SELECT CONSTRAINT_NAME, LEVEL, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = 'shop' AND TABLE_NAME = 'c' ORDER BY CONSTRAINT_NAME",
+        )
+        .await
+        .unwrap();
+    let want = [
+        ("doc", "Column", "json_valid(`doc`)"),
+        ("positive_price", "Table", "`cost` > 0 and `qty` < 1000000"),
+        ("qty", "Column", "`qty` >= 0"),
+    ];
+    let got: Vec<(&str, &str, &str)> = checks.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
+    assert_eq!(got, want);
+    for bad in [
+        "INSERT INTO shop.c (id, doc) VALUES (10, 'not json')",
+        "INSERT INTO shop.c (id, qty) VALUES (11, -1)",
+        "INSERT INTO shop.c (id, cost) VALUES (12, 0)",
+    ] {
+        let refused = tgt.query_drop(bad).await.expect_err(bad);
+        assert!(refused.to_string().contains("CONSTRAINT"), "{bad}: {refused}");
+    }
+    let rows: u64 = tgt.query_first("SELECT count(*) FROM shop.c").await.unwrap().unwrap();
+    assert_eq!(rows, 2);
+}

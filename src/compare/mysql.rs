@@ -30,7 +30,14 @@ pub struct MySide {
 
 fn view(t: &MyTable, def: TableDef) -> MyTable {
     let columns = t.def.columns.iter().zip(&t.columns).filter(|(c, _)| c.selected).map(|(_, m)| m.clone()).collect();
-    MyTable { def, columns, engine: t.engine.clone(), collation: t.collation.clone(), indexes: Vec::new() }
+    MyTable {
+        def,
+        columns,
+        engine: t.engine.clone(),
+        collation: t.collation.clone(),
+        indexes: Vec::new(),
+        checks: Vec::new(),
+    }
 }
 
 /// A comparison session: every transaction read-only on both sides (the target's credentials
@@ -118,7 +125,14 @@ impl MySide {
                 // Missing on the target: `exists` says so before anything is read.
                 Err(_) => def.columns.iter().map(|_| placeholder_column()).collect(),
             };
-            tables.push(MyTable { def, columns, engine: None, collation: None, indexes: Vec::new() });
+            tables.push(MyTable {
+                def,
+                columns,
+                engine: None,
+                collation: None,
+                indexes: Vec::new(),
+                checks: Vec::new(),
+            });
         }
         let defs = tables.iter().map(|t| t.def.clone()).collect();
         Ok(MySide { conn, which: Which::Target, defs, tables, planner: false })

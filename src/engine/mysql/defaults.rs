@@ -317,6 +317,80 @@ pub fn check_expression(text: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// `text`, an expression [`check_expression`] accepts, with each column name in it (a quoted
+/// name, or a bare word that is not a function call) replaced by what `rename` returns for it;
+/// names it returns `None` for, string literals and everything else are kept as they are.
+pub fn rename_names(text: &str, mut rename: impl FnMut(&str) -> Option<String>) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        match b[i] {
+            b'\'' => {
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' => i += 2,
+                        b'\'' if b.get(i + 1) == Some(&b'\'') => i += 2,
+                        b'\'' => {
+                            i += 1;
+                            break;
+                        }
+                        _ => i += 1,
+                    }
+                }
+                out.push_str(&text[start..i.min(b.len())]);
+            }
+            b'`' => {
+                i += 1;
+                let mut name = String::new();
+                while i < b.len() {
+                    if b[i] == b'`' {
+                        if b.get(i + 1) == Some(&b'`') {
+                            name.push('`');
+                            i += 2;
+                            continue;
+                        }
+                        i += 1;
+                        break;
+                    }
+                    let next = text[i..].chars().next().map_or(1, char::len_utf8);
+                    name.push_str(&text[i..i + next]);
+                    i += next;
+                }
+                match rename(&name) {
+                    Some(new) => out.push_str(&new),
+                    None => out.push_str(&text[start..i.min(b.len())]),
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' || c >= 0x80 => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80) {
+                    i += 1;
+                }
+                let word = &text[start..i];
+                let call = text[i..].trim_start().starts_with('(');
+                match (!call).then(|| rename(word)).flatten() {
+                    Some(new) => out.push_str(&new),
+                    None => out.push_str(word),
+                }
+            }
+            c if c.is_ascii_digit() => {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.') {
+                    i += 1;
+                }
+                out.push_str(&text[start..i]);
+            }
+            _ => {
+                let next = text[i..].chars().next().map_or(1, char::len_utf8);
+                i += next;
+                out.push_str(&text[start..i]);
+            }
+        }
+    }
+    out
+}
+
 /// Whether `name` is a plain name (`utf8mb4`, `utf8mb4_unicode_ci`, `InnoDB`): what character
 /// set, collation and engine names are, and all that is written for them unquoted.
 pub fn is_plain_name(name: &str) -> bool {
@@ -326,6 +400,21 @@ pub fn is_plain_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn column_names_are_renamed_outside_strings_and_function_names() {
+        let rename = |n: &str| match n.to_ascii_lowercase().as_str() {
+            "qty" => Some("`amount`".to_owned()),
+            "json_valid" => Some("`wrong`".to_owned()),
+            "it`s" => Some("`its`".to_owned()),
+            _ => None,
+        };
+        assert_eq!(rename_names("`qty` > 0 and qty < 10", rename), "`amount` > 0 and `amount` < 10");
+        assert_eq!(rename_names("json_valid(`doc`)", rename), "json_valid(`doc`)");
+        assert_eq!(rename_names("`note` <> 'qty' AND `it``s` = 1e5", rename), "`note` <> 'qty' AND `its` = 1e5");
+        assert_eq!(rename_names("`c` = 'it''s \\' qty'", rename), "`c` = 'it''s \\' qty'");
+        assert_eq!(rename_names("`ünï` >= 2.5", |_| None), "`ünï` >= 2.5");
+    }
 
     fn maria(default: &str) -> Result<Option<String>, String> {
         render_default(DefaultStyle::Sql, "varchar", Some(default), "")

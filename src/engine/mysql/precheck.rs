@@ -337,8 +337,9 @@ async fn target_checks(items: &mut Vec<PrecheckItem>, tgt: &mut Conn, spec: &Syn
     });
 }
 
-/// Column defaults, `ON UPDATE` clauses and generated columns the target does not get because
-/// they cannot be rendered safely as SQL (see [`super::defaults`]).
+/// Column defaults, `ON UPDATE` clauses, generated columns and `CHECK` constraints the target
+/// does not get because they cannot be rendered safely as SQL (see [`super::defaults`]) or use
+/// columns that are not transferred.
 fn defaults_item(tables: &[catalog::MyTable]) -> PrecheckItem {
     let left_out: Vec<String> = tables
         .iter()
@@ -353,8 +354,8 @@ fn defaults_item(tables: &[catalog::MyTable]) -> PrecheckItem {
         PrecheckResult::Alarm,
         Some(format!("the target does not get: {}", left_out.join("; "))),
         Some(
-            "set these defaults (or create these columns) on the target by hand after the structure is created; \
-             the job reports them in status.progress.skippedObjects",
+            "set these defaults (or create these columns and constraints) on the target by hand after the structure \
+             is created; the job reports them in status.progress.skippedObjects",
         ),
         true,
     )

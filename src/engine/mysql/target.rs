@@ -290,17 +290,28 @@ pub fn create_table_sql(t: &MyTable, with_indexes: bool) -> Result<String> {
             ))
         })?;
     }
+    let checks: Vec<(&super::catalog::CheckDef, String)> =
+        t.checks.iter().filter_map(|check| Some((check, t.check_sql(check).ok()?))).collect();
     let mut parts: Vec<String> = t
         .def
         .columns
         .iter()
         .zip(&t.columns)
         .filter(|(c, _)| c.selected)
-        .filter_map(|(c, m)| column_sql(c, m))
+        .filter_map(|(c, m)| {
+            let mut sql = column_sql(c, m)?;
+            for (_, condition) in checks.iter().filter(|(check, _)| check.column.as_deref() == Some(c.name.as_str())) {
+                sql.push_str(&format!(" CHECK ({condition})"));
+            }
+            Some(sql)
+        })
         .collect();
     if !t.def.key.is_empty() && t.def.key_columns().all(|c| c.selected) {
         let key: Vec<String> = t.def.key_columns().map(|c| my_ident(&c.target_name)).collect();
         parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    for (check, condition) in checks.iter().filter(|(check, _)| check.column.is_none()) {
+        parts.push(format!("CONSTRAINT {} CHECK ({condition})", my_ident(&check.name)));
     }
     if with_indexes {
         for (_, ix) in index_sql(t).0 {
