@@ -123,3 +123,48 @@ async fn binlog_format_mixed_fails_even_with_the_binary_log_on() {
     assert!(format.reason.as_deref().unwrap().contains("MIXED"), "{format:?}");
     assert!(format.fix.as_deref().unwrap().contains("ROW"), "{format:?}");
 }
+
+/// MariaDB's compressed binary log events cannot be decoded: a source with `log_bin_compress`
+/// fails the precheck, and a job whose source turns it on while streaming stops at the first
+/// compressed event with the reason and the fix, rather than pass over its changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_binary_log_events_fail_the_precheck_and_stop_the_stream() {
+    let compressing = MariaDbServer::start_with(MariaDbOptions {
+        extra_args: vec!["--log-bin-compress=ON".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let target = MariaDbServer::start().unwrap();
+    setup(&compressing, "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note text)").await;
+    let items = engine::precheck(&spec(&compressing, &target, &["orders"]), &creds(&compressing, &target)).await;
+    let item = find(&items, "source.binlogCompression");
+    assert_eq!(item.result, PrecheckResult::Failed, "{item:?}");
+    assert!(item.fix.as_deref().unwrap().contains("log_bin_compress = OFF"), "{item:?}");
+    drop(compressing);
+
+    let pair = my_support::MyPair { source: MariaDbServer::start().unwrap(), target };
+    setup(&pair.source, "CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note text)").await;
+    let items = engine::precheck(&spec(&pair.source, &pair.target, &["orders"]), &pair.credentials()).await;
+    assert_eq!(find(&items, "source.binlogCompression").result, PrecheckResult::Passed);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (run_spec, run_creds) = (spec(&pair.source, &pair.target, &["orders"]), pair.credentials());
+    let mut job = tokio::spawn(async move {
+        let tracker = engine::Tracker::new(std::sync::Arc::new(engine::progress::NoProgress));
+        engine::run(engine::Job { id: "test/compressed", spec: &run_spec, credentials: &run_creds, tracker, stop })
+            .await
+    });
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    let mut src = pair.source().await;
+    // Events shorter than log_bin_compress_min_len (256 bytes by default) stay uncompressed.
+    my_support::exec_each(
+        &mut src,
+        "SET GLOBAL log_bin_compress = ON; INSERT INTO shop.orders VALUES (1, REPEAT('x', 4000))",
+    )
+    .await;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), job).await.expect("the job stops").unwrap();
+    let _ = stop_tx.send(true);
+    let err = outcome.expect_err("the job fails at the compressed event");
+    assert_eq!(err.code(), "BINLOG_COMPRESSED", "{err}");
+    assert!(err.to_string().contains("log_bin_compress = OFF"), "{err}");
+}

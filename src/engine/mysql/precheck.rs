@@ -144,6 +144,19 @@ async fn binlog_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
             false,
         )
     });
+    // MariaDB 10.2+: compressed events cannot be decoded, and the stream stops at the first.
+    let compress = variable(src, "log_bin_compress").await.unwrap_or_default();
+    items.push(if compress.eq_ignore_ascii_case("ON") || compress == "1" {
+        item(
+            "source.binlogCompression",
+            PrecheckResult::Failed,
+            Some("log_bin_compress is ON: the server compresses binary log events, which Ferry cannot read".into()),
+            Some("SET GLOBAL log_bin_compress = OFF and log_bin_compress=OFF in my.cnf"),
+            false,
+        )
+    } else {
+        passed("source.binlogCompression")
+    });
     let seconds = match variable(src, "binlog_expire_logs_seconds").await.and_then(|v| v.parse::<u64>().ok()) {
         Some(s) if s > 0 => s,
         _ => variable(src, "expire_logs_days")

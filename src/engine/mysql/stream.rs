@@ -238,6 +238,24 @@ fn undecodable(event: &mysql_async::binlog::events::Event) -> EngineError {
     ))
 }
 
+/// MariaDB's compressed query and row events (`log_bin_compress`): QUERY_COMPRESSED_EVENT and
+/// the WRITE/UPDATE/DELETE_ROWS_COMPRESSED events in both versions.
+const MARIADB_COMPRESSED_EVENTS: std::ops::RangeInclusive<u8> = 165..=171;
+
+/// The failure of a job on a compressed MariaDB event, which the client cannot decode: the job
+/// stops at it rather than pass over the changes it holds.
+fn compressed(raw: u8, end: u32) -> EngineError {
+    EngineError::Unrecoverable {
+        code: "BINLOG_COMPRESSED",
+        message: format!(
+            "the source wrote a compressed binary log event (type {raw}, ending at offset {end}; log_bin_compress is \
+             on), which Ferry cannot read: the job stops rather than skip its changes. Set log_bin_compress = OFF on \
+             the source (SET GLOBAL and my.cnf), then restart the job with a new full transfer (delete the SyncJob \
+             and apply it again), since the events already written stay compressed"
+        ),
+    }
+}
+
 /// The failure of a job whose checkpoint lies in binary log the source has purged.
 fn purged(start: &str, oldest: Option<&str>, server: Option<&str>) -> EngineError {
     let oldest = oldest.map_or_else(|| "none".to_owned(), |o| format!("{o} is the oldest it has"));
@@ -366,11 +384,12 @@ impl Decoder {
             // Only row events are read: mysql_common's reading of others trusts their counts
             // (a PREVIOUS_GTIDS event's sizes a vector), and Ferry has no use for them.
             raw if is_rows_event(raw) => {
-                if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
+                if let Some(EventData::RowsEvent(rows)) = event.read_data().map_err(bad)? {
                     self.rows(stream, &rows)?;
                 }
                 Ok(None)
             }
+            raw if MARIADB_COMPRESSED_EVENTS.contains(&raw) => Err(compressed(raw, header.log_pos())),
             _ => Ok(None),
         }
     }
