@@ -256,3 +256,53 @@ async fn the_target_restarts_fast_while_streaming() {
 async fn the_target_restarts_immediately_during_the_full_transfer() {
     survives(Fault::Restart(Side::Target, Shutdown::Immediate), Phase::Full).await;
 }
+
+/// A stop asked for while the job waits to start again (its source unreachable) still ends
+/// with what a stop does at a checkpoint once the source answers: the target's sequences are
+/// cut over to the source's values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_the_wait_to_start_again_still_cuts_the_sequences_over() {
+    let pair = Pair::start();
+    pair.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, note text);
+             INSERT INTO orders (note) SELECT 'n' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let source = FaultProxy::start(pair.source.port()).unwrap();
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["orders"]);
+    spec.source.port = source.port();
+    spec.tuning = Some(Tuning { network_timeout_seconds: Some(TIMEOUT_S), ..Default::default() });
+    let tracker = Tracker::new(Arc::new(NoProgress));
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let credentials = pair.credentials();
+    let job_tracker = tracker.clone();
+    let job = tokio::spawn(async move {
+        engine::run(Job { id: "test/stop-in-backoff", spec: &spec, credentials: &credentials, tracker: job_tracker, stop })
+            .await
+    });
+    let tgt = pair.target().await;
+    until(&tgt, "SELECT full_done AND checkpoint_lsn IS NOT NULL FROM _ferry.jobs", &job).await;
+
+    // The source goes away; its sequence moves where the job cannot see it.
+    source.pause();
+    source.cut();
+    pair.source().await.execute("SELECT setval('orders_id_seq', 5000)", &[]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tracker.snapshot().0.reconnects == 0 {
+        assert!(!job.is_finished(), "the job ended instead of waiting to start again: {:?}", job.await.unwrap());
+        assert!(Instant::now() < deadline, "the job did not notice the source was gone");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Asked to stop during the wait (the first one is a second long); the source answers again
+    // a moment later.
+    let _ = stop_tx.send(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    source.restore();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), job).await.expect("the job stops").unwrap();
+    assert!(matches!(outcome, Ok(engine::Outcome::Stopped)), "{outcome:?}");
+    let next: i64 = tgt.query_one("SELECT nextval('orders_id_seq')", &[]).await.unwrap().get(0);
+    assert!(next > 5000, "the target's sequence was cut over to the source's value: nextval is {next}");
+}

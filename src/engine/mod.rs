@@ -133,8 +133,18 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
         let mut stop = job.stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            Ok(_) = stop.wait_for(|s| *s) => return Ok(Outcome::Stopped),
+            Ok(_) = stop.wait_for(|s| *s) => break,
         }
+    }
+    // Stopped while waiting to start again: one more run, which sees the stop at once and does
+    // what a stop at a checkpoint does (the sequences' cut-over among it), if the databases
+    // answer again.
+    match run_once(job).await {
+        Err(e) if e.is_transient() => {
+            tracing::warn!(code = e.code(), error = %e, "stopped without the steps of a stop (sequence cut-over): a database does not answer");
+            Ok(Outcome::Stopped)
+        }
+        other => other,
     }
 }
 
