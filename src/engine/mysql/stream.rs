@@ -9,6 +9,8 @@
 //! `BINLOG_GTID_POS` on MariaDB.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -109,9 +111,69 @@ pub fn server_id_for(job: &str) -> u32 {
     0xF000_0000 | (hash & 0x0FFF_FFFF)
 }
 
+/// Changes of one source transaction handed to the applier at once: a larger transaction goes
+/// in pieces ([`Transaction::partial`]), which the target applies in one transaction of its
+/// own, so the worker never holds a whole large transaction.
+pub const PIECE: usize = 5_000;
+
+/// Row changes that may wait between the reader and the applier, over every queued
+/// transaction: with [`PIECE`], what bounds the reader's memory whatever the source's
+/// transactions.
+pub const BUDGET: usize = 50_000;
+
+/// How many decoded row changes the reader holds (in the transaction being read and in the
+/// queue to the applier), and the most it held at once.
+#[derive(Clone, Debug, Default)]
+pub struct Held(Arc<(AtomicUsize, AtomicUsize)>);
+
+impl Held {
+    fn add(&self, n: usize) {
+        let now = self.0.0.fetch_add(n, Ordering::Relaxed) + n;
+        self.0.1.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.0.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Row changes held now.
+    pub fn now(&self) -> usize {
+        self.0.0.load(Ordering::Relaxed)
+    }
+
+    /// The most row changes held at once so far.
+    pub fn peak(&self) -> usize {
+        self.0.1.load(Ordering::Relaxed)
+    }
+}
+
+/// The reader's end of the queue to the applier: a transaction waits for room in the change
+/// budget before it is queued, so the queue is bounded by row changes, not by transactions.
+struct Sender {
+    tx: mpsc::Sender<Result<Transaction>>,
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+/// What a queued item costs of the budget.
+fn cost(item: &Result<Transaction>) -> u32 {
+    let n = item.as_ref().map_or(1, |t| t.changes.len().clamp(1, BUDGET));
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Sender {
+    /// Queues `item` once the budget has room; false when the applier has gone.
+    async fn send(&self, item: Result<Transaction>) -> bool {
+        let Ok(permit) = self.budget.acquire_many(cost(&item)).await else { return false };
+        permit.forget();
+        self.tx.send(item).await.is_ok()
+    }
+}
+
 /// Transactions from the binary log, read by a background task.
 pub struct MyChanges {
     rx: mpsc::Receiver<Result<Transaction>>,
+    budget: Arc<tokio::sync::Semaphore>,
+    held: Held,
     task: tokio::task::JoinHandle<()>,
     names: BinlogNames,
     /// When the reading task last heard from the server (heartbeats included).
@@ -183,8 +245,12 @@ impl MyChanges {
                  cannot continue: release it, raise binlog retention and start a new one"
             ))
         })?;
-        let (tx, rx) = mpsc::channel(256);
-        let mut decoder = Decoder::new(opts, catalog_conn)?;
+        // Items are few when transactions are large; the budget bounds their changes.
+        let (tx, rx) = mpsc::channel(4096);
+        let budget = Arc::new(tokio::sync::Semaphore::new(BUDGET));
+        let tx = Sender { tx, budget: Arc::clone(&budget) };
+        let held = Held::default();
+        let mut decoder = Decoder::new(opts, catalog_conn, held.clone())?;
         let heard = Heard::default();
         let stamp = heard.clone();
         let task = tokio::spawn(async move {
@@ -212,7 +278,7 @@ impl MyChanges {
                 };
                 match out {
                     Ok(Some(t)) => {
-                        if tx.send(Ok(t)).await.is_err() {
+                        if !tx.send(Ok(t)).await {
                             return;
                         }
                     }
@@ -224,7 +290,7 @@ impl MyChanges {
                 }
             }
         });
-        Ok(MyChanges { rx, task, names, heard })
+        Ok(MyChanges { rx, budget, held, task, names, heard })
     }
 }
 
@@ -253,9 +319,30 @@ fn purged(start: &str, oldest: Option<&str>, server: Option<&str>) -> EngineErro
     }
 }
 
+impl MyChanges {
+    /// The row changes the reader holds, to check that memory stays bounded.
+    pub fn held(&self) -> Held {
+        self.held.clone()
+    }
+}
+
+impl Drop for MyChanges {
+    fn drop(&mut self) {
+        // A reader waiting for room gives up: the applier has gone.
+        self.budget.close();
+    }
+}
+
 impl ChangeSource for MyChanges {
     async fn next_within(&mut self, wait: Duration) -> Option<Option<Result<Transaction>>> {
-        tokio::time::timeout(wait, self.rx.recv()).await.ok()
+        let item = tokio::time::timeout(wait, self.rx.recv()).await.ok()?;
+        if let Some(item) = &item {
+            self.budget.add_permits(cost(item) as usize);
+            if let Ok(t) = item {
+                self.held.sub(t.changes.len());
+            }
+        }
+        Some(item)
     }
 
     fn acknowledge(&self, _end: u64) {
@@ -267,6 +354,7 @@ impl ChangeSource for MyChanges {
     }
 
     async fn close(self) {
+        self.budget.close();
         self.task.abort();
     }
 
@@ -276,10 +364,13 @@ impl ChangeSource for MyChanges {
 }
 
 /// A transaction being read.
+#[derive(Default)]
 struct Pending {
     changes: Vec<Change>,
     /// A DDL's GTID event: the next statement is the whole transaction.
     standalone: bool,
+    /// Pieces of it were handed out already.
+    pieces: bool,
 }
 
 /// Turns binary-log events into transactions.
@@ -290,6 +381,7 @@ struct Decoder {
     catalog: Conn,
     file: String,
     current: Option<Pending>,
+    held: Held,
 }
 
 const QUERY_EVENT: u8 = 2;
@@ -297,10 +389,17 @@ const ROTATE_EVENT: u8 = 4;
 const XID_EVENT: u8 = 16;
 
 impl Decoder {
-    fn new(opts: StreamOptions, catalog: Conn) -> Result<Decoder> {
+    fn new(opts: StreamOptions, catalog: Conn, held: Held) -> Result<Decoder> {
         let filters = opts.tables.iter().map(compile_filter).collect::<Result<Vec<_>>>()?;
         let dropped = vec![false; opts.tables.len()];
-        Ok(Decoder { opts, filters, dropped, catalog, file: String::new(), current: None })
+        Ok(Decoder { opts, filters, dropped, catalog, file: String::new(), current: None, held })
+    }
+
+    /// Starts a transaction, dropping what is left of one that never ended.
+    fn begin(&mut self, standalone: bool) {
+        if let Some(old) = self.current.replace(Pending { standalone, ..Pending::default() }) {
+            self.held.sub(old.changes.len());
+        }
     }
 
     fn index_of(&self, db: &str, name: &str) -> Option<usize> {
@@ -327,7 +426,7 @@ impl Decoder {
             gtid::GTID_EVENT => {
                 let g = gtid::decode_gtid(event.data(), header.server_id())
                     .map_err(|e| EngineError::Stream(e.to_string()))?;
-                self.current = Some(Pending { changes: Vec::new(), standalone: g.flags & 1 != 0 });
+                self.begin(g.flags & 1 != 0);
                 Ok(None)
             }
             ROTATE_EVENT => {
@@ -345,20 +444,46 @@ impl Decoder {
                 match word.as_str() {
                     "BEGIN" => {
                         if self.current.is_none() {
-                            self.current = Some(Pending { changes: Vec::new(), standalone: false });
+                            self.begin(false);
                         }
                         Ok(None)
                     }
                     "COMMIT" => self.commit(header, commit_time_us),
+                    // Only changes to non-transactional tables are logged in a transaction that
+                    // rolls back. Once pieces of it are applied (in a target transaction still
+                    // open), the rest follows and commits with them rather than leave the target
+                    // transaction half done.
+                    "ROLLBACK" if self.current.as_ref().is_some_and(|p| p.pieces) => {
+                        tracing::warn!(
+                            "a large source transaction ended in ROLLBACK after part of it was applied: its logged \
+                             changes (to non-transactional tables) are committed"
+                        );
+                        self.commit(header, commit_time_us)
+                    }
                     "ROLLBACK" => {
-                        self.current = None;
+                        if let Some(old) = self.current.take() {
+                            self.held.sub(old.changes.len());
+                        }
                         Ok(None)
                     }
                     _ => {
                         let changes = self.statement(&schema, &sql).await?;
                         let standalone = self.current.as_ref().is_none_or(|p| p.standalone);
-                        let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone });
-                        pending.changes.extend(changes);
+                        if !changes.is_empty() && self.current.as_ref().is_some_and(|p| p.pieces) {
+                            // MariaDB commits before a DDL, so no server writes one there.
+                            return Err(EngineError::Stream(
+                                "a DDL statement in the middle of a large transaction whose first part is \
+                                 already applied: the job cannot cut the target transaction there"
+                                    .into(),
+                            ));
+                        }
+                        if self.current.is_none() {
+                            self.begin(standalone);
+                        }
+                        self.held.add(changes.len());
+                        if let Some(pending) = self.current.as_mut() {
+                            pending.changes.extend(changes);
+                        }
                         if standalone { self.commit(header, commit_time_us) } else { Ok(None) }
                     }
                 }
@@ -369,7 +494,7 @@ impl Decoder {
                 if let Ok(Some(EventData::RowsEvent(rows))) = event.read_data() {
                     self.rows(stream, &rows)?;
                 }
-                Ok(None)
+                self.piece(header, commit_time_us)
             }
             _ => Ok(None),
         }
@@ -385,13 +510,30 @@ impl Decoder {
         Ok(Some(Transaction { changes, end, commit_time_us, partial: false }))
     }
 
+    /// The changes read so far of a transaction that reached [`PIECE`] of them, handed out as a
+    /// piece. Its `end` is the end of the last event read: inside the transaction, so it
+    /// compares with a position between transactions (a chunk's snapshot) as the transaction's
+    /// end does.
+    fn piece(
+        &mut self,
+        header: mysql_async::binlog::events::BinlogEventHeader,
+        commit_time_us: i64,
+    ) -> Result<Option<Transaction>> {
+        let Some(pending) = self.current.as_mut().filter(|p| p.changes.len() >= PIECE) else { return Ok(None) };
+        pending.pieces = true;
+        let changes = std::mem::take(&mut pending.changes);
+        let end = self.end_of(&header)?;
+        Ok(Some(Transaction { changes, end, commit_time_us, partial: true }))
+    }
+
     /// Decodes a rows event of a selected table into changes.
     fn rows(&mut self, stream: &mysql_async::BinlogStream, rows: &RowsEventData<'_>) -> Result<()> {
         let Some(tme) = stream.get_tme(rows.table_id()) else { return Ok(()) };
         let Some(index) = self.index_of(&tme.database_name(), &tme.table_name()) else { return Ok(()) };
         let out =
             row_changes(&self.opts.tables[index], index, self.filters[index].as_ref(), &self.opts.dml, tme, rows)?;
-        let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone: false });
+        self.held.add(out.len());
+        let pending = self.current.get_or_insert_with(Pending::default);
         pending.changes.extend(out);
         Ok(())
     }
