@@ -28,7 +28,7 @@ use super::gtid::{self, GtidPos};
 use super::values::{binlog_cell, filter_text, time2_fraction_fix};
 use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
 use crate::engine::Login;
-use crate::engine::apply::ChangeSource;
+use crate::engine::apply::{BATCH_TIME_UNIT, ChangeSource};
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
@@ -238,6 +238,9 @@ impl MyChanges {
         conn.exec_drop("SET @master_heartbeat_period = ?", (u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),))
             .await
             .map_err(fail)?;
+        // The reader stops reading while the queue to the applier is full: the source must not
+        // take that for a dead replica.
+        conn.exec_drop("SET SESSION net_write_timeout = ?", (source_write_timeout(),)).await.map_err(fail)?;
         let request = if opts.until_end_of_log { request.with_non_blocking() } else { request };
         let stream = conn.get_binlog_stream(request).await.map_err(|e| {
             EngineError::Stream(format!(
@@ -292,6 +295,20 @@ impl MyChanges {
         });
         Ok(MyChanges { rx, budget, held, task, names, heard })
     }
+}
+
+/// How long the source may be unable to write to the reader before it drops the connection
+/// (`net_write_timeout`, 60 s by default), in seconds. The reader stops reading while the queue
+/// to the applier is full, until the applier takes from it; the applier gives a batch its write
+/// limit (`tuning.networkTimeoutSeconds`) per [`BATCH_TIME_UNIT`] changes, a batch may pass its
+/// units by one transaction, and a full queue is about `BUDGET / BATCH_TIME_UNIT` units: twice
+/// one more than that many write limits covers the wait. A stalled applier ends the job by its
+/// own limits first, and a dead reader's connection goes when the job connects again (the same
+/// replica id displaces it).
+fn source_write_timeout() -> u64 {
+    const MARIADB_MAX: u64 = 31_536_000;
+    let units = 2 * (BUDGET.div_ceil(BATCH_TIME_UNIT) as u64 + 1);
+    crate::engine::net::timeout().as_secs().max(1).saturating_mul(units).min(MARIADB_MAX)
 }
 
 /// The failure of a job on an event whose decoding panicked (in `mysql_common` or here).
