@@ -19,7 +19,6 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
-use tokio::sync::mpsc;
 
 use super::catalog::{self, MyTable};
 use super::connect;
@@ -33,6 +32,7 @@ use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
 use crate::engine::net::Heard;
+use crate::engine::queue::{BUDGET, PIECE, Receiver, queue};
 
 /// Names of a server's binary log files: `base.000042`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,15 +111,9 @@ pub fn server_id_for(job: &str) -> u32 {
     0xF000_0000 | (hash & 0x0FFF_FFFF)
 }
 
-/// Changes of one source transaction handed to the applier at once: a larger transaction goes
-/// in pieces ([`Transaction::partial`]), which the target applies in one transaction of its
-/// own, so the worker never holds a whole large transaction.
-pub const PIECE: usize = 5_000;
-
-/// Row changes that may wait between the reader and the applier, over every queued
-/// transaction: with [`PIECE`], what bounds the reader's memory whatever the source's
-/// transactions.
-pub const BUDGET: usize = 50_000;
+/// How many decoded transactions (or pieces) may wait for the applier, besides the queue's
+/// budget of row changes: many, since they are few when transactions are large.
+const QUEUE: usize = 4096;
 
 /// How many decoded row changes the reader holds (in the transaction being read and in the
 /// queue to the applier), and the most it held at once.
@@ -147,32 +141,9 @@ impl Held {
     }
 }
 
-/// The reader's end of the queue to the applier: a transaction waits for room in the change
-/// budget before it is queued, so the queue is bounded by row changes, not by transactions.
-struct Sender {
-    tx: mpsc::Sender<Result<Transaction>>,
-    budget: Arc<tokio::sync::Semaphore>,
-}
-
-/// What a queued item costs of the budget.
-fn cost(item: &Result<Transaction>) -> u32 {
-    let n = item.as_ref().map_or(1, |t| t.changes.len().clamp(1, BUDGET));
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-impl Sender {
-    /// Queues `item` once the budget has room; false when the applier has gone.
-    async fn send(&self, item: Result<Transaction>) -> bool {
-        let Ok(permit) = self.budget.acquire_many(cost(&item)).await else { return false };
-        permit.forget();
-        self.tx.send(item).await.is_ok()
-    }
-}
-
 /// Transactions from the binary log, read by a background task.
 pub struct MyChanges {
-    rx: mpsc::Receiver<Result<Transaction>>,
-    budget: Arc<tokio::sync::Semaphore>,
+    rx: Receiver,
     held: Held,
     task: tokio::task::JoinHandle<()>,
     names: BinlogNames,
@@ -248,10 +219,7 @@ impl MyChanges {
                  cannot continue: release it, raise binlog retention and start a new one"
             ))
         })?;
-        // Items are few when transactions are large; the budget bounds their changes.
-        let (tx, rx) = mpsc::channel(4096);
-        let budget = Arc::new(tokio::sync::Semaphore::new(BUDGET));
-        let tx = Sender { tx, budget: Arc::clone(&budget) };
+        let (tx, rx) = queue(QUEUE);
         let held = Held::default();
         let mut decoder = Decoder::new(opts, catalog_conn, held.clone())?;
         let heard = Heard::default();
@@ -293,7 +261,7 @@ impl MyChanges {
                 }
             }
         });
-        Ok(MyChanges { rx, budget, held, task, names, heard })
+        Ok(MyChanges { rx, held, task, names, heard })
     }
 }
 
@@ -343,21 +311,11 @@ impl MyChanges {
     }
 }
 
-impl Drop for MyChanges {
-    fn drop(&mut self) {
-        // A reader waiting for room gives up: the applier has gone.
-        self.budget.close();
-    }
-}
-
 impl ChangeSource for MyChanges {
     async fn next_within(&mut self, wait: Duration) -> Option<Option<Result<Transaction>>> {
         let item = tokio::time::timeout(wait, self.rx.recv()).await.ok()?;
-        if let Some(item) = &item {
-            self.budget.add_permits(cost(item) as usize);
-            if let Ok(t) = item {
-                self.held.sub(t.changes.len());
-            }
+        if let Some(Ok(t)) = &item {
+            self.held.sub(t.changes.len());
         }
         Some(item)
     }
@@ -371,7 +329,6 @@ impl ChangeSource for MyChanges {
     }
 
     async fn close(self) {
-        self.budget.close();
         self.task.abort();
     }
 
