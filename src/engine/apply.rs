@@ -227,6 +227,7 @@ pub async fn run<S: ChangeSource, T: ChangeTarget>(
         tracing::debug!(
             transactions = batch.transactions.len(),
             changes = batch.len(),
+            open,
             ms = started.elapsed().as_millis() as u64,
             "applied a batch"
         );

@@ -15,6 +15,7 @@ pub mod mysql;
 pub mod net;
 pub mod postgres;
 pub mod progress;
+pub mod queue;
 pub mod redact;
 pub mod snapshot;
 pub mod sql;

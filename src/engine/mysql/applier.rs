@@ -6,7 +6,15 @@
 //! final state and written as multi-row deletes and upserts: rows with different keys commute,
 //! and the last image of a row is the row. Tables with other unique indexes, tables without a
 //! key, and the `ignore`/`stop` policies apply change by change in source order, since there the
-//! order or each single outcome matters.
+//! order or each single outcome matters; but consecutive inserts into one such table go as one
+//! multi-row statement, which the server applies row by row in the same order with the same
+//! outcome for each row (a duplicate fails the statement as it would fail its row).
+//!
+//! A large source transaction arrives in pieces ([`ChangeBatch::open`]): each is applied in the
+//! target transaction left open by the one before, and only the piece that ends the source
+//! transaction commits, with its checkpoint. A worker that stops in between leaves nothing: the
+//! target rolls the open transaction back, and the stream reads the source transaction again
+//! from its start.
 //!
 //! DDL commits implicitly in MySQL, so a batch is cut around it: the changes before are
 //! committed with their checkpoint, the statement runs, and its own checkpoint follows. The
@@ -131,6 +139,27 @@ impl Table {
         self.key.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Cell::Null)).collect()
     }
 
+    fn key_ref<'a>(&self, row: &'a [Cell]) -> Vec<&'a Cell> {
+        self.key.iter().map(|(i, _, _)| row.get(*i).unwrap_or(&NULL)).collect()
+    }
+
+    /// Appends the parameters of `row`'s written columns.
+    fn push_values(&self, row: &[Cell], out: &mut Vec<Value>) {
+        out.extend(self.columns.iter().map(|(i, _, p)| bind(p, row.get(*i))));
+    }
+
+    /// About how many bytes `row`'s parameters take in a statement packet.
+    fn row_size(&self, row: &[Cell]) -> usize {
+        self.columns
+            .iter()
+            .map(|(i, _, _)| match row.get(*i) {
+                Some(Cell::Bytes(b)) => 2 * b.len() + 9,
+                Some(Cell::Text(t)) => t.len() + 9,
+                _ => 16,
+            })
+            .sum()
+    }
+
     fn insert_sql(&self, verb: &str, rows: usize, upsert: bool) -> String {
         let cols: Vec<String> = self.columns.iter().map(|(_, n, _)| my_ident(n)).collect();
         let one = format!("({})", self.columns.iter().map(|(_, _, p)| p.as_str()).collect::<Vec<_>>().join(", "));
@@ -171,8 +200,27 @@ impl Table {
     }
 }
 
-/// The final state of each row a batch touched, per compactable table.
-type Net = HashMap<usize, HashMap<Vec<Cell>, Option<Vec<Cell>>>>;
+/// The final state of each row a batch touched, per compactable table: by key, the row's last
+/// image (`None`: deleted), borrowed from the batch.
+type Net<'a> = HashMap<usize, HashMap<Vec<&'a Cell>, Option<&'a [Cell]>>>;
+
+/// Consecutive inserts into one table that cannot be reduced, written together.
+struct Run<'a> {
+    table: usize,
+    rows: Vec<&'a [Cell]>,
+}
+
+/// The value of a column missing from a row image.
+static NULL: Cell = Cell::Null;
+
+/// Which statement a cached text is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kind {
+    Upsert,
+    Insert,
+    InsertIgnore,
+    Delete,
+}
 
 /// Applies batches of changes to a MySQL/MariaDB target.
 pub struct Applier {
@@ -187,6 +235,10 @@ pub struct Applier {
     /// Each table as the target described it when the applier started or replayed a DDL on it
     /// (`None`: it did not exist then).
     shapes: Vec<Option<Shape>>,
+    /// Multi-row statement texts by table, kind and rows, built once.
+    statements: HashMap<(usize, Kind, usize), std::sync::Arc<str>>,
+    /// The open target transaction holds the first pieces of a source transaction.
+    continuing: bool,
 }
 
 impl Applier {
@@ -217,6 +269,8 @@ impl Applier {
             in_transaction: false,
             packet: None,
             shapes,
+            statements: HashMap::new(),
+            continuing: false,
         })
     }
 
@@ -369,34 +423,100 @@ impl Applier {
     }
 
     /// Records a change in the net state of its table.
-    fn reduce(&self, net: &mut Net, change: &Change) {
+    fn reduce<'a>(&self, net: &mut Net<'a>, change: &'a Change) {
         match change {
             Change::Insert { table, row } => {
-                net.entry(*table).or_default().insert(self.tables[*table].key_of(row), Some(row.clone()));
+                net.entry(*table).or_default().insert(self.tables[*table].key_ref(row), Some(row));
             }
             Change::Update { table, old_key, row } => {
                 let t = &self.tables[*table];
                 let rows = net.entry(*table).or_default();
+                let key = t.key_ref(row);
                 if let Some(old) = old_key {
-                    let old = t.key_of(old);
-                    if old != t.key_of(row) {
+                    let old = t.key_ref(old);
+                    if old != key {
                         rows.insert(old, None);
                     }
                 }
-                rows.insert(t.key_of(row), Some(row.clone()));
+                rows.insert(key, Some(row));
             }
             Change::Delete { table, old } => {
-                net.entry(*table).or_default().insert(self.tables[*table].key_of(old), None);
+                net.entry(*table).or_default().insert(self.tables[*table].key_ref(old), None);
             }
             Change::Truncate { .. } | Change::Ddl { .. } | Change::Reshape { .. } => {}
         }
     }
 
+    /// The text of a multi-row statement, built once per table, kind and size.
+    fn statement(&mut self, table: usize, kind: Kind, rows: usize) -> std::sync::Arc<str> {
+        let t = &self.tables[table];
+        self.statements
+            .entry((table, kind, rows))
+            .or_insert_with(|| {
+                match kind {
+                    Kind::Upsert => t.insert_sql("INSERT", rows, true),
+                    Kind::Insert => t.insert_sql("INSERT", rows, false),
+                    Kind::InsertIgnore => t.insert_sql("INSERT IGNORE", rows, false),
+                    Kind::Delete => t.delete_sql(rows),
+                }
+                .into()
+            })
+            .clone()
+    }
+
+    /// The largest statement to send.
+    async fn budget(&mut self) -> usize {
+        match self.packet {
+            Some(p) => p,
+            None => *self.packet.insert(super::connect::packet_budget(&mut self.conn).await),
+        }
+    }
+
+    /// Writes `rows` of `table` with multi-row statements of `kind`, in order: runs that fit a
+    /// packet, each in few statement sizes.
+    async fn write_rows(&mut self, table: usize, kind: Kind, rows: &[&[Cell]]) -> Result<()> {
+        let budget = self.budget().await;
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let t = &self.tables[table];
+            let run = fitting(rest.iter().map(|r| t.row_size(r)), budget);
+            let (now, later) = rest.split_at(run);
+            rest = later;
+            let mut now = now;
+            for group in sized_groups(run) {
+                let (these, others) = now.split_at(group);
+                now = others;
+                let sql = self.statement(table, kind, group);
+                let t = &self.tables[table];
+                let mut params = Vec::with_capacity(group * t.columns.len());
+                for row in these {
+                    t.push_values(row, &mut params);
+                }
+                self.exec(table, &sql, params).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the inserts gathered in `run`.
+    async fn flush_run(&mut self, run: &mut Option<Run<'_>>, overwrite: bool) -> Result<()> {
+        let Some(Run { table, rows }) = run.take() else { return Ok(()) };
+        let t = &self.tables[table];
+        let stop = !overwrite && self.conflict == ConflictPolicy::Stop;
+        let kind = if t.key.is_empty() || stop {
+            Kind::Insert
+        } else if overwrite {
+            Kind::Upsert
+        } else {
+            Kind::InsertIgnore
+        };
+        self.write_rows(table, kind, &rows).await
+    }
+
     /// Writes the net state: deletes first (a key may move to where a deleted row was), then
     /// upserts, in multi-row statements of power-of-two sizes so few statements are prepared.
-    async fn flush(&mut self, net: &mut Net) -> Result<()> {
+    async fn flush(&mut self, net: &mut Net<'_>) -> Result<()> {
         for (table, rows) in net.drain() {
-            let t = self.tables[table].clone();
             let (mut gone, mut present) = (Vec::new(), Vec::new());
             for (key, row) in rows {
                 match row {
@@ -404,26 +524,17 @@ impl Applier {
                     None => gone.push(key),
                 }
             }
+            let mut gone = gone.as_slice();
             for group in sized_groups(gone.len()) {
-                let params: Vec<Value> = gone
-                    .drain(..group)
-                    .flat_map(|k| t.key.iter().zip(k).map(|((_, _, p), c)| bind(p, Some(&c))).collect::<Vec<_>>())
-                    .collect();
-                self.exec(table, &t.delete_sql(group), params).await?;
+                let (these, others) = gone.split_at(group);
+                gone = others;
+                let sql = self.statement(table, Kind::Delete, group);
+                let t = &self.tables[table];
+                let params: Vec<Value> =
+                    these.iter().flat_map(|k| t.key.iter().zip(k).map(|((_, _, p), c)| bind(p, Some(c)))).collect();
+                self.exec(table, &sql, params).await?;
             }
-            let budget = match self.packet {
-                Some(p) => p,
-                None => *self.packet.insert(super::connect::packet_budget(&mut self.conn).await),
-            };
-            let mut rows: Vec<Vec<Value>> = present.iter().map(|r| t.values(r)).collect();
-            // Runs of rows whose values fit one packet, each written in few statement sizes.
-            for run in runs_within(&rows, budget) {
-                let mut run_rows: Vec<Vec<Value>> = rows.drain(..run).collect();
-                for group in sized_groups(run) {
-                    let params: Vec<Value> = run_rows.drain(..group).flatten().collect();
-                    self.exec(table, &t.insert_sql("INSERT", group, true), params).await?;
-                }
-            }
+            self.write_rows(table, Kind::Upsert, &present).await?;
         }
         Ok(())
     }
@@ -449,6 +560,7 @@ impl Applier {
                     EngineError::query(T, format!("describing {db}.{name} after a DDL"), message)
                 })?;
             let table = Table::new(&def);
+            self.statements.retain(|(t, _, _), _| t != index);
             match self.tables.get_mut(*index) {
                 Some(slot) => *slot = table,
                 None => self.tables.push(table),
@@ -464,14 +576,25 @@ impl Applier {
         Ok(())
     }
 
-    /// Applies `batch` and moves the checkpoint to its end.
+    /// Applies `batch` and moves the checkpoint to its end; a batch that ends in the middle of a
+    /// source transaction is applied in a target transaction left open for the next batch.
     pub async fn apply_batch(&mut self, batch: &ChangeBatch) -> Result<()> {
         let overwrite = batch.idempotent || self.conflict == ConflictPolicy::Overwrite;
         let mut net = Net::new();
+        let mut run: Option<Run<'_>> = None;
         let mut last_end = None;
         for t in &batch.transactions {
             for change in &t.changes {
                 if let Change::Ddl { statement, tables } = change {
+                    if self.continuing {
+                        self.rollback().await;
+                        return Err(EngineError::Stream(
+                            "a DDL statement in the middle of a large transaction whose first part is already \
+                             applied: the job cannot cut the target transaction there"
+                                .into(),
+                        ));
+                    }
+                    self.flush_run(&mut run, overwrite).await?;
                     self.flush(&mut net).await?;
                     if let Some(end) = last_end {
                         self.commit_at(end).await?;
@@ -489,16 +612,34 @@ impl Applier {
                     }
                     _ => None,
                 };
-                match table {
-                    Some(i) if overwrite && self.tables.get(i).is_some_and(|t| t.compactable) => {
+                match (table, change) {
+                    (Some(i), _) if overwrite && self.tables.get(i).is_some_and(|t| t.compactable) => {
                         self.reduce(&mut net, change)
                     }
-                    _ => self.apply_one(change, overwrite).await?,
+                    (Some(i), Change::Insert { row, .. }) if i < self.tables.len() => match &mut run {
+                        Some(r) if r.table == i => r.rows.push(row),
+                        _ => {
+                            self.flush_run(&mut run, overwrite).await?;
+                            run = Some(Run { table: i, rows: vec![row] });
+                        }
+                    },
+                    _ => {
+                        self.flush_run(&mut run, overwrite).await?;
+                        self.apply_one(change, overwrite).await?
+                    }
                 }
             }
-            last_end = Some(t.end);
+            self.continuing = t.partial;
+            if !t.partial {
+                last_end = Some(t.end);
+            }
         }
+        self.flush_run(&mut run, overwrite).await?;
         self.flush(&mut net).await?;
+        if batch.open() {
+            // The rest of the source transaction follows in the next batch.
+            return Ok(());
+        }
         if let Some(end) = batch.end() {
             self.commit_at(end).await?;
         }
@@ -515,40 +656,36 @@ impl ChangeTarget for Applier {
 /// A cell as the parameter of `placeholder` (hex for the `UNHEX` of a non-UTF-8 text column).
 fn bind(placeholder: &str, cell: Option<&Cell>) -> Value {
     match cell {
-        Some(Cell::Bytes(b)) if placeholder.contains("UNHEX") => {
-            Value::Bytes(b.iter().map(|b| format!("{b:02X}")).collect::<String>().into_bytes())
-        }
+        Some(Cell::Bytes(b)) if placeholder.contains("UNHEX") => Value::Bytes(hex(b)),
         Some(c) => param(c),
         None => Value::NULL,
     }
 }
 
-/// About how many bytes a bound value takes in a statement packet.
-fn value_size(v: &Value) -> usize {
-    match v {
-        Value::Bytes(b) => b.len() + 9,
-        _ => 16,
-    }
-}
-
-/// Splits rows into runs (lengths, in order) whose values fit `budget` bytes together; a row
-/// larger than the budget is a run of its own.
-fn runs_within(rows: &[Vec<Value>], budget: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    let (mut len, mut bytes) = (0usize, 0usize);
-    for row in rows {
-        let size: usize = row.iter().map(value_size).sum();
-        if len > 0 && bytes + size > budget {
-            out.push(len);
-            (len, bytes) = (0, 0);
-        }
-        len += 1;
-        bytes += size;
-    }
-    if len > 0 {
-        out.push(len);
+/// `bytes` as upper-case hexadecimal digits, two per byte (what `UNHEX` reads back).
+fn hex(bytes: &[u8]) -> Vec<u8> {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
     }
     out
+}
+
+/// How many of the rows whose sizes `sizes` gives, taken in order, fit `budget` bytes together;
+/// at least one, since a row larger than the budget goes alone.
+fn fitting(sizes: impl Iterator<Item = usize>, budget: usize) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for size in sizes {
+        bytes += size;
+        if n > 0 && bytes > budget {
+            break;
+        }
+        n += 1;
+    }
+    n
 }
 
 /// Splits `n` rows into statement sizes: as many of [`MAX_ROWS`] as fit, then powers of two.
@@ -570,13 +707,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hex_writes_two_upper_case_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), b"000FA5FF".to_vec());
+        assert!(hex(&[]).is_empty());
+    }
+
+    #[test]
     fn rows_are_cut_into_runs_that_fit_a_packet() {
-        let row = |n: usize| vec![Value::Int(1), Value::Bytes(vec![b'x'; n])];
-        let rows = vec![row(100), row(100), row(1000), row(10), row(10)];
-        // 125 bytes a small row, 1025 the wide one.
-        assert_eq!(runs_within(&rows, 300), vec![2, 1, 2]);
-        assert_eq!(runs_within(&rows, 10_000), vec![5]);
-        assert_eq!(runs_within(&[], 300), Vec::<usize>::new());
+        assert_eq!(fitting([125, 125, 1025, 35].into_iter(), 300), 2);
+        assert_eq!(fitting([1025, 35].into_iter(), 300), 1);
+        assert_eq!(fitting([10, 10, 10].into_iter(), 10_000), 3);
+        assert_eq!(fitting(std::iter::empty(), 300), 0);
     }
 
     #[test]

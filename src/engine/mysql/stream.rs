@@ -9,6 +9,8 @@
 //! `BINLOG_GTID_POS` on MariaDB.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
@@ -17,7 +19,6 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
-use tokio::sync::mpsc;
 
 use super::catalog::{self, MyTable};
 use super::connect;
@@ -26,11 +27,12 @@ use super::gtid::{self, GtidPos};
 use super::values::{binlog_cell, filter_text, time2_fraction_fix};
 use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
 use crate::engine::Login;
-use crate::engine::apply::ChangeSource;
+use crate::engine::apply::{BATCH_TIME_UNIT, ChangeSource};
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, Transaction};
 use crate::engine::net::Heard;
+use crate::engine::queue::{BUDGET, PIECE, Receiver, queue};
 
 /// Names of a server's binary log files: `base.000042`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,9 +111,40 @@ pub fn server_id_for(job: &str) -> u32 {
     0xF000_0000 | (hash & 0x0FFF_FFFF)
 }
 
+/// How many decoded transactions (or pieces) may wait for the applier, besides the queue's
+/// budget of row changes: many, since they are few when transactions are large.
+const QUEUE: usize = 4096;
+
+/// How many decoded row changes the reader holds (in the transaction being read and in the
+/// queue to the applier), and the most it held at once.
+#[derive(Clone, Debug, Default)]
+pub struct Held(Arc<(AtomicUsize, AtomicUsize)>);
+
+impl Held {
+    fn add(&self, n: usize) {
+        let now = self.0.0.fetch_add(n, Ordering::Relaxed) + n;
+        self.0.1.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.0.0.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Row changes held now.
+    pub fn now(&self) -> usize {
+        self.0.0.load(Ordering::Relaxed)
+    }
+
+    /// The most row changes held at once so far.
+    pub fn peak(&self) -> usize {
+        self.0.1.load(Ordering::Relaxed)
+    }
+}
+
 /// Transactions from the binary log, read by a background task.
 pub struct MyChanges {
-    rx: mpsc::Receiver<Result<Transaction>>,
+    rx: Receiver,
+    held: Held,
     task: tokio::task::JoinHandle<()>,
     names: BinlogNames,
     /// When the reading task last heard from the server (heartbeats included).
@@ -176,6 +209,9 @@ impl MyChanges {
         conn.exec_drop("SET @master_heartbeat_period = ?", (u64::try_from(period.as_nanos()).unwrap_or(u64::MAX),))
             .await
             .map_err(fail)?;
+        // The reader stops reading while the queue to the applier is full: the source must not
+        // take that for a dead replica.
+        conn.exec_drop("SET SESSION net_write_timeout = ?", (source_write_timeout(),)).await.map_err(fail)?;
         let request = if opts.until_end_of_log { request.with_non_blocking() } else { request };
         let stream = conn.get_binlog_stream(request).await.map_err(|e| {
             EngineError::Stream(format!(
@@ -183,8 +219,9 @@ impl MyChanges {
                  cannot continue: release it, raise binlog retention and start a new one"
             ))
         })?;
-        let (tx, rx) = mpsc::channel(256);
-        let mut decoder = Decoder::new(opts, catalog_conn)?;
+        let (tx, rx) = queue(QUEUE);
+        let held = Held::default();
+        let mut decoder = Decoder::new(opts, catalog_conn, held.clone())?;
         let heard = Heard::default();
         let stamp = heard.clone();
         let task = tokio::spawn(async move {
@@ -212,7 +249,7 @@ impl MyChanges {
                 };
                 match out {
                     Ok(Some(t)) => {
-                        if tx.send(Ok(t)).await.is_err() {
+                        if !tx.send(Ok(t)).await {
                             return;
                         }
                     }
@@ -224,8 +261,22 @@ impl MyChanges {
                 }
             }
         });
-        Ok(MyChanges { rx, task, names, heard })
+        Ok(MyChanges { rx, held, task, names, heard })
     }
+}
+
+/// How long the source may be unable to write to the reader before it drops the connection
+/// (`net_write_timeout`, 60 s by default), in seconds. The reader stops reading while the queue
+/// to the applier is full, until the applier takes from it; the applier gives a batch its write
+/// limit (`tuning.networkTimeoutSeconds`) per [`BATCH_TIME_UNIT`] changes, a batch may pass its
+/// units by one transaction, and a full queue is about `BUDGET / BATCH_TIME_UNIT` units: twice
+/// one more than that many write limits covers the wait. A stalled applier ends the job by its
+/// own limits first, and a dead reader's connection goes when the job connects again (the same
+/// replica id displaces it).
+fn source_write_timeout() -> u64 {
+    const MARIADB_MAX: u64 = 31_536_000;
+    let units = 2 * (BUDGET.div_ceil(BATCH_TIME_UNIT) as u64 + 1);
+    crate::engine::net::timeout().as_secs().max(1).saturating_mul(units).min(MARIADB_MAX)
 }
 
 /// The failure of a job on an event whose decoding panicked (in `mysql_common` or here).
@@ -271,9 +322,20 @@ fn purged(start: &str, oldest: Option<&str>, server: Option<&str>) -> EngineErro
     }
 }
 
+impl MyChanges {
+    /// The row changes the reader holds, to check that memory stays bounded.
+    pub fn held(&self) -> Held {
+        self.held.clone()
+    }
+}
+
 impl ChangeSource for MyChanges {
     async fn next_within(&mut self, wait: Duration) -> Option<Option<Result<Transaction>>> {
-        tokio::time::timeout(wait, self.rx.recv()).await.ok()
+        let item = tokio::time::timeout(wait, self.rx.recv()).await.ok()?;
+        if let Some(Ok(t)) = &item {
+            self.held.sub(t.changes.len());
+        }
+        Some(item)
     }
 
     fn acknowledge(&self, _end: u64) {
@@ -294,10 +356,13 @@ impl ChangeSource for MyChanges {
 }
 
 /// A transaction being read.
+#[derive(Default)]
 struct Pending {
     changes: Vec<Change>,
     /// A DDL's GTID event: the next statement is the whole transaction.
     standalone: bool,
+    /// Pieces of it were handed out already.
+    pieces: bool,
 }
 
 /// Turns binary-log events into transactions.
@@ -308,6 +373,7 @@ struct Decoder {
     catalog: Conn,
     file: String,
     current: Option<Pending>,
+    held: Held,
 }
 
 const QUERY_EVENT: u8 = 2;
@@ -315,10 +381,17 @@ const ROTATE_EVENT: u8 = 4;
 const XID_EVENT: u8 = 16;
 
 impl Decoder {
-    fn new(opts: StreamOptions, catalog: Conn) -> Result<Decoder> {
+    fn new(opts: StreamOptions, catalog: Conn, held: Held) -> Result<Decoder> {
         let filters = opts.tables.iter().map(compile_filter).collect::<Result<Vec<_>>>()?;
         let dropped = vec![false; opts.tables.len()];
-        Ok(Decoder { opts, filters, dropped, catalog, file: String::new(), current: None })
+        Ok(Decoder { opts, filters, dropped, catalog, file: String::new(), current: None, held })
+    }
+
+    /// Starts a transaction, dropping what is left of one that never ended.
+    fn begin(&mut self, standalone: bool) {
+        if let Some(old) = self.current.replace(Pending { standalone, ..Pending::default() }) {
+            self.held.sub(old.changes.len());
+        }
     }
 
     fn index_of(&self, db: &str, name: &str) -> Option<usize> {
@@ -345,7 +418,7 @@ impl Decoder {
             gtid::GTID_EVENT => {
                 let g = gtid::decode_gtid(event.data(), header.server_id())
                     .map_err(|e| EngineError::Stream(e.to_string()))?;
-                self.current = Some(Pending { changes: Vec::new(), standalone: g.flags & 1 != 0 });
+                self.begin(g.flags & 1 != 0);
                 Ok(None)
             }
             ROTATE_EVENT => {
@@ -363,20 +436,46 @@ impl Decoder {
                 match word.as_str() {
                     "BEGIN" => {
                         if self.current.is_none() {
-                            self.current = Some(Pending { changes: Vec::new(), standalone: false });
+                            self.begin(false);
                         }
                         Ok(None)
                     }
                     "COMMIT" => self.commit(header, commit_time_us),
+                    // Only changes to non-transactional tables are logged in a transaction that
+                    // rolls back. Once pieces of it are applied (in a target transaction still
+                    // open), the rest follows and commits with them rather than leave the target
+                    // transaction half done.
+                    "ROLLBACK" if self.current.as_ref().is_some_and(|p| p.pieces) => {
+                        tracing::warn!(
+                            "a large source transaction ended in ROLLBACK after part of it was applied: its logged \
+                             changes (to non-transactional tables) are committed"
+                        );
+                        self.commit(header, commit_time_us)
+                    }
                     "ROLLBACK" => {
-                        self.current = None;
+                        if let Some(old) = self.current.take() {
+                            self.held.sub(old.changes.len());
+                        }
                         Ok(None)
                     }
                     _ => {
                         let changes = self.statement(&schema, &sql).await?;
                         let standalone = self.current.as_ref().is_none_or(|p| p.standalone);
-                        let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone });
-                        pending.changes.extend(changes);
+                        if !changes.is_empty() && self.current.as_ref().is_some_and(|p| p.pieces) {
+                            // MariaDB commits before a DDL, so no server writes one there.
+                            return Err(EngineError::Stream(
+                                "a DDL statement in the middle of a large transaction whose first part is \
+                                 already applied: the job cannot cut the target transaction there"
+                                    .into(),
+                            ));
+                        }
+                        if self.current.is_none() {
+                            self.begin(standalone);
+                        }
+                        self.held.add(changes.len());
+                        if let Some(pending) = self.current.as_mut() {
+                            pending.changes.extend(changes);
+                        }
                         if standalone { self.commit(header, commit_time_us) } else { Ok(None) }
                     }
                 }
@@ -387,7 +486,7 @@ impl Decoder {
                 if let Some(EventData::RowsEvent(rows)) = event.read_data().map_err(bad)? {
                     self.rows(stream, &rows)?;
                 }
-                Ok(None)
+                self.piece(header, commit_time_us)
             }
             raw if MARIADB_COMPRESSED_EVENTS.contains(&raw) => Err(compressed(raw, header.log_pos())),
             _ => Ok(None),
@@ -404,13 +503,30 @@ impl Decoder {
         Ok(Some(Transaction { changes, end, commit_time_us, partial: false }))
     }
 
+    /// The changes read so far of a transaction that reached [`PIECE`] of them, handed out as a
+    /// piece. Its `end` is the end of the last event read: inside the transaction, so it
+    /// compares with a position between transactions (a chunk's snapshot) as the transaction's
+    /// end does.
+    fn piece(
+        &mut self,
+        header: mysql_async::binlog::events::BinlogEventHeader,
+        commit_time_us: i64,
+    ) -> Result<Option<Transaction>> {
+        let Some(pending) = self.current.as_mut().filter(|p| p.changes.len() >= PIECE) else { return Ok(None) };
+        pending.pieces = true;
+        let changes = std::mem::take(&mut pending.changes);
+        let end = self.end_of(&header)?;
+        Ok(Some(Transaction { changes, end, commit_time_us, partial: true }))
+    }
+
     /// Decodes a rows event of a selected table into changes.
     fn rows(&mut self, stream: &mysql_async::BinlogStream, rows: &RowsEventData<'_>) -> Result<()> {
         let Some(tme) = stream.get_tme(rows.table_id()) else { return Ok(()) };
         let Some(index) = self.index_of(&tme.database_name(), &tme.table_name()) else { return Ok(()) };
         let out =
             row_changes(&self.opts.tables[index], index, self.filters[index].as_ref(), &self.opts.dml, tme, rows)?;
-        let pending = self.current.get_or_insert(Pending { changes: Vec::new(), standalone: false });
+        self.held.add(out.len());
+        let pending = self.current.get_or_insert_with(Pending::default);
         pending.changes.extend(out);
         Ok(())
     }

@@ -29,6 +29,7 @@ use crate::api::Endpoint;
 use crate::engine::Login;
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::net::Heard;
+use crate::engine::queue::{Sender, queue};
 
 /// The first PostgreSQL version (`server_version_num`) whose replication connection the
 /// stream client accepts; older sources are polled.
@@ -63,7 +64,7 @@ pub async fn open(
     // The target holds everything up to `from`: the slot need not decode it again.
     feedback.update_applied_lsn(from);
     let cancel = CancellationToken::new();
-    let (tx, rx) = stream::queue();
+    let (tx, rx) = queue(stream::QUEUE);
     let reader = Reader {
         client,
         slot: slot.to_owned(),
@@ -91,7 +92,7 @@ impl Reader {
         mut self,
         mut decoder: Decoder,
         mut assembler: Assembler,
-        tx: stream::Sender,
+        tx: Sender,
         cancel: CancellationToken,
         heard: Heard,
     ) {
@@ -131,7 +132,7 @@ impl Reader {
         pgoutput: &mut PgOutputDecoder,
         decoder: &mut Decoder,
         assembler: &mut Assembler,
-        tx: &stream::Sender,
+        tx: &Sender,
         heard: &Heard,
     ) -> Result<Option<bool>> {
         let applied = self.feedback.get_applied_lsn();

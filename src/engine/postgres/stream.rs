@@ -14,7 +14,6 @@ use pg_walstream::{
     CancellationToken, ColumnValue, EventType, LogicalReplicationStream, ReplicationSlotOptions,
     ReplicationStreamConfig, RetryConfig, RowData, SharedLsnFeedback, StreamingMode,
 };
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::catalog::{PgColumn, PgTable};
@@ -26,6 +25,7 @@ use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::filter::{self, RowFilter};
 use crate::engine::model::{Cell, Change, ColumnChange, ColumnDef, Transaction};
 use crate::engine::net::Heard;
+use crate::engine::queue::{PIECE, Receiver, Sender, queue};
 
 /// The prefix of the non-transactional logical decoding messages Ferry writes on the source
 /// while a job runs. When the selected tables are quiet and other tables are busy, PostgreSQL
@@ -35,7 +35,8 @@ use crate::engine::net::Heard;
 /// applier checkpoints and acknowledges like any other.
 pub const HEARTBEAT_PREFIX: &str = "ferry_heartbeat";
 
-/// How many decoded transactions may wait for the applier before the reader pauses.
+/// How many decoded transactions may wait for the applier before the reader pauses (besides
+/// the queue's budget of row changes).
 pub(super) const QUEUE: usize = 256;
 
 /// The replication connection string for an endpoint, or for the TLS relay in front of it.
@@ -235,7 +236,7 @@ impl Changes {
         stream.start(Some(from)).await.map_err(|e| EngineError::Stream(format!("starting replication: {e}")))?;
         let feedback = Arc::clone(&stream.shared_lsn_feedback);
         let cancel = CancellationToken::new();
-        let (tx, rx) = queue();
+        let (tx, rx) = queue(QUEUE);
         let events = stream.into_stream(cancel.clone());
         let heard = Heard::default();
         let task = tokio::spawn(read_loop(events, decoder, tx, from, heard.clone()));
@@ -356,67 +357,6 @@ async fn send_keeping_alive(tx: &Sender, t: Transaction, events: &mut pg_walstre
                 }
             }
         }
-    }
-}
-
-/// Changes of one source transaction handed to the applier at once: a larger transaction goes
-/// in pieces, which the target applies in one transaction of its own (see
-/// [`Transaction::partial`]), so the worker never holds a whole large transaction.
-pub(super) const PIECE: usize = 5_000;
-
-/// Row changes that may wait between the reader and the applier, over every queued
-/// transaction: with [`PIECE`], what bounds the worker's memory whatever the source's
-/// transactions.
-pub(super) const BUDGET: usize = 50_000;
-
-/// The reading end's handle on the queue to the applier: a transaction waits for room in the
-/// change budget before it is queued.
-#[derive(Clone)]
-pub(super) struct Sender {
-    tx: mpsc::Sender<Result<Transaction>>,
-    budget: Arc<tokio::sync::Semaphore>,
-}
-
-/// The queue between a reader and the applier.
-pub(super) fn queue() -> (Sender, Receiver) {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let budget = Arc::new(tokio::sync::Semaphore::new(BUDGET));
-    (Sender { tx, budget: Arc::clone(&budget) }, Receiver { rx, budget })
-}
-
-/// What a queued item costs of the budget.
-fn cost(item: &Result<Transaction>) -> u32 {
-    let n = item.as_ref().map_or(1, |t| t.changes.len().clamp(1, BUDGET));
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-impl Sender {
-    /// Queues `item` once the budget has room; false when the applier has gone.
-    pub(super) async fn send(&self, item: Result<Transaction>) -> bool {
-        let Ok(permit) = self.budget.acquire_many(cost(&item)).await else { return false };
-        permit.forget();
-        self.tx.send(item).await.is_ok()
-    }
-}
-
-/// The applier's end of the queue.
-pub(super) struct Receiver {
-    rx: mpsc::Receiver<Result<Transaction>>,
-    budget: Arc<tokio::sync::Semaphore>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        // A reader waiting for room gives up: the applier has gone.
-        self.budget.close();
-    }
-}
-
-impl Receiver {
-    async fn recv(&mut self) -> Option<Result<Transaction>> {
-        let item = self.rx.recv().await?;
-        self.budget.add_permits(cost(&item) as usize);
-        Some(item)
     }
 }
 
