@@ -280,8 +280,14 @@ async fn a_stop_during_the_wait_to_start_again_still_cuts_the_sequences_over() {
     let credentials = pair.credentials();
     let job_tracker = tracker.clone();
     let job = tokio::spawn(async move {
-        engine::run(Job { id: "test/stop-in-backoff", spec: &spec, credentials: &credentials, tracker: job_tracker, stop })
-            .await
+        engine::run(Job {
+            id: "test/stop-in-backoff",
+            spec: &spec,
+            credentials: &credentials,
+            tracker: job_tracker,
+            stop,
+        })
+        .await
     });
     let tgt = pair.target().await;
     until(&tgt, "SELECT full_done AND checkpoint_lsn IS NOT NULL FROM _ferry.jobs", &job).await;
