@@ -14,7 +14,7 @@ use ferry::controller::pods::{self, Role};
 use ferry::controller::syncjob::{FINALIZER, reconcile};
 use http::Method;
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use mock_api::{call, context};
+use mock_api::{call, context, echo, refused_with};
 use serde_json::{Value, json};
 
 const JOBS: &str = "/apis/ferry.dev/v1alpha1/namespaces/shop/syncjobs";
@@ -396,6 +396,81 @@ async fn a_job_deleted_in_the_foreground_gets_its_release_pod_once_its_dependent
     api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
     run.await.unwrap().unwrap();
     assert_eq!(api.identity.len(), 3, "ServiceAccount, Role and RoleBinding");
+    api.done().await;
+}
+
+const ACCOUNTS: &str = "/api/v1/namespaces/shop/serviceaccounts";
+const ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles";
+const BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings";
+
+/// A job being deleted (not in the foreground, or no longer) whose release pod was created and
+/// has not started.
+fn releasing_with_a_waiting_pod() -> (SyncJob, Pod) {
+    let mut st = streaming(1);
+    st.phase = Some(SyncJobPhase::ReleaseResourceStarted);
+    let mut j = job(Some(st));
+    j.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
+    let mut release = running(&j, Role::Release, 0, "Pending");
+    release.status = None;
+    (j, release)
+}
+
+#[tokio::test]
+async fn a_release_pod_whose_identity_the_garbage_collector_deleted_gets_it_again() {
+    // The release pod was created as the collector deleted the job's dependents (its BatchJob
+    // deleted in the foreground): it lost its ServiceAccount, Role and RoleBinding, and cannot
+    // start without them. The collector is done; the identity is created again for that pod —
+    // the Role once more when it goes again before its binding is created.
+    let (ctx, mut api) = context();
+    api.explicit_identity();
+    let (j, release) = releasing_with_a_waiting_pod();
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![release]))).await;
+    let name = "orders-ferry-worker";
+    let mut created = Vec::new();
+    for path in [ACCOUNTS, ROLES, BINDINGS] {
+        api.expect(refused_with(Method::GET, &format!("{path}/{name}"), 404, "NotFound", "not found")).await;
+        if path != BINDINGS {
+            created.push(api.expect(echo(Method::POST, path)).await.1);
+        }
+    }
+    // RBAC's escalation check reads the binding's Role, which the collector took meanwhile.
+    let gone = format!("roles.rbac.authorization.k8s.io \"{name}\" not found");
+    api.expect(refused_with(Method::POST, BINDINGS, 404, "NotFound", &gone)).await;
+    let account = created[0].clone();
+    api.expect(call(Method::GET, &format!("{ACCOUNTS}/{name}"), account)).await;
+    api.expect(refused_with(Method::GET, &format!("{ROLES}/{name}"), 404, "NotFound", "not found")).await;
+    created.push(api.expect(echo(Method::POST, ROLES)).await.1);
+    api.expect(refused_with(Method::GET, &format!("{BINDINGS}/{name}"), 404, "NotFound", "not found")).await;
+    created.push(api.expect(echo(Method::POST, BINDINGS)).await.1);
+    // No pod is created or deleted: the one waiting starts now.
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    assert_eq!(status_of(&status).phase, Some(SyncJobPhase::ReleaseResourceStarted));
+    run.await.unwrap().unwrap();
+    api.done().await;
+    let kinds: Vec<_> = created.iter().map(|o| o["kind"].as_str().unwrap_or("").to_owned()).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "Role", "RoleBinding"]);
+    for object in &created {
+        assert_eq!(object["metadata"]["name"], name, "{object}");
+        assert_eq!(object["metadata"]["ownerReferences"][0]["uid"], "uid-1", "{object}");
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_release_pod_is_left_to_the_collector_while_it_deletes_the_jobs_dependents() {
+    let (ctx, mut api) = context();
+    api.explicit_identity();
+    let (mut j, release) = releasing_with_a_waiting_pod();
+    j.metadata.finalizers = Some(vec![FINALIZER.into(), "foregroundDeletion".into()]);
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![release]))).await;
+    api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let requeue = run.await.unwrap().unwrap();
+    // Looked at again soon: the collector's removal of its finalizer wakes it too.
+    assert_eq!(requeue, kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(2)));
+    // No ServiceAccount for the collector to take away: done() fails on any identity call.
     api.done().await;
 }
 

@@ -68,6 +68,15 @@ fn operator_fields(status: &CompareTaskStatus) -> serde_json::Value {
     super::without_fields(status, &WORKER_FIELDS)
 }
 
+/// The worker identity of `task`'s compare pods.
+fn grant_of(task: &CompareTask, report: &str) -> Grant {
+    Grant::Compare {
+        task: task.name_any(),
+        job: task.spec.sync_job_ref.as_ref().map(|r| r.name.clone()),
+        report: report.to_owned(),
+    }
+}
+
 /// One reconcile of a CompareTask.
 pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let name = task.metadata.name.clone().ok_or(Error::Malformed("metadata.name"))?;
@@ -144,6 +153,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
 
     let reference = task.object_ref(&());
     let mut rejected = None;
+    let mut identity_ensured = false;
     for action in &decided.actions {
         match action {
             CompareAction::StartRun { run } => {
@@ -157,11 +167,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                 let source_tls = source_ep.and_then(|e| e.tls);
                 let target_tls = target_ep.and_then(|e| e.tls);
                 let owner = task.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
-                let grant = Grant::Compare {
-                    task: name.clone(),
-                    job: task.spec.sync_job_ref.as_ref().map(|r| r.name.clone()),
-                    report: report.clone(),
-                };
+                let grant = grant_of(&task, &report);
                 // The operator creates the report ConfigMap, owned by the task; the worker may
                 // only update that one.
                 let created =
@@ -186,6 +192,7 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                     default_image: &ctx.policy.default_image,
                     service_account: grant.account(),
                 });
+                identity_ensured = true;
                 rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             CompareAction::StopRun => {
@@ -201,6 +208,16 @@ pub async fn reconcile(task: Arc<CompareTask>, ctx: Arc<Context>) -> Result<Requ
                 super::publish_event(&ctx.recorder, &reference, *warning, reason, message).await;
             }
         }
+    }
+    // A compare pod that waits to start needs its identity: one deleted meanwhile (by hand) is
+    // created again, as for a SyncJob's pods. A task being deleted leaves its pods to the
+    // garbage collector.
+    let stopping = decided.actions.contains(&CompareAction::StopRun);
+    let waiting = pods.iter().any(super::waits_to_start);
+    if waiting && !identity_ensured && !stopping && task.metadata.deletion_timestamp.is_none() {
+        let owner = task.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
+        let grant = grant_of(&task, &report);
+        rejected = rejected.or(super::restore_identity(&ctx, &grant, &owner, &ns).await?);
     }
     let mut decided = decided;
     if let Some((reason, message)) = &rejected {

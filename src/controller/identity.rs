@@ -200,6 +200,9 @@ where
                 Some(taken_message(&kind, &name, &namespace, &owner.kind, &owner.name))
             })
         }
+        // What it refers to is gone: a RoleBinding's Role (the escalation check reads it), or the
+        // namespace.
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::Vanished(format!("creating {kind} {name}"))),
         Err(e) => Err(Error::Api { what: format!("creating {kind} {name}"), source: e }),
     }
 }
@@ -214,15 +217,25 @@ pub async fn ensure(
 ) -> Result<Option<String>, Error> {
     let (account, role, binding) = objects(grant, namespace, owner);
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    if let Some(taken) = ensure_owned(&accounts, &account, owner, |_, _| false).await? {
-        return Ok(Some(taken));
-    }
     let roles: Api<Role> = Api::namespaced(client.clone(), namespace);
-    if let Some(taken) = ensure_owned(&roles, &role, owner, |a, b| a.rules != b.rules).await? {
-        return Ok(Some(taken));
-    }
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
-    ensure_owned(&bindings, &binding, owner, |_, _| false).await
+    // The Role can be deleted between its check and the binding's creation (the garbage
+    // collector deleting the owner's dependents): the binding is refused as NotFound, and one
+    // more round creates the Role again. A second refusal is left to the reconcile's retry.
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        if let Some(taken) = ensure_owned(&accounts, &account, owner, |_, _| false).await? {
+            return Ok(Some(taken));
+        }
+        if let Some(taken) = ensure_owned(&roles, &role, owner, |a, b| a.rules != b.rules).await? {
+            return Ok(Some(taken));
+        }
+        match ensure_owned(&bindings, &binding, owner, |_, _| false).await {
+            Err(Error::Vanished(_)) if rounds < 2 => continue,
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

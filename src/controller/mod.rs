@@ -40,6 +40,10 @@ pub enum Error {
     /// The object changed between our read and our write (a failed precondition).
     #[error("{0}: the object changed meanwhile")]
     Conflict(String),
+    /// An object the call refers to was deleted meanwhile (a RoleBinding's Role, taken by the
+    /// garbage collector): like a conflict, tried again soon on fresh data.
+    #[error("{0}: an object it refers to was deleted meanwhile")]
+    Vanished(String),
     /// The object lacks a field every stored object has.
     #[error("the resource has no {0}")]
     Malformed(&'static str),
@@ -50,7 +54,7 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::Api { source: kube::Error::Api(s), .. } if s.code == 409 => "conflict",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(_) | Error::Vanished(_) => "conflict",
             Error::Api { .. } => "api",
             Error::Malformed(_) => "malformed",
         }
@@ -176,6 +180,28 @@ pub async fn start_pod(ctx: &Context, grant: &identity::Grant, mut pod: Pod) -> 
     }
     ctx.policy.enforce(&mut pod);
     create_pod(&Api::namespaced(ctx.client.clone(), &namespace), pod).await
+}
+
+/// Whether `pod` waits to start: not yet running (its containers need the worker identity's
+/// token first) and not being deleted.
+pub fn waits_to_start(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), None | Some("Pending"))
+}
+
+/// Makes sure the worker identity of `grant` exists again while one of the owner's pods waits to
+/// start. A pod created around the moment its identity was deleted — by the garbage collector
+/// working through the owner's dependents, or by hand — would otherwise wait for its token
+/// forever, and nothing else creates the identity while the pod exists. The caller skips this
+/// while the collector still deletes the owner's dependents (it would delete them again).
+/// Three reads when all is there; a name someone else holds is the refusal [`start_pod`] gives.
+pub async fn restore_identity(
+    ctx: &Context,
+    grant: &identity::Grant,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    namespace: &str,
+) -> Result<Option<(&'static str, String)>, Error> {
+    Ok(identity::ensure(&ctx.client, namespace, grant, owner).await?.map(|taken| (REASON_NAME_TAKEN, taken)))
 }
 
 /// Condition reason (and Event reason) of a refused pod.

@@ -110,16 +110,21 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
     let mut deleted = std::collections::HashSet::new();
     let mut rejected = None;
     let mut waiting_for_gc = false;
+    // Whether this reconcile made sure of the worker identity already (every pod start does).
+    let mut identity_ensured = false;
+    let collecting = job.finalizers().iter().any(|f| f == FOREGROUND_DELETION);
     for action in &plan.actions {
         match action {
             Action::RunPrecheck { generation } => {
                 let pod = pods::build(&job, Role::Precheck, *generation, image).ok_or(Error::Malformed("uid"))?;
+                identity_ensured = true;
                 rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             Action::StartWorker { attempt } => {
                 let attempt = i64::from(*attempt);
                 delete_pods(&pods_api, &pods, Role::Worker, Some(attempt), &mut deleted).await?;
                 let pod = pods::build(&job, Role::Worker, attempt, image).ok_or(Error::Malformed("uid"))?;
+                identity_ensured = true;
                 rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             Action::StopWorker => {
@@ -136,12 +141,13 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             // when its BatchJob is deleted so), a release pod or its ServiceAccount and Role
             // created now could be deleted under it: wait until that is done, then create them
             // again as needed.
-            Action::RunRelease { .. } if job.finalizers().iter().any(|f| f == FOREGROUND_DELETION) => {
+            Action::RunRelease { .. } if collecting => {
                 waiting_for_gc = true;
             }
             Action::RunRelease { attempt } => {
                 let pod =
                     pods::build(&job, Role::Release, i64::from(*attempt), image).ok_or(Error::Malformed("uid"))?;
+                identity_ensured = true;
                 rejected = rejected.or(start_pod(&ctx, &grant, pod).await?.refusal());
             }
             Action::RemoveFinalizer => {
@@ -154,6 +160,19 @@ pub async fn reconcile(job: Arc<SyncJob>, ctx: Arc<Context>) -> Result<Requeue, 
             }
         }
     }
+
+    // A pod created around the moment the garbage collector deleted the job's dependents (its
+    // BatchJob deleted in the foreground, the job deleted meanwhile) can outlive its
+    // ServiceAccount, Role and RoleBinding, and never start without them; the plan sees only a
+    // pod that has not started yet. So while one of the job's pods waits to start, its identity
+    // is made sure of again — once the collector is done, since it would delete it again. The
+    // collector's removal of its finalizer wakes this reconcile.
+    let waiting = pods.iter().any(|p| !deleted.contains(&p.name_any()) && super::waits_to_start(p));
+    if waiting && !identity_ensured && !collecting {
+        let owner = job.controller_owner_ref(&()).ok_or(Error::Malformed("metadata.uid"))?;
+        rejected = rejected.or(super::restore_identity(&ctx, &grant, &owner, &ns).await?);
+    }
+    waiting_for_gc |= waiting && collecting;
 
     let mut plan = plan;
     if let Some(attempt) =

@@ -135,7 +135,28 @@ async fn run_pod(client: Client, access: ClusterAccess, logs: PathBuf, pids: Pid
 
     // The pod's own ServiceAccount, as a bound token in a kubeconfig.
     let account = spec.service_account_name.clone().unwrap_or_else(|| "default".into());
-    let token = token(&client, &namespace, &account).await.map_err(|e| format!("token of {account}: {e}"))?;
+    // A missing ServiceAccount leaves the pod in ContainerCreating, retried as a kubelet retries
+    // the projected token's mount, until the operator creates the account again or the pod goes.
+    let mut reported = false;
+    let token = loop {
+        match token(&client, &namespace, &account).await {
+            Ok(token) => break token,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                if !reported {
+                    reported = true;
+                    let waiting = json!({"phase": "Pending", "containerStatuses": [{
+                    "name": container.name, "image": container.image, "imageID": "", "ready": false,
+                        "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]});
+                    status(&pods, &name, waiting).await;
+                }
+                if matches!(pods.get_opt(&name).await, Ok(None)) {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(format!("token of {account}: {e}")),
+        }
+    };
     let dir = logs.join(format!("{namespace}.{name}"));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let kubeconfig = dir.join("kubeconfig");
