@@ -28,6 +28,7 @@ pub mod ddl;
 pub mod defaults;
 pub mod gtid;
 pub mod precheck;
+mod rows;
 pub mod snapshot;
 pub mod source;
 pub mod stream;

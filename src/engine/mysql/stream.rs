@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use mysql_async::binlog::events::{EventData, RowsEventData, TableMapEvent};
-use mysql_async::binlog::value::BinlogValue;
 use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn};
@@ -24,7 +23,7 @@ use super::catalog::{self, MyTable};
 use super::connect;
 use super::ddl::{self, StatementKind};
 use super::gtid::{self, GtidPos};
-use super::values::{binlog_cell, filter_text, time2_fraction_fix};
+use super::values::filter_text;
 use crate::api::{DdlKind, DdlPolicy, DmlType, Endpoint, ObjectSelection};
 use crate::engine::Login;
 use crate::engine::apply::{BATCH_TIME_UNIT, ChangeSource};
@@ -730,45 +729,10 @@ pub(crate) fn row_changes(
         return Ok(Vec::new());
     }
     check_table_map(table, tme)?;
-    // TIME(1) and TIME(2) columns, whose negative values mysql_common misreads (see
-    // `time2_fraction_fix`).
-    let time2: Vec<bool> = (0..table.columns.len())
-        .map(|i| {
-            matches!(tme.get_column_type(i), Ok(Some(ColumnType::MYSQL_TYPE_TIME2)))
-                && matches!(tme.get_column_metadata(i), Some([1 | 2, ..]))
-        })
-        .collect();
-    let decode = |row: mysql_async::binlog::row::BinlogRow| -> Result<Vec<Cell>> {
-        let values = row.unwrap();
-        if values.len() != table.columns.len() {
-            return Err(EngineError::Stream(format!(
-                "a row image of {} carries {} of its {} columns: the source must run with binlog_row_image=FULL",
-                table.def.display_name(),
-                values.len(),
-                table.columns.len()
-            )));
-        }
-        values
-            .into_iter()
-            .zip(table.def.columns.iter().zip(&table.columns).zip(&time2))
-            .map(|(v, ((c, m), &time2))| {
-                let v = match v {
-                    BinlogValue::Value(t) if time2 => BinlogValue::Value(time2_fraction_fix(t)),
-                    v => v,
-                };
-                binlog_cell(m.kind, &c.name, v)
-                    .map_err(|e| EngineError::Stream(format!("{}: {e}", table.def.display_name())))
-            })
-            .collect()
-    };
     let keeps = |row: &[Cell]| filter.is_none_or(|f| keeps(f, table, row));
     let mut out = Vec::new();
-    for pair in rows.rows(tme) {
-        let (before, after) =
-            pair.map_err(|e| EngineError::Stream(format!("undecodable row of {}: {e}", table.def.display_name())))?;
-        let before = before.map(&decode).transpose()?;
-        let after = after.map(&decode).transpose()?;
-        match (before, after) {
+    for pair in super::rows::Rows::new(table, tme, rows)? {
+        match pair? {
             (None, Some(row)) if keeps(&row) => out.push(Change::Insert { table: index, row }),
             (Some(old), None) if keeps(&old) => out.push(Change::Delete { table: index, old }),
             (Some(old), Some(row)) => match (keeps(&old), keeps(&row)) {

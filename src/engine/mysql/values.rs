@@ -11,19 +11,54 @@ use mysql_async::binlog::value::BinlogValue;
 use super::catalog::ColumnKind;
 use crate::engine::model::Cell;
 
+/// Appends `v` in decimal, zero-padded to at least `width` digits.
+fn push_padded(out: &mut String, v: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = v;
+    let mut len = 0;
+    while n > 0 || len < width.max(1) {
+        digits[len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        len += 1;
+    }
+    out.extend(digits[..len].iter().rev().map(|&d| char::from(d)));
+}
+
 /// `YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS.ffffff` (zero dates included), as the column's type wants.
 fn date_text(kind: ColumnKind, (y, mo, d, h, mi, s, us): (u16, u8, u8, u8, u8, u8, u32)) -> String {
-    if kind == ColumnKind::Date {
-        format!("{y:04}-{mo:02}-{d:02}")
-    } else {
-        format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}")
+    let mut out = String::with_capacity(26);
+    push_padded(&mut out, u64::from(y), 4);
+    out.push('-');
+    push_padded(&mut out, u64::from(mo), 2);
+    out.push('-');
+    push_padded(&mut out, u64::from(d), 2);
+    if kind != ColumnKind::Date {
+        out.push(' ');
+        push_clock(&mut out, u64::from(h), mi, s, us);
     }
+    out
+}
+
+/// Appends `HH:MM:SS.ffffff` (more hour digits when there are more).
+fn push_clock(out: &mut String, hours: u64, m: u8, s: u8, us: u32) {
+    push_padded(out, hours, 2);
+    out.push(':');
+    push_padded(out, u64::from(m), 2);
+    out.push(':');
+    push_padded(out, u64::from(s), 2);
+    out.push('.');
+    push_padded(out, u64::from(us), 6);
 }
 
 /// `[-]HHH:MM:SS.ffffff`, hours counting the days (TIME spans ±838 hours).
 fn time_text(negative: bool, days: u32, h: u8, m: u8, s: u8, us: u32) -> String {
     let hours = u64::from(days) * 24 + u64::from(h);
-    format!("{}{hours:02}:{m:02}:{s:02}.{us:06}", if negative { "-" } else { "" })
+    let mut out = String::with_capacity(17);
+    if negative {
+        out.push('-');
+    }
+    push_clock(&mut out, hours, m, s, us);
+    out
 }
 
 /// A float in a form that parses back to exactly the same value. FLOAT goes through its exact
@@ -47,6 +82,20 @@ fn integer(kind: ColumnKind, v: i64) -> String {
         // The decoder reads a MEDIUMINT's three bytes without extending the sign.
         ColumnKind::Integer { bits: 24, unsigned: false } if v >= 0x80_0000 => (v - 0x100_0000).to_string(),
         _ => v.to_string(),
+    }
+}
+
+/// An integer of the binary log as a cell: a number when it is not negative (as the column
+/// declares it, see [`integer`]), text otherwise.
+fn integer_cell(kind: ColumnKind, v: i64) -> Cell {
+    match kind {
+        ColumnKind::Integer { bits, unsigned: true } if v < 0 => {
+            let mask = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            Cell::UInt((v as u64) & mask)
+        }
+        ColumnKind::Integer { bits: 24, unsigned: false } if v >= 0x80_0000 => Cell::Text((v - 0x100_0000).to_string()),
+        ColumnKind::Integer { .. } if v >= 0 => Cell::UInt(v as u64),
+        _ => Cell::Text(integer(kind, v)),
     }
 }
 
@@ -122,13 +171,24 @@ fn timestamp_text(raw: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(raw).ok()?;
     let (secs, frac) = text.split_once('.').unwrap_or((text, "0"));
     let secs: i64 = secs.parse().ok()?;
-    let us: u32 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
+    // The first six digits of the fraction, padded with zeros.
+    let mut us = 0u32;
+    for i in 0..6 {
+        let digit = match frac.as_bytes().get(i) {
+            Some(b) if b.is_ascii_digit() => u32::from(b - b'0'),
+            Some(_) => return None,
+            None => 0,
+        };
+        us = us * 10 + digit;
+    }
     if secs == 0 && us == 0 {
         // TIMESTAMP's zero value; 1970-01-01 00:00:00 UTC itself is out of its range.
         return Some("0000-00-00 00:00:00.000000".to_owned());
     }
-    let t = jiff::Timestamp::from_second(secs).ok()?.to_zoned(jiff::tz::TimeZone::UTC);
-    Some(format!("{}.{us:06}", t.strftime("%Y-%m-%d %H:%M:%S")))
+    let t = jiff::tz::Offset::UTC.to_datetime(jiff::Timestamp::from_second(secs).ok()?);
+    let part = |v: i8| u8::try_from(v).ok();
+    let parts = (u16::try_from(t.year()).ok()?, part(t.month())?, part(t.day())?, part(t.hour())?, part(t.minute())?);
+    Some(date_text(ColumnKind::Other, (parts.0, parts.1, parts.2, parts.3, parts.4, part(t.second())?, us)))
 }
 
 /// A binary-log row value as the cell the applier binds for a column of `kind`.
@@ -168,7 +228,9 @@ pub fn binlog_cell(kind: ColumnKind, column: &str, value: BinlogValue<'_>) -> Re
             Cell::Bytes(b)
         }
         (_, Value::Bytes(b)) => Cell::Bytes(b),
-        (_, Value::Int(i)) => Cell::Text(integer(kind, i)),
+        (_, Value::Int(i)) => integer_cell(kind, i),
+        // An integer bound as a number: no text to format here or to parse on the target.
+        (ColumnKind::Integer { .. }, Value::UInt(u)) => Cell::UInt(u),
         (_, Value::UInt(u)) => Cell::Text(u.to_string()),
         (_, Value::Float(f)) => Cell::Text(float_text(f64::from(f))),
         (_, Value::Double(d)) => Cell::Text(float_text(d)),
