@@ -8,7 +8,12 @@
 //! key, and the `ignore`/`stop` policies apply change by change in source order, since there the
 //! order or each single outcome matters; but consecutive inserts into one such table go as one
 //! multi-row statement, which the server applies row by row in the same order with the same
-//! outcome for each row (a duplicate fails the statement as it would fail its row).
+//! outcome for each row (a duplicate fails the statement as it would fail its row), and so do
+//! consecutive deletes by key, which commute (under `stop`, fewer rows deleted than keys is the
+//! conflict a single delete finding no row would be).
+//!
+//! Each statement shape (table, kind, rows) is prepared once on the target and then executed by
+//! id, so no statement text is sent, parsed or looked up per execution.
 //!
 //! A large source transaction arrives in pieces ([`ChangeBatch::open`]): each is applied in the
 //! target transaction left open by the one before, and only the piece that ends the source
@@ -30,7 +35,7 @@
 use std::collections::HashMap;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Value};
+use mysql_async::{Conn, Params, Statement, Value};
 
 use super::catalog::{self, ColumnKind, MyTable};
 use super::target::{exec_affected, qualified};
@@ -47,6 +52,11 @@ const T: Side = Side::Target;
 
 /// Most rows in one multi-row statement.
 const MAX_ROWS: usize = 256;
+
+/// Most parameters of one multi-row statement: the parameter list of a statement is freed when
+/// it has run, and glibc's allocator sweeps all its small free chunks at every free of 64 KiB
+/// or more (`malloc_consolidate`), at 32 bytes a parameter.
+const MANY_PARAMS: usize = 2_000;
 
 /// Server errors a replayed DDL meets when it already took effect: table exists, unknown table,
 /// duplicate column, duplicate key name, cannot drop column or key, no such table, unknown column.
@@ -69,6 +79,27 @@ async fn shape(conn: &mut Conn, db: &str, table: &str) -> std::result::Result<Op
     Ok((!columns.is_empty()).then_some(Shape { identity: None, columns }))
 }
 
+/// A written column: where its value is in the source row, its target name, and how its value
+/// is bound.
+#[derive(Clone, Debug)]
+struct Col {
+    /// Position in the source row.
+    at: usize,
+    /// Target name, unquoted.
+    name: String,
+    /// The placeholder expression.
+    placeholder: String,
+    /// Bytes in the column's own character set: sent as hex for `UNHEX`.
+    hex: bool,
+}
+
+impl Col {
+    /// The column's value in `row` as its parameter.
+    fn bind(&self, row: &[Cell]) -> Value {
+        bind(self.hex, row.get(self.at))
+    }
+}
+
 /// What the applier needs of a table, in target names.
 #[derive(Clone, Debug)]
 struct Table {
@@ -76,30 +107,30 @@ struct Table {
     /// Target database and table, unquoted.
     db: String,
     table: String,
-    /// Written columns: position in the source row, target name, placeholder expression.
-    columns: Vec<(usize, String, String)>,
-    /// Key columns: position in the source row, target name, placeholder expression.
-    key: Vec<(usize, String, String)>,
+    /// Written columns.
+    columns: Vec<Col>,
+    /// Key columns, in key order.
+    key: Vec<Col>,
     /// Changes may be reduced to final row states.
     compactable: bool,
 }
 
 impl Table {
     fn new(t: &MyTable) -> Table {
-        let columns: Vec<(usize, String, String)> = t
+        let columns: Vec<Col> = t
             .written()
             .map(|(i, c, m)| {
                 let utf8 =
                     m.charset.as_deref().is_none_or(|cs| cs.starts_with("utf8") || cs == "ascii" || cs == "binary");
-                let placeholder = match m.kind {
-                    // Bytes in the column's own character set: sent as hex, since the server
-                    // would read a string parameter in the session's character set.
-                    ColumnKind::Text if !utf8 => {
-                        format!("CONVERT(UNHEX(?) USING {})", m.charset.as_deref().unwrap_or("binary"))
-                    }
-                    _ => "?".to_owned(),
+                // Bytes in the column's own character set: sent as hex, since the server would
+                // read a string parameter in the session's character set.
+                let hex = m.kind == ColumnKind::Text && !utf8;
+                let placeholder = if hex {
+                    format!("CONVERT(UNHEX(?) USING {})", m.charset.as_deref().unwrap_or("binary"))
+                } else {
+                    "?".to_owned()
                 };
-                (i, c.target_name.clone(), placeholder)
+                Col { at: i, name: c.target_name.clone(), placeholder, hex }
             })
             .collect();
         let key = if t.def.key_columns().all(|c| c.selected) {
@@ -107,10 +138,12 @@ impl Table {
                 .key
                 .iter()
                 .map(|&k| {
-                    let name = t.def.columns[k].target_name.clone();
-                    let placeholder =
-                        columns.iter().find(|(i, _, _)| *i == k).map_or_else(|| "?".to_owned(), |(_, _, p)| p.clone());
-                    (k, name, placeholder)
+                    columns.iter().find(|c| c.at == k).cloned().unwrap_or_else(|| Col {
+                        at: k,
+                        name: t.def.columns[k].target_name.clone(),
+                        placeholder: "?".to_owned(),
+                        hex: false,
+                    })
                 })
                 .collect()
         } else {
@@ -127,32 +160,26 @@ impl Table {
         }
     }
 
-    fn values(&self, row: &[Cell]) -> Vec<Value> {
-        self.columns.iter().map(|(i, _, p)| bind(p, row.get(*i))).collect()
-    }
-
-    fn key_values(&self, row: &[Cell]) -> Vec<Value> {
-        self.key.iter().map(|(i, _, p)| bind(p, row.get(*i))).collect()
-    }
-
-    fn key_of(&self, row: &[Cell]) -> Vec<Cell> {
-        self.key.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Cell::Null)).collect()
-    }
-
     fn key_ref<'a>(&self, row: &'a [Cell]) -> Vec<&'a Cell> {
-        self.key.iter().map(|(i, _, _)| row.get(*i).unwrap_or(&NULL)).collect()
+        self.key.iter().map(|c| row.get(c.at).unwrap_or(&NULL)).collect()
     }
 
     /// Appends the parameters of `row`'s written columns.
     fn push_values(&self, row: &[Cell], out: &mut Vec<Value>) {
-        out.extend(self.columns.iter().map(|(i, _, p)| bind(p, row.get(*i))));
+        out.extend(self.columns.iter().map(|c| c.bind(row)));
+    }
+
+    /// Appends the parameters that match `row`: its key, or every written column without one.
+    fn push_match(&self, row: &[Cell], out: &mut Vec<Value>) {
+        let columns = if self.key.is_empty() { &self.columns } else { &self.key };
+        out.extend(columns.iter().map(|c| c.bind(row)));
     }
 
     /// About how many bytes `row`'s parameters take in a statement packet.
     fn row_size(&self, row: &[Cell]) -> usize {
         self.columns
             .iter()
-            .map(|(i, _, _)| match row.get(*i) {
+            .map(|c| match row.get(c.at) {
                 Some(Cell::Bytes(b)) => 2 * b.len() + 9,
                 Some(Cell::Text(t)) => t.len() + 9,
                 _ => 16,
@@ -160,9 +187,20 @@ impl Table {
             .sum()
     }
 
+    /// The text of a statement of `kind` for `rows` rows.
+    fn sql(&self, kind: Kind, rows: usize) -> String {
+        match kind {
+            Kind::Upsert => self.insert_sql("INSERT", rows, true),
+            Kind::Insert => self.insert_sql("INSERT", rows, false),
+            Kind::InsertIgnore => self.insert_sql("INSERT IGNORE", rows, false),
+            Kind::Delete => self.delete_sql(rows),
+            Kind::Update => self.update_sql(),
+        }
+    }
+
     fn insert_sql(&self, verb: &str, rows: usize, upsert: bool) -> String {
-        let cols: Vec<String> = self.columns.iter().map(|(_, n, _)| my_ident(n)).collect();
-        let one = format!("({})", self.columns.iter().map(|(_, _, p)| p.as_str()).collect::<Vec<_>>().join(", "));
+        let cols: Vec<String> = self.columns.iter().map(|c| my_ident(&c.name)).collect();
+        let one = format!("({})", self.columns.iter().map(|c| c.placeholder.as_str()).collect::<Vec<_>>().join(", "));
         let mut sql = format!("{verb} INTO {} ({}) VALUES {}", self.name, cols.join(", "), vec![one; rows].join(", "));
         if upsert {
             let set: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
@@ -174,26 +212,31 @@ impl Table {
     /// `WHERE` matching one row: by key, or by every written column (`<=>`, NULL-safe).
     fn match_sql(&self) -> String {
         if self.key.is_empty() {
-            let parts: Vec<String> = self.columns.iter().map(|(_, n, p)| format!("{} <=> {p}", my_ident(n))).collect();
+            let parts: Vec<String> =
+                self.columns.iter().map(|c| format!("{} <=> {}", my_ident(&c.name), c.placeholder)).collect();
             format!("{} LIMIT 1", parts.join(" AND "))
         } else {
-            let parts: Vec<String> = self.key.iter().map(|(_, n, p)| format!("{} = {p}", my_ident(n))).collect();
+            let parts: Vec<String> =
+                self.key.iter().map(|c| format!("{} = {}", my_ident(&c.name), c.placeholder)).collect();
             parts.join(" AND ")
         }
     }
 
-    fn match_values(&self, row: &[Cell]) -> Vec<Value> {
-        if self.key.is_empty() { self.values(row) } else { self.key_values(row) }
-    }
-
     fn update_sql(&self) -> String {
-        let set: Vec<String> = self.columns.iter().map(|(_, n, p)| format!("{} = {p}", my_ident(n))).collect();
+        let set: Vec<String> =
+            self.columns.iter().map(|c| format!("{} = {}", my_ident(&c.name), c.placeholder)).collect();
         format!("UPDATE {} SET {} WHERE {}", self.name, set.join(", "), self.match_sql())
     }
 
+    /// Deletes `rows` rows: by key (a list of keys for a one-column key), or one row matched by
+    /// every column when there is no key.
     fn delete_sql(&self, rows: usize) -> String {
-        if rows == 1 {
+        if rows == 1 || self.key.is_empty() {
             return format!("DELETE FROM {} WHERE {}", self.name, self.match_sql());
+        }
+        if let [k] = self.key.as_slice() {
+            let list = vec![k.placeholder.as_str(); rows].join(", ");
+            return format!("DELETE FROM {} WHERE {} IN ({list})", self.name, my_ident(&k.name));
         }
         let one = format!("({})", self.match_sql());
         format!("DELETE FROM {} WHERE {}", self.name, vec![one; rows].join(" OR "))
@@ -204,23 +247,32 @@ impl Table {
 /// image (`None`: deleted), borrowed from the batch.
 type Net<'a> = HashMap<usize, HashMap<Vec<&'a Cell>, Option<&'a [Cell]>>>;
 
-/// Consecutive inserts into one table that cannot be reduced, written together.
+/// Consecutive inserts, or consecutive deletes by key, of one table that cannot be reduced,
+/// written together: the server applies a multi-row statement's rows in order with the outcome
+/// each would have alone, and deletes by key commute.
 struct Run<'a> {
     table: usize,
+    delete: bool,
     rows: Vec<&'a [Cell]>,
 }
 
 /// The value of a column missing from a row image.
 static NULL: Cell = Cell::Null;
 
-/// Which statement a cached text is.
+/// Which statement a prepared statement is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kind {
     Upsert,
     Insert,
     InsertIgnore,
     Delete,
+    Update,
 }
+
+/// Most statements the applier keeps prepared; past it they are closed and prepared again as
+/// needed. Below the connection's statement cache (`connect`), which would otherwise close the
+/// least recently prepared of them behind the applier's back.
+const MAX_PREPARED: usize = 256;
 
 /// Applies batches of changes to a MySQL/MariaDB target.
 pub struct Applier {
@@ -235,8 +287,9 @@ pub struct Applier {
     /// Each table as the target described it when the applier started or replayed a DDL on it
     /// (`None`: it did not exist then).
     shapes: Vec<Option<Shape>>,
-    /// Multi-row statement texts by table, kind and rows, built once.
-    statements: HashMap<(usize, Kind, usize), std::sync::Arc<str>>,
+    /// Statements prepared on the target, by table, kind and rows: executed by id, without
+    /// their text being sent, parsed or looked up again.
+    statements: HashMap<(usize, Kind, usize), Statement>,
     /// The open target transaction holds the first pieces of a source transaction.
     continuing: bool,
 }
@@ -279,7 +332,7 @@ impl Applier {
     async fn diagnose(&mut self, table: usize, cause: &str) -> Option<EngineError> {
         let t = &self.tables[table];
         let now = shape(&mut self.conn, &t.db, &t.table).await.ok()?;
-        let written: Vec<&str> = t.columns.iter().map(|(_, n, _)| n.as_str()).collect();
+        let written: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
         let before = self.shapes.get(table).and_then(Option::as_ref);
         let display = format!("{}.{}", t.db, t.table);
         drift::compare(&written, before, now.as_ref(), true).map(|d| d.error(&display, Some(cause)))
@@ -340,9 +393,57 @@ impl Applier {
         Ok(())
     }
 
-    /// Runs a statement that writes `table`.
+    /// Runs a statement text that writes `table`.
     async fn exec(&mut self, table: usize, sql: &str, params: Vec<Value>) -> Result<u64> {
-        match exec_affected(&mut self.conn, sql, params).await {
+        let result = exec_affected(&mut self.conn, sql, params).await;
+        self.outcome(table, result).await
+    }
+
+    /// Runs the statement of `kind` for `rows` rows of `table`, prepared once.
+    async fn run(&mut self, table: usize, kind: Kind, rows: usize, params: Vec<Value>) -> Result<u64> {
+        let result = match self.prepared(table, kind, rows).await {
+            Ok(statement) => {
+                let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+                self.conn.exec_drop(&statement, params).await.map(|()| self.conn.affected_rows())
+            }
+            Err(e) => Err(e),
+        };
+        self.outcome(table, result).await
+    }
+
+    /// The statement of `kind` for `rows` rows of `table`, prepared on first use.
+    async fn prepared(
+        &mut self,
+        table: usize,
+        kind: Kind,
+        rows: usize,
+    ) -> std::result::Result<Statement, mysql_async::Error> {
+        if let Some(statement) = self.statements.get(&(table, kind, rows)) {
+            return Ok(statement.clone());
+        }
+        if self.statements.len() >= MAX_PREPARED {
+            self.close_statements(|_| true).await;
+        }
+        let statement = self.conn.prep(self.tables[table].sql(kind, rows)).await?;
+        self.statements.insert((table, kind, rows), statement.clone());
+        Ok(statement)
+    }
+
+    /// Closes the prepared statements of the tables `which` picks.
+    async fn close_statements(&mut self, which: impl Fn(usize) -> bool) {
+        let keys: Vec<(usize, Kind, usize)> = self.statements.keys().filter(|k| which(k.0)).copied().collect();
+        for key in keys {
+            if let Some(statement) = self.statements.remove(&key) {
+                // A failure here is a broken connection, which the next statement reports.
+                let _ = self.conn.close(statement).await;
+            }
+        }
+    }
+
+    /// What a statement on `table` came to: its affected rows, or the error that names a
+    /// conflict or a hand-made change to the table.
+    async fn outcome(&mut self, table: usize, result: std::result::Result<u64, mysql_async::Error>) -> Result<u64> {
+        match result {
             Ok(n) => {
                 if self.conn.get_warnings() > 0 {
                     self.check_warnings(table).await?;
@@ -369,34 +470,48 @@ impl Applier {
         EngineError::Conflict { table: self.tables[table].name.clone(), message: what.into() }
     }
 
+    /// The statement inserts run as: plain where a duplicate is an error (no key, or `stop`),
+    /// otherwise an upsert (`overwrite`) or an insert that skips duplicates (`ignore`).
+    fn insert_kind(&self, table: usize, overwrite: bool) -> Kind {
+        let stop = !overwrite && self.conflict == ConflictPolicy::Stop;
+        if self.tables[table].key.is_empty() || stop {
+            Kind::Insert
+        } else if overwrite {
+            Kind::Upsert
+        } else {
+            Kind::InsertIgnore
+        }
+    }
+
     /// Applies one change in order (tables that cannot be compacted, `ignore` and `stop`).
     async fn apply_one(&mut self, change: &Change, overwrite: bool) -> Result<()> {
         let stop = !overwrite && self.conflict == ConflictPolicy::Stop;
         match change {
             Change::Insert { table, row } => {
+                let kind = self.insert_kind(*table, overwrite);
                 let t = &self.tables[*table];
-                let sql = if t.key.is_empty() || stop {
-                    t.insert_sql("INSERT", 1, false)
-                } else if overwrite {
-                    t.insert_sql("INSERT", 1, true)
-                } else {
-                    t.insert_sql("INSERT IGNORE", 1, false)
-                };
-                let values = t.values(row);
-                self.exec(*table, &sql, values).await?;
+                let mut params = Vec::with_capacity(t.columns.len());
+                t.push_values(row, &mut params);
+                self.run(*table, kind, 1, params).await?;
             }
             Change::Update { table, old_key, row } => {
-                let t = self.tables[*table].clone();
+                let t = &self.tables[*table];
                 let old = old_key.as_deref().unwrap_or(row);
                 if overwrite && !t.key.is_empty() {
-                    if t.key_of(old) != t.key_of(row) {
-                        self.exec(*table, &t.delete_sql(1), t.key_values(old)).await?;
+                    if t.key_ref(old) != t.key_ref(row) {
+                        let mut params = Vec::with_capacity(t.key.len());
+                        t.push_match(old, &mut params);
+                        self.run(*table, Kind::Delete, 1, params).await?;
                     }
-                    self.exec(*table, &t.insert_sql("INSERT", 1, true), t.values(row)).await?;
+                    let t = &self.tables[*table];
+                    let mut params = Vec::with_capacity(t.columns.len());
+                    t.push_values(row, &mut params);
+                    self.run(*table, Kind::Upsert, 1, params).await?;
                 } else {
-                    let mut params = t.values(row);
-                    params.extend(t.match_values(old));
-                    let n = self.exec(*table, &t.update_sql(), params).await?;
+                    let mut params = Vec::with_capacity(2 * t.columns.len());
+                    t.push_values(row, &mut params);
+                    t.push_match(old, &mut params);
+                    let n = self.run(*table, Kind::Update, 1, params).await?;
                     if n == 0 && stop {
                         return Err(self.conflict(*table, "an update found no row to change"));
                     }
@@ -404,8 +519,9 @@ impl Applier {
             }
             Change::Delete { table, old } => {
                 let t = &self.tables[*table];
-                let (sql, values) = (t.delete_sql(1), t.match_values(old));
-                let n = self.exec(*table, &sql, values).await?;
+                let mut params = Vec::with_capacity(t.columns.len());
+                t.push_match(old, &mut params);
+                let n = self.run(*table, Kind::Delete, 1, params).await?;
                 if n == 0 && stop {
                     return Err(self.conflict(*table, "a delete found no row to remove"));
                 }
@@ -447,23 +563,6 @@ impl Applier {
         }
     }
 
-    /// The text of a multi-row statement, built once per table, kind and size.
-    fn statement(&mut self, table: usize, kind: Kind, rows: usize) -> std::sync::Arc<str> {
-        let t = &self.tables[table];
-        self.statements
-            .entry((table, kind, rows))
-            .or_insert_with(|| {
-                match kind {
-                    Kind::Upsert => t.insert_sql("INSERT", rows, true),
-                    Kind::Insert => t.insert_sql("INSERT", rows, false),
-                    Kind::InsertIgnore => t.insert_sql("INSERT IGNORE", rows, false),
-                    Kind::Delete => t.delete_sql(rows),
-                }
-                .into()
-            })
-            .clone()
-    }
-
     /// The largest statement to send.
     async fn budget(&mut self) -> usize {
         match self.packet {
@@ -479,37 +578,59 @@ impl Applier {
         let mut rest = rows;
         while !rest.is_empty() {
             let t = &self.tables[table];
-            let run = fitting(rest.iter().map(|r| t.row_size(r)), budget);
+            let most = rows_per_statement(t.columns.len());
+            let run = fitting(rest.iter().take(most).map(|r| t.row_size(r)), budget);
             let (now, later) = rest.split_at(run);
             rest = later;
             let mut now = now;
-            for group in sized_groups(run) {
+            for group in sized_groups(run, most) {
                 let (these, others) = now.split_at(group);
                 now = others;
-                let sql = self.statement(table, kind, group);
                 let t = &self.tables[table];
                 let mut params = Vec::with_capacity(group * t.columns.len());
                 for row in these {
                     t.push_values(row, &mut params);
                 }
-                self.exec(table, &sql, params).await?;
+                self.run(table, kind, group, params).await?;
             }
         }
         Ok(())
     }
 
-    /// Writes the inserts gathered in `run`.
+    /// Deletes the rows of `table` with these keys (each in key order) in multi-row statements;
+    /// returns how many rows were there to delete.
+    async fn delete_keys(&mut self, table: usize, keys: &[Vec<&Cell>]) -> Result<u64> {
+        let mut deleted = 0;
+        let mut rest = keys;
+        let most = rows_per_statement(self.tables[table].key.len());
+        for group in sized_groups(keys.len(), most) {
+            let (these, others) = rest.split_at(group);
+            rest = others;
+            let t = &self.tables[table];
+            let mut params = Vec::with_capacity(group * t.key.len());
+            for key in these {
+                params.extend(t.key.iter().zip(key).map(|(c, &cell)| bind(c.hex, Some(cell))));
+            }
+            deleted += self.run(table, Kind::Delete, group, params).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Writes the inserts or deletes gathered in `run`.
     async fn flush_run(&mut self, run: &mut Option<Run<'_>>, overwrite: bool) -> Result<()> {
-        let Some(Run { table, rows }) = run.take() else { return Ok(()) };
-        let t = &self.tables[table];
-        let stop = !overwrite && self.conflict == ConflictPolicy::Stop;
-        let kind = if t.key.is_empty() || stop {
-            Kind::Insert
-        } else if overwrite {
-            Kind::Upsert
-        } else {
-            Kind::InsertIgnore
-        };
+        let Some(Run { table, delete, rows }) = run.take() else { return Ok(()) };
+        if delete {
+            let t = &self.tables[table];
+            let keys: Vec<Vec<&Cell>> = rows.iter().map(|r| t.key_ref(r)).collect();
+            let deleted = self.delete_keys(table, &keys).await?;
+            // Fewer rows deleted than deletes: one of them found no row (or a key came twice,
+            // where the second delete would have found none).
+            if deleted < keys.len() as u64 && !overwrite && self.conflict == ConflictPolicy::Stop {
+                return Err(self.conflict(table, "a delete found no row to remove"));
+            }
+            return Ok(());
+        }
+        let kind = self.insert_kind(table, overwrite);
         self.write_rows(table, kind, &rows).await
     }
 
@@ -524,16 +645,7 @@ impl Applier {
                     None => gone.push(key),
                 }
             }
-            let mut gone = gone.as_slice();
-            for group in sized_groups(gone.len()) {
-                let (these, others) = gone.split_at(group);
-                gone = others;
-                let sql = self.statement(table, Kind::Delete, group);
-                let t = &self.tables[table];
-                let params: Vec<Value> =
-                    these.iter().flat_map(|k| t.key.iter().zip(k).map(|((_, _, p), c)| bind(p, Some(c)))).collect();
-                self.exec(table, &sql, params).await?;
-            }
+            self.delete_keys(table, &gone).await?;
             self.write_rows(table, Kind::Upsert, &present).await?;
         }
         Ok(())
@@ -560,7 +672,7 @@ impl Applier {
                     EngineError::query(T, format!("describing {db}.{name} after a DDL"), message)
                 })?;
             let table = Table::new(&def);
-            self.statements.retain(|(t, _, _), _| t != index);
+            self.close_statements(|t| t == *index).await;
             match self.tables.get_mut(*index) {
                 Some(slot) => *slot = table,
                 None => self.tables.push(table),
@@ -606,21 +718,30 @@ impl Applier {
                     continue;
                 }
                 self.begin().await?;
+                // A change that joins the run of its table and kind, if it can: inserts, and
+                // deletes by key.
+                let joins = match change {
+                    Change::Insert { table, row } => Some((*table, false, row)),
+                    Change::Delete { table, old } if self.tables.get(*table).is_some_and(|t| !t.key.is_empty()) => {
+                        Some((*table, true, old))
+                    }
+                    _ => None,
+                };
                 let table = match change {
                     Change::Insert { table, .. } | Change::Update { table, .. } | Change::Delete { table, .. } => {
                         Some(*table)
                     }
                     _ => None,
                 };
-                match (table, change) {
+                match (table, joins) {
                     (Some(i), _) if overwrite && self.tables.get(i).is_some_and(|t| t.compactable) => {
                         self.reduce(&mut net, change)
                     }
-                    (Some(i), Change::Insert { row, .. }) if i < self.tables.len() => match &mut run {
-                        Some(r) if r.table == i => r.rows.push(row),
+                    (_, Some((i, delete, row))) if i < self.tables.len() => match &mut run {
+                        Some(r) if r.table == i && r.delete == delete => r.rows.push(row),
                         _ => {
                             self.flush_run(&mut run, overwrite).await?;
-                            run = Some(Run { table: i, rows: vec![row] });
+                            run = Some(Run { table: i, delete, rows: vec![row] });
                         }
                     },
                     _ => {
@@ -653,10 +774,10 @@ impl ChangeTarget for Applier {
     }
 }
 
-/// A cell as the parameter of `placeholder` (hex for the `UNHEX` of a non-UTF-8 text column).
-fn bind(placeholder: &str, cell: Option<&Cell>) -> Value {
+/// A cell as a parameter; `as_hex` for the `UNHEX` of a non-UTF-8 text column.
+fn bind(as_hex: bool, cell: Option<&Cell>) -> Value {
     match cell {
-        Some(Cell::Bytes(b)) if placeholder.contains("UNHEX") => Value::Bytes(hex(b)),
+        Some(Cell::Bytes(b)) if as_hex => Value::Bytes(hex(b)),
         Some(c) => param(c),
         None => Value::NULL,
     }
@@ -688,11 +809,20 @@ fn fitting(sizes: impl Iterator<Item = usize>, budget: usize) -> usize {
     n
 }
 
-/// Splits `n` rows into statement sizes: as many of [`MAX_ROWS`] as fit, then powers of two.
-fn sized_groups(n: usize) -> Vec<usize> {
-    let mut out = vec![MAX_ROWS; n / MAX_ROWS];
-    let rest = n % MAX_ROWS;
-    let mut bit = MAX_ROWS;
+/// The most rows of `columns` parameters each one statement takes: a power of two, at most
+/// [`MAX_ROWS`], within [`MANY_PARAMS`] parameters when a row allows it (and so always within
+/// the protocol's 65,535, a table having at most 4,096 columns).
+fn rows_per_statement(columns: usize) -> usize {
+    let most = (MANY_PARAMS / columns.max(1)).clamp(1, MAX_ROWS);
+    1 << most.ilog2()
+}
+
+/// Splits `n` rows into statement sizes: as many of `most` (a power of two) as fit, then
+/// smaller powers of two.
+fn sized_groups(n: usize, most: usize) -> Vec<usize> {
+    let mut out = vec![most; n / most];
+    let rest = n % most;
+    let mut bit = most;
     while bit > 0 {
         if rest & bit != 0 {
             out.push(bit);
@@ -722,9 +852,19 @@ mod tests {
 
     #[test]
     fn rows_split_into_few_statement_sizes() {
-        assert_eq!(sized_groups(0), Vec::<usize>::new());
-        assert_eq!(sized_groups(1), vec![1]);
-        assert_eq!(sized_groups(600), vec![256, 256, 64, 16, 8]);
-        assert_eq!(sized_groups(600).iter().sum::<usize>(), 600);
+        assert_eq!(sized_groups(0, 256), Vec::<usize>::new());
+        assert_eq!(sized_groups(1, 256), vec![1]);
+        assert_eq!(sized_groups(600, 256), vec![256, 256, 64, 16, 8]);
+        assert_eq!(sized_groups(600, 128), vec![128, 128, 128, 128, 64, 16, 8]);
+        assert_eq!(sized_groups(600, 128).iter().sum::<usize>(), 600);
+    }
+
+    #[test]
+    fn statements_keep_their_parameter_lists_small() {
+        assert_eq!(rows_per_statement(1), 256);
+        assert_eq!(rows_per_statement(12), 128);
+        assert_eq!(rows_per_statement(100), 16);
+        assert_eq!(rows_per_statement(3_000), 1);
+        assert_eq!(rows_per_statement(0), 256);
     }
 }
