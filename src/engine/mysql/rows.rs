@@ -30,6 +30,18 @@ struct Column<'a> {
     /// A TIME(1) or TIME(2) column, whose negative values `mysql_common` misreads (see
     /// [`time2_fraction_fix`]).
     time2: bool,
+    /// A `BINARY(n)` column's length: the binary log drops a value's trailing zero bytes, which
+    /// the column stores (and a row without a key is matched by).
+    pad: Option<usize>,
+}
+
+/// `n` of a `binary(n)` column type.
+fn binary_length(data_type: &str, type_sql: &str) -> Option<usize> {
+    if data_type != "binary" {
+        return None;
+    }
+    let inner = type_sql.trim().strip_prefix("binary(")?.strip_suffix(')')?;
+    inner.trim().parse().ok()
 }
 
 /// The rows of one rows event: `(before image, after image)` per row, as the event kind has
@@ -68,7 +80,13 @@ impl<'a> Rows<'a> {
             let time2 = ty == ColumnType::MYSQL_TYPE_TIME2 && matches!(meta, [1 | 2, ..]);
             let json = (ty == ColumnType::MYSQL_TYPE_JSON)
                 .then(|| columns.iter().filter(|c: &&Column<'_>| c.json.is_some()).count());
-            columns.push(Column { ty, meta, unsigned, json, time2 });
+            let pad = table
+                .def
+                .columns
+                .get(i)
+                .zip(table.columns.get(i))
+                .and_then(|(def, m)| binary_length(&m.data_type, &def.type_sql.to_ascii_lowercase()));
+            columns.push(Column { ty, meta, unsigned, json, time2, pad });
         }
         Ok(Rows {
             table,
@@ -120,9 +138,14 @@ impl<'a> Rows<'a> {
                 BinlogValue::Value(v) if c.time2 => BinlogValue::Value(time2_fraction_fix(v)),
                 v => v,
             };
-            row.push(
-                binlog_cell(m.kind, &def.name, value).map_err(|e| EngineError::Stream(format!("{}: {e}", name())))?,
-            );
+            let mut cell =
+                binlog_cell(m.kind, &def.name, value).map_err(|e| EngineError::Stream(format!("{}: {e}", name())))?;
+            if let (Some(n), Cell::Bytes(b)) = (c.pad, &mut cell)
+                && b.len() < n
+            {
+                b.resize(n, 0);
+            }
+            row.push(cell);
         }
         Ok(row)
     }
@@ -143,5 +166,19 @@ impl Iterator for Rows<'_> {
         let row = read();
         self.failed = row.is_err();
         Some(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binary_length;
+
+    #[test]
+    fn only_binary_columns_are_padded_to_their_length() {
+        assert_eq!(binary_length("binary", "binary(16)"), Some(16));
+        assert_eq!(binary_length("binary", "binary( 4 )"), Some(4));
+        assert_eq!(binary_length("varbinary", "varbinary(16)"), None);
+        assert_eq!(binary_length("char", "char(4)"), None);
+        assert_eq!(binary_length("binary", "binary"), None);
     }
 }
