@@ -167,6 +167,41 @@ pub async fn pending_chunks(conn: &mut Conn, job: &str) -> Result<Vec<PendingChu
         .collect())
 }
 
+/// When the ledger splits `table` (one without a key) into several chunks not all copied,
+/// empties the target table and replaces its chunks with one for the whole table, in one
+/// transaction; returns whether it did. Its ranges must all be read in one snapshot, and the
+/// chunks a previous run copied were read in another: the table is copied again, whole.
+pub async fn restart_split_table(conn: &mut Conn, job: &str, table: &MyTable) -> Result<bool> {
+    let name = table.def.display_name();
+    let what = format!("copying {name} again in one chunk");
+    let mut tx = conn.start_transaction(Default::default()).await.map_err(err(what.clone()))?;
+    let counts: Option<(i64, Option<i64>)> = tx
+        .exec_first(
+            "SELECT count(*), CAST(sum(done) AS SIGNED) FROM `_ferry`.`chunks` WHERE job = ? AND table_name = ? \
+             FOR UPDATE",
+            (job, &name),
+        )
+        .await
+        .map_err(err(what.clone()))?;
+    let (chunks, done) = counts.map_or((0, 0), |(c, d)| (c, d.unwrap_or(0)));
+    if chunks <= 1 || done == chunks {
+        tx.rollback().await.map_err(err(what))?;
+        return Ok(false);
+    }
+    // DELETE, not TRUNCATE: TRUNCATE would commit on its own, apart from the ledger.
+    tx.query_drop(format!("DELETE FROM {}", qualified(&table.def.target_schema, &table.def.target_name)))
+        .await
+        .map_err(err(what.clone()))?;
+    tx.exec_drop("DELETE FROM `_ferry`.`chunks` WHERE job = ? AND table_name = ?", (job, &name))
+        .await
+        .map_err(err(what.clone()))?;
+    tx.exec_drop("INSERT INTO `_ferry`.`chunks` (job, table_name, chunk) VALUES (?, ?, 0)", (job, &name))
+        .await
+        .map_err(err(what.clone()))?;
+    tx.commit().await.map_err(err(what))?;
+    Ok(true)
+}
+
 /// Rows copied so far per table.
 pub async fn copied_rows(conn: &mut Conn, job: &str) -> Result<HashMap<String, u64>> {
     let rows: Vec<(String, Option<u64>)> = conn
