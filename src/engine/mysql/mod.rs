@@ -240,7 +240,7 @@ async fn full_transfer(
     let open_source = || async {
         let mut conn = job.my_source().await?;
         source::MyChunkSource::prepare(&mut conn).await?;
-        Ok(source::MyChunkSource { conn, tables, names: names.clone(), shared: &shared, open: false })
+        Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared))
     };
     let open_target = || async {
         let mut conn = job.my_target().await?;

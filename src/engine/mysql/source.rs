@@ -12,6 +12,7 @@
 //! binary log position, which on MariaDB means they see the same committed transactions. In one
 //! snapshot each row has one value of the column, so it lies in exactly one range.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures::TryStreamExt;
@@ -21,7 +22,7 @@ use mysql_async::{Conn, Params, Value};
 use super::catalog::{ColumnKind, MyTable};
 use super::snapshot;
 use super::stream::BinlogNames;
-use super::target::{ChunkData, qualified};
+use super::target::{ChunkData, Piece, qualified};
 use super::values::push_value;
 use crate::api::Endpoint;
 use crate::engine::Login;
@@ -253,32 +254,88 @@ fn select_sql(t: &MyTable) -> String {
     t.written().map(|(_, c, _)| my_ident(&c.name)).collect::<Vec<_>>().join(", ")
 }
 
-/// Reads `chunk` on `conn`, in the snapshot the session is in.
-async fn read_rows(conn: &mut Conn, t: &MyTable, chunk: &Chunk) -> Result<ChunkData> {
-    let (cond, params) = copy_where(t, &chunk.range)?;
-    let sql = format!("SELECT {} FROM {} WHERE {cond}", select_sql(t), copy_from(t, &chunk.range));
-    let kinds: Vec<ColumnKind> = t.written().map(|(_, _, m)| m.kind).collect();
-    let what = || format!("reading chunk {} of {}", chunk.number, t.def.display_name());
-    let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
-    let mut result = conn.exec_iter(sql, params).await.map_err(|e| EngineError::query(S, what(), e))?;
-    let mut body = Vec::with_capacity(1 << 20);
-    let mut rows = 0u64;
-    let mut stream = result.stream::<mysql_async::Row>().await.map_err(|e| EngineError::query(S, what(), e))?;
-    if let Some(stream) = stream.as_mut() {
-        while let Some(row) = stream.try_next().await.map_err(|e| EngineError::query(S, what(), e))? {
-            for (i, value) in row.unwrap().iter().enumerate() {
-                if i > 0 {
-                    body.push(b'\t');
-                }
-                push_value(&mut body, kinds[i], value);
-            }
-            body.push(b'\n');
-            rows += 1;
+/// Bytes of `LOAD DATA` input a reader gathers before passing them on.
+const PIECE: usize = 1 << 19;
+/// Pieces a reader may be ahead of the load.
+const PIECES_AHEAD: usize = 4;
+
+/// A reading session: a reader's own, or one of a [`SharedSnapshot`]'s while it reads.
+enum Session {
+    Own(Conn),
+    Shared(tokio::sync::OwnedMutexGuard<Conn>),
+}
+
+impl Session {
+    fn conn(&mut self) -> &mut Conn {
+        match self {
+            Session::Own(conn) => conn,
+            Session::Shared(guard) => guard,
         }
     }
-    drop(stream);
-    drop(result);
-    Ok(ChunkData { body, rows })
+}
+
+/// What a chunk read needs, owned: the read runs in a task of its own, while the load takes its
+/// rows.
+struct ReadPlan {
+    sql: String,
+    params: Params,
+    kinds: Vec<ColumnKind>,
+    what: String,
+}
+
+impl ReadPlan {
+    fn of(t: &MyTable, chunk: &Chunk) -> Result<ReadPlan> {
+        let (cond, params) = copy_where(t, &chunk.range)?;
+        Ok(ReadPlan {
+            sql: format!("SELECT {} FROM {} WHERE {cond}", select_sql(t), copy_from(t, &chunk.range)),
+            params: if params.is_empty() { Params::Empty } else { Params::Positional(params) },
+            kinds: t.written().map(|(_, _, m)| m.kind).collect(),
+            what: format!("reading chunk {} of {}", chunk.number, t.def.display_name()),
+        })
+    }
+
+    /// Starts reading on `session`, in the snapshot it is in; the rows come in the returned
+    /// [`ChunkData`] and the session back from the task once they are all sent.
+    fn spawn(self, mut session: Session) -> (tokio::task::JoinHandle<Session>, ChunkData) {
+        let (sender, pieces) = tokio::sync::mpsc::channel(PIECES_AHEAD);
+        let task = tokio::spawn(async move {
+            let outcome = self.read(session.conn(), &sender).await;
+            // Nobody listening: the load failed, and says why.
+            let _ = sender.send(outcome.map(Piece::End)).await;
+            session
+        });
+        (task, ChunkData { pieces })
+    }
+
+    /// Reads the rows into pieces of [`PIECE`] bytes; returns how many rows there were.
+    async fn read(self, conn: &mut Conn, sender: &tokio::sync::mpsc::Sender<Result<Piece>>) -> Result<u64> {
+        let what = &self.what;
+        let mut result = conn.exec_iter(self.sql, self.params).await.map_err(|e| EngineError::query(S, what, e))?;
+        let mut body = Vec::with_capacity(PIECE + (PIECE >> 2));
+        let mut rows = 0u64;
+        let mut stream = result.stream::<mysql_async::Row>().await.map_err(|e| EngineError::query(S, what, e))?;
+        let stopped = || EngineError::query(S, what, "the load stopped taking rows");
+        if let Some(stream) = stream.as_mut() {
+            while let Some(row) = stream.try_next().await.map_err(|e| EngineError::query(S, what, e))? {
+                for (i, value) in row.unwrap().iter().enumerate() {
+                    if i > 0 {
+                        body.push(b'\t');
+                    }
+                    push_value(&mut body, self.kinds[i], value);
+                }
+                body.push(b'\n');
+                rows += 1;
+                if body.len() >= PIECE {
+                    let full = std::mem::replace(&mut body, Vec::with_capacity(PIECE + (PIECE >> 2)));
+                    sender.send(Ok(Piece::Rows(full.into()))).await.map_err(|_| stopped())?;
+                }
+            }
+        }
+        if !body.is_empty() {
+            sender.send(Ok(Piece::Rows(body.into()))).await.map_err(|_| stopped())?;
+        }
+        Ok(rows)
+    }
 }
 
 /// Source sessions whose consistent snapshots all stand at one binary log position, opened when
@@ -304,7 +361,7 @@ pub struct SharedSnapshot<'a> {
 /// The sessions of a [`SharedSnapshot`] and their position.
 struct Group {
     position: u64,
-    sessions: Vec<tokio::sync::Mutex<Conn>>,
+    sessions: Vec<Arc<tokio::sync::Mutex<Conn>>>,
 }
 
 /// Attempts at starting every session of a [`SharedSnapshot`] at one position.
@@ -347,7 +404,7 @@ impl<'a> SharedSnapshot<'a> {
                 let mut kept = Vec::new();
                 for (conn, p) in conns.into_iter().zip(&positions) {
                     if *p == best {
-                        kept.push(tokio::sync::Mutex::new(conn));
+                        kept.push(Arc::new(tokio::sync::Mutex::new(conn)));
                     } else {
                         let _ = conn.disconnect().await;
                     }
@@ -368,27 +425,23 @@ impl<'a> SharedSnapshot<'a> {
         Err(EngineError::query(S, "starting a shared snapshot", "no session"))
     }
 
-    /// Reads `chunk` in the shared snapshot; returns the snapshot's position and the rows.
-    async fn read(&self, t: &MyTable, chunk: &Chunk) -> Result<(u64, ChunkData)> {
+    /// A session of the shared snapshot to read one chunk on, and the snapshot's position.
+    async fn session(&self) -> Result<(u64, tokio::sync::OwnedMutexGuard<Conn>)> {
         let group = self.group.get_or_try_init(|| self.open()).await?;
         let at = self.next.fetch_add(1, Ordering::SeqCst) % group.sessions.len();
-        let data = {
-            let mut conn = group.sessions[at].lock().await;
-            read_rows(&mut conn, t, chunk).await?
-        };
-        if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.close().await;
-        }
-        Ok((group.position, data))
+        Ok((group.position, Arc::clone(&group.sessions[at]).lock_owned().await))
     }
 
-    /// Ends the snapshot once every chunk is read: the source need not keep its row versions.
-    async fn close(&self) {
+    /// Counts a chunk read; after the last, ends the snapshot: the source need not keep its row
+    /// versions any longer.
+    async fn done(&self) {
+        if self.left.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
         let mut closed = self.closed.lock().await;
         if let (false, Some(group)) = (*closed, self.group.get()) {
             for conn in &group.sessions {
-                let mut conn = conn.lock().await;
-                if let Err(e) = conn.query_drop("COMMIT").await {
+                if let Err(e) = conn.lock().await.query_drop("COMMIT").await {
                     tracing::debug!(error = %e, "ending a shared snapshot");
                 }
             }
@@ -398,21 +451,27 @@ impl<'a> SharedSnapshot<'a> {
 }
 
 /// Reads chunks, each in a fresh consistent snapshot, and the ranges of split keyless tables in
-/// the shared one.
+/// the shared one. A chunk's rows are read in a task of their own while the target loads them.
 pub struct MyChunkSource<'a> {
-    /// Source session (time zone UTC, results in the columns' own bytes).
-    pub conn: Conn,
+    /// Source session (time zone UTC, results in the columns' own bytes); away while a chunk
+    /// is read on it.
+    conn: Option<Conn>,
     /// The job's tables.
-    pub tables: &'a [MyTable],
+    tables: &'a [MyTable],
     /// Binary log naming, to encode snapshot positions.
-    pub names: BinlogNames,
+    names: BinlogNames,
     /// Where the ranges of split keyless tables are read.
-    pub shared: &'a SharedSnapshot<'a>,
-    /// Whether the chunk last read holds a snapshot on `conn` to end.
-    pub open: bool,
+    shared: &'a SharedSnapshot<'a>,
+    /// The task reading the chunk last started, which hands its session back.
+    reading: Option<tokio::task::JoinHandle<Session>>,
 }
 
-impl MyChunkSource<'_> {
+impl<'a> MyChunkSource<'a> {
+    /// A reader on `conn`, set up with [`MyChunkSource::prepare`].
+    pub fn new(conn: Conn, tables: &'a [MyTable], names: BinlogNames, shared: &'a SharedSnapshot<'a>) -> Self {
+        MyChunkSource { conn: Some(conn), tables, names, shared, reading: None }
+    }
+
     /// Sets up a reading session.
     pub async fn prepare(conn: &mut Conn) -> Result<()> {
         conn.query_drop("SET SESSION time_zone = '+00:00', character_set_results = binary")
@@ -426,22 +485,37 @@ impl ChunkSource for MyChunkSource<'_> {
 
     async fn read(&mut self, chunk: &Chunk) -> Result<(u64, ChunkData)> {
         let t = &self.tables[chunk.table];
+        let plan = ReadPlan::of(t, chunk)?;
         if SharedSnapshot::takes(t, chunk) {
-            self.open = false;
-            return self.shared.read(t, chunk).await;
+            let (position, session) = self.shared.session().await?;
+            let (task, data) = plan.spawn(Session::Shared(session));
+            self.reading = Some(task);
+            return Ok((position, data));
         }
+        let mut conn =
+            self.conn.take().ok_or_else(|| EngineError::query(S, &plan.what, "the reading session was lost"))?;
         // A keyless table's changes up to the snapshot are skipped: that needs its exact position.
-        let at = snapshot::start(&mut self.conn, t.def.key.is_empty()).await?;
-        self.open = true;
+        let at = snapshot::start(&mut conn, t.def.key.is_empty()).await?;
         let position = self.names.encode(&at.file, at.position)?;
-        Ok((position, read_rows(&mut self.conn, t, chunk).await?))
+        let (task, data) = plan.spawn(Session::Own(conn));
+        self.reading = Some(task);
+        Ok((position, data))
     }
 
     async fn finish(&mut self) -> Result<()> {
-        if !std::mem::take(&mut self.open) {
-            return Ok(());
+        let Some(reading) = self.reading.take() else { return Ok(()) };
+        let session = reading.await.map_err(|e| EngineError::query(S, "reading a chunk", e.to_string()))?;
+        match session {
+            Session::Own(mut conn) => {
+                conn.query_drop("COMMIT").await.map_err(|e| EngineError::query(S, "ending a chunk's snapshot", e))?;
+                self.conn = Some(conn);
+            }
+            Session::Shared(session) => {
+                drop(session);
+                self.shared.done().await;
+            }
         }
-        self.conn.query_drop("COMMIT").await.map_err(|e| EngineError::query(S, "ending a chunk's snapshot", e))
+        Ok(())
     }
 }
 
