@@ -1,5 +1,6 @@
 //! The MariaDB → MariaDB engine against real servers started by the tests: full transfer,
-//! full + incremental under concurrent writes, type round-trip, mapping and filters, DDL.
+//! full + incremental under concurrent writes, keyless tables split in one snapshot, type
+//! round-trip, mapping and filters, DDL.
 
 mod my_support;
 
@@ -106,6 +107,86 @@ async fn full_and_incremental_under_concurrent_writes_converge_without_duplicate
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
     let mut src = pair.source().await;
     assert_eq!(rows(&mut src, "shop.audit").await.len(), rows(&mut tgt, "shop.audit").await.len());
+}
+
+/// A keyless table with an index, NULLs in the indexed column and exact duplicate rows.
+const KEYLESS: &str = "CREATE DATABASE shop; USE shop;
+    CREATE TABLE shop.notes (k int NULL, label varchar(200) NOT NULL, KEY by_k (k)) ENGINE=InnoDB;
+    INSERT INTO shop.notes SELECT IF(seq % 7 = 0, NULL, seq DIV 3), rpad(concat('note ', seq DIV 2), 150, '.')
+        FROM seq_1_to_6000;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyless_table_is_split_on_an_index_and_each_row_copied_once() {
+    let pair = MyPair::start();
+    exec(&mut pair.source().await, KEYLESS).await;
+    let mut spec = pair.spec(TaskType::FullTrans, &["notes"]);
+    spec.tuning = Some(Tuning { batch_rows: Some(500), read_parallelism: Some(2), ..Default::default() });
+    assert_eq!(pair.run("t/keyless", spec).await.unwrap(), Outcome::Completed);
+    // Equal as multisets: every duplicate and every NULL row copied once.
+    wait_equal(&pair, "shop.notes", "shop.notes", Duration::from_secs(1)).await;
+    let mut tgt = pair.target().await;
+    let (chunks, positions): (u64, u64) = tgt
+        .query_first("SELECT count(*), count(DISTINCT read_pos) FROM _ferry.chunks WHERE table_name = 'shop.notes'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(chunks >= 5, "notes copied in {chunks} chunks");
+    assert_eq!(positions, 1, "every range read in one snapshot");
+    let indexes: Vec<String> = tgt
+        .query("SELECT DISTINCT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'notes'")
+        .await
+        .unwrap();
+    assert_eq!(indexes, vec!["by_k".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_keyless_table_changing_during_its_copy_converges_without_duplicates() {
+    let pair = MyPair::start();
+    exec(&mut pair.source().await, KEYLESS).await;
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["notes"]);
+    spec.tuning = Some(Tuning { batch_rows: Some(500), read_parallelism: Some(2), ..Default::default() });
+    // Slow the copy down so that rows move between ranges while they are read.
+    spec.speed_limits = vec![ferry::api::SpeedLimit { begin: "00:00".into(), end: "23:59".into(), mb_per_second: 1 }];
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    let mut w = pair.source().await;
+    let writer = tokio::spawn(async move {
+        let mut n = 0u64;
+        while flag.load(Ordering::SeqCst) {
+            // Moves a row from the first ranges to the last and back, adds a duplicate and a
+            // NULL row, deletes one of a pair of duplicates.
+            let sql = format!(
+                "BEGIN;
+                 UPDATE shop.notes SET k = k + 5000 WHERE k = {low} LIMIT 1;
+                 UPDATE shop.notes SET k = k - 5000 WHERE k = {high} LIMIT 1;
+                 INSERT INTO shop.notes VALUES ({dup}, 'dup'), ({dup}, 'dup'), (NULL, concat('null ', {n}));
+                 DELETE FROM shop.notes WHERE k = {dup} AND label = 'dup' LIMIT 1;
+                 COMMIT;",
+                low = 1 + (n * 7) % 900,
+                high = 5001 + (n * 11) % 1900,
+                dup = n % 2000,
+            );
+            w.query_drop(sql).await.unwrap();
+            n += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        n
+    });
+    let (stop, mut job) = pair.spawn("t/keyless-incr", spec);
+    let mut tgt = pair.target().await;
+    wait_streaming(&mut tgt, &mut job).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::SeqCst);
+    assert!(writer.await.unwrap() > 0);
+    wait_equal(&pair, "shop.notes", "shop.notes", Duration::from_secs(30)).await;
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+    let positions: u64 = tgt
+        .query_first("SELECT count(DISTINCT read_pos) FROM _ferry.chunks WHERE table_name = 'shop.notes'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(positions, 1, "every range read in one snapshot");
 }
 
 /// An id and the hex forms of five text columns.

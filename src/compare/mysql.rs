@@ -226,7 +226,7 @@ impl Side for MySide {
         if !self.planner {
             return Ok(vec![KeyRange::default()]);
         }
-        source::plan_chunks(&mut self.conn, &self.tables[t], CHUNK_ROWS).await
+        source::plan_chunks(&mut self.conn, &self.tables[t], CHUNK_ROWS, false).await
     }
 
     async fn hash(&mut self, t: usize, range: &KeyRange) -> Result<(u64, String)> {

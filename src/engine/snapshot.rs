@@ -159,11 +159,21 @@ where
             let Some(chunk) = pending.get(next.fetch_add(1, Ordering::SeqCst)) else { return Ok(()) };
             tracker.table_state(chunk.table, TableState::Copying);
             let what = format!("reading chunk {} of table {}", chunk.number, chunk.table + 1);
+            let started = std::time::Instant::now();
             let (position, data) = watched(tracker, limit, Side::Source, &what, source.read(chunk)).await?;
+            let read = started.elapsed();
             let what = format!("copying chunk {} of table {} (no row moved)", chunk.number, chunk.table + 1);
             let rows =
                 watched(tracker, limit, Side::Target, &what, target.write(chunk, position, data, throttle, tracker))
                     .await?;
+            tracing::debug!(
+                table = chunk.table + 1,
+                chunk = chunk.number,
+                rows,
+                read_seconds = read.as_secs_f64(),
+                write_seconds = (started.elapsed() - read).as_secs_f64(),
+                "chunk copied"
+            );
             source.finish().await?;
             // Row filters apply in the source query: every row read is written.
             super::metrics::metrics().read(super::metrics::Stage::Full, rows);

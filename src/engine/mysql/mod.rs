@@ -95,9 +95,13 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
     job.tracker.stage(TransferStage::Starting);
 
+    // Whether this run recorded the chunk plan: a later run finds chunks of split keyless tables
+    // read in another run's snapshot.
+    let mut planned = false;
     let state = match target::job_state(&mut tgt, job.id).await? {
         Some(s) => s,
         None => {
+            planned = true;
             let at = current_position(&mut src).await?;
             let names = BinlogNames::of(&at.file)?;
             let (start, start_gtid) = match spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) {
@@ -121,7 +125,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
                 for t in &tables {
-                    plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk).await?));
+                    plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk, true).await?));
                 }
             }
             target::record_job(&mut tgt, job.id, &names.base, start, &start_gtid, &plan).await?;
@@ -136,7 +140,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     if spec.task_type.has_full() && !state.full_done {
         job.tracker.stage(TransferStage::Full);
         let started = std::time::Instant::now();
-        full_transfer(&job, &mut tgt, &tables, &names).await?;
+        full_transfer(&job, &mut tgt, &tables, &names, planned).await?;
         tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
         if *job.stop.borrow() {
             return Ok(Outcome::Stopped);
@@ -198,24 +202,83 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
 }
 
 /// Copies every pending chunk with `readParallelism` readers, each with its own source and
-/// target sessions.
-async fn full_transfer(job: &Job<'_>, tgt: &mut Conn, tables: &[MyTable], names: &BinlogNames) -> Result<()> {
+/// target sessions; the ranges of split keyless tables are read in one shared snapshot. A table
+/// whose chunks are all copied gets its secondary indexes (not the unique ones, which wait for a
+/// consistent copy) on one more target session while the other tables copy. `planned`: the plan
+/// was recorded by this run, so no chunk was read in an earlier snapshot.
+async fn full_transfer(
+    job: &Job<'_>,
+    tgt: &mut Conn,
+    tables: &[MyTable],
+    names: &BinlogNames,
+    planned: bool,
+) -> Result<()> {
+    if !planned {
+        for t in tables.iter().filter(|t| t.def.key.is_empty()) {
+            if target::restart_split_table(tgt, job.id, t).await? {
+                tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
+            }
+        }
+    }
     let done = target::copied_rows(tgt, job.id).await?;
     let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
-    let pending = copy::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
+    let mut pending = copy::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
+    let build = job.spec.policy.indexes;
+    // Tables with indexes to build first, the biggest first: their indexes are built while the
+    // others copy, and what is left to build after the copy is as small as it can be.
+    let has_indexes = |t: usize| build && tables[t].indexes.iter().any(|ix| !ix.unique);
+    pending.sort_by_key(|c| (!has_indexes(c.table), std::cmp::Reverse(tables[c.table].def.estimated_rows)));
     let parallel = copy::parallelism(job.spec);
     let throttle = Throttle::new(&job.spec.speed_limits);
+    let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
+    let shared = source::SharedSnapshot::new(
+        &job.spec.source,
+        job.credentials.login(Side::Source),
+        names.clone(),
+        parallel.min(shared_chunks),
+        shared_chunks,
+    );
     let open_source = || async {
         let mut conn = job.my_source().await?;
         source::MyChunkSource::prepare(&mut conn).await?;
-        Ok(source::MyChunkSource { conn, tables, names: names.clone() })
+        Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared))
     };
     let open_target = || async {
         let mut conn = job.my_target().await?;
         let packet = connect::packet_budget(&mut conn).await;
         Ok(target::MyChunkTarget { conn, packet, job: job.id, tables })
     };
-    copy::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
+    let (copied_tx, mut copied) = tokio::sync::mpsc::unbounded_channel();
+    let copy = copy::copy_reporting(
+        &pending,
+        parallel,
+        open_source,
+        open_target,
+        &throttle,
+        &job.tracker,
+        &job.stop,
+        copied_tx,
+    );
+    let indexes = async {
+        let mut session = None;
+        while let Some(t) = copied.recv().await {
+            if !build {
+                continue;
+            }
+            let conn = match &mut session {
+                Some(conn) => conn,
+                None => session.insert(job.my_target().await?),
+            };
+            job.tracker.table_state(t, TableState::Indexing);
+            let started = std::time::Instant::now();
+            // Indexes left out are reported by the build after the copy.
+            target::create_indexes(conn, std::slice::from_ref(&tables[t]), false).await?;
+            tracing::debug!(job = job.id, table = %tables[t].def.display_name(), seconds = started.elapsed().as_secs_f64(), "indexes built during the copy");
+        }
+        Ok(())
+    };
+    futures::future::try_join(copy, indexes).await?;
+    Ok(())
 }
 
 /// Where a stream starts.

@@ -167,6 +167,41 @@ pub async fn pending_chunks(conn: &mut Conn, job: &str) -> Result<Vec<PendingChu
         .collect())
 }
 
+/// When the ledger splits `table` (one without a key) into several chunks not all copied,
+/// empties the target table and replaces its chunks with one for the whole table, in one
+/// transaction; returns whether it did. Its ranges must all be read in one snapshot, and the
+/// chunks a previous run copied were read in another: the table is copied again, whole.
+pub async fn restart_split_table(conn: &mut Conn, job: &str, table: &MyTable) -> Result<bool> {
+    let name = table.def.display_name();
+    let what = format!("copying {name} again in one chunk");
+    let mut tx = conn.start_transaction(Default::default()).await.map_err(err(what.clone()))?;
+    let counts: Option<(i64, Option<i64>)> = tx
+        .exec_first(
+            "SELECT count(*), CAST(sum(done) AS SIGNED) FROM `_ferry`.`chunks` WHERE job = ? AND table_name = ? \
+             FOR UPDATE",
+            (job, &name),
+        )
+        .await
+        .map_err(err(what.clone()))?;
+    let (chunks, done) = counts.map_or((0, 0), |(c, d)| (c, d.unwrap_or(0)));
+    if chunks <= 1 || done == chunks {
+        tx.rollback().await.map_err(err(what))?;
+        return Ok(false);
+    }
+    // DELETE, not TRUNCATE: TRUNCATE would commit on its own, apart from the ledger.
+    tx.query_drop(format!("DELETE FROM {}", qualified(&table.def.target_schema, &table.def.target_name)))
+        .await
+        .map_err(err(what.clone()))?;
+    tx.exec_drop("DELETE FROM `_ferry`.`chunks` WHERE job = ? AND table_name = ?", (job, &name))
+        .await
+        .map_err(err(what.clone()))?;
+    tx.exec_drop("INSERT INTO `_ferry`.`chunks` (job, table_name, chunk) VALUES (?, ?, 0)", (job, &name))
+        .await
+        .map_err(err(what.clone()))?;
+    tx.commit().await.map_err(err(what))?;
+    Ok(true)
+}
+
 /// Rows copied so far per table.
 pub async fn copied_rows(conn: &mut Conn, job: &str) -> Result<HashMap<String, u64>> {
     let rows: Vec<(String, Option<u64>)> = conn
@@ -427,12 +462,20 @@ pub fn load_sql(t: &MyTable) -> String {
     sql
 }
 
-/// A chunk read from the source: its rows in `LOAD DATA` form.
+/// A piece of a chunk as its reader sends it.
+pub enum Piece {
+    /// Whole rows in `LOAD DATA` form.
+    Rows(Bytes),
+    /// The chunk is complete: it held this many rows.
+    End(u64),
+}
+
+/// A chunk being read from the source: its rows in `LOAD DATA` form, in pieces as they are read
+/// (loading starts with the first). The last piece says how many rows there were; an error says
+/// why the read failed, and a channel closed before the last piece is a failed read too.
 pub struct ChunkData {
-    /// Tab-separated rows.
-    pub body: Vec<u8>,
-    /// Number of rows.
-    pub rows: u64,
+    /// The pieces.
+    pub pieces: tokio::sync::mpsc::Receiver<Result<Piece>>,
 }
 
 /// Writes chunks with `LOAD DATA LOCAL INFILE`, each with its ledger entry in one transaction.
@@ -448,6 +491,43 @@ pub struct MyChunkTarget<'a> {
     pub tables: &'a [MyTable],
 }
 
+/// Passes a chunk's pieces to the `LOAD DATA` input as they come, in packets of at most
+/// `packet` bytes, accounting them to `throttle` and `tracker`. Returns the chunk's rows, or the
+/// read's error (`None` when the load stopped taking input: its own error says why).
+async fn forward(
+    mut pieces: tokio::sync::mpsc::Receiver<Result<Piece>>,
+    input: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    packet: usize,
+    table: usize,
+    throttle: &Throttle,
+    tracker: &Tracker,
+) -> std::result::Result<u64, Option<EngineError>> {
+    let failed = |e: EngineError| async {
+        // Cut the input short: the load ends with an error, and the transaction is rolled back.
+        let _ = input.send(Err(std::io::Error::other("the source read failed"))).await;
+        Err(Some(e))
+    };
+    loop {
+        match pieces.recv().await {
+            Some(Ok(Piece::Rows(body))) => {
+                let bytes = body.len() as u64;
+                throttle.take(bytes).await;
+                tracker.add(Some(table), 0, bytes);
+                // One packet per piece: the server refuses a packet above its max_allowed_packet,
+                // and reads LOAD DATA input as one stream, whatever the packets' boundaries.
+                for at in (0..body.len()).step_by(packet) {
+                    if input.send(Ok(body.slice(at..(at + packet).min(body.len())))).await.is_err() {
+                        return Err(None);
+                    }
+                }
+            }
+            Some(Ok(Piece::End(rows))) => return Ok(rows),
+            Some(Err(e)) => return failed(e).await,
+            None => return failed(EngineError::query(Side::Source, "reading a chunk", "the read ended early")).await,
+        }
+    }
+}
+
 impl ChunkTarget<ChunkData> for MyChunkTarget<'_> {
     async fn write(
         &mut self,
@@ -457,34 +537,48 @@ impl ChunkTarget<ChunkData> for MyChunkTarget<'_> {
         throttle: &Throttle,
         tracker: &Tracker,
     ) -> Result<u64> {
+        use futures::future::Either;
         let t = &self.tables[chunk.table];
-        let bytes = data.body.len() as u64;
-        throttle.take(bytes).await;
-        tracker.add(Some(chunk.table), 0, bytes);
         let what = format!("loading chunk {} of {}", chunk.number, t.def.display_name());
         let conn = &mut self.conn;
         conn.query_drop("START TRANSACTION").await.map_err(err(what.clone()))?;
-        if data.rows > 0 {
-            // One packet per piece: the server refuses a packet above its max_allowed_packet,
-            // and reads LOAD DATA input as one stream, whatever the packets' boundaries.
-            let body = Bytes::from(data.body);
-            let packet = self.packet.max(1);
-            let pieces: Vec<std::io::Result<Bytes>> =
-                (0..body.len()).step_by(packet).map(|at| Ok(body.slice(at..(at + packet).min(body.len())))).collect();
-            conn.set_infile_handler(
-                async move { Ok(Box::pin(futures::stream::iter(pieces)) as mysql_async::InfileData) },
-            );
-            conn.query_drop(load_sql(t)).await.map_err(err(what.clone()))?;
-        }
+        let (input, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(2);
+        let stream = futures::stream::unfold(receiver, |mut r| async move { r.recv().await.map(|item| (item, r)) });
+        conn.set_infile_handler(async move { Ok(Box::pin(stream) as mysql_async::InfileData) });
+        let (loaded, read) = {
+            let load = std::pin::pin!(conn.query_drop(load_sql(t)));
+            let pass = std::pin::pin!(forward(data.pieces, input, self.packet.max(1), chunk.table, throttle, tracker));
+            // The load ends after its input does, unless it fails; then the input is not awaited.
+            match futures::future::select(load, pass).await {
+                Either::Left((loaded, pass)) if loaded.is_ok() => (loaded, pass.await),
+                Either::Left((loaded, _)) => (loaded, Err(None)),
+                Either::Right((read, load)) => (load.await, read),
+            }
+        };
+        let failed = match (loaded, read) {
+            (Ok(()), Ok(rows)) => Ok(rows),
+            (_, Err(Some(e))) => Err(e),
+            (Err(e), _) => Err(err(what.clone())(e)),
+            (Ok(()), Err(None)) => Err(EngineError::query(T, what.clone(), "the load ended before its input")),
+        };
+        let rows = match failed {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Nothing of the chunk stays; the session may be reused.
+                let _ = self.conn.query_drop("ROLLBACK").await;
+                return Err(e);
+            }
+        };
+        let conn = &mut self.conn;
         conn.exec_drop(
             "UPDATE `_ferry`.`chunks` SET done = TRUE, `rows` = ?, read_pos = ? \
              WHERE job = ? AND table_name = ? AND chunk = ?",
-            (data.rows, read_position, self.job, t.def.display_name(), chunk.number),
+            (rows, read_position, self.job, t.def.display_name(), chunk.number),
         )
         .await
         .map_err(err(what.clone()))?;
         conn.query_drop("COMMIT").await.map_err(err(what))?;
-        Ok(data.rows)
+        Ok(rows)
     }
 }
 
