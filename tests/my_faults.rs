@@ -3,8 +3,8 @@
 //! connection reset), and the servers restart (fast and immediate shutdown), during the full
 //! transfer and during the stream, while the source takes writes. The job notices on its own
 //! (keepalive, watchdogs with `tuning.networkTimeoutSeconds: 5`), starts again from its
-//! checkpoint, and the target ends equal to the source, row for row, the keyless table (split
-//! into ranges of its index) without a row doubled.
+//! checkpoint, and the target ends equal to the source, row for row, the keyless table without
+//! a row doubled.
 
 mod my_support;
 
@@ -92,8 +92,8 @@ async fn setup(pair: &Pair) {
         "CREATE DATABASE shop; USE shop;
          CREATE TABLE accounts (id bigint PRIMARY KEY, balance decimal(14,2) NOT NULL, note text);
          INSERT INTO accounts SELECT seq, seq / 3.0, concat('row ', seq) FROM seq_1_to_30000;
-         CREATE TABLE events (n bigint, label text, KEY by_n (n));
-         INSERT INTO events SELECT -seq, 'old' FROM seq_1_to_9000;",
+         CREATE TABLE events (n bigint, label text);
+         INSERT INTO events SELECT -seq, 'old' FROM seq_1_to_2000;",
     )
     .await;
 }

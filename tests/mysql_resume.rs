@@ -43,8 +43,8 @@ fn writer(pair: &MyPair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u6
                 del = 2 + (n * 13) % 30_000,
                 moved = 3 + (n * 17) % 30_000,
                 moved_to = 2_000_000 + n,
-                low = 1 + (n * 7) % 3000,
-                dup = n % 4000,
+                low = 1 + (n * 7) % 12000,
+                dup = n % 16000,
             ))
             .await
             .unwrap();
@@ -64,8 +64,9 @@ async fn setup(pair: &MyPair, dir: &Path) -> PathBuf {
          CREATE TABLE events (n bigint, label text);
          INSERT INTO events SELECT -seq, 'old' FROM seq_1_to_2000;
          CREATE TABLE notes (k int NULL, label varchar(200) NOT NULL, KEY by_k (k)) ENGINE=InnoDB;
-         INSERT INTO notes SELECT IF(seq % 7 = 0, NULL, seq DIV 3), rpad(concat('note ', seq DIV 2), 150, '.')
-             FROM seq_1_to_12000;",
+         INSERT INTO notes SELECT IF(seq % 7 = 0, NULL, seq DIV 3), concat('note ', seq DIV 2)
+             FROM seq_1_to_50000;
+         ANALYZE TABLE accounts, events, notes;",
     )
     .await;
     let mut spec = pair.spec(TaskType::FullIncrTrans, &["accounts", "events", "notes"]);

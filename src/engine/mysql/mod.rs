@@ -124,8 +124,16 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
+                let readers = copy::parallelism(spec) as u64;
+                let total: u64 = tables.iter().map(|t| t.def.estimated_rows).sum();
                 for t in &tables {
-                    plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk, true).await?));
+                    // A keyless table is split only when one reader alone would take longer on it
+                    // than the readers' share of everything (or its size is unknown): otherwise the
+                    // other tables keep every reader busy, and one scan costs the source less than
+                    // reads of index ranges.
+                    let rows = t.def.estimated_rows;
+                    let split = rows == 0 || rows.saturating_mul(readers) > total;
+                    plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk, split).await?));
                 }
             }
             target::record_job(&mut tgt, job.id, &names.base, start, &start_gtid, &plan).await?;
