@@ -136,6 +136,18 @@ fn enums_are_real_enums_in_the_schema() {
     );
 }
 
+/// `text` with every run of white space (line breaks of the doc comments included) as one space.
+fn words(text: &Value) -> String {
+    text.as_str().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn the_batch_rows_default_the_crd_states_is_the_one_the_engines_use() {
+    let sj = schema_of(&crd::all()[0].1);
+    let doc = words(&sj["properties"]["spec"]["properties"]["tuning"]["properties"]["batchRows"]["description"]);
+    assert!(doc.contains(&format!("Default {}.", ferry::engine::snapshot::DEFAULT_BATCH_ROWS)), "{doc}");
+}
+
 #[test]
 fn the_api_server_enforces_immutable_engines_and_at_most_three_speed_windows() {
     let sj = schema_of(&crd::all()[0].1);

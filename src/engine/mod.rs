@@ -76,7 +76,13 @@ use tokio::sync::watch;
 use crate::api::{DebugOptions, Engine, PrecheckItem, PrecheckResult, SyncJobSpec};
 
 /// How a transfer run ended without error.
-pub use postgres::Outcome;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A `FULL_TRANS` job copied everything and released what it held on the source.
+    Completed,
+    /// A stop was requested and the job stopped at a checkpoint.
+    Stopped,
+}
 
 /// Everything one run of a job needs: its identity (`namespace/name`), spec, passwords,
 /// progress and stop signal.

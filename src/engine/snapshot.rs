@@ -62,6 +62,15 @@ pub fn resume(
         .collect()
 }
 
+/// Rows per chunk of the full transfer when `tuning.batchRows` is not set (the field's
+/// documentation in the CRD states it).
+pub const DEFAULT_BATCH_ROWS: u32 = 50_000;
+
+/// Rows per chunk of a job's full transfer (`tuning.batchRows`, default [`DEFAULT_BATCH_ROWS`]).
+pub fn rows_per_chunk(spec: &crate::api::SyncJobSpec) -> u64 {
+    u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(DEFAULT_BATCH_ROWS))
+}
+
 /// Readers of a job's full transfer (`tuning.readParallelism`, default 2).
 pub fn parallelism(spec: &crate::api::SyncJobSpec) -> usize {
     spec.tuning.as_ref().and_then(|t| t.read_parallelism).unwrap_or(2) as usize

@@ -121,7 +121,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             let databases = catalog::database_charsets(&mut src, &dbs).await?;
             target::create_structure(&mut tgt, &tables, &databases, !spec.task_type.has_full() && spec.policy.indexes)
                 .await?;
-            let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
+            let rows_per_chunk = copy::rows_per_chunk(spec);
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
                 let readers = copy::parallelism(spec) as u64;

@@ -36,22 +36,13 @@ use self::source::{Snapshot, VisibleXids};
 use self::stream::{Changes, Decoder, SlotSnapshot};
 use self::target::Applier;
 use super::Credentials;
-use super::Job;
 use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
 use super::snapshot;
 use super::throttle::Throttle;
+use super::{Job, Outcome};
 use crate::api::{SyncJobSpec, TableState, TransferStage};
 use crate::engine::sql::{pg_ident, pg_qualified};
-
-/// How a run ended without error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// A `FULL_TRANS` job copied everything and released its slot.
-    Completed,
-    /// A stop was requested and the job stopped at a checkpoint.
-    Stopped,
-}
 
 /// Names of what a job holds on the source, derived from the job's identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -412,7 +403,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 // Nothing to load: the constraints and indexes come at once.
                 structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), true).await?;
             }
-            let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
+            let rows_per_chunk = snapshot::rows_per_chunk(spec);
             let mut plan = Vec::new();
             if spec.task_type.has_full() {
                 // Every chunk of this first pass is read in the slot's exported snapshot.
