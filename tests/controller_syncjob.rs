@@ -94,6 +94,28 @@ async fn an_invalid_spec_sets_create_failed_and_creates_no_pod() {
 }
 
 #[tokio::test]
+async fn an_engine_pair_that_does_not_exist_sets_create_failed_naming_the_target_engine() {
+    let (ctx, mut api) = context();
+    let mut j = job(None);
+    j.spec.target.engine = ferry::api::Engine::Mariadb;
+    let jv = serde_json::to_value(&j).unwrap();
+    let run = tokio::spawn(reconcile(Arc::new(j), ctx));
+    api.expect(call(Method::GET, PODS, pod_list(vec![]))).await;
+    let (_, status) = api.expect(call(Method::PATCH, &format!("{JOBS}/orders/status"), jv)).await;
+    let status = status_of(&status);
+    assert_eq!(status.phase, Some(SyncJobPhase::CreateFailed));
+    let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    let why = format!(
+        "spec.target.engine: postgresql → mariadb transfers do not exist; Ferry transfers {}",
+        ferry::engine::pairs::describe()
+    );
+    assert!(stalled.message.contains(&why), "{stalled:?}");
+    assert_eq!(status.last_error.as_ref().map(|e| e.code.as_str()), Some("SPEC_INVALID"));
+    run.await.unwrap().unwrap();
+    assert!(reasons(&api.done().await).contains(&"SpecInvalid".to_owned()));
+}
+
+#[tokio::test]
 async fn a_filter_smuggling_sql_sets_create_failed_with_the_field_and_the_construct() {
     let (ctx, mut api) = context();
     let mut j = job(None);

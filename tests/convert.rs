@@ -139,3 +139,38 @@ fn a_field_the_request_cannot_have_is_refused_with_its_path() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_engine_pair_ferry_does_not_transfer_is_refused_with_the_pairs_it_does() {
+    use ferry::api::{Engine, TaskType};
+    use ferry::engine::pairs;
+    let mut v = variant("postgresql", 5432);
+    v["jobs"][0]["base_info"]["engine_type"] = json!("postgresql-to-mysql");
+    let err = ferry::convert::drs(&v.to_string(), "x", None).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "jobs[0] (DRS-1234): engine_type \"postgresql-to-mysql\": spec.target.engine: postgresql → mysql \
+             transfers do not exist; Ferry transfers {}",
+            pairs::describe()
+        )
+    );
+    // A single engine name with the endpoints' db_type naming the sides.
+    let mut v = variant("postgresql", 5432);
+    v["jobs"][0]["target_endpoint"][0]["db_type"] = json!("mariadb");
+    let err = ferry::convert::drs(&v.to_string(), "x", None).unwrap_err().to_string();
+    assert!(err.contains("postgresql → mariadb transfers do not exist"), "{err}");
+    // No Redis engine.
+    let err = ferry::convert::drs(&variant("redis", 6379).to_string(), "x", None).unwrap_err().to_string();
+    assert!(err.contains(&format!("Ferry has no \"redis\" engine; Ferry transfers {}", pairs::describe())), "{err}");
+    // Across the MySQL family, and MySQL → PostgreSQL exactly when the pair table has it.
+    let mut v = variant("mysql", 3306);
+    v["jobs"][1]["base_info"]["engine_type"] = json!("mysql-to-mariadb");
+    let c = ferry::convert::drs(&v.to_string(), "x", None).unwrap();
+    assert_eq!(child_spec(&c.batch, 1).target.engine, Engine::Mariadb);
+    let mut v = variant("mysql", 3306);
+    v["jobs"][0]["base_info"]["engine_type"] = json!("mysql-to-postgresql");
+    let converted = ferry::convert::drs(&v.to_string(), "x", None);
+    let supported = pairs::supported(Engine::Mysql, Engine::Postgresql, TaskType::FullIncrTrans);
+    assert_eq!(converted.is_ok(), supported.is_ok(), "{:?}", converted.err());
+}

@@ -123,7 +123,7 @@ fn enums_are_real_enums_in_the_schema() {
             .filter_map(|s| s.as_str().map(str::to_owned))
             .collect()
     };
-    assert_eq!(enum_of(&spec["source"]["properties"]["engine"]), ["mysql", "mariadb", "postgresql", "redis"]);
+    assert_eq!(enum_of(&spec["source"]["properties"]["engine"]), ["mysql", "mariadb", "postgresql"]);
     assert_eq!(enum_of(&spec["taskType"]), ["FULL_TRANS", "INCR_TRANS", "FULL_INCR_TRANS"]);
     assert_eq!(enum_of(&spec["jobType"]), ["migration", "sync", "disasterRecovery"]);
     assert_eq!(enum_of(&spec["policy"]["properties"]["conflict"]), ["ignore", "overwrite", "stop"]);
@@ -139,6 +139,22 @@ fn enums_are_real_enums_in_the_schema() {
 /// `text` with every run of white space (line breaks of the doc comments included) as one space.
 fn words(text: &Value) -> String {
     text.as_str().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn kubectl_explain_names_the_engine_pairs_the_pair_table_holds() {
+    let pairs = ferry::engine::pairs::describe();
+    for (kind, def) in crd::all().iter().take(2) {
+        let spec = &schema_of(def)["properties"]["spec"]["properties"];
+        for side in ["source", "target"] {
+            let doc = words(&spec[side]["properties"]["engine"]["description"]);
+            assert!(doc.contains(&format!("A SyncJob transfers {pairs} ")), "{kind} {side}.engine: {doc}");
+            assert!(!doc.to_lowercase().contains("redis"), "{kind} {side}.engine: {doc}");
+        }
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme = words(&Value::String(readme));
+    assert!(readme.contains(&format!("Engine pairs: {pairs}")), "README.md does not list the pairs as {pairs}");
 }
 
 #[test]

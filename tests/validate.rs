@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use ferry::api::compare::{CompareMode, CompareModeKind};
 use ferry::api::validate::{FieldError, Validate, check_cron};
 use ferry::api::*;
+use ferry::engine::pairs;
 
 fn paths(errors: &[FieldError]) -> Vec<&str> {
     errors.iter().map(|e| e.path.as_str()).collect()
@@ -174,10 +175,48 @@ fn client_certificate_keys_default_to_a_kubernetes_tls_secret() {
 }
 
 #[test]
-fn a_postgres_to_mysql_job_is_not_supported() {
+fn an_engine_pair_that_does_not_exist_is_refused_at_the_target_engine_with_the_pairs_that_do() {
     let mut s = SyncJobSpec::test();
     s.target.engine = Engine::Mysql;
-    rejects(&s, "spec.target.engine", "postgresql → mysql is not supported");
+    rejects(
+        &s,
+        "spec.target.engine",
+        &format!("postgresql → mysql transfers do not exist; Ferry transfers {}", pairs::describe()),
+    );
+}
+
+#[test]
+fn validation_refuses_exactly_the_transfers_the_pair_table_lacks() {
+    let engines = [Engine::Postgresql, Engine::Mysql, Engine::Mariadb];
+    for source in engines {
+        for target in engines {
+            for task in [TaskType::FullTrans, TaskType::FullIncrTrans, TaskType::IncrTrans] {
+                let mut s = SyncJobSpec::test().task(task);
+                (s.source.engine, s.target.engine) = (source, target);
+                let refused: Vec<FieldError> = s
+                    .validate()
+                    .into_iter()
+                    .filter(|e| {
+                        ["spec.source.engine", "spec.target.engine", "spec.taskType"].contains(&e.path.as_str())
+                    })
+                    .collect();
+                let want: Vec<FieldError> = pairs::supported(source, target, task)
+                    .err()
+                    .map(|e| FieldError { path: e.field.path().into(), message: e.reason })
+                    .into_iter()
+                    .collect();
+                assert_eq!(refused, want, "{source} → {target} {task:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn redis_is_not_an_engine_a_spec_can_name() {
+    let mut v = serde_json::to_value(SyncJobSpec::test()).unwrap();
+    v["target"]["engine"] = serde_json::json!("redis");
+    let e = serde_json::from_value::<SyncJobSpec>(v).unwrap_err().to_string();
+    assert!(e.contains("unknown variant `redis`, expected one of `mysql`, `mariadb`, `postgresql`"), "{e}");
 }
 
 #[test]

@@ -12,14 +12,17 @@ use serde::{Deserialize, Serialize};
 /// A database engine Ferry can read from or write to.
 ///
 /// `mysql` (MySQL 8), `mariadb` (MariaDB 10.6 and later), `postgresql` (PostgreSQL 12 and later;
-/// before 15 row filters and column lists are applied by the change stream), `redis` (Redis 6 and later).
+/// before 15 row filters and column lists are applied by the change stream). A SyncJob transfers
+/// postgresql → postgresql and mysql/mariadb → mysql/mariadb (every task type); any other pair is
+/// refused when the job is created (phase `CREATE_FAILED`, naming `spec.target.engine`). A
+/// CompareTask compares any two of them.
+// The pairs come from `crate::engine::pairs::PAIRS`; tests/crd.rs holds this text to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Mysql,
     Mariadb,
     Postgresql,
-    Redis,
 }
 
 impl Engine {
@@ -29,7 +32,6 @@ impl Engine {
             Engine::Mysql => "mysql",
             Engine::Mariadb => "mariadb",
             Engine::Postgresql => "postgresql",
-            Engine::Redis => "redis",
         }
     }
 
@@ -198,8 +200,10 @@ impl DebugOptions {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
-    /// Database engine: `mysql`, `mariadb`, `postgresql` or `redis`. Cannot be changed after the
-    /// resource is created.
+    /// Database engine: `mysql`, `mariadb` or `postgresql`. A SyncJob transfers postgresql →
+    /// postgresql and mysql/mariadb → mysql/mariadb (every task type); any other pair is refused
+    /// when the job is created (phase `CREATE_FAILED`, naming `spec.target.engine`). A CompareTask
+    /// compares any two engines. Cannot be changed after the resource is created.
     #[x_kube(validation = Rule::new("self == oldSelf").message("engine is immutable: create a new resource to change it"))]
     pub engine: Engine,
     /// Host name or IP address the worker pods connect to (a Service name works inside the
@@ -210,10 +214,10 @@ pub struct Endpoint {
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
     /// Database to connect to. Required for PostgreSQL (the database that holds the selected
-    /// schemas); optional for MySQL and MariaDB; for Redis, the logical database number.
+    /// schemas); optional for MySQL and MariaDB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// User name to log in as. Required except for Redis servers without ACL users.
+    /// User name to log in as. Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// The Secret key holding the password. Passwords are never written inline in the spec.

@@ -12,6 +12,7 @@ use super::common::{
 use super::compare::{CompareModeKind, CompareTaskSpec};
 use super::syncjob::{MAX_SLOT_RETENTION_MINUTES, SpeedLimit, SyncJobSpec, TaskType};
 use crate::engine::filter::{Dialect, RowFilter};
+use crate::engine::pairs;
 
 /// One violation: which field and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,7 +55,6 @@ fn max_identifier(engine: Engine) -> usize {
     match engine {
         Engine::Postgresql => 63,
         Engine::Mysql | Engine::Mariadb => 64,
-        Engine::Redis => 512,
     }
 }
 
@@ -90,20 +90,13 @@ fn check_endpoint(errs: &mut Errors, path: &str, ep: &Endpoint) {
                 errs.push(format!("{path}.database"), "PostgreSQL needs the database to connect to");
             }
         }
-        Engine::Redis => {
-            if let Some(db) = &ep.database
-                && db.parse::<u32>().is_err()
-            {
-                errs.push(format!("{path}.database"), "a Redis database is a number (0, 1, …)");
-            }
-        }
         Engine::Mysql | Engine::Mariadb => {
             if ep.database.as_deref().is_some_and(|d| d.trim().is_empty()) {
                 errs.push(format!("{path}.database"), "must not be empty when set");
             }
         }
     }
-    if ep.engine != Engine::Redis && ep.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
+    if ep.user.as_deref().is_none_or(|u| u.trim().is_empty()) {
         errs.push(format!("{path}.user"), format!("{} needs a user to log in as", ep.engine));
     }
     if let Some(r) = &ep.password_secret_ref {
@@ -199,9 +192,7 @@ fn check_table(errs: &mut Errors, path: &str, t: &TableSelection, engine: Engine
             );
         } else if f.trim().is_empty() {
             errs.push(format!("{path}.filter"), "must not be empty when set");
-        } else if let Some(dialect) = Dialect::of(engine)
-            && let Err(e) = RowFilter::parse_in(dialect, f)
-        {
+        } else if let Err(e) = RowFilter::parse_in(Dialect::of(engine), f) {
             errs.push(
                 format!("{path}.filter"),
                 format!(
@@ -381,28 +372,13 @@ fn check_speed_limits(errs: &mut Errors, path: &str, limits: &[SpeedLimit]) {
     }
 }
 
-/// Whether a source/target pair can be served by Ferry's engines.
-pub fn supported_pair(source: Engine, target: Engine) -> bool {
-    match source {
-        Engine::Postgresql => target == Engine::Postgresql,
-        Engine::Mysql | Engine::Mariadb => target.is_mysql_family(),
-        Engine::Redis => target == Engine::Redis,
-    }
-}
-
 impl Validate for SyncJobSpec {
     fn validate(&self) -> Vec<FieldError> {
         let mut errs = Errors::default();
         check_endpoint(&mut errs, "spec.source", &self.source);
         check_endpoint(&mut errs, "spec.target", &self.target);
-        if !supported_pair(self.source.engine, self.target.engine) {
-            errs.push(
-                "spec.target.engine",
-                format!(
-                    "{} → {} is not supported; the target must be of the same family as the source",
-                    self.source.engine, self.target.engine
-                ),
-            );
+        if let Err(e) = pairs::supported(self.source.engine, self.target.engine, self.task_type) {
+            errs.push(e.field.path(), e.reason);
         }
         if self.source.host == self.target.host
             && self.source.port == self.target.port
@@ -411,9 +387,7 @@ impl Validate for SyncJobSpec {
         {
             errs.push("spec.target", "source and target are the same database; a job would write onto what it reads");
         }
-        if self.source.engine != Engine::Redis {
-            check_objects(&mut errs, "spec.objects", &self.objects, self.source.engine);
-        }
+        check_objects(&mut errs, "spec.objects", &self.objects, self.source.engine);
         if let Some(d) = &self.description
             && d.chars().count() > 256
         {

@@ -4,7 +4,8 @@
 //!
 //! Passwords never come from the JSON: each endpoint gets a key in the Secret to fill in. Fields
 //! without a Ferry counterpart (billing, VPC, EIP, tags…) are listed, not silently dropped; an
-//! engine Ferry does not support is an error that names it. A field the request body cannot
+//! engine, or an engine pair, Ferry does not transfer ([`crate::engine::pairs`]) is an error that
+//! names it and the pairs Ferry transfers. A field the request body cannot
 //! have ([`request`]) is an error that names it, with its path.
 
 pub mod request;
@@ -12,8 +13,9 @@ pub mod request;
 use serde_json::{Map, Value, json};
 
 use crate::api::batch::BatchJob;
-use crate::api::strict;
 use crate::api::validate::describe;
+use crate::api::{Engine, TaskType, strict};
+use crate::engine::pairs;
 
 /// Why a request cannot be converted.
 #[derive(Debug, thiserror::Error)]
@@ -24,10 +26,8 @@ pub enum ConvertError {
     /// Fields a batch-create request does not have: every one, with its path and a suggestion.
     #[error("DRS request {0}")]
     UnknownFields(String),
-    /// An engine Ferry does not support.
-    #[error(
-        "jobs[{index}] ({name}): engine_type {engine:?} is not supported; Ferry moves PostgreSQL → PostgreSQL and MySQL/MariaDB → MySQL/MariaDB"
-    )]
+    /// An engine, or an engine pair, Ferry does not transfer.
+    #[error("jobs[{index}] ({name}): engine_type {engine:?}: {why}")]
     Engine {
         /// Position in `jobs[]`.
         index: usize,
@@ -35,6 +35,8 @@ pub enum ConvertError {
         name: String,
         /// The engine type.
         engine: String,
+        /// Why, with the pairs Ferry transfers.
+        why: String,
     },
     /// The converted BatchJob does not validate.
     #[error("the converted BatchJob is invalid: {0}")]
@@ -70,28 +72,33 @@ pub fn dns_name(s: &str) -> String {
     if out.is_empty() { "job".into() } else { out }
 }
 
-/// (source, target) engines of a DRS `engine_type`.
+/// The Ferry engine a DRS engine or `db_type` name stands for.
+fn engine(name: &str) -> Result<Engine, String> {
+    match name.to_ascii_lowercase().as_str() {
+        "mysql" | "taurus" | "gaussdb-mysql" => Ok(Engine::Mysql),
+        "mariadb" => Ok(Engine::Mariadb),
+        "postgresql" | "postgres" | "pg" => Ok(Engine::Postgresql),
+        _ => Err(format!("Ferry has no {name:?} engine; Ferry transfers {}", pairs::describe())),
+    }
+}
+
+/// (source, target) engines of a DRS `engine_type` (`mysql`, `mysql-to-postgresql`, …; the
+/// endpoints' `db_type` refine a single name), if Ferry transfers between them with `task`.
 fn engines(
     engine_type: &str,
     source_db: Option<&str>,
     target_db: Option<&str>,
-) -> Option<(&'static str, &'static str)> {
-    let norm = |s: &str| match s.to_ascii_lowercase().as_str() {
-        "mysql" | "taurus" | "gaussdb-mysql" => Some("mysql"),
-        "mariadb" => Some("mariadb"),
-        "postgresql" | "postgres" | "pg" => Some("postgresql"),
-        "redis" => Some("redis"),
-        _ => None,
-    };
+    task: TaskType,
+) -> Result<(Engine, Engine), String> {
     let (a, b) = match engine_type.split_once("-to-") {
-        Some((a, b)) => (norm(a)?, norm(b)?),
+        Some((a, b)) => (engine(a)?, engine(b)?),
         None => {
-            let e = norm(engine_type)?;
-            (source_db.and_then(norm).unwrap_or(e), target_db.and_then(norm).unwrap_or(e))
+            let e = engine(engine_type)?;
+            (source_db.map(engine).transpose()?.unwrap_or(e), target_db.map(engine).transpose()?.unwrap_or(e))
         }
     };
-    let family = |e: &'static str| if e == "mariadb" { "mysql" } else { e };
-    (family(a) == family(b)).then_some((a, b))
+    pairs::supported(a, b, task).map_err(|e| e.to_string())?;
+    Ok((a, b))
 }
 
 /// A string or a number as text.
@@ -108,7 +115,7 @@ fn number(v: &Value) -> Option<u64> {
 }
 
 /// Converts one endpoint; its password becomes key `key` of Secret `secret`.
-fn endpoint(v: &Value, engine: &str, secret: &str, key: &str, at: &str, dropped: &mut Vec<String>) -> Value {
+fn endpoint(v: &Value, engine: Engine, secret: &str, key: &str, at: &str, dropped: &mut Vec<String>) -> Value {
     let e = &v["endpoint"];
     let mut out = Map::new();
     out.insert("engine".into(), json!(engine));
@@ -128,9 +135,8 @@ fn endpoint(v: &Value, engine: &str, secret: &str, key: &str, at: &str, dropped:
         }
     }
     let default_port = match engine {
-        "postgresql" => 5432,
-        "redis" => 6379,
-        _ => 3306,
+        Engine::Postgresql => 5432,
+        Engine::Mysql | Engine::Mariadb => 3306,
     };
     out.insert("port".into(), json!(e.get("db_port").and_then(number).unwrap_or(default_port)));
     if let Some(db) = e.get("db_name").and_then(text) {
@@ -162,7 +168,7 @@ fn endpoint(v: &Value, engine: &str, secret: &str, key: &str, at: &str, dropped:
 }
 
 /// Converts `db_object` into `objects`.
-fn objects(v: &Value, engine: &str, at: &str, dropped: &mut Vec<String>) -> Value {
+fn objects(v: &Value, engine: Engine, at: &str, dropped: &mut Vec<String>) -> Value {
     let scope = v.get("object_scope").and_then(text).unwrap_or_else(|| "table".into());
     let mut out = Map::new();
     out.insert("scope".into(), json!(if scope == "instance" { "all" } else { scope.as_str() }));
@@ -195,7 +201,7 @@ fn objects(v: &Value, engine: &str, at: &str, dropped: &mut Vec<String>) -> Valu
             let mut d = json!({"name": name});
             if all {
                 d["all"] = json!(true);
-            } else if engine == "postgresql" {
+            } else if engine.has_schemas() {
                 // PostgreSQL tables live in schemas; DRS names them under the database.
                 d["schemas"] = json!([{"name": "public", "tables": tables}]);
             } else {
@@ -221,8 +227,13 @@ fn job(
     let item = dns_name(&name);
     let engine_type = base.get("engine_type").and_then(text).unwrap_or_default();
     let db_type = |side: &str| v[side].get(0).and_then(|e| e.get("db_type")).and_then(Value::as_str);
-    let (src_engine, tgt_engine) = engines(&engine_type, db_type("source_endpoint"), db_type("target_endpoint"))
-        .ok_or(ConvertError::Engine { index: i, name: name.clone(), engine: engine_type.clone() })?;
+    // What the job's spec will say (FULL_INCR_TRANS when DRS gives none), for the pair's check.
+    let task = match base.get("task_type").and_then(text) {
+        Some(t) => serde_json::from_value(json!(t)).unwrap_or_default(),
+        None => TaskType::default(),
+    };
+    let (src_engine, tgt_engine) = engines(&engine_type, db_type("source_endpoint"), db_type("target_endpoint"), task)
+        .map_err(|why| ConvertError::Engine { index: i, name: name.clone(), engine: engine_type.clone(), why })?;
     let (src_key, tgt_key) = (format!("{item}-source-password"), format!("{item}-target-password"));
     let mut spec = Map::new();
     if let Some(t) = base.get("job_type").and_then(text) {
@@ -256,7 +267,7 @@ fn job(
     let source = v["source_endpoint"].get(0).cloned().unwrap_or(Value::Null);
     let mut target = v["target_endpoint"].get(0).cloned().unwrap_or(Value::Null);
     let source_db = source["endpoint"].get("db_name").cloned();
-    if tgt_engine == "postgresql"
+    if tgt_engine == Engine::Postgresql
         && target["endpoint"].get("db_name").is_none()
         && let Some(db) = source_db
         && let Some(e) = target.get_mut("endpoint").and_then(Value::as_object_mut)

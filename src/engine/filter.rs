@@ -128,12 +128,11 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The dialect of an engine's filters; `None` for engines without SQL filters (Redis).
-    pub fn of(engine: crate::api::Engine) -> Option<Dialect> {
+    /// The dialect of an engine's filters.
+    pub fn of(engine: crate::api::Engine) -> Dialect {
         match engine {
-            crate::api::Engine::Postgresql => Some(Dialect::Postgres),
-            crate::api::Engine::Mysql | crate::api::Engine::Mariadb => Some(Dialect::MySql),
-            crate::api::Engine::Redis => None,
+            crate::api::Engine::Postgresql => Dialect::Postgres,
+            crate::api::Engine::Mysql | crate::api::Engine::Mariadb => Dialect::MySql,
         }
     }
 }

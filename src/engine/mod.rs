@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod mysql;
 pub mod net;
+pub mod pairs;
 pub mod postgres;
 pub mod progress;
 pub mod queue;
@@ -157,32 +158,52 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
 
 /// One run of a job, from its checkpoint to completion, a stop or an error.
 async fn run_once(job: Job<'_>) -> Result<Outcome, EngineError> {
-    match (job.spec.source.engine, job.spec.target.engine) {
+    let spec = job.spec;
+    pairs::supported(spec.source.engine, spec.target.engine, spec.task_type)
+        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+    match (spec.source.engine, spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::run(job).await,
-        (s, t) => Err(EngineError::Unsupported(format!("{s} → {t} transfers are not implemented yet"))),
+        (s, t) => Err(unrouted(s, t)),
     }
+}
+
+/// A pair [`pairs::PAIRS`] lists that no engine runs: a table out of step with the dispatch.
+fn unrouted(source: Engine, target: Engine) -> EngineError {
+    EngineError::Unsupported(format!("{source} → {target} is listed in engine::pairs but no engine runs it"))
 }
 
 /// Runs the precheck for a job's endpoints.
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
-    let mut items = match (spec.source.engine, spec.target.engine) {
-        (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
-        (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
-        (s, t) => vec![PrecheckItem {
-            item: "engines".into(),
-            result: PrecheckResult::Failed,
-            reason: Some(format!("{s} → {t} transfers are not implemented yet")),
-            fix: Some("use a PostgreSQL → PostgreSQL job".into()),
-            skippable: false,
-            skipped: false,
-        }],
+    let mut items = match pairs::supported(spec.source.engine, spec.target.engine, spec.task_type) {
+        Err(e) => vec![engines_item(&e)],
+        Ok(()) => match (spec.source.engine, spec.target.engine) {
+            (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
+            (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
+            (s, t) => vec![engines_item(&pairs::Unsupported {
+                field: pairs::Field::TargetEngine,
+                reason: unrouted(s, t).to_string(),
+                fix: format!("use a pair Ferry transfers: {}", pairs::describe()),
+            })],
+        },
     };
     // A side whose TLS failed already has its `<side>.tls` item.
     let plaintext: Vec<_> =
         plaintext_items(spec).into_iter().filter(|p| !items.iter().any(|i| i.item == p.item)).collect();
     items.extend(plaintext);
     items
+}
+
+/// The `engines` precheck item: FAILED, for a transfer that is not one of [`pairs::PAIRS`].
+fn engines_item(why: &pairs::Unsupported) -> PrecheckItem {
+    PrecheckItem {
+        item: "engines".into(),
+        result: PrecheckResult::Failed,
+        reason: Some(why.to_string()),
+        fix: Some(why.fix.clone()),
+        skippable: false,
+        skipped: false,
+    }
 }
 
 /// Whether `host` is this machine: traffic to it never crosses a network.
@@ -220,10 +241,14 @@ pub fn plaintext_items(spec: &SyncJobSpec) -> Vec<PrecheckItem> {
 /// Releases what a job holds on its source (replication slot, publication) and its bookkeeping
 /// on the target. Safe to repeat.
 pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<(), EngineError> {
-    match spec.source.engine {
-        Engine::Postgresql => postgres::release(id, spec, credentials).await,
-        e if e.is_mysql_family() => mysql::release(id, spec, credentials).await,
-        other => Err(EngineError::Unsupported(format!("releasing {other} sources is not implemented yet"))),
+    // A job whose pair does not exist never ran (validation keeps it in CREATE_FAILED), so there
+    // is nothing of it to find; which engine's release to use is not known either.
+    pairs::engines_supported(spec.source.engine, spec.target.engine)
+        .map_err(|e| EngineError::Unsupported(format!("releasing: {e}")))?;
+    match (spec.source.engine, spec.target.engine) {
+        (Engine::Postgresql, Engine::Postgresql) => postgres::release(id, spec, credentials).await,
+        (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::release(id, spec, credentials).await,
+        (s, t) => Err(unrouted(s, t)),
     }
 }
 
@@ -234,6 +259,27 @@ mod tests {
 
     fn results(spec: &SyncJobSpec) -> Vec<(String, PrecheckResult)> {
         plaintext_items(spec).into_iter().map(|i| (i.item, i.result)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_pair_that_does_not_exist_fails_the_engines_item_without_connecting() {
+        let mut spec = SyncJobSpec::test();
+        spec.target.engine = Engine::Mysql;
+        let items = precheck(&spec, &Credentials::default()).await;
+        let engines = items.iter().find(|i| i.item == "engines").unwrap();
+        assert_eq!(engines.result, PrecheckResult::Failed);
+        assert_eq!(
+            engines.reason.as_deref(),
+            Some(
+                format!(
+                    "spec.target.engine: postgresql → mysql transfers do not exist; Ferry transfers {}",
+                    pairs::describe()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(engines.fix.as_deref(), Some("for a postgresql source, set spec.target.engine to postgresql"));
+        assert!(!engines.skippable);
     }
 
     #[test]
