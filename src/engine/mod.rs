@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod metrics;
 pub mod model;
+pub mod my_to_pg;
 pub mod mysql;
 pub mod net;
 pub mod postgres;

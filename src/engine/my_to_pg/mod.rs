@@ -1,0 +1,4 @@
+//! MySQL / MariaDB → PostgreSQL: the type mapping ([`types`], documented in
+//! docs/mysql-to-postgresql.md).
+
+pub mod types;
