@@ -385,7 +385,7 @@ fn check_speed_limits(errs: &mut Errors, path: &str, limits: &[SpeedLimit]) {
 pub fn supported_pair(source: Engine, target: Engine) -> bool {
     match source {
         Engine::Postgresql => target == Engine::Postgresql,
-        Engine::Mysql | Engine::Mariadb => target.is_mysql_family(),
+        Engine::Mysql | Engine::Mariadb => target.is_mysql_family() || target == Engine::Postgresql,
         Engine::Redis => target == Engine::Redis,
     }
 }
@@ -403,6 +403,11 @@ impl Validate for SyncJobSpec {
                     self.source.engine, self.target.engine
                 ),
             );
+        } else if self.source.engine.is_mysql_family()
+            && self.target.engine == Engine::Postgresql
+            && self.task_type != TaskType::FullTrans
+        {
+            errs.push("spec.taskType", crate::engine::my_to_pg::FULL_ONLY);
         }
         if self.source.host == self.target.host
             && self.source.port == self.target.port

@@ -155,6 +155,7 @@ async fn run_once(job: Job<'_>) -> Result<Outcome, EngineError> {
     match (job.spec.source.engine, job.spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::run(job).await,
+        (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::run(job).await,
         (s, t) => Err(EngineError::Unsupported(format!("{s} → {t} transfers are not implemented yet"))),
     }
 }
@@ -164,6 +165,7 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
     let mut items = match (spec.source.engine, spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
+        (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::precheck(spec, credentials).await,
         (s, t) => vec![PrecheckItem {
             item: "engines".into(),
             result: PrecheckResult::Failed,
@@ -217,6 +219,9 @@ pub fn plaintext_items(spec: &SyncJobSpec) -> Vec<PrecheckItem> {
 pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<(), EngineError> {
     match spec.source.engine {
         Engine::Postgresql => postgres::release(id, spec, credentials).await,
+        e if e.is_mysql_family() && spec.target.engine == Engine::Postgresql => {
+            my_to_pg::release(id, spec, credentials).await
+        }
         e if e.is_mysql_family() => mysql::release(id, spec, credentials).await,
         other => Err(EngineError::Unsupported(format!("releasing {other} sources is not implemented yet"))),
     }
