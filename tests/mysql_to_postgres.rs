@@ -513,9 +513,118 @@ async fn spatial_columns_and_case_collisions_stop_the_job_before_anything_is_cre
     let rows: i64 = pg.query_one("SELECT count(*) FROM shop.zero", &[]).await.unwrap().get(0);
     assert_eq!(rows, 0, "the failed chunk left rows behind");
 
-    // Validation refuses the task types not built yet, saying so.
+    // Validation refuses the task type not built yet, saying so.
     let mut spec = servers.spec(&["zero"]);
-    spec.task_type = TaskType::FullIncrTrans;
+    spec.task_type = TaskType::IncrTrans;
     let errors = ferry::api::Validate::validate(&spec);
-    assert!(errors.iter().any(|e| e.to_string().contains("FULL_TRANS jobs only")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.to_string().contains("INCR_TRANS, a stream without the copy")), "{errors:?}");
+}
+
+/// Waits until `sql` returns true on the target; fails with the job's error if it ends first.
+async fn wait_for(pg: &Client, sql: &str, job: &mut tokio::task::JoinHandle<Result<Outcome, EngineError>>) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if job.is_finished() {
+            panic!("the job ended: {:?}", job.await.unwrap());
+        }
+        if let Ok(row) = pg.query_one(sql, &[]).await
+            && row.get::<_, Option<bool>>(0) == Some(true)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {sql}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_stream_writes_every_type_as_the_full_transfer_does() {
+    let servers = Servers::start();
+    exec(&mut servers.source().await, TYPES).await;
+    exec(
+        &mut servers.source().await,
+        "USE shop; CREATE TABLE events (n int, label varchar(20) CHARACTER SET latin1);
+         INSERT INTO events SELECT seq % 10, 'dup' FROM seq_1_to_100;",
+    )
+    .await;
+    let mut spec = servers.spec(&["types", "events"]);
+    spec.task_type = TaskType::FullIncrTrans;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let credentials = servers.credentials();
+    let run_spec = spec.clone();
+    let mut job = tokio::spawn(async move {
+        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+        engine::run(Job { id: "stream", spec: &run_spec, credentials: &credentials, tracker, stop }).await
+    });
+    let pg = servers.target().await;
+    wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
+    // Every row again, through the stream, with ids 10 higher; then updates and deletes.
+    exec(
+        &mut servers.source().await,
+        "SET SESSION sql_mode = '', time_zone = '+00:00'; USE shop;
+         INSERT INTO types SELECT id + 10, ti, tiu, b1, si, siu, mi, miu, i, iu, bi, biu, d, du, f, db, bit1, bit64,
+             y, dt, zd, zdt, zts, tm, tm6, dtm, ts, e, s, j, u, l, c, tx, bn, vb, bl FROM types;
+         UPDATE types t JOIN types o ON o.id = 2 SET t.u = o.u, t.l = o.l, t.e = o.e, t.s = o.s, t.bit64 = o.bit64,
+             t.ts = o.ts, t.tm = o.tm, t.bl = o.bl WHERE t.id = 11;
+         DELETE FROM types WHERE id = 13;
+         INSERT INTO events VALUES (1, 'naïve'), (1, 'naïve');
+         DELETE FROM events WHERE n = 3 LIMIT 1;
+         UPDATE events SET label = 'été' WHERE n = 5 LIMIT 1;",
+    )
+    .await;
+    wait_for(
+        &pg,
+        "SELECT NOT EXISTS (SELECT FROM shop.types WHERE id = 13) AND EXISTS (SELECT FROM shop.types WHERE id = 14)",
+        &mut job,
+    )
+    .await;
+    wait_for(&pg, "SELECT count(*) = 101 FROM shop.events", &mut job).await;
+    // The columns the update leaves alone.
+    let row = |id: i32| {
+        let pg = &pg;
+        async move {
+            pg.query_one(
+                "SELECT (to_jsonb(t) - 'id' - 'u' - 'l' - 'e' - 's' - 'bit64' - 'ts' - 'tm' - 'bl')::text \
+                 FROM shop.types t WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+        }
+    };
+    for id in [1, 2, 4] {
+        assert_eq!(row(id + 10).await, row(id).await, "row {id} streamed differs from its copy");
+    }
+    let whole = "SELECT (to_jsonb(t) - 'id')::text FROM shop.types t WHERE id = $1";
+    let (two, twelve) = (pg.query_one(whole, &[&2]).await.unwrap(), pg.query_one(whole, &[&12]).await.unwrap());
+    assert_eq!(two.get::<_, String>(0), twelve.get::<_, String>(0));
+    let updated = pg
+        .query_one(
+            "SELECT u, l, e, s, bit64::text, ts::text, tm::text, bl::text, ti FROM shop.types WHERE id = 11",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.get::<_, String>(0), "emoji 😀 ✓");
+    assert_eq!(updated.get::<_, String>(1), "café naïve");
+    assert_eq!(updated.get::<_, String>(2), "it's");
+    assert_eq!(updated.get::<_, String>(3), "x,z");
+    assert_eq!(updated.get::<_, String>(4), "1".repeat(64));
+    assert_eq!(updated.get::<_, String>(5), "2038-01-19 03:14:07.999999+00");
+    assert_eq!(updated.get::<_, String>(6), "838:59:59");
+    assert_eq!(updated.get::<_, String>(7), "\\x000102ff00");
+    assert_eq!(updated.get::<_, Option<i16>>(8), Some(-128));
+    let labels: Vec<(i32, String, i64)> = pg
+        .query("SELECT n, label, count(*) FROM shop.events WHERE label <> 'dup' GROUP BY 1, 2 ORDER BY 1, 2", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(labels, vec![(1, "naïve".to_owned(), 2), (5, "été".to_owned(), 1)]);
+    let threes: i64 = pg.query_one("SELECT count(*) FROM shop.events WHERE n = 3", &[]).await.unwrap().get(0);
+    assert_eq!(threes, 9);
+    stop_tx.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }

@@ -405,7 +405,7 @@ impl Validate for SyncJobSpec {
             );
         } else if self.source.engine.is_mysql_family()
             && self.target.engine == Engine::Postgresql
-            && self.task_type != TaskType::FullTrans
+            && self.task_type == TaskType::IncrTrans
         {
             errs.push("spec.taskType", crate::engine::my_to_pg::FULL_ONLY);
         }

@@ -104,13 +104,21 @@ impl RowFormat for CopyText {
     }
 }
 
-/// The table as the PostgreSQL target's chunk writer and ledger know tables: the written
-/// columns selected, with their PostgreSQL types; text `COPY`.
-pub fn pg_table(t: &MyTable) -> PgTable {
+/// The table as the PostgreSQL target's chunk writer, ledger and applier know tables: the
+/// written columns selected, with their PostgreSQL types (the applier casts its text values to
+/// them); text `COPY`.
+pub fn pg_table(t: &MyTable, plan: &TablePlan) -> PgTable {
     let mut def = t.def.clone();
     let written: Vec<usize> = t.written().map(|(i, _, _)| i).collect();
-    def.columns =
-        def.columns.into_iter().enumerate().map(|(i, c)| ColumnDef { selected: written.contains(&i), ..c }).collect();
+    def.columns = def
+        .columns
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| match written.iter().position(|w| *w == i) {
+            Some(at) => ColumnDef { selected: true, type_sql: plan.columns[at].pg_type.clone(), ..c },
+            None => ColumnDef { selected: false, ..c },
+        })
+        .collect();
     let count = def.columns.len();
     PgTable {
         def,

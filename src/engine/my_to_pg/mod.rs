@@ -17,6 +17,7 @@
 //!    the source's `AUTO_INCREMENT`, and the transfer marked done.
 
 pub mod copy;
+pub mod stream;
 pub mod structure;
 pub mod types;
 
@@ -26,22 +27,23 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio_postgres::Client;
 
+use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
 use super::mysql::catalog::{self, MyTable};
-use super::mysql::stream::BinlogNames;
+use super::mysql::stream::{BinlogNames, MyChanges, StartAt, StreamOptions};
 use super::mysql::{self as my, snapshot, source};
+use super::postgres::catalog::PgTable;
 use super::postgres::{self as pg, target as pg_target};
 use super::snapshot as copy_loop;
 use super::throttle::Throttle;
 use super::{Credentials, Job, Outcome};
-use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec, TableState, TaskType, TransferStage};
+use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec, TableState, TransferStage};
 use crate::engine::sql::{pg_ident, pg_qualified};
-use structure::TablePlan;
+use structure::{Indexes, TablePlan};
 
-/// Why a task type other than a full transfer is refused for this pair, for validation and the
-/// engine alike.
-pub const FULL_ONLY: &str =
-    "MySQL/MariaDB → PostgreSQL runs FULL_TRANS jobs only so far (the change stream is not built yet)";
+/// Why INCR_TRANS is refused for this pair, for validation and the engine alike.
+pub const FULL_ONLY: &str = "MySQL/MariaDB → PostgreSQL runs FULL_TRANS and FULL_INCR_TRANS jobs only so far \
+     (INCR_TRANS, a stream without the copy, is not built yet)";
 
 async fn source(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Conn> {
     my::connect::connect(&spec.source, credentials.login(Side::Source), Side::Source).await
@@ -54,7 +56,7 @@ async fn target(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Client>
 /// Runs the job until its full transfer completes, it is stopped, or it fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let spec = job.spec;
-    if spec.task_type != TaskType::FullTrans {
+    if !spec.task_type.has_full() {
         return Err(EngineError::Unsupported(FULL_ONLY.into()));
     }
     let mut src = source(spec, job.credentials).await?;
@@ -97,30 +99,101 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
                 .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
         }
     };
-    if state.full_done {
+    let names = BinlogNames { base: state.slot.clone(), width: 6 };
+    let pg_tables: Vec<_> = tables.iter().zip(&plans).map(|(t, p)| copy::pg_table(t, p)).collect();
+    let incremental = spec.task_type.has_incremental();
+    if !state.full_done {
+        job.tracker.stage(TransferStage::Full);
+        let started = std::time::Instant::now();
+        full_transfer(&job, &mut tgt, &tables, &plans, &pg_tables, &names, planned).await?;
+        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
+        if *job.stop.borrow() {
+            return Ok(Outcome::Stopped);
+        }
+        for t in 0..tables.len() {
+            job.tracker.table_state(t, TableState::Indexing);
+        }
+        if spec.policy.indexes {
+            // With a stream to catch up, unique indexes wait for a consistent copy.
+            let which = if incremental { Indexes::NonUnique } else { Indexes::All };
+            structure::build_keys_and_indexes(&tgt, &tables, &plans, which).await?;
+        }
+        if !incremental {
+            set_identities(&mut src, &tgt, &tables, &plans, &job).await?;
+        }
+        pg_target::finish_full(&tgt, job.id).await?;
+        for t in 0..tables.len() {
+            job.tracker.table_state(t, TableState::Copied);
+        }
+        job.tracker.stage(TransferStage::FullComplete);
+    }
+    if !incremental {
         return Ok(Outcome::Completed);
     }
-    let names = BinlogNames { base: state.slot.clone(), width: 6 };
-    job.tracker.stage(TransferStage::Full);
-    let started = std::time::Instant::now();
-    full_transfer(&job, &mut tgt, &tables, &plans, &names, planned).await?;
-    tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
-    if *job.stop.borrow() {
-        return Ok(Outcome::Stopped);
-    }
-    for t in 0..tables.len() {
-        job.tracker.table_state(t, TableState::Indexing);
+    let state = pg_target::job_state(&tgt, job.id)
+        .await?
+        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
+    let safe_end = state.safe_end_lsn.unwrap_or(state.start_lsn);
+    let from = state.checkpoint_lsn.unwrap_or(state.start_lsn);
+    if from < safe_end {
+        // Chunks were read in snapshots after the start: replay up to the newest so the copy is
+        // consistent as of that moment.
+        apply_stream(&job, &tables, &plans, &pg_tables, &names, from, safe_end, Some(safe_end)).await?;
+        if *job.stop.borrow() {
+            return Ok(Outcome::Stopped);
+        }
     }
     if spec.policy.indexes {
-        structure::build_keys_and_indexes(&tgt, &tables, &plans).await?;
+        structure::build_keys_and_indexes(&tgt, &tables, &plans, Indexes::Unique).await?;
     }
     set_identities(&mut src, &tgt, &tables, &plans, &job).await?;
-    pg_target::finish_full(&tgt, job.id).await?;
+    let state = pg_target::job_state(&tgt, job.id)
+        .await?
+        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
+    let from = state.checkpoint_lsn.unwrap_or(state.start_lsn);
     for t in 0..tables.len() {
-        job.tracker.table_state(t, TableState::Copied);
+        job.tracker.table_state(t, TableState::Streaming);
     }
-    job.tracker.stage(TransferStage::FullComplete);
-    Ok(Outcome::Completed)
+    job.tracker.stage(TransferStage::Incremental);
+    apply_stream(&job, &tables, &plans, &pg_tables, &names, from, safe_end, None).await?;
+    Ok(Outcome::Stopped)
+}
+
+/// Applies the binary-log stream from `from` through the PostgreSQL applier until stopped, or
+/// (with `until`) until that position is applied or the log ends: idempotently up to
+/// `safe_end`, skipping a keyless table's changes up to the snapshot its copy was read in.
+#[allow(clippy::too_many_arguments)]
+async fn apply_stream(
+    job: &Job<'_>,
+    tables: &[MyTable],
+    plans: &[TablePlan],
+    pg_tables: &[PgTable],
+    names: &BinlogNames,
+    from: u64,
+    safe_end: u64,
+    until: Option<u64>,
+) -> Result<()> {
+    let spec = job.spec;
+    let tgt = target(spec, job.credentials).await?;
+    let read = pg_target::table_read_lsns(&tgt, job.id).await?;
+    let (file, offset) = names.decode(from);
+    let opts = StreamOptions {
+        start: StartAt::File(file, offset),
+        until_end_of_log: until.is_some(),
+        server_id: my::stream::server_id_for(job.id),
+        tables: tables.to_vec(),
+        selection: spec.objects.clone(),
+        ddl: spec.policy.ddl.clone(),
+        dml: spec.policy.dml_types.clone(),
+        names: names.clone(),
+    };
+    let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
+    let changes = stream::PgChanges::new(changes, tables, plans)?;
+    let apply_opts =
+        ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until).with_heartbeats(true);
+    let mut applier =
+        pg_target::Applier::open(tgt, job.id, pg_tables.to_vec(), &spec.policy).await?.counting(job.tracker.clone());
+    apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
 }
 
 /// Copies every pending chunk with `readParallelism` readers (the MySQL family's reader writing
@@ -130,10 +203,10 @@ async fn full_transfer(
     tgt: &mut Client,
     tables: &[MyTable],
     plans: &[TablePlan],
+    pg_tables: &[PgTable],
     names: &BinlogNames,
     planned: bool,
 ) -> Result<()> {
-    let pg_tables: Vec<_> = tables.iter().map(copy::pg_table).collect();
     if !planned {
         // The ranges of a split keyless table must all be read in one snapshot: one not finished
         // in an earlier run is copied again whole.
@@ -166,7 +239,7 @@ async fn full_transfer(
     };
     let open_target = || async {
         let client = target(job.spec, job.credentials).await?;
-        Ok(copy::PgLoad { client, job: job.id, tables: &pg_tables })
+        Ok(copy::PgLoad { client, job: job.id, tables: pg_tables })
     };
     copy_loop::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
 }
@@ -231,8 +304,13 @@ fn item(name: &str, result: PrecheckResult, reason: Option<String>, fix: Option<
 /// names that would collide.
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
     let mut items = Vec::new();
-    if spec.task_type != TaskType::FullTrans {
-        items.push(item("taskType", PrecheckResult::Failed, Some(FULL_ONLY.into()), Some("use taskType FULL_TRANS")));
+    if !spec.task_type.has_full() {
+        items.push(item(
+            "taskType",
+            PrecheckResult::Failed,
+            Some(FULL_ONLY.into()),
+            Some("use taskType FULL_TRANS or FULL_INCR_TRANS"),
+        ));
     }
     match target(spec, credentials).await {
         Ok(_) => items.push(item("target.connection", PrecheckResult::Passed, None, None)),

@@ -29,6 +29,8 @@ pub struct ColumnPlan {
     pub name: String,
     /// How values are converted.
     pub conv: Conv,
+    /// The PostgreSQL type.
+    pub pg_type: String,
     /// Whether the target column takes NULL (a zero date becomes NULL there).
     pub nullable: bool,
     /// Source character set of a text column, when it is not UTF-8 (the reader converts it).
@@ -44,8 +46,9 @@ pub struct TablePlan {
     pub create_sql: String,
     /// The primary key's columns (target names), empty without one.
     pub key: Vec<String>,
-    /// Secondary indexes: (target index name, `CREATE INDEX IF NOT EXISTS` statement).
-    pub indexes: Vec<(String, String)>,
+    /// Secondary indexes: (target index name, `CREATE INDEX IF NOT EXISTS` statement, whether
+    /// it is unique).
+    pub indexes: Vec<(String, String, bool)>,
     /// The `AUTO_INCREMENT` column made an identity: (source name, target name).
     pub identity: Option<(String, String)>,
     /// What the target does not get, as (object, reason).
@@ -291,16 +294,16 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
         columns.push(ColumnPlan {
             name: c.target_name.clone(),
             conv: mapping.conv,
+            pg_type: mapping.pg_type.clone(),
             nullable: c.nullable && !key,
             convert_from,
         });
     }
-    for (c, m) in d.columns.iter().zip(&t.columns).filter(|(c, m)| c.selected && m.generated()) {
+    for (c, _) in d.columns.iter().zip(&t.columns).filter(|(c, m)| c.selected && m.generated()) {
         left_out.push((
             format!("column {} of {table}", c.name),
             "a generated column: its expression is not translated, and the target does not get the column".into(),
         ));
-        let _ = m;
     }
     for check in &t.checks {
         let json_check = check.column.as_deref().is_some_and(|c| is_mariadb_json(t, c));
@@ -337,7 +340,7 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
             pg_ident(&name),
             cols.join(", ")
         );
-        indexes.push((name, sql));
+        indexes.push((name, sql, ix.unique));
     }
     let key = d.key_columns().map(|c| c.target_name.clone()).collect();
     let create_sql = format!("CREATE TABLE IF NOT EXISTS {target} ({})", column_sql.join(", "));
@@ -363,8 +366,27 @@ pub async fn create_tables(client: &Client, tables: &[MyTable], plans: &[TablePl
     Ok(())
 }
 
-/// Adds the primary keys and secondary indexes the tables do not have yet.
-pub async fn build_keys_and_indexes(client: &Client, tables: &[MyTable], plans: &[TablePlan]) -> Result<()> {
+/// Which secondary indexes a build creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Indexes {
+    /// Every one.
+    All,
+    /// The non-unique ones: a copy made of chunks read in different snapshots may break a
+    /// unique index until the stream has caught up (a primary key it cannot: chunks are ranges of
+    /// it).
+    NonUnique,
+    /// The unique ones, once the copy is consistent.
+    Unique,
+}
+
+/// Adds the primary keys and the secondary indexes (those `which` says) the tables do not
+/// have yet.
+pub async fn build_keys_and_indexes(
+    client: &Client,
+    tables: &[MyTable],
+    plans: &[TablePlan],
+    which: Indexes,
+) -> Result<()> {
     for (t, p) in tables.iter().zip(plans) {
         let d = &t.def;
         let target = pg_qualified(&d.target_schema, &d.target_name);
@@ -387,7 +409,12 @@ pub async fn build_keys_and_indexes(client: &Client, tables: &[MyTable], plans: 
                     .ctx(T, || format!("adding the primary key of {}", d.display_target()))?;
             }
         }
-        for (name, sql) in &p.indexes {
+        let wanted = |unique: bool| match which {
+            Indexes::All => true,
+            Indexes::NonUnique => !unique,
+            Indexes::Unique => unique,
+        };
+        for (name, sql, _) in p.indexes.iter().filter(|(_, _, unique)| wanted(*unique)) {
             crate::engine::postgres::connect::execute_one(client, sql)
                 .await
                 .ctx(T, || format!("creating index {name} of {}", d.display_target()))?;
@@ -500,7 +527,8 @@ mod tests {
             p.indexes,
             vec![(
                 "Orders_by_state".to_owned(),
-                "CREATE INDEX IF NOT EXISTS \"Orders_by_state\" ON \"shop\".\"Orders\" (\"state\")".to_owned()
+                "CREATE INDEX IF NOT EXISTS \"Orders_by_state\" ON \"shop\".\"Orders\" (\"state\")".to_owned(),
+                false
             )]
         );
         let left: Vec<String> = p.left_out.iter().map(|(o, r)| format!("{o}: {r}")).collect();
