@@ -299,9 +299,10 @@ fn item(name: &str, result: PrecheckResult, reason: Option<String>, fix: Option<
     }
 }
 
-/// Checks made before a MySQL/MariaDB → PostgreSQL job starts: both logins, the selected
-/// tables, column types without a PostgreSQL counterpart (spatial types among them) and target
-/// names that would collide.
+/// Checks made before a MySQL/MariaDB → PostgreSQL job starts: both logins, the binary log and
+/// replication privileges (with a change stream, as for MySQL → MySQL), the selected tables,
+/// column types without a PostgreSQL counterpart (spatial types among them) and target names
+/// that would collide.
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
     let mut items = Vec::new();
     if !spec.task_type.has_full() {
@@ -336,6 +337,10 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
             return items;
         }
     };
+    if spec.task_type.has_incremental() {
+        my::precheck::binlog_checks(&mut items, &mut src).await;
+        my::precheck::privilege_checks(&mut items, &mut src).await;
+    }
     let tables = match catalog::resolve(&mut src, &spec.objects).await {
         Ok(t) => {
             items.push(item("source.tablesExist", PrecheckResult::Passed, None, None));
