@@ -635,3 +635,122 @@ async fn the_stream_writes_every_type_as_the_full_transfer_does() {
     let e = tokio::time::timeout(Duration::from_secs(60), job).await.unwrap().unwrap().unwrap_err().to_string();
     assert!(e.contains("not translated to PostgreSQL yet") && e.contains("ADD COLUMN extra int"), "{e}");
 }
+
+/// Every row of `shop.accounts` and `shop.events` on each side, in one text form, ordered.
+async fn both_sides(src: &mut Conn, pg: &Client) -> (Vec<String>, Vec<String>) {
+    let mut mine: Vec<String> = src
+        .query::<(i64, String, Option<String>), _>("SELECT id, CAST(balance AS CHAR), note FROM shop.accounts")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, b, n)| format!("a {id} {b} {n:?}"))
+        .collect();
+    mine.extend(
+        src.query::<(i64, String), _>("SELECT n, label FROM shop.events")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, l)| format!("e {n} {l}")),
+    );
+    let mut theirs: Vec<String> = pg
+        .query("SELECT id, balance::text, note FROM shop.accounts", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("a {} {} {:?}", r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, Option<String>>(2)))
+        .collect();
+    theirs.extend(
+        pg.query("SELECT n, label FROM shop.events", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| format!("e {} {}", r.get::<_, i64>(0), r.get::<_, String>(1))),
+    );
+    mine.sort();
+    theirs.sort();
+    (mine, theirs)
+}
+
+#[tokio::test]
+async fn a_worker_killed_while_streaming_resumes_exactly_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let servers = Servers::start();
+    exec(
+        &mut servers.source().await,
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE accounts (id bigint PRIMARY KEY, balance decimal(14,2) NOT NULL, note text);
+         INSERT INTO accounts SELECT seq, seq / 3.0, concat('row ', seq) FROM seq_1_to_20000;
+         CREATE TABLE events (n bigint NOT NULL, label varchar(40) NOT NULL);
+         INSERT INTO events SELECT -seq, 'old' FROM seq_1_to_1000;",
+    )
+    .await;
+    let mut spec = servers.spec(&["accounts", "events"]);
+    spec.task_type = TaskType::FullIncrTrans;
+    spec.tuning = Some(Tuning { batch_rows: Some(3000), apply_batch_transactions: Some(5), ..Default::default() });
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("job.yaml");
+    std::fs::write(&manifest, servers.manifest("stream-kill", &spec)).unwrap();
+    let pg = servers.target().await;
+
+    // Writes without pause until told to stop: inserts, updates (some moving keys), deletes,
+    // and duplicate rows in the keyless table.
+    let running = Arc::new(AtomicBool::new(true));
+    let opts = servers.source.opts(Some("shop"));
+    let writer = {
+        let running = Arc::clone(&running);
+        tokio::spawn(async move {
+            let mut conn = Conn::new(opts).await.unwrap();
+            let mut i: i64 = 0;
+            while running.load(Ordering::SeqCst) {
+                conn.query_drop(format!(
+                    "BEGIN;
+                     INSERT INTO accounts VALUES ({new}, {i}, 'new');
+                     UPDATE accounts SET balance = balance + 1, note = 'upd {i}' WHERE id = {upd};
+                     DELETE FROM accounts WHERE id = {del};
+                     UPDATE accounts SET id = {moved_to} WHERE id = {moved};
+                     INSERT INTO events VALUES ({dup}, 'dup'), ({dup}, 'dup');
+                     DELETE FROM events WHERE n = {dup} LIMIT 1;
+                     COMMIT;",
+                    new = 1_000_000 + i,
+                    upd = 1 + (i * 7) % 20_000,
+                    del = 2 + (i * 13) % 20_000,
+                    moved = 3 + (i * 17) % 20_000,
+                    moved_to = 2_000_000 + i,
+                    dup = i % 50,
+                ))
+                .await
+                .unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            i
+        })
+    };
+
+    let mut first = Runner::start(dir.path(), &manifest, 1);
+    until(&mut first, &pg, "SELECT checkpoint_lsn IS NOT NULL FROM _ferry.jobs").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    first.kill();
+    let mut second = Runner::start(dir.path(), &manifest, 2);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    running.store(false, Ordering::SeqCst);
+    let written = writer.await.unwrap();
+    assert!(written > 0);
+    let mut src = servers.source().await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        second.assert_running();
+        let (mine, theirs) = both_sides(&mut src, &pg).await;
+        if mine == theirs {
+            break;
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = mine.iter().filter(|r| !theirs.contains(r)).take(5).collect();
+            let extra: Vec<_> = theirs.iter().filter(|r| !mine.contains(r)).take(5).collect();
+            panic!("{} rows vs {}; missing {missing:?}; extra {extra:?}\n{}", theirs.len(), mine.len(), second.log());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.stop_cleanly();
+}
