@@ -373,6 +373,13 @@ async fn tables_arrive_whole_with_keys_indexes_and_identity() {
     assert_eq!(servers.run("tables", &spec).await.unwrap(), Outcome::Completed);
     let have: i64 = pg.query_one("SELECT count(*) FROM shop.accounts", &[]).await.unwrap().get(0);
     assert_eq!(have, 19991);
+    // Releasing the job forgets its bookkeeping on the target, and may be repeated.
+    for _ in 0..2 {
+        engine::release("tables", &spec, &servers.credentials()).await.unwrap();
+    }
+    let jobs: i64 = pg.query_one("SELECT count(*) FROM _ferry.jobs", &[]).await.unwrap().get(0);
+    let chunks: i64 = pg.query_one("SELECT count(*) FROM _ferry.chunks", &[]).await.unwrap().get(0);
+    assert_eq!((jobs, chunks), (0, 0));
 }
 
 /// Waits until `sql` returns true on the target, while the runner keeps running.
