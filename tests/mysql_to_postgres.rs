@@ -686,7 +686,7 @@ async fn a_worker_killed_while_streaming_resumes_exactly_once() {
     exec(
         &mut servers.source().await,
         "CREATE DATABASE shop; USE shop;
-         CREATE TABLE accounts (id bigint PRIMARY KEY, balance decimal(14,2) NOT NULL, note text);
+         CREATE TABLE accounts (id bigint AUTO_INCREMENT PRIMARY KEY, balance decimal(14,2) NOT NULL, note text);
          INSERT INTO accounts SELECT seq, seq / 3.0, concat('row ', seq) FROM seq_1_to_20000;
          CREATE TABLE events (n bigint NOT NULL, label varchar(40) NOT NULL);
          INSERT INTO events SELECT -seq, 'old' FROM seq_1_to_1000;",
@@ -760,4 +760,12 @@ async fn a_worker_killed_while_streaming_resumes_exactly_once() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     second.stop_cleanly();
+    // The stop set the identity past everything the stream inserted.
+    let next: Option<i64> = src
+        .query_first("SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'shop' AND TABLE_NAME = 'accounts'")
+        .await
+        .unwrap();
+    let id: i64 =
+        pg.query_one("INSERT INTO shop.accounts (balance) VALUES (0) RETURNING id", &[]).await.unwrap().get(0);
+    assert!(next.is_some_and(|n| id >= n && n > 1_000_000), "{id} {next:?}");
 }

@@ -156,6 +156,16 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     }
     job.tracker.stage(TransferStage::Incremental);
     apply_stream(&job, &tables, &plans, &pg_tables, &names, from, safe_end, None).await?;
+    // Stopped at a checkpoint: the identity sequences continue after what the stream inserted
+    // (the cut-over), on fresh sessions (the first ones sat idle through the stream).
+    let cut_over = async {
+        let mut src = source(spec, job.credentials).await?;
+        let tgt = target(spec, job.credentials).await?;
+        set_identities(&mut src, &tgt, &tables, &plans, &job).await
+    };
+    if let Err(e) = cut_over.await {
+        tracing::warn!(code = e.code(), error = %e, "identity sequences not set at the stop");
+    }
     Ok(Outcome::Stopped)
 }
 
