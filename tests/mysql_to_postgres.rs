@@ -520,11 +520,13 @@ async fn spatial_columns_and_case_collisions_stop_the_job_before_anything_is_cre
     let rows: i64 = pg.query_one("SELECT count(*) FROM shop.zero", &[]).await.unwrap().get(0);
     assert_eq!(rows, 0, "the failed chunk left rows behind");
 
-    // Validation refuses the task type not built yet, saying so.
+    // Validation refuses a start at a GTID position, not built for this pair, saying so.
     let mut spec = servers.spec(&["zero"]);
     spec.task_type = TaskType::IncrTrans;
+    assert!(ferry::api::Validate::validate(&spec).is_empty());
+    spec.start_position = Some("0-1-42".into());
     let errors = ferry::api::Validate::validate(&spec);
-    assert!(errors.iter().any(|e| e.to_string().contains("INCR_TRANS, a stream without the copy")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.to_string().contains("a GTID position is not supported")), "{errors:?}");
 }
 
 /// Waits until `sql` returns true on the target; fails with the job's error if it ends first.
@@ -768,4 +770,48 @@ async fn a_worker_killed_while_streaming_resumes_exactly_once() {
     let id: i64 =
         pg.query_one("INSERT INTO shop.accounts (balance) VALUES (0) RETURNING id", &[]).await.unwrap().get(0);
     assert!(next.is_some_and(|n| id >= n && n > 1_000_000), "{id} {next:?}");
+}
+
+#[tokio::test]
+async fn an_incremental_job_streams_only_what_changes_after_it_starts() {
+    let servers = Servers::start();
+    exec(
+        &mut servers.source().await,
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE accounts (id bigint AUTO_INCREMENT PRIMARY KEY, owner varchar(40) NOT NULL,
+             UNIQUE KEY by_owner (owner));
+         INSERT INTO accounts (owner) SELECT concat('old ', seq) FROM seq_1_to_100;",
+    )
+    .await;
+    let mut spec = servers.spec(&["accounts"]);
+    spec.task_type = TaskType::IncrTrans;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let credentials = servers.credentials();
+    let run_spec = spec.clone();
+    let mut job = tokio::spawn(async move {
+        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+        engine::run(Job { id: "incr", spec: &run_spec, credentials: &credentials, tracker, stop }).await
+    });
+    let pg = servers.target().await;
+    wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
+    exec(
+        &mut servers.source().await,
+        "USE shop; INSERT INTO accounts (owner) VALUES ('new 1'), ('new 2');
+         UPDATE accounts SET owner = 'new 3' WHERE owner = 'new 1';
+         DELETE FROM accounts WHERE id = 1;",
+    )
+    .await;
+    wait_for(&pg, "SELECT count(*) = 2 FROM shop.accounts", &mut job).await;
+    let owners: Vec<String> =
+        pg.query("SELECT owner FROM shop.accounts ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(owners, ["new 3", "new 2"]);
+    // Keys and indexes exist from the start: the applier upserts by key.
+    let indexes: i64 = pg
+        .query_one("SELECT count(*) FROM pg_indexes WHERE schemaname = 'shop' AND tablename = 'accounts'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 2);
+    stop_tx.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }

@@ -405,9 +405,9 @@ impl Validate for SyncJobSpec {
             );
         } else if self.source.engine.is_mysql_family()
             && self.target.engine == Engine::Postgresql
-            && self.task_type == TaskType::IncrTrans
+            && self.start_position.as_deref().is_some_and(|p| !p.contains(':'))
         {
-            errs.push("spec.taskType", crate::engine::my_to_pg::FULL_ONLY);
+            errs.push("spec.startPosition", crate::engine::my_to_pg::FILE_POSITION_ONLY);
         }
         if self.source.host == self.target.host
             && self.source.port == self.target.port

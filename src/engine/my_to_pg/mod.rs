@@ -41,9 +41,22 @@ use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec, TableState, Transfer
 use crate::engine::sql::{pg_ident, pg_qualified};
 use structure::{Indexes, TablePlan};
 
-/// Why INCR_TRANS is refused for this pair, for validation and the engine alike.
-pub const FULL_ONLY: &str = "MySQL/MariaDB → PostgreSQL runs FULL_TRANS and FULL_INCR_TRANS jobs only so far \
-     (INCR_TRANS, a stream without the copy, is not built yet)";
+/// Why a GTID `startPosition` is refused for this pair, for validation and the engine alike.
+pub const FILE_POSITION_ONLY: &str = "a MySQL/MariaDB → PostgreSQL INCR_TRANS job starts at a binary log file and \
+     offset (`mysql-bin.000042:1234`) or now; a GTID position is not supported for this pair yet";
+
+/// The binary log naming and encoded position of a `file:offset` `startPosition`.
+fn start_position(p: &str) -> Result<(BinlogNames, u64)> {
+    let Some((file, offset)) = p.rsplit_once(':') else {
+        return Err(EngineError::Unsupported(FILE_POSITION_ONLY.into()));
+    };
+    let offset = offset
+        .parse()
+        .map_err(|_| EngineError::Unsupported(format!("spec.startPosition {p:?}: the offset is not a number")))?;
+    let names = BinlogNames::of(file)?;
+    let start = names.encode(file, offset)?;
+    Ok((names, start))
+}
 
 async fn source(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Conn> {
     my::connect::connect(&spec.source, credentials.login(Side::Source), Side::Source).await
@@ -56,9 +69,6 @@ async fn target(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Client>
 /// Runs the job until its full transfer completes, it is stopped, or it fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let spec = job.spec;
-    if !spec.task_type.has_full() {
-        return Err(EngineError::Unsupported(FULL_ONLY.into()));
-    }
     let mut src = source(spec, job.credentials).await?;
     let mut tgt = target(spec, job.credentials).await?;
     pg_target::ensure_bookkeeping(&tgt).await?;
@@ -78,14 +88,20 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
             planned = true;
             let at = snapshot::start(&mut src, false).await?;
             src.query_drop("COMMIT").await.map_err(|e| EngineError::query(Side::Source, "ending a snapshot", e))?;
-            let names = BinlogNames::of(&at.file)?;
-            let start = names.encode(&at.file, at.position)?;
+            let (names, start) = match spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) {
+                None => {
+                    let names = BinlogNames::of(&at.file)?;
+                    let start = names.encode(&at.file, at.position)?;
+                    (names, start)
+                }
+                Some(p) => start_position(p)?,
+            };
             structure::create_tables(&tgt, &tables, &plans).await?;
             let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
             let readers = copy_loop::parallelism(spec) as u64;
             let total: u64 = tables.iter().map(|t| t.def.estimated_rows).sum();
             let mut plan = Vec::new();
-            for t in &tables {
+            for t in tables.iter().filter(|_| spec.task_type.has_full()) {
                 // As the MySQL engine splits a keyless table: only when one reader alone would
                 // take longer on it than the readers' share of everything.
                 let rows = t.def.estimated_rows;
@@ -102,7 +118,13 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let names = BinlogNames { base: state.slot.clone(), width: 6 };
     let pg_tables: Vec<_> = tables.iter().zip(&plans).map(|(t, p)| copy::pg_table(t, p)).collect();
     let incremental = spec.task_type.has_incremental();
-    if !state.full_done {
+    if !spec.task_type.has_full() && !state.full_done {
+        // Nothing to copy: the keys and indexes (the applier's upserts need the keys) at once.
+        if spec.policy.indexes {
+            structure::build_keys_and_indexes(&tgt, &tables, &plans, Indexes::All).await?;
+        }
+        pg_target::finish_full(&tgt, job.id).await?;
+    } else if !state.full_done {
         job.tracker.stage(TransferStage::Full);
         let started = std::time::Instant::now();
         full_transfer(&job, &mut tgt, &tables, &plans, &pg_tables, &names, planned).await?;
@@ -315,14 +337,6 @@ fn item(name: &str, result: PrecheckResult, reason: Option<String>, fix: Option<
 /// that would collide.
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
     let mut items = Vec::new();
-    if !spec.task_type.has_full() {
-        items.push(item(
-            "taskType",
-            PrecheckResult::Failed,
-            Some(FULL_ONLY.into()),
-            Some("use taskType FULL_TRANS or FULL_INCR_TRANS"),
-        ));
-    }
     match target(spec, credentials).await {
         Ok(_) => items.push(item("target.connection", PrecheckResult::Passed, None, None)),
         Err(e) => items.push(item(
