@@ -1,11 +1,11 @@
 //! MySQL / MariaDB → PostgreSQL, built from the two engines' halves: the MySQL family's catalog,
-//! chunk planning and consistent-snapshot reads on the source; the PostgreSQL target's `_ferry`
-//! ledger and `COPY` load on the target. What is this pair's own is the type mapping
-//! ([`types`], documented in docs/mysql-to-postgresql.md), the structure it implies
-//! ([`structure`]) and the row format between the two ([`copy`]).
+//! chunk planning, consistent-snapshot reads and binary-log stream on the source; the
+//! PostgreSQL target's `_ferry` ledger, `COPY` load and exactly-once applier on the target. What
+//! is this pair's own is the type mapping ([`types`], documented in
+//! docs/mysql-to-postgresql.md), the structure it implies ([`structure`]), the row format of the
+//! copy ([`copy`]) and the conversion of the stream's cells ([`stream`]).
 //!
-//! Full transfer (`FULL_TRANS`) only so far. The order of things, and why a killed worker
-//! resumes without duplicates:
+//! The order of things, and why a killed worker resumes without losing or doubling a row:
 //! 1. The source's binary log position is taken, the target tables are created (without keys)
 //!    and the chunk plan is recorded in `_ferry` on the target, the position in the ledger's
 //!    position columns (a binary log position encoded as file sequence and offset, as the MySQL
@@ -13,8 +13,12 @@
 //! 2. Each chunk is read in its own consistent snapshot, converted to `COPY` text and loaded
 //!    and marked done in one PostgreSQL transaction. A restarted worker copies only the chunks
 //!    not marked done.
-//! 3. Primary keys and secondary indexes are built, identity sequences set to continue after
-//!    the source's `AUTO_INCREMENT`, and the transfer marked done.
+//! 3. Primary keys and secondary indexes are built (unique ones, with a stream, once it has
+//!    caught up with the newest chunk's snapshot), identity sequences set to continue after the
+//!    source's `AUTO_INCREMENT`, and the transfer marked done.
+//! 4. With a stream: the binary log from the start position, applied idempotently up to the
+//!    newest chunk's snapshot, each batch committed with its checkpoint; identity sequences set
+//!    again at a stop.
 
 pub mod copy;
 pub mod stream;
