@@ -320,6 +320,13 @@ async fn tables_arrive_whole_with_keys_indexes_and_identity() {
     .await;
     let mut spec = servers.spec(&["accounts", "events", "order_lines"]);
     spec.tuning = Some(Tuning { batch_rows: Some(3000), read_parallelism: Some(2), ..Default::default() });
+    // The precheck names what will not carry over.
+    let items = engine::precheck(&spec, &servers.credentials()).await;
+    let left = items.iter().find(|i| i.item == "target.leftOut").unwrap();
+    assert_eq!(left.result, PrecheckResult::Alarm);
+    let reason = left.reason.as_deref().unwrap();
+    assert!(reason.contains("index by_note of shop.accounts: a prefix index"), "{reason}");
+    assert!(reason.contains("index words of shop.accounts: PostgreSQL has no FULLTEXT index"), "{reason}");
     assert_eq!(servers.run("tables", &spec).await.unwrap(), Outcome::Completed);
     let pg = servers.target().await;
     let mut src = servers.source().await;

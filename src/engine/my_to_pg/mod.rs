@@ -337,8 +337,9 @@ fn item(name: &str, result: PrecheckResult, reason: Option<String>, fix: Option<
 
 /// Checks made before a MySQL/MariaDB → PostgreSQL job starts: both logins, the binary log and
 /// replication privileges (with a change stream, as for MySQL → MySQL), the selected tables,
-/// column types without a PostgreSQL counterpart (spatial types among them) and target names
-/// that would collide.
+/// column types without a PostgreSQL counterpart (spatial types among them), target names
+/// that would collide, and what the target structure leaves out (prefix, FULLTEXT and SPATIAL
+/// indexes, expression defaults, `ON UPDATE`, generated columns, CHECK constraints).
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
     let mut items = Vec::new();
     match target(spec, credentials).await {
@@ -406,6 +407,26 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
             Some("map the tables or columns to distinct names (mappedName, columns.rename)"),
         )
     });
+    if unmapped.is_empty() && collisions.is_empty() {
+        let left_out: Vec<String> = structure::plan(&tables)
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|p| p.left_out.iter().map(|(object, reason)| format!("{object}: {reason}")))
+            .collect();
+        items.push(if left_out.is_empty() {
+            item("target.leftOut", PrecheckResult::Passed, None, None)
+        } else {
+            PrecheckItem {
+                skippable: true,
+                ..item(
+                    "target.leftOut",
+                    PrecheckResult::Alarm,
+                    Some(format!("not carried to PostgreSQL: {}", left_out.join("; "))),
+                    Some("recreate what the target needs of these by hand after the transfer (see docs/mysql-to-postgresql.md)"),
+                )
+            }
+        });
+    }
     let _ = src.disconnect().await;
     items
 }
