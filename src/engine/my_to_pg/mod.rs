@@ -124,9 +124,8 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let incremental = spec.task_type.has_incremental();
     if !spec.task_type.has_full() && !state.full_done {
         // Nothing to copy: the keys and indexes (the applier's upserts need the keys) at once.
-        if spec.policy.indexes {
-            structure::build_keys_and_indexes(&tgt, &tables, &plans, Indexes::All).await?;
-        }
+        let which = if spec.policy.indexes { Indexes::All } else { Indexes::None };
+        structure::build_keys_and_indexes(&tgt, &tables, &plans, which).await?;
         pg_target::finish_full(&tgt, job.id).await?;
     } else if !state.full_done {
         job.tracker.stage(TransferStage::Full);
@@ -139,11 +138,15 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
         for t in 0..tables.len() {
             job.tracker.table_state(t, TableState::Indexing);
         }
-        if spec.policy.indexes {
-            // With a stream to catch up, unique indexes wait for a consistent copy.
-            let which = if incremental { Indexes::NonUnique } else { Indexes::All };
-            structure::build_keys_and_indexes(&tgt, &tables, &plans, which).await?;
-        }
+        // With a stream to catch up, unique indexes wait for a consistent copy. Primary keys
+        // are built whatever `policy.indexes` says: they are part of the table (and the
+        // applier's upserts need them).
+        let which = match (spec.policy.indexes, incremental) {
+            (false, _) => Indexes::None,
+            (true, true) => Indexes::NonUnique,
+            (true, false) => Indexes::All,
+        };
+        structure::build_keys_and_indexes(&tgt, &tables, &plans, which).await?;
         if !incremental {
             set_identities(&mut src, &tgt, &tables, &plans, &job).await?;
         }

@@ -377,6 +377,8 @@ pub enum Indexes {
     NonUnique,
     /// The unique ones, once the copy is consistent.
     Unique,
+    /// None (`policy.indexes: false`): the primary keys only.
+    None,
 }
 
 /// Adds the primary keys and the secondary indexes (those `which` says) the tables do not
@@ -413,6 +415,7 @@ pub async fn build_keys_and_indexes(
             Indexes::All => true,
             Indexes::NonUnique => !unique,
             Indexes::Unique => unique,
+            Indexes::None => false,
         };
         for (name, sql, _) in p.indexes.iter().filter(|(_, _, unique)| wanted(*unique)) {
             crate::engine::postgres::connect::execute_one(client, sql)
