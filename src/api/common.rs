@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// `mysql` (MySQL 8), `mariadb` (MariaDB 10.6 and later), `postgresql` (PostgreSQL 12 and later;
 /// before 15 row filters and column lists are applied by the change stream). A SyncJob transfers
-/// postgresql → postgresql and mysql/mariadb → mysql/mariadb (every task type); any other pair is
-/// refused when the job is created (phase `CREATE_FAILED`, naming `spec.target.engine`). A
+/// postgresql → postgresql, mysql/mariadb → mysql/mariadb and mysql/mariadb → postgresql (every
+/// task type; the MySQL → PostgreSQL type mapping is in docs/mysql-to-postgresql.md); any other
+/// pair is refused when the job is created (phase `CREATE_FAILED`, naming `spec.target.engine`). A
 /// CompareTask compares any two of them.
 // The pairs come from `crate::engine::pairs::PAIRS`; tests/crd.rs holds this text to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
@@ -201,7 +202,8 @@ impl DebugOptions {
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// Database engine: `mysql`, `mariadb` or `postgresql`. A SyncJob transfers postgresql →
-    /// postgresql and mysql/mariadb → mysql/mariadb (every task type); any other pair is refused
+    /// postgresql, mysql/mariadb → mysql/mariadb and mysql/mariadb → postgresql (every task type);
+    /// any other pair is refused
     /// when the job is created (phase `CREATE_FAILED`, naming `spec.target.engine`). A CompareTask
     /// compares any two engines. Cannot be changed after the resource is created.
     #[x_kube(validation = Rule::new("self == oldSelf").message("engine is immutable: create a new resource to change it"))]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod metrics;
 pub mod model;
+pub mod my_to_pg;
 pub mod mysql;
 pub mod net;
 pub mod pairs;
@@ -164,6 +165,7 @@ async fn run_once(job: Job<'_>) -> Result<Outcome, EngineError> {
     match (spec.source.engine, spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::run(job).await,
+        (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::run(job).await,
         (s, t) => Err(unrouted(s, t)),
     }
 }
@@ -180,6 +182,7 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
         Ok(()) => match (spec.source.engine, spec.target.engine) {
             (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
             (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
+            (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::precheck(spec, credentials).await,
             (s, t) => vec![engines_item(&pairs::Unsupported {
                 field: pairs::Field::TargetEngine,
                 reason: unrouted(s, t).to_string(),
@@ -248,6 +251,7 @@ pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) ->
     match (spec.source.engine, spec.target.engine) {
         (Engine::Postgresql, Engine::Postgresql) => postgres::release(id, spec, credentials).await,
         (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::release(id, spec, credentials).await,
+        (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::release(id, spec, credentials).await,
         (s, t) => Err(unrouted(s, t)),
     }
 }

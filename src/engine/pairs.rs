@@ -28,6 +28,7 @@ const EVERY_TASK: &[TaskType] = &[TaskType::FullTrans, TaskType::FullIncrTrans, 
 pub const PAIRS: &[Pair] = &[
     Pair { sources: POSTGRESQL, targets: POSTGRESQL, tasks: EVERY_TASK },
     Pair { sources: MYSQL_FAMILY, targets: MYSQL_FAMILY, tasks: EVERY_TASK },
+    Pair { sources: MYSQL_FAMILY, targets: POSTGRESQL, tasks: EVERY_TASK },
 ];
 
 /// The spec field that keeps a transfer out of [`PAIRS`].
@@ -154,14 +155,21 @@ mod tests {
     use TaskType::*;
 
     #[test]
-    fn postgresql_to_postgresql_and_within_the_mysql_family_run_every_task_type() {
+    fn postgresql_to_postgresql_within_the_mysql_family_and_mysql_to_postgresql_run_every_task_type() {
         for task in [FullTrans, FullIncrTrans, IncrTrans] {
             assert_eq!(supported(Postgresql, Postgresql, task), Ok(()));
-            for (s, t) in [(Mysql, Mysql), (Mysql, Mariadb), (Mariadb, Mysql), (Mariadb, Mariadb)] {
+            for (s, t) in [
+                (Mysql, Mysql),
+                (Mysql, Mariadb),
+                (Mariadb, Mysql),
+                (Mariadb, Mariadb),
+                (Mysql, Postgresql),
+                (Mariadb, Postgresql),
+            ] {
                 assert_eq!(supported(s, t, task), Ok(()), "{s} → {t} {task:?}");
             }
         }
-        assert_eq!(describe(), "postgresql → postgresql and mysql/mariadb → mysql/mariadb");
+        assert_eq!(describe(), "postgresql → postgresql, mysql/mariadb → mysql/mariadb and mysql/mariadb → postgresql");
     }
 
     #[test]
@@ -171,12 +179,13 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "spec.target.engine: postgresql → mariadb transfers do not exist; Ferry transfers postgresql → \
-             postgresql and mysql/mariadb → mysql/mariadb"
+             postgresql, mysql/mariadb → mysql/mariadb and mysql/mariadb → postgresql"
         );
         assert_eq!(e.fix, "for a postgresql source, set spec.target.engine to postgresql");
+        assert_eq!(supported(Mariadb, Postgresql, IncrTrans), Ok(()));
         assert_eq!(
-            supported(Mariadb, Postgresql, IncrTrans).unwrap_err().fix,
-            "for a mariadb source, set spec.target.engine to mysql or mariadb"
+            supported(Postgresql, Mysql, FullTrans).unwrap_err().fix,
+            "for a postgresql source, set spec.target.engine to postgresql"
         );
     }
 

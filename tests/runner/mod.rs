@@ -69,4 +69,13 @@ impl Runner {
             panic!("ferry run exited early with {status}:\n{}", self.log());
         }
     }
+
+    /// Whether the process has exited; fails the test with the log if it exited with an error.
+    pub fn exited_successfully(&mut self) -> bool {
+        match self.child.try_wait().unwrap() {
+            Some(status) if status.success() => true,
+            Some(status) => panic!("ferry run exited with {status}:\n{}", self.log()),
+            None => false,
+        }
+    }
 }

@@ -107,7 +107,8 @@ async fn variable(conn: &mut Conn, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-async fn binlog_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
+/// The binary log items (`source.binlog…`) of a job with a change stream, whatever its target.
+pub async fn binlog_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
     let log_bin = variable(src, "log_bin").await.unwrap_or_default();
     items.push(if log_bin.eq_ignore_ascii_case("ON") || log_bin == "1" {
         passed("source.logBin")
@@ -189,7 +190,8 @@ async fn binlog_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
     });
 }
 
-async fn privilege_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
+/// The replication privilege item of a job with a change stream, whatever its target.
+pub async fn privilege_checks(items: &mut Vec<PrecheckItem>, src: &mut Conn) {
     let grants: Vec<String> = src.query("SHOW GRANTS").await.unwrap_or_default();
     let all = grants.iter().any(|g| g.contains("ALL PRIVILEGES ON *.*"));
     let has = |p: &str| all || grants.iter().any(|g| g.contains(p) && g.contains("ON *.*"));

@@ -274,6 +274,16 @@ impl Session {
     }
 }
 
+/// How a reader writes rows for a target other than the MySQL family's `LOAD DATA`: the select
+/// list of a table, and each row it returns in the target's load format.
+pub trait RowFormat: Send + Sync {
+    /// The select list of a chunk read of `t` (one expression per written column, in order).
+    fn select_sql(&self, t: &MyTable) -> String;
+
+    /// Appends one row of job table `table` (its values in select-list order) to `buf`.
+    fn push_row(&self, table: usize, buf: &mut Vec<u8>, row: &[Value]) -> Result<()>;
+}
+
 /// What a chunk read needs, owned: the read runs in a task of its own, while the load takes its
 /// rows.
 struct ReadPlan {
@@ -281,16 +291,20 @@ struct ReadPlan {
     params: Params,
     kinds: Vec<ColumnKind>,
     what: String,
+    /// The target's row format and the job table's index, when it is not `LOAD DATA`.
+    format: Option<(Arc<dyn RowFormat>, usize)>,
 }
 
 impl ReadPlan {
-    fn of(t: &MyTable, chunk: &Chunk) -> Result<ReadPlan> {
+    fn of(t: &MyTable, chunk: &Chunk, format: Option<&Arc<dyn RowFormat>>) -> Result<ReadPlan> {
         let (cond, params) = copy_where(t, &chunk.range)?;
+        let select = format.map_or_else(|| select_sql(t), |f| f.select_sql(t));
         Ok(ReadPlan {
-            sql: format!("SELECT {} FROM {} WHERE {cond}", select_sql(t), copy_from(t, &chunk.range)),
+            sql: format!("SELECT {select} FROM {} WHERE {cond}", copy_from(t, &chunk.range)),
             params: if params.is_empty() { Params::Empty } else { Params::Positional(params) },
             kinds: t.written().map(|(_, _, m)| m.kind).collect(),
             what: format!("reading chunk {} of {}", chunk.number, t.def.display_name()),
+            format: format.map(|f| (Arc::clone(f), chunk.table)),
         })
     }
 
@@ -317,13 +331,17 @@ impl ReadPlan {
         let stopped = || EngineError::query(S, what, "the load stopped taking rows");
         if let Some(stream) = stream.as_mut() {
             while let Some(row) = stream.try_next().await.map_err(|e| EngineError::query(S, what, e))? {
-                for (i, value) in row.unwrap().iter().enumerate() {
-                    if i > 0 {
-                        body.push(b'\t');
+                if let Some((format, table)) = &self.format {
+                    format.push_row(*table, &mut body, &row.unwrap())?;
+                } else {
+                    for (i, value) in row.unwrap().iter().enumerate() {
+                        if i > 0 {
+                            body.push(b'\t');
+                        }
+                        push_value(&mut body, self.kinds[i], value);
                     }
-                    push_value(&mut body, self.kinds[i], value);
+                    body.push(b'\n');
                 }
-                body.push(b'\n');
                 rows += 1;
                 if body.len() >= PIECE {
                     let full = std::mem::replace(&mut body, Vec::with_capacity(PIECE + (PIECE >> 2)));
@@ -464,12 +482,20 @@ pub struct MyChunkSource<'a> {
     shared: &'a SharedSnapshot<'a>,
     /// The task reading the chunk last started, which hands its session back.
     reading: Option<tokio::task::JoinHandle<Session>>,
+    /// The target's row format; `LOAD DATA` input when unset.
+    format: Option<Arc<dyn RowFormat>>,
 }
 
 impl<'a> MyChunkSource<'a> {
     /// A reader on `conn`, set up with [`MyChunkSource::prepare`].
     pub fn new(conn: Conn, tables: &'a [MyTable], names: BinlogNames, shared: &'a SharedSnapshot<'a>) -> Self {
-        MyChunkSource { conn: Some(conn), tables, names, shared, reading: None }
+        MyChunkSource { conn: Some(conn), tables, names, shared, reading: None, format: None }
+    }
+
+    /// The reader with rows written in `format` instead of `LOAD DATA` input.
+    pub fn with_format(mut self, format: Arc<dyn RowFormat>) -> Self {
+        self.format = Some(format);
+        self
     }
 
     /// Sets up a reading session.
@@ -485,7 +511,7 @@ impl ChunkSource for MyChunkSource<'_> {
 
     async fn read(&mut self, chunk: &Chunk) -> Result<(u64, ChunkData)> {
         let t = &self.tables[chunk.table];
-        let plan = ReadPlan::of(t, chunk)?;
+        let plan = ReadPlan::of(t, chunk, self.format.as_ref())?;
         if SharedSnapshot::takes(t, chunk) {
             let (position, session) = self.shared.session().await?;
             let (task, data) = plan.spawn(Session::Shared(session));

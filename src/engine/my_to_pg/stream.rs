@@ -1,0 +1,331 @@
+//! The MySQL family's binary-log stream as a change source for the PostgreSQL applier: each
+//! row's cells, as the MySQL stream decodes them (numbers, ENUM indexes, SET bitmasks, BIT
+//! values, text in its column's character set), are converted into the PostgreSQL text form the
+//! applier binds (`$n::text::type`), by the same mapping as the full transfer ([`super::types`]).
+//!
+//! Source DDL is not translated yet: a schema change of a selected table stops the job, naming
+//! the statement.
+
+use std::time::Duration;
+
+use crate::engine::apply::ChangeSource;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::model::{Cell, Change, Transaction};
+use crate::engine::mysql::catalog::MyTable;
+use crate::engine::mysql::stream::MyChanges;
+
+use super::structure::TablePlan;
+use super::types::{Conv, ValueProblem, map_type};
+
+/// How one source column's stream cells become PostgreSQL text.
+#[derive(Clone, Debug)]
+struct ColumnConv {
+    name: String,
+    conv: Conv,
+    nullable: bool,
+    enum_labels: Option<Vec<String>>,
+    set_members: Option<Vec<String>>,
+    /// The text's character set when it is not UTF-8.
+    encoding: Option<&'static encoding_rs::Encoding>,
+}
+
+/// The encoding of a MySQL character set other than UTF-8, if it is one Ferry can decode.
+pub fn encoding_of(charset: &str) -> Option<&'static encoding_rs::Encoding> {
+    let label = match charset.to_ascii_lowercase().as_str() {
+        // MySQL's latin1 is Windows-1252.
+        "latin1" => "windows-1252",
+        "latin2" => "iso-8859-2",
+        "latin5" => "iso-8859-9",
+        "latin7" => "iso-8859-13",
+        "greek" => "iso-8859-7",
+        "hebrew" => "iso-8859-8",
+        "cp1250" => "windows-1250",
+        "cp1251" => "windows-1251",
+        "cp1256" => "windows-1256",
+        "cp1257" => "windows-1257",
+        "cp866" => "ibm866",
+        "koi8r" => "koi8-r",
+        "koi8u" => "koi8-u",
+        "sjis" | "cp932" => "shift_jis",
+        "ujis" | "eucjpms" => "euc-jp",
+        "gbk" | "gb2312" => "gbk",
+        "gb18030" => "gb18030",
+        "big5" => "big5",
+        "euckr" => "euc-kr",
+        "ucs2" | "utf16" => "utf-16be",
+        "utf16le" => "utf-16le",
+        _ => return None,
+    };
+    encoding_rs::Encoding::for_label(label.as_bytes())
+}
+
+/// Whether a MySQL date text (`YYYY-MM-DD…`) is a zero date or has a zero part.
+fn zero_date(text: &str) -> bool {
+    text.get(0..4) == Some("0000") || text.get(5..7) == Some("00") || text.get(8..10) == Some("00")
+}
+
+impl ColumnConv {
+    /// The cell's text: numbers and text as they come.
+    fn text(cell: Cell) -> String {
+        match cell {
+            Cell::Text(s) => s,
+            Cell::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+            Cell::UInt(u) => u.to_string(),
+            Cell::Null | Cell::Unchanged => String::new(),
+        }
+    }
+
+    fn convert(&self, cell: Cell) -> std::result::Result<Cell, ValueProblem> {
+        if matches!(cell, Cell::Null | Cell::Unchanged) {
+            return Ok(cell);
+        }
+        let unexpected = |cell: &Cell| {
+            ValueProblem::Unexpected(format!(
+                "{:?} from {}",
+                self.conv,
+                match cell {
+                    Cell::Text(_) => "text",
+                    Cell::Bytes(_) => "bytes",
+                    _ => "a number",
+                }
+            ))
+        };
+        let text = match (self.conv, cell) {
+            (Conv::Bool, Cell::UInt(u)) => (if u != 0 { "t" } else { "f" }).to_owned(),
+            (Conv::Bits(n), Cell::UInt(u)) => format!("{u:0width$b}", width = n as usize),
+            (Conv::Year, cell) => {
+                let t = Self::text(cell);
+                t.trim_start_matches('0').parse::<u32>().unwrap_or(0).to_string()
+            }
+            (Conv::Date | Conv::DateTime | Conv::Timestamp, cell) => {
+                let t = Self::text(cell);
+                if zero_date(&t) {
+                    return if self.nullable { Ok(Cell::Null) } else { Err(ValueProblem::ZeroDate(format!("'{t}'"))) };
+                }
+                if self.conv == Conv::Timestamp { format!("{t}+00") } else { t }
+            }
+            (Conv::Text, Cell::UInt(u)) if self.enum_labels.is_some() => {
+                let labels = self.enum_labels.as_deref().unwrap_or_default();
+                // Index 0 is MySQL's error value ''.
+                match usize::try_from(u).ok().and_then(|i| i.checked_sub(1)) {
+                    None => String::new(),
+                    Some(i) => labels.get(i).cloned().ok_or_else(|| unexpected(&Cell::UInt(u)))?,
+                }
+            }
+            (Conv::Text, Cell::UInt(mask)) if self.set_members.is_some() => {
+                let members = self.set_members.as_deref().unwrap_or_default();
+                let chosen: Vec<&str> = members
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i < 64 && mask & (1u64 << i) != 0)
+                    .map(|(_, m)| m.as_str())
+                    .collect();
+                chosen.join(",")
+            }
+            (Conv::Text, Cell::Bytes(b)) => {
+                let text = match self.encoding {
+                    Some(enc) => enc.decode_without_bom_handling(&b).0.into_owned(),
+                    None => {
+                        String::from_utf8(b).map_err(|_| ValueProblem::Unexpected("text that is not UTF-8".into()))?
+                    }
+                };
+                if text.contains('\0') {
+                    return Err(ValueProblem::NulInText);
+                }
+                text
+            }
+            (Conv::Text, Cell::Text(t)) => {
+                if t.contains('\0') {
+                    return Err(ValueProblem::NulInText);
+                }
+                t
+            }
+            (Conv::Bytes, Cell::Bytes(b)) => {
+                let mut out = String::with_capacity(2 + 2 * b.len());
+                out.push_str("\\x");
+                for x in b {
+                    out.push_str(&format!("{x:02x}"));
+                }
+                out
+            }
+            (Conv::Integer | Conv::Decimal | Conv::Real | Conv::Double | Conv::Time, cell) => Self::text(cell),
+            (_, cell) => return Err(unexpected(&cell)),
+        };
+        Ok(Cell::Text(text))
+    }
+}
+
+/// Per job table, per source column: its conversion (`None` for a column not written).
+struct TableConv {
+    name: String,
+    columns: Vec<Option<ColumnConv>>,
+    key: Vec<usize>,
+}
+
+/// The binary-log stream of the job's tables with cells in PostgreSQL text form.
+pub struct PgChanges {
+    inner: MyChanges,
+    tables: Vec<TableConv>,
+}
+
+impl PgChanges {
+    /// Converts the rows of `inner` for `tables` as `plans` map them.
+    pub fn new(inner: MyChanges, tables: &[MyTable], plans: &[TablePlan]) -> Result<PgChanges> {
+        let mut out = Vec::with_capacity(tables.len());
+        for (t, p) in tables.iter().zip(plans) {
+            let mut columns: Vec<Option<ColumnConv>> = vec![None; t.def.columns.len()];
+            for ((i, c, m), cp) in t.written().zip(&p.columns) {
+                let mapping = map_type(&m.data_type, &c.type_sql, super::types::is_mariadb_json(t, &c.name))
+                    .map_err(EngineError::Unsupported)?;
+                let encoding = match &cp.convert_from {
+                    None => None,
+                    Some(cs) => Some(encoding_of(cs).ok_or_else(|| {
+                        EngineError::Unsupported(format!(
+                            "column {} of {} is in character set {cs}, which the change stream cannot convert \
+                             to UTF-8 yet",
+                            c.name,
+                            t.def.display_name()
+                        ))
+                    })?),
+                };
+                columns[i] = Some(ColumnConv {
+                    name: c.name.clone(),
+                    conv: cp.conv,
+                    nullable: cp.nullable,
+                    enum_labels: mapping.enum_labels,
+                    set_members: mapping.set_members,
+                    encoding,
+                });
+            }
+            out.push(TableConv { name: t.def.display_name(), columns, key: t.def.key.clone() });
+        }
+        Ok(PgChanges { inner, tables: out })
+    }
+
+    fn row(&self, table: usize, row: Vec<Cell>) -> Result<Vec<Cell>> {
+        let t = &self.tables[table];
+        let key: Vec<&str> =
+            t.key.iter().filter_map(|&k| t.columns.get(k).and_then(|c| c.as_ref()).map(|c| c.name.as_str())).collect();
+        row.into_iter()
+            .zip(&t.columns)
+            .map(|(cell, conv)| match conv {
+                None => Ok(cell),
+                Some(c) => c.convert(cell).map_err(|problem| {
+                    let row_of = if key.is_empty() {
+                        "a row (the table has no primary key)".to_owned()
+                    } else {
+                        format!("a row of key ({})", key.join(", "))
+                    };
+                    EngineError::Stream(format!("column {} of {} {problem}: {row_of}", c.name, t.name))
+                }),
+            })
+            .collect()
+    }
+
+    fn transaction(&self, mut t: Transaction) -> Result<Transaction> {
+        let changes = std::mem::take(&mut t.changes);
+        t.changes = changes
+            .into_iter()
+            .map(|c| {
+                Ok(match c {
+                    Change::Insert { table, row } => Change::Insert { table, row: self.row(table, row)? },
+                    Change::Update { table, old_key, row } => Change::Update {
+                        table,
+                        old_key: old_key.map(|k| self.row(table, k)).transpose()?,
+                        row: self.row(table, row)?,
+                    },
+                    Change::Delete { table, old } => Change::Delete { table, old: self.row(table, old)? },
+                    Change::Truncate { tables } => Change::Truncate { tables },
+                    Change::Ddl { statement, .. } => {
+                        return Err(EngineError::Unsupported(format!(
+                            "the source ran DDL on a selected table, which is not translated to PostgreSQL yet: \
+                             {statement}"
+                        )));
+                    }
+                    Change::Reshape { table, .. } => {
+                        return Err(EngineError::Unsupported(format!(
+                            "the columns of {} changed on the source, which is not translated to PostgreSQL yet",
+                            self.tables.get(table).map_or("a table", |t| t.name.as_str())
+                        )));
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(t)
+    }
+}
+
+impl ChangeSource for PgChanges {
+    async fn next_within(&mut self, wait: Duration) -> Option<Option<Result<Transaction>>> {
+        let item = self.inner.next_within(wait).await?;
+        Some(item.map(|t| t.and_then(|t| self.transaction(t))))
+    }
+
+    fn acknowledge(&self, end: u64) {
+        self.inner.acknowledge(end);
+    }
+
+    fn display_position(&self, end: u64) -> String {
+        self.inner.display_position(end)
+    }
+
+    async fn close(self) {
+        self.inner.close().await;
+    }
+
+    fn silent_for(&self) -> Option<Duration> {
+        self.inner.silent_for()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(conv: Conv) -> ColumnConv {
+        ColumnConv { name: "c".into(), conv, nullable: true, enum_labels: None, set_members: None, encoding: None }
+    }
+
+    fn text(c: &ColumnConv, cell: Cell) -> String {
+        match c.convert(cell).unwrap() {
+            Cell::Text(t) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stream_cells_become_the_text_the_full_transfer_writes() {
+        assert_eq!(text(&conv(Conv::Integer), Cell::UInt(u64::MAX)), "18446744073709551615");
+        assert_eq!(text(&conv(Conv::Integer), Cell::Text("-128".into())), "-128");
+        assert_eq!(text(&conv(Conv::Bool), Cell::UInt(1)), "t");
+        assert_eq!(text(&conv(Conv::Bits(5)), Cell::UInt(5)), "00101");
+        assert_eq!(text(&conv(Conv::Year), Cell::Text("0000".into())), "0");
+        assert_eq!(text(&conv(Conv::Year), Cell::Text("2155".into())), "2155");
+        assert_eq!(
+            text(&conv(Conv::Timestamp), Cell::Text("2038-01-19 03:14:07.000000".into())),
+            "2038-01-19 03:14:07.000000+00"
+        );
+        assert_eq!(text(&conv(Conv::Time), Cell::Text("-838:59:59.000000".into())), "-838:59:59.000000");
+        assert_eq!(text(&conv(Conv::Bytes), Cell::Bytes(vec![0, 255])), "\\x00ff");
+        let e = ColumnConv { enum_labels: Some(vec!["a".into(), "b".into()]), ..conv(Conv::Text) };
+        assert_eq!(text(&e, Cell::UInt(2)), "b");
+        assert_eq!(text(&e, Cell::UInt(0)), "");
+        let s = ColumnConv { set_members: Some(vec!["x".into(), "y".into(), "z".into()]), ..conv(Conv::Text) };
+        assert_eq!(text(&s, Cell::UInt(0b101)), "x,z");
+        assert_eq!(text(&s, Cell::UInt(0)), "");
+        let latin1 = ColumnConv { encoding: encoding_of("latin1"), ..conv(Conv::Text) };
+        assert_eq!(text(&latin1, Cell::Bytes(vec![b'c', b'a', b'f', 0xe9, 0x80])), "café€");
+        assert_eq!(text(&conv(Conv::Text), Cell::Bytes("😀".as_bytes().to_vec())), "😀");
+    }
+
+    #[test]
+    fn zero_dates_follow_the_column_and_nul_is_refused() {
+        assert_eq!(conv(Conv::Date).convert(Cell::Text("0000-00-00".into())), Ok(Cell::Null));
+        assert_eq!(conv(Conv::DateTime).convert(Cell::Text("2024-02-00 10:00:00.000000".into())), Ok(Cell::Null));
+        let not_null = ColumnConv { nullable: false, ..conv(Conv::Date) };
+        assert!(matches!(not_null.convert(Cell::Text("0000-00-00".into())), Err(ValueProblem::ZeroDate(_))));
+        assert_eq!(conv(Conv::Text).convert(Cell::Bytes(b"a\0".to_vec())), Err(ValueProblem::NulInText));
+        assert_eq!(conv(Conv::Date).convert(Cell::Null), Ok(Cell::Null));
+        assert_eq!(conv(Conv::Date).convert(Cell::Unchanged), Ok(Cell::Unchanged));
+    }
+}
