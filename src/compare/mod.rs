@@ -8,9 +8,10 @@
 //! of per-row hashes does not depend on order); the report says row-level detail is not
 //! possible there.
 //!
-//! Engines implement [`Side`]; this module owns the walk, the row diff and the report. Built
-//! for same-engine pairs (PostgreSQL ↔ PostgreSQL, MySQL family ↔ MySQL family); a
-//! cross-engine comparison needs canonical client-side hashes and is not built yet.
+//! Engines implement [`Side`]; this module owns the walk, the row diff and the report. A
+//! same-engine pair hashes on the servers; a pair of different engines (MySQL family ↔
+//! PostgreSQL) reads rows on both sides and compares their canonical forms ([`canonical`]),
+//! with each column's class taken, for MySQL → PostgreSQL, from the job's type mapping.
 
 pub mod canonical;
 pub mod mysql;
