@@ -826,3 +826,254 @@ async fn an_incremental_job_streams_only_what_changes_after_it_starts_with_its_k
     stop_tx.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
+
+/// Every differing row's key and kind, ordered by key.
+fn differences(report: &ferry::compare::Report) -> Vec<(String, ferry::api::compare::DifferenceKind)> {
+    let mut v: Vec<_> = report
+        .differences
+        .iter()
+        .map(|d| (d.source_key_value.clone().or(d.target_key_value.clone()).unwrap_or_default(), d.kind))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_comparison_after_the_transfer_finds_no_false_difference_and_every_real_one() {
+    use ferry::api::compare::DifferenceKind;
+    use ferry::api::{CompareResult, ObjectCompareResult};
+    use ferry::compare::{self, Options};
+    let servers = Servers::start();
+    exec(&mut servers.source().await, TYPES).await;
+    exec(
+        &mut servers.source().await,
+        "USE shop; CREATE TABLE events (n int, label varchar(20) CHARACTER SET latin1, at datetime NULL);
+         INSERT INTO events SELECT seq % 10, 'dup é', NULL FROM seq_1_to_100;
+         INSERT INTO events VALUES (1, 'dup é', NULL), (1, 'zero', '0000-00-00 00:00:00');",
+    )
+    .await;
+    let spec = servers.spec(&["types", "events"]);
+    assert_eq!(servers.run("cmp", &spec).await.unwrap(), Outcome::Completed);
+    let creds = servers.credentials();
+    let opts = Options::content(100);
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    assert!(report.differences.is_empty(), "{report:#?}");
+    assert_eq!((report.tables[0].source_rows, report.tables[0].target_rows), (Some(4), Some(4)));
+    assert_eq!((report.tables[1].source_rows, report.tables[1].target_rows), (Some(102), Some(102)));
+
+    // One value changed on the target in each of several types, each on its own row, a row only
+    // on the target, and one of the keyless table's duplicates changed.
+    let pg = servers.target().await;
+    pg.batch_execute(
+        "INSERT INTO shop.types (id, ti, tiu, b1, si, siu, mi, miu, i, iu, bi, biu, d, du, f, db, bit1, bit64, y, dt,
+                                 zd, zdt, zts, tm, tm6, dtm, ts, e, s, j, u, l, c, tx, bn, vb, bl)
+             SELECT 5, ti, tiu, b1, si, siu, mi, miu, i, iu, bi, biu, d, du, f, db, bit1, bit64, y, dt, zd, zdt, zts,
+                    tm, tm6, dtm, ts, e, s, j, u, l, c, tx, bn, vb, bl FROM shop.types WHERE id = 3;
+         UPDATE shop.types SET tm6 = '-00:00:01.499999' WHERE id = 1;
+         UPDATE shop.types SET j = '{\"a\": [1, [2, {\"b\": \"ü😀\"}]], \"c\": 0}' WHERE id = 2;
+         UPDATE shop.types SET ts = '2024-01-01 00:00:00+00' WHERE id = 3;
+         UPDATE shop.types SET bit64 = B'0000000000000000000000000000000000000000000000000000000000000100' WHERE id = 4;
+         UPDATE shop.events SET label = 'dup e' WHERE ctid = (SELECT ctid FROM shop.events WHERE label = 'dup é' LIMIT 1);",
+    )
+    .await
+    .unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Inconsistent);
+    assert_eq!(
+        differences(&report),
+        vec![
+            ("1".into(), DifferenceKind::ValuesDiffer),
+            ("2".into(), DifferenceKind::ValuesDiffer),
+            ("3".into(), DifferenceKind::ValuesDiffer),
+            ("4".into(), DifferenceKind::ValuesDiffer),
+            ("5".into(), DifferenceKind::OnlyInTarget),
+        ],
+        "{report:#?}"
+    );
+    assert_eq!(report.tables[0].different_rows, Some(5));
+    assert_eq!(report.tables[1].content_result, Some(ObjectCompareResult::Inconsistent), "{report:#?}");
+
+    // Each other type alone, changed on row 2 and put back: every one is seen.
+    pg.batch_execute(
+        "DELETE FROM shop.types WHERE id = 5; UPDATE shop.events SET label = 'dup é' WHERE label = 'dup e';
+         UPDATE shop.types SET tm6 = '-00:00:01.5' WHERE id = 1;
+         UPDATE shop.types SET j = '{\"c\": null, \"a\": [1, [2, {\"b\": \"ü😀\"}]]}' WHERE id = 2;
+         UPDATE shop.types SET ts = NULL WHERE id = 3;
+         UPDATE shop.types SET bit64 = lpad('101', 64, '0')::bit(64) WHERE id = 4;",
+    )
+    .await
+    .unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "put back: {report:#?}");
+    let changes = [
+        ("ti", "126"),
+        ("tiu", "254"),
+        ("b1", "126"),
+        ("siu", "65534"),
+        ("iu", "4294967294"),
+        ("biu", "18446744073709551614"),
+        ("d", "99999999999999999999999999999999999.999999999999999999999999999998"),
+        ("f", "3.40281e38"),
+        ("db", "1.7976931348623155e308"),
+        ("bit1", "false"),
+        ("y", "2154"),
+        ("dt", "'9999-12-30'"),
+        ("zd", "'2024-01-15'"),
+        ("tm", "'838:59:58'"),
+        ("dtm", "'9999-12-31 23:59:59.999998'"),
+        ("ts", "'2038-01-19 03:14:07.999998+00'"),
+        ("e", "'b c'"),
+        ("s", "'x'"),
+        ("u", "'emoji 😀 ✔'"),
+        ("l", "'cafe naïve'"),
+        ("tx", "'tab\tnl\nbs\\ end '"),
+        ("bn", "'\\x00ff0002'"),
+        ("bl", "'\\x000102ff'"),
+    ];
+    let mut missed = Vec::new();
+    for (column, value) in changes {
+        let original: Option<String> =
+            pg.query_one(&format!("SELECT {column}::text FROM shop.types WHERE id = 2"), &[]).await.unwrap().get(0);
+        pg.execute(&format!("UPDATE shop.types SET {column} = {value} WHERE id = 2"), &[]).await.unwrap();
+        let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+        if differences(&report) != vec![("2".into(), DifferenceKind::ValuesDiffer)] {
+            missed.push(format!("{column}: {:?}", differences(&report)));
+        }
+        let restore = format!("UPDATE shop.types SET {column} = $1::text::{} WHERE id = 2", type_of(&pg, column).await);
+        pg.execute(&restore, &[&original]).await.unwrap();
+    }
+    assert!(missed.is_empty(), "{}", missed.join("\n"));
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+}
+
+/// A column's type on the target, as `format_type` writes it.
+async fn type_of(pg: &Client, column: &str) -> String {
+    pg.query_one(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'shop.types'::regclass AND attname = $1",
+        &[&column],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Waits until the job's checkpoint on the target covers source commits after `read_at` (the
+/// applier records the source commit time of its checkpoint in `_ferry.jobs`).
+struct Checkpoint {
+    target: Client,
+}
+
+impl ferry::compare::CatchUp for Checkpoint {
+    async fn wait_past(&self, read_at: jiff::Timestamp) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let at = read_at.as_microsecond() as f64 / 1e6;
+        while Instant::now() < deadline {
+            let sql = "SELECT coalesce(extract(epoch FROM max(checkpoint_time))::float8 > $1, false) FROM _ferry.jobs";
+            if let Ok(row) = self.target.query_one(sql, &[&at]).await
+                && row.get::<_, bool>(0)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_online_comparison_while_the_stream_applies_writes_is_consistent_and_finds_a_real_difference() {
+    use ferry::api::CompareResult;
+    use ferry::api::compare::DifferenceKind;
+    use ferry::compare::{self, Options};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let servers = Servers::start();
+    exec(
+        &mut servers.source().await,
+        "SET SESSION time_zone = '+00:00'; CREATE DATABASE shop; USE shop;
+         CREATE TABLE accounts (id bigint unsigned PRIMARY KEY, balance decimal(14,2) NOT NULL, ratio float,
+             flags bit(5), at timestamp(6) NULL, took time(6), doc json, note varchar(40) CHARACTER SET latin1,
+             raw varbinary(8));
+         INSERT INTO accounts SELECT seq, seq / 3.0, seq / 7, seq % 32, '2024-01-01' + INTERVAL seq SECOND,
+             SEC_TO_TIME(CAST(seq AS SIGNED) - 5000), json_object('z', seq, 'a', json_array(seq, 'é')), concat('café ', seq),
+             unhex(hex(seq)) FROM seq_1_to_12000;",
+    )
+    .await;
+    let mut spec = servers.spec(&["accounts"]);
+    spec.task_type = TaskType::FullIncrTrans;
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let credentials = servers.credentials();
+    let run_spec = spec.clone();
+    let mut job = tokio::spawn(async move {
+        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+        engine::run(Job { id: "online", spec: &run_spec, credentials: &credentials, tracker, stop }).await
+    });
+    let pg = servers.target().await;
+    wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
+
+    // Writes all over the table (never to ids above 11000) while the comparison runs.
+    let running = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let running = Arc::clone(&running);
+        let opts = servers.source.opts(Some("shop"));
+        tokio::spawn(async move {
+            let mut conn = Conn::new(opts).await.unwrap();
+            let mut i: u64 = 0;
+            while running.load(Ordering::SeqCst) {
+                conn.query_drop(format!(
+                    "BEGIN;
+                     UPDATE accounts SET balance = balance + 1, ratio = ratio * 1.5, flags = flags ^ 1,
+                         at = at + INTERVAL 1 MICROSECOND, took = ADDTIME(took, '00:00:01.5'),
+                         doc = json_set(doc, '$.n', {i}), note = concat('ü ', {i}), raw = unhex('00ff{i:02x}')
+                         WHERE id = {upd};
+                     DELETE FROM accounts WHERE id = {del};
+                     INSERT INTO accounts VALUES ({new}, {i}, 0.5, b'101', '2030-01-01 00:00:00.5', '-838:59:59',
+                         '{{\"b\": [1, 2.50], \"a\": {{}}}}', 'naïve', 0x00);
+                     COMMIT;",
+                    upd = 1 + (i * 7919) % 11_000,
+                    del = 1 + (i * 104_729) % 11_000,
+                    new = 100_000 + i,
+                ))
+                .await
+                .unwrap();
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+            i
+        })
+    };
+    wait_for(&pg, "SELECT checkpoint_time IS NOT NULL FROM _ferry.jobs", &mut job).await;
+    let creds = servers.credentials();
+    let online = Options { rechecks: 5, ..Options::content(100) };
+    let catch_up = Checkpoint { target: servers.target().await };
+    let report =
+        compare::run_online(&spec.source, &spec.target, &spec.objects, &creds, online, &catch_up).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+
+    // A difference written straight into the target persists and is reported, alone.
+    pg.batch_execute("UPDATE shop.accounts SET doc = '{\"a\": [11999, \"é\"], \"z\": 11998}' WHERE id = 11999")
+        .await
+        .unwrap();
+    let report =
+        compare::run_online(&spec.source, &spec.target, &spec.objects, &creds, online, &catch_up).await.unwrap();
+    assert_eq!(differences(&report), vec![("11999".into(), DifferenceKind::ValuesDiffer)], "{report:#?}");
+    running.store(false, Ordering::SeqCst);
+    assert!(writer.await.unwrap() > 0);
+
+    // At rest, once the stream has applied everything: the same one row, then none once it is
+    // put back.
+    exec(&mut servers.source().await, "INSERT INTO shop.accounts (id, balance) VALUES (200000, 0)").await;
+    wait_for(&pg, "SELECT EXISTS (SELECT FROM shop.accounts WHERE id = 200000)", &mut job).await;
+    let opts = Options::content(100);
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+    assert_eq!(differences(&report), vec![("11999".into(), DifferenceKind::ValuesDiffer)], "{report:#?}");
+    pg.batch_execute("UPDATE shop.accounts SET doc = '{\"z\": 11999, \"a\": [11999, \"é\"]}' WHERE id = 11999")
+        .await
+        .unwrap();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &creds, opts).await.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    stop_tx.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}

@@ -9,8 +9,11 @@
 pub enum ValueClass {
     /// Anything else: compared as text.
     Text,
-    /// Integers (and BIT, as numbers).
+    /// Integers.
     Int,
+    /// Bit strings (MySQL's `BIT(n)`, PostgreSQL's `bit(n)`), as binary digits without leading
+    /// zeros.
+    Bits,
     /// Exact decimals.
     Decimal,
     /// 32-bit floats.
@@ -21,7 +24,8 @@ pub enum ValueClass {
     Bool,
     /// Dates.
     Date,
-    /// Times of day.
+    /// Times of day and durations (MySQL's `TIME` spans ±838 hours; PostgreSQL's `interval`
+    /// of days, hours, minutes and seconds), as signed hours, minutes and seconds.
     Time,
     /// Timestamps, with or without time zone.
     Timestamp,
@@ -43,6 +47,8 @@ impl ValueClass {
             "date" => ValueClass::Date,
             "json" | "jsonb" => ValueClass::Json,
             "bytea" => ValueClass::Bytes,
+            "interval" => ValueClass::Time,
+            _ if t.starts_with("bit") => ValueClass::Bits,
             _ if t.starts_with("numeric") => ValueClass::Decimal,
             _ if t.starts_with("timestamp") => ValueClass::Timestamp,
             _ if t.starts_with("time") => ValueClass::Time,
@@ -56,7 +62,9 @@ impl ValueClass {
         let base = t.split(['(', ' ']).next().unwrap_or("");
         match base {
             "tinyint" if t.starts_with("tinyint(1)") => ValueClass::Bool,
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "bit" | "year" => ValueClass::Int,
+            "bit" if t.starts_with("bit(1)") => ValueClass::Bool,
+            "bit" => ValueClass::Bits,
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "year" => ValueClass::Int,
             "decimal" | "numeric" => ValueClass::Decimal,
             "float" => ValueClass::Float32,
             "double" | "real" => ValueClass::Float64,
@@ -125,16 +133,232 @@ fn timestamp(s: &str) -> String {
     }
 }
 
+/// Whether a date (or the date part of a timestamp) is one of MySQL's zero dates (year, month
+/// or day 0), which PostgreSQL has no value for: the transfer writes NULL in their place.
+fn zero_date(s: &str) -> bool {
+    let date = s.trim().split([' ', 'T']).next().unwrap_or("");
+    let parts: Vec<&str> = date.split('-').collect();
+    parts.len() == 3 && parts.iter().any(|p| p.bytes().all(|b| b == b'0'))
+}
+
+/// A duration in microseconds from `[-]H:MM:SS[.f]` (MySQL's TIME) or PostgreSQL's interval
+/// text (`[-]N day[s] [-]HH:MM:SS[.f]`); `None` for anything else (months and years have no
+/// fixed length, so such an interval stays as text).
+fn micros(s: &str) -> Option<i128> {
+    let mut total: i128 = 0;
+    let mut words = s.split_whitespace().peekable();
+    while let Some(w) = words.next() {
+        if w.contains(':') {
+            let (neg, hms) = match w.strip_prefix('-') {
+                Some(r) => (true, r),
+                None => (false, w.strip_prefix('+').unwrap_or(w)),
+            };
+            let mut parts = hms.split(':');
+            let h: i128 = parts.next()?.parse().ok()?;
+            let m: i128 = parts.next()?.parse().ok()?;
+            let sec = parts.next().unwrap_or("0");
+            if parts.next().is_some() {
+                return None;
+            }
+            let (whole, frac) = sec.split_once('.').unwrap_or((sec, ""));
+            let frac = format!("{:0<6}", &frac[..frac.len().min(6)]);
+            let v = ((h * 60 + m) * 60 + whole.parse::<i128>().ok()?) * 1_000_000 + frac.parse::<i128>().ok()?;
+            total += if neg { -v } else { v };
+        } else {
+            let n: i128 = w.parse().ok()?;
+            match words.next()? {
+                "day" | "days" => total += n * 86_400_000_000,
+                _ => return None,
+            }
+        }
+    }
+    Some(total)
+}
+
 fn time(s: &str) -> String {
+    let Some(us) = micros(s) else { return s.trim().to_owned() };
+    let (sign, us) = if us < 0 { ("-", -us) } else { ("", us) };
+    let (secs, frac) = (us / 1_000_000, us % 1_000_000);
+    format!("{sign}{:02}:{:02}:{:02}.{frac:06}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn bits(s: &str) -> String {
     let t = s.trim();
-    match t.split_once('.') {
-        Some((whole, frac)) => format!("{whole}.{:0<6}", &frac[..frac.len().min(6)]),
-        None => format!("{t}.000000"),
+    if t.is_empty() || !t.bytes().all(|b| b == b'0' || b == b'1') {
+        return t.to_owned();
+    }
+    let t = t.trim_start_matches('0');
+    if t.is_empty() { "0".into() } else { t.to_owned() }
+}
+
+/// A JSON number in one form whatever its spelling (`100`, `1e2`, `100.0` → `1e2`): exact, as
+/// digits and a power of ten (PostgreSQL's jsonb keeps numbers as `numeric`, MySQL as text or
+/// double).
+fn json_number(n: &str) -> String {
+    let (neg, body) = match n.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, n),
+    };
+    let (mantissa, exp) = match body.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.strip_prefix('+').unwrap_or(e).parse::<i64>().unwrap_or(0)),
+        None => (body, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int}{frac}");
+    // The value is digits × 10^(exp - len(frac)).
+    let mut exp = exp - frac.len() as i64;
+    let lead = digits.trim_start_matches('0');
+    let trimmed = lead.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return "0".into();
+    }
+    exp += (lead.len() - trimmed.len()) as i64;
+    // As d.ddd × 10^e.
+    let e = exp + trimmed.len() as i64 - 1;
+    let (first, rest) = trimmed.split_at(1);
+    let sign = if neg { "-" } else { "" };
+    if rest.is_empty() { format!("{sign}{first}e{e}") } else { format!("{sign}{first}.{rest}e{e}") }
+}
+
+/// A small JSON reader writing the canonical form: object keys sorted (the last of duplicate
+/// keys kept, as jsonb does), no whitespace, strings re-escaped one way, numbers by
+/// [`json_number`].
+struct Json<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl Json<'_> {
+    fn ws(&mut self) {
+        while self.s.get(self.at).is_some_and(|b| b.is_ascii_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        // The string's text as JSON, read by serde_json from its quotes to its end.
+        let start = self.at;
+        self.at += 1;
+        loop {
+            match self.s.get(self.at)? {
+                b'\\' => self.at += 2,
+                b'"' => {
+                    self.at += 1;
+                    break;
+                }
+                _ => self.at += 1,
+            }
+        }
+        let raw = std::str::from_utf8(self.s.get(start..self.at)?).ok()?;
+        serde_json::from_str::<String>(raw).ok()
+    }
+
+    fn value(&mut self, out: &mut String) -> Option<()> {
+        self.ws();
+        match *self.s.get(self.at)? {
+            b'{' => {
+                self.at += 1;
+                let mut members = std::collections::BTreeMap::new();
+                self.ws();
+                if self.s.get(self.at) == Some(&b'}') {
+                    self.at += 1;
+                } else {
+                    loop {
+                        self.ws();
+                        if self.s.get(self.at) != Some(&b'"') {
+                            return None;
+                        }
+                        let key = self.string()?;
+                        self.ws();
+                        if self.s.get(self.at) != Some(&b':') {
+                            return None;
+                        }
+                        self.at += 1;
+                        let mut v = String::new();
+                        self.value(&mut v)?;
+                        members.insert(key, v);
+                        self.ws();
+                        match self.s.get(self.at)? {
+                            b',' => self.at += 1,
+                            b'}' => {
+                                self.at += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).ok()?);
+                    out.push(':');
+                    out.push_str(v);
+                }
+                out.push('}');
+            }
+            b'[' => {
+                self.at += 1;
+                out.push('[');
+                self.ws();
+                if self.s.get(self.at) == Some(&b']') {
+                    self.at += 1;
+                } else {
+                    let mut first = true;
+                    loop {
+                        if !first {
+                            out.push(',');
+                        }
+                        first = false;
+                        self.value(out)?;
+                        self.ws();
+                        match self.s.get(self.at)? {
+                            b',' => self.at += 1,
+                            b']' => {
+                                self.at += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+                out.push(']');
+            }
+            b'"' => out.push_str(&serde_json::to_string(&self.string()?).ok()?),
+            b't' | b'f' | b'n' => {
+                let word =
+                    ["true", "false", "null"].into_iter().find(|w| self.s[self.at..].starts_with(w.as_bytes()))?;
+                self.at += word.len();
+                out.push_str(word);
+            }
+            _ => {
+                let start = self.at;
+                while self.s.get(self.at).is_some_and(|b| b.is_ascii_digit() || b"+-.eE".contains(b)) {
+                    self.at += 1;
+                }
+                let n = std::str::from_utf8(&self.s[start..self.at]).ok()?;
+                if n.is_empty() || n.parse::<f64>().is_err() {
+                    return None;
+                }
+                out.push_str(&json_number(n));
+            }
+        }
+        Some(())
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn json(s: &str) -> String {
+    let mut reader = Json { s: s.as_bytes(), at: 0 };
+    let mut out = String::new();
+    match reader.value(&mut out) {
+        Some(()) => {
+            reader.ws();
+            if reader.at == s.len() { out } else { s.to_owned() }
+        }
+        None => s.to_owned(),
+    }
 }
 
 /// The canonical form of a value printed by a server (`None` is SQL NULL).
@@ -142,11 +366,14 @@ pub fn canonical(class: ValueClass, raw: Option<&[u8]>) -> Option<String> {
     let raw = raw?;
     let text = || String::from_utf8_lossy(raw).into_owned();
     Some(match class {
-        ValueClass::Text | ValueClass::Date => text(),
+        ValueClass::Text => text(),
+        ValueClass::Date | ValueClass::Timestamp if zero_date(&text()) => return None,
+        ValueClass::Date => text().trim().to_owned(),
         ValueClass::Int => {
             let t = text();
             t.trim().parse::<i128>().map(|v| v.to_string()).unwrap_or(t)
         }
+        ValueClass::Bits => bits(&text()),
         ValueClass::Decimal => decimal(&text()),
         ValueClass::Float32 => float(&text(), true),
         ValueClass::Float64 => float(&text(), false),
@@ -157,15 +384,9 @@ pub fn canonical(class: ValueClass, raw: Option<&[u8]>) -> Option<String> {
         },
         ValueClass::Timestamp => timestamp(&text()),
         ValueClass::Time => time(&text()),
-        ValueClass::Json => {
-            let t = text();
-            serde_json::from_str::<serde_json::Value>(&t).map(|v| v.to_string()).unwrap_or(t)
-        }
-        ValueClass::Bytes => match raw.strip_prefix(b"\\x") {
-            // PostgreSQL prints bytea as `\x` and hex.
-            Some(h) => String::from_utf8_lossy(h).to_ascii_lowercase(),
-            None => hex(raw),
-        },
+        ValueClass::Json => json(&text()),
+        // PostgreSQL prints bytea as `\x` and hex digits, MySQL as HEX() gives them.
+        ValueClass::Bytes => String::from_utf8_lossy(raw.strip_prefix(b"\\x").unwrap_or(raw)).to_ascii_lowercase(),
     })
 }
 
@@ -217,11 +438,47 @@ mod tests {
         );
         assert_eq!(c(ValueClass::Timestamp, "2024-01-01 10:00:00.5+00"), "2024-01-01 10:00:00.500000");
         assert_eq!(c(ValueClass::Json, r#"{"b": 1, "a": [1, 2]}"#), c(ValueClass::Json, r#"{"a":[1,2],"b":1}"#));
-        assert_eq!(
-            canonical(ValueClass::Bytes, Some(b"\\x0AFF")).unwrap(),
-            canonical(ValueClass::Bytes, Some(&[10, 255])).unwrap()
-        );
+        assert_eq!(c(ValueClass::Bytes, "\\x0aff"), c(ValueClass::Bytes, "0AFF"));
         assert_eq!(c(ValueClass::Time, "12:00:01"), c(ValueClass::Time, "12:00:01.000000"));
+    }
+
+    #[test]
+    fn mysql_values_meet_their_postgresql_mapping_in_one_form() {
+        // TIME as interval, in hours or in days.
+        assert_eq!(c(ValueClass::Time, "-838:59:59"), "-838:59:59.000000");
+        assert_eq!(c(ValueClass::Time, "-00:00:01.5"), c(ValueClass::Time, "-00:00:01.500000"));
+        assert_eq!(c(ValueClass::Time, "1 day 01:00:00"), c(ValueClass::Time, "25:00:00"));
+        assert_eq!(c(ValueClass::Time, "-1 days +23:00:00"), c(ValueClass::Time, "-01:00:00"));
+        assert_ne!(c(ValueClass::Time, "24:00:00.000001"), c(ValueClass::Time, "24:00:00"));
+        // BIT(n) as a number's binary digits and as a bit string.
+        assert_eq!(c(ValueClass::Bits, "101"), c(ValueClass::Bits, "0000000101"));
+        assert_eq!(c(ValueClass::Bits, "0"), c(ValueClass::Bits, "000"));
+        assert_ne!(c(ValueClass::Bits, "101"), c(ValueClass::Bits, "1010"));
+        // Zero dates are NULL on the target.
+        for zero in ["0000-00-00", "2024-00-15", "2024-02-00 10:00:00", "0000-00-00 00:00:00.000000"] {
+            assert_eq!(canonical(ValueClass::Timestamp, Some(zero.as_bytes())), None, "{zero}");
+        }
+        assert_eq!(canonical(ValueClass::Date, Some(b"0000-00-00")), None);
+        assert_eq!(c(ValueClass::Date, "2024-02-29"), "2024-02-29");
+        // jsonb's key order, spacing and number spelling.
+        assert_eq!(
+            c(ValueClass::Json, r#"{"c": null, "a": [1, [2, {"b": "\u00fc😀"}]]}"#),
+            c(ValueClass::Json, r#"{"a":[1,[2,{"b":"ü😀"}]],"c":null}"#)
+        );
+        assert_eq!(c(ValueClass::Json, "[1e2, 100.0, 0.50, -0]"), c(ValueClass::Json, "[100, 100, 0.5, 0]"));
+        assert_eq!(
+            c(ValueClass::Json, "123456789012345678901234567890"),
+            "1.2345678901234567890123456789e29",
+            "exact, not through a double"
+        );
+        assert_ne!(c(ValueClass::Json, r#"{"a": 1}"#), c(ValueClass::Json, r#"{"a": 2}"#));
+        assert_ne!(c(ValueClass::Json, r#"["a", "b"]"#), c(ValueClass::Json, r#"["b", "a"]"#));
+        assert_eq!(c(ValueClass::Json, r#"{"a": 1, "a": 2}"#), c(ValueClass::Json, r#"{"a": 2}"#));
+        assert_eq!(c(ValueClass::Json, "not json"), "not json");
+        assert_eq!(
+            c(ValueClass::Json, r#""tab\tquote\" slash\\""#),
+            c(ValueClass::Json, r#""tab\u0009quote\" slash\\""#)
+        );
     }
 
     #[test]
@@ -237,6 +494,10 @@ mod tests {
         assert_eq!(ValueClass::of_mysql("decimal(12,2)"), ValueClass::Decimal);
         assert_eq!(ValueClass::of_mysql("tinyint(1)"), ValueClass::Bool);
         assert_eq!(ValueClass::of_mysql("int(11) unsigned"), ValueClass::Int);
+        assert_eq!(ValueClass::of_mysql("bit(1)"), ValueClass::Bool);
+        assert_eq!(ValueClass::of_mysql("bit(64)"), ValueClass::Bits);
+        assert_eq!(ValueClass::of_postgres("bit(64)"), ValueClass::Bits);
+        assert_eq!(ValueClass::of_postgres("interval"), ValueClass::Time);
         assert_eq!(ValueClass::Text.merge(ValueClass::Json), ValueClass::Json);
         assert_eq!(ValueClass::Int.merge(ValueClass::Bool), ValueClass::Bool);
     }

@@ -8,9 +8,10 @@
 //! of per-row hashes does not depend on order); the report says row-level detail is not
 //! possible there.
 //!
-//! Engines implement [`Side`]; this module owns the walk, the row diff and the report. Built
-//! for same-engine pairs (PostgreSQL ↔ PostgreSQL, MySQL family ↔ MySQL family); a
-//! cross-engine comparison needs canonical client-side hashes and is not built yet.
+//! Engines implement [`Side`]; this module owns the walk, the row diff and the report. A
+//! same-engine pair hashes on the servers; a pair of different engines (MySQL family ↔
+//! PostgreSQL) reads rows on both sides and compares their canonical forms ([`canonical`]),
+//! with each column's class taken, for MySQL → PostgreSQL, from the job's type mapping.
 
 pub mod canonical;
 pub mod mysql;
@@ -132,6 +133,11 @@ pub trait Side: Send {
     /// The rows of table `t` in `range`, in key order, each value as the server prints it
     /// (`None` for NULL): for comparing across engines through canonical forms.
     fn raw_rows(&mut self, t: usize, range: &KeyRange) -> impl Future<Output = Result<Vec<RawRow>>> + Send;
+
+    /// The rows of table `t` with these keys (those that exist), as [`Side::raw_rows`] prints
+    /// them; keys are in canonical form (see [`canonical::canonical`]).
+    fn raw_rows_for_keys(&mut self, t: usize, keys: &[Vec<String>])
+    -> impl Future<Output = Result<Vec<RawRow>>> + Send;
 }
 
 /// A row as printed by its server: key values and every compared value (`None` for NULL).
@@ -405,6 +411,20 @@ fn shape_differences(want: &Shape, have: &Shape) -> Vec<String> {
     out
 }
 
+/// Rows as printed by a server, in canonical form: key values and the joined values.
+fn canonical_rows(classes: &[canonical::ValueClass], keys: &[usize], rows: Vec<RawRow>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|(key, values)| Row {
+            key: key
+                .iter()
+                .zip(keys)
+                .map(|(k, &i)| canonical::canonical(classes[i], Some(k.as_bytes())).unwrap_or_default())
+                .collect(),
+            values: canonical::row(classes, &values),
+        })
+        .collect()
+}
+
 /// Compares every table of the pair at rest.
 pub async fn compare<S: Side, T: Side>(source: &mut S, target: &mut T, opts: Options) -> Result<Report> {
     compare_online(source, target, opts, &AtRest).await
@@ -490,24 +510,44 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                 let classes: Vec<_> =
                     source.classes(t).into_iter().zip(target.classes(t)).map(|(a, b)| a.merge(b)).collect();
                 let keys: Vec<usize> = source.tables()[t].key.clone();
-                let canon = |rows: Vec<RawRow>| -> Vec<Row> {
-                    rows.into_iter()
-                        .map(|(key, values)| Row {
-                            key: key
-                                .iter()
-                                .zip(&keys)
-                                .map(|(k, &i)| canonical::canonical(classes[i], Some(k.as_bytes())).unwrap_or_default())
-                                .collect(),
-                            values: canonical::row(&classes, &values),
-                        })
-                        .collect()
-                };
-                let (a, b) = futures::join!(source.raw_rows(t, range), target.raw_rows(t, range));
-                let (a, b) = (canon(a?), canon(b?));
+                let canon = |rows: Vec<RawRow>| -> Vec<Row> { canonical_rows(&classes, &keys, rows) };
+                let chunk_rechecks = if keyed && opts.content { 0 } else { opts.rechecks };
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                let mut read_at = jiff::Timestamp::now();
+                for attempt in 0..=chunk_rechecks {
+                    read_at = jiff::Timestamp::now();
+                    let (ra, rb) = futures::join!(source.raw_rows(t, range), target.raw_rows(t, range));
+                    (a, b) = (canon(ra?), canon(rb?));
+                    let same = keyed && opts.content
+                        || canonical::sum_hash(a.iter().map(|r| r.values.as_slice()))
+                            == canonical::sum_hash(b.iter().map(|r| r.values.as_slice()));
+                    if same || attempt == chunk_rechecks || !catch_up.wait_past(read_at).await {
+                        break;
+                    }
+                }
                 src_rows += a.len() as u64;
                 tgt_rows += b.len() as u64;
                 if keyed && opts.content {
-                    let diffs = diff_rows(source, target, t, a, b);
+                    let mut diffs = diff_rows(source, target, t, a, b);
+                    // Online: a row in flight agrees once the checkpoint has passed the read;
+                    // the counts follow each rechecked row's latest reading.
+                    for _ in 0..opts.rechecks {
+                        if diffs.is_empty() || !catch_up.wait_past(read_at).await {
+                            break;
+                        }
+                        read_at = jiff::Timestamp::now();
+                        let keys: Vec<Vec<String>> = diffs.iter().map(|(k, _)| k.clone()).collect();
+                        let (ra, rb) =
+                            futures::join!(source.raw_rows_for_keys(t, &keys), target.raw_rows_for_keys(t, &keys));
+                        let (ra, rb) = (canon(ra?), canon(rb?));
+                        for (key, d) in &diffs {
+                            let was = (d.source_key_value.is_some(), d.target_key_value.is_some());
+                            let now = (ra.iter().any(|r| &r.key == key), rb.iter().any(|r| &r.key == key));
+                            src_rows = (src_rows + u64::from(now.0)).saturating_sub(u64::from(was.0));
+                            tgt_rows = (tgt_rows + u64::from(now.1)).saturating_sub(u64::from(was.1));
+                        }
+                        diffs = diff_rows(source, target, t, ra, rb);
+                    }
                     differing += diffs.len() as u64;
                     let room = opts.max_differences.saturating_sub(report.differences.len());
                     report.differences.extend(diffs.into_iter().map(|(_, d)| d).take(room));

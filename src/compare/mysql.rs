@@ -26,6 +26,31 @@ pub struct MySide {
     /// The tables as the chunk planner and range predicates take them (this side's names).
     tables: Vec<MyTable>,
     planner: bool,
+    /// Per table, each compared column's class as the job's type mapping to PostgreSQL says
+    /// (a source compared with a PostgreSQL target); otherwise classes come from this side's
+    /// own types.
+    mapped: Option<Vec<Vec<ValueClass>>>,
+}
+
+/// Each selected column's class as the MySQL → PostgreSQL mapping carries it: the class of the
+/// PostgreSQL type the column gets (a column the mapping refuses, by its own type).
+fn mapped_classes(t: &MyTable) -> Vec<ValueClass> {
+    t.def
+        .columns
+        .iter()
+        .zip(&t.columns)
+        .filter(|(c, _)| c.selected)
+        .map(|(c, m)| {
+            match crate::engine::my_to_pg::types::map_type(
+                &m.data_type,
+                &c.type_sql,
+                crate::engine::my_to_pg::types::is_mariadb_json(t, &c.name),
+            ) {
+                Ok(mapping) => ValueClass::of_postgres(&mapping.pg_type),
+                Err(_) => ValueClass::of_mysql(&c.type_sql),
+            }
+        })
+        .collect()
 }
 
 fn view(t: &MyTable, def: TableDef) -> MyTable {
@@ -72,6 +97,7 @@ impl MySide {
                 defs: src.iter().map(|t| t.def.clone()).collect(),
                 tables: src,
                 planner: true,
+                mapped: None,
             },
             MySide {
                 conn: t,
@@ -79,11 +105,13 @@ impl MySide {
                 defs: tgt.iter().map(|t| t.def.clone()).collect(),
                 tables: tgt,
                 planner: false,
+                mapped: None,
             },
         ))
     }
 
-    /// The source side alone, with the target's view of each table (for a cross-engine pair).
+    /// The source side alone, with the target's view of each table, for a comparison with a
+    /// PostgreSQL target: values are compared as the job's type mapping carries them.
     pub async fn source(
         source: &Endpoint,
         objects: &ObjectSelection,
@@ -94,7 +122,8 @@ impl MySide {
         let tgt = tables.iter().map(|t| target_view(&t.def)).collect();
         let src: Vec<MyTable> = tables.iter().map(|t| view(t, source_view(&t.def))).collect();
         let defs = src.iter().map(|t| t.def.clone()).collect();
-        Ok((MySide { conn: s, which: Which::Source, defs, tables: src, planner: true }, tgt))
+        let mapped = Some(tables.iter().map(mapped_classes).collect());
+        Ok((MySide { conn: s, which: Which::Source, defs, tables: src, planner: true, mapped }, tgt))
     }
 
     /// A MySQL-family target for tables `defs` (target names), with its own column types.
@@ -135,7 +164,7 @@ impl MySide {
             });
         }
         let defs = tables.iter().map(|t| t.def.clone()).collect();
-        Ok(MySide { conn, which: Which::Target, defs, tables, planner: false })
+        Ok(MySide { conn, which: Which::Target, defs, tables, planner: false, mapped: None })
     }
 
     /// The row as one binary string: which values are NULL, then the values.
@@ -262,53 +291,36 @@ impl Side for MySide {
     }
 
     fn classes(&self, t: usize) -> Vec<ValueClass> {
-        self.tables[t].def.columns.iter().map(|c| ValueClass::of_mysql(&c.type_sql)).collect()
+        match &self.mapped {
+            Some(classes) => classes[t].clone(),
+            None => self.tables[t].def.columns.iter().map(|c| ValueClass::of_mysql(&c.type_sql)).collect(),
+        }
     }
 
     async fn raw_rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<RawRow>> {
-        let table = &self.tables[t];
-        let keys: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
-        let mut select: Vec<String> = keys.iter().map(|k| format!("CAST({k} AS CHAR)")).collect();
-        for (c, m) in table.def.columns.iter().zip(&table.columns) {
-            let id = my_ident(&c.name);
-            select.push(match (m.kind, ValueClass::of_mysql(&c.type_sql)) {
-                (ColumnKind::Float, _) => format!("CAST(CAST({id} AS DOUBLE) AS CHAR)"),
-                (ColumnKind::Bit, _) => format!("CAST({id} + 0 AS CHAR)"),
-                (_, ValueClass::Bytes) => id,
-                _ => format!("CAST({id} AS CHAR)"),
-            });
+        let (cond, p) = source::chunk_where(&self.tables[t], range);
+        self.raw_select(t, &cond, p).await
+    }
+
+    async fn raw_rows_for_keys(&mut self, t: usize, keys: &[Vec<String>]) -> Result<Vec<RawRow>> {
+        let classes = self.classes(t);
+        let mut out = Vec::new();
+        for group in keys.chunks(200) {
+            let d = &self.tables[t].def;
+            // Keys come in canonical form: bytes as hex digits.
+            let one: Vec<String> = d
+                .key
+                .iter()
+                .map(|&k| match classes[k] {
+                    ValueClass::Bytes => format!("{} = UNHEX(?)", my_ident(&d.columns[k].name)),
+                    _ => format!("{} = ?", my_ident(&d.columns[k].name)),
+                })
+                .collect();
+            let cond = vec![format!("({})", one.join(" AND ")); group.len()].join(" OR ");
+            let p: Vec<Value> = group.iter().flatten().map(|v| Value::Bytes(v.clone().into_bytes())).collect();
+            out.extend(self.raw_select(t, &cond, p).await?);
         }
-        let (cond, p) = source::chunk_where(table, range);
-        let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
-        let sql = format!(
-            "SELECT {} FROM {}.{} WHERE {cond}{order}",
-            select.join(", "),
-            my_ident(&table.def.schema),
-            my_ident(&table.def.name)
-        );
-        let what = format!("reading rows of {}", table.def.display_name());
-        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, params(p)).await.map_err(self.fail(what))?;
-        let n = keys.len();
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let mut values: Vec<Option<Vec<u8>>> = r
-                    .unwrap()
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::NULL => None,
-                        Value::Bytes(b) => Some(b),
-                        other => Some(other.as_sql(true).into_bytes()),
-                    })
-                    .collect();
-                let rest = values.split_off(n);
-                let key = values
-                    .into_iter()
-                    .map(|k| k.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
-                    .collect();
-                (key, rest)
-            })
-            .collect())
+        Ok(out)
     }
 
     fn select_sql(&self, t: usize, key: &[String]) -> String {
@@ -359,6 +371,62 @@ impl Side for MySide {
 }
 
 impl MySide {
+    /// The rows of table `t` matching `cond`, in key order, each value as the server prints it:
+    /// FLOAT widened to DOUBLE, BIT as binary digits, binary strings as hex digits.
+    async fn raw_select(&mut self, t: usize, cond: &str, p: Vec<Value>) -> Result<Vec<RawRow>> {
+        let classes = self.classes(t);
+        let table = &self.tables[t];
+        let keys: Vec<String> = table.def.key_columns().map(|c| my_ident(&c.name)).collect();
+        let mut select: Vec<String> = table
+            .def
+            .key
+            .iter()
+            .map(|&k| match classes[k] {
+                ValueClass::Bytes => format!("HEX({})", my_ident(&table.def.columns[k].name)),
+                _ => format!("CAST({} AS CHAR)", my_ident(&table.def.columns[k].name)),
+            })
+            .collect();
+        for ((c, m), class) in table.def.columns.iter().zip(&table.columns).zip(&classes) {
+            let id = my_ident(&c.name);
+            select.push(match (m.kind, class) {
+                (ColumnKind::Float, _) => format!("CAST(CAST({id} AS DOUBLE) AS CHAR)"),
+                (ColumnKind::Bit, _) => format!("BIN({id})"),
+                (_, ValueClass::Bytes) => format!("HEX({id})"),
+                _ => format!("CAST({id} AS CHAR)"),
+            });
+        }
+        let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
+        let sql = format!(
+            "SELECT {} FROM {}.{} WHERE {cond}{order}",
+            select.join(", "),
+            my_ident(&table.def.schema),
+            my_ident(&table.def.name)
+        );
+        let what = format!("reading rows of {}", table.def.display_name());
+        let rows: Vec<mysql_async::Row> = self.conn.exec(sql, params(p)).await.map_err(self.fail(what))?;
+        let n = keys.len();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let mut values: Vec<Option<Vec<u8>>> = r
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::NULL => None,
+                        Value::Bytes(b) => Some(b),
+                        other => Some(other.as_sql(true).into_bytes()),
+                    })
+                    .collect();
+                let rest = values.split_off(n);
+                let key = values
+                    .into_iter()
+                    .map(|k| k.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
+                    .collect();
+                (key, rest)
+            })
+            .collect())
+    }
+
     /// The rows of table `t` matching `cond`, in key order.
     async fn select_rows(&mut self, t: usize, cond: &str, p: Vec<Value>) -> Result<Vec<Row>> {
         let table = &self.tables[t];

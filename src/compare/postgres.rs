@@ -129,6 +129,30 @@ impl PgSide {
         (if conds.is_empty() { "TRUE".into() } else { conds.join(" AND ") }, params)
     }
 
+    /// The rows of table `t` matching `cond`, in key order, each value as the server prints it.
+    async fn raw_select(&self, t: usize, cond: &str, params: &[String]) -> Result<Vec<RawRow>> {
+        let d = &self.tables[t];
+        let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+        let mut select: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
+        select.extend(d.columns.iter().map(|c| format!("{}::text", pg_ident(&c.name))));
+        let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
+        let sql = format!("SELECT {} FROM {} WHERE {cond}{order}", select.join(", "), pg_qualified(&d.schema, &d.name));
+        let rows = self
+            .client
+            .query(&sql, &refs(params))
+            .await
+            .ctx(self.which, || format!("reading rows of {}", d.display_name()))?;
+        let (n, m) = (keys.len(), d.columns.len());
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let key = (0..n).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect();
+                let values = (n..n + m).map(|i| r.get::<_, Option<String>>(i).map(String::into_bytes)).collect();
+                (key, values)
+            })
+            .collect())
+    }
+
     fn row_sql(&self, t: usize) -> String {
         let cols: Vec<String> = self.tables[t].columns.iter().map(|c| pg_ident(&c.name)).collect();
         format!("ROW({})::text", cols.join(", "))
@@ -360,27 +384,38 @@ impl Side for PgSide {
     }
 
     async fn raw_rows(&mut self, t: usize, range: &KeyRange) -> Result<Vec<RawRow>> {
-        let d = &self.tables[t];
-        let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
-        let mut select: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
-        select.extend(d.columns.iter().map(|c| format!("{}::text", pg_ident(&c.name))));
         let (cond, params) = self.range_sql(t, range);
-        let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
-        let sql = format!("SELECT {} FROM {} WHERE {cond}{order}", select.join(", "), pg_qualified(&d.schema, &d.name));
-        let rows = self
-            .client
-            .query(&sql, &refs(&params))
-            .await
-            .ctx(self.which, || format!("reading rows of {}", d.display_name()))?;
-        let (n, m) = (keys.len(), d.columns.len());
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let key = (0..n).map(|i| r.get::<_, Option<String>>(i).unwrap_or_default()).collect();
-                let values = (n..n + m).map(|i| r.get::<_, Option<String>>(i).map(String::into_bytes)).collect();
-                (key, values)
-            })
-            .collect())
+        self.raw_select(t, &cond, &params).await
+    }
+
+    async fn raw_rows_for_keys(&mut self, t: usize, keys: &[Vec<String>]) -> Result<Vec<RawRow>> {
+        let mut out = Vec::new();
+        for group in keys.chunks(200) {
+            let d = &self.tables[t];
+            let names: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
+            let mut params: Vec<String> = Vec::new();
+            // Keys come in canonical form: bytes as hex digits.
+            let tuples: Vec<String> = group
+                .iter()
+                .map(|key| {
+                    let vals: Vec<String> = d
+                        .key_columns()
+                        .zip(key)
+                        .map(|(c, v)| {
+                            params.push(v.clone());
+                            match ValueClass::of_postgres(&c.type_sql) {
+                                ValueClass::Bytes => format!("decode(${}, 'hex')", params.len()),
+                                _ => format!("${}::text::{}", params.len(), c.type_sql),
+                            }
+                        })
+                        .collect();
+                    format!("ROW({})", vals.join(", "))
+                })
+                .collect();
+            let cond = format!("ROW({}) IN ({})", names.join(", "), tuples.join(", "));
+            out.extend(self.raw_select(t, &cond, &params).await?);
+        }
+        Ok(out)
     }
 
     fn select_sql(&self, t: usize, key: &[String]) -> String {
