@@ -535,6 +535,13 @@ mod tests {
         let Change::Reshape { columns, changes, .. } = &out[0] else { panic!("{out:?}") };
         assert_eq!(columns[3].type_sql, "bigint");
         assert!(matches!(&changes[0], ColumnChange::Added { existing: Some(z), default: None, .. } if z == "0"));
+        let mut t = tables();
+        translate("ALTER TABLE tgt.items ADD COLUMN e ENUM('a', 'b,c') NULL", &mut t).unwrap();
+        let e = t[0].columns[3].as_ref().unwrap();
+        assert_eq!(e.enum_labels.as_deref(), Some(&["a".to_owned(), "b,c".to_owned()][..]));
+        let mut t = tables();
+        translate("ALTER TABLE tgt.items ADD COLUMN l varchar(5) CHARACTER SET latin1", &mut t).unwrap();
+        assert!(t[0].columns[3].as_ref().unwrap().encoding.is_some());
     }
 
     #[test]
