@@ -300,6 +300,54 @@ async fn translated_ddl_runs_between_the_rows_written_before_and_after_it() {
 }
 
 #[tokio::test]
+async fn a_table_renamed_within_a_selected_database_keeps_streaming_under_its_new_name() {
+    let servers = Servers::start();
+    let mut src = servers.source().await;
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE old_name (id int PRIMARY KEY, v varchar(10));
+         INSERT INTO old_name VALUES (1, 'copied');",
+    )
+    .await;
+    let mut spec = servers.spec(&[]);
+    spec.objects.databases[0].all = true;
+    spec.task_type = TaskType::FullIncrTrans;
+    spec.policy.ddl.enabled = true;
+    let credentials = servers.credentials();
+    let mut job = tokio::spawn(async move {
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+        engine::run(Job { id: "rename", spec: &spec, credentials: &credentials, tracker, stop }).await
+    });
+    let pg = servers.target().await;
+    wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
+    exec(
+        &mut src,
+        "USE shop; INSERT INTO old_name VALUES (2, 'before');
+         RENAME TABLE old_name TO new_name;
+         INSERT INTO new_name VALUES (3, 'after'); UPDATE new_name SET v = 'updated' WHERE id = 1;",
+    )
+    .await;
+    wait_for(
+        &pg,
+        "SELECT EXISTS (SELECT FROM pg_tables WHERE schemaname = 'shop' AND tablename = 'new_name')",
+        &mut job,
+    )
+    .await;
+    wait_for(&pg, "SELECT count(*) = 3 FROM shop.new_name", &mut job).await;
+    let rows: Vec<String> = pg
+        .query("SELECT concat_ws('|', id, v) FROM shop.new_name ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["1|updated", "2|before", "3|after"]);
+    job.abort();
+}
+
+#[tokio::test]
 async fn statements_that_cannot_be_translated_stop_the_job_naming_them() {
     let servers = Servers::start();
     let mut src = servers.source().await;
