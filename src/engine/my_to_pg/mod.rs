@@ -21,6 +21,7 @@
 //!    again at a stop.
 
 pub mod copy;
+pub mod ddl;
 pub mod stream;
 pub mod structure;
 pub mod types;
@@ -227,7 +228,7 @@ async fn apply_stream(
         names: names.clone(),
     };
     let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
-    let changes = stream::PgChanges::new(changes, tables, plans)?;
+    let changes = stream::PgChanges::new(changes, tables, plans, pg_tables)?;
     let apply_opts =
         ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until).with_heartbeats(true);
     let mut applier =

@@ -3,30 +3,38 @@
 //! values, text in its column's character set), are converted into the PostgreSQL text form the
 //! applier binds (`$n::text::type`), by the same mapping as the full transfer ([`super::types`]).
 //!
-//! Source DDL is not translated yet: a schema change of a selected table stops the job, naming
-//! the statement.
+//! Source DDL on a selected table that `policy.ddl` lets through is translated for PostgreSQL
+//! ([`super::ddl`]), and the conversions follow the table's new columns; a statement that
+//! cannot be translated stops the job, naming it.
 
 use std::time::Duration;
 
 use crate::engine::apply::ChangeSource;
 use crate::engine::error::{EngineError, Result};
-use crate::engine::model::{Cell, Change, Transaction};
+use crate::engine::model::{Cell, Change, ColumnDef, Transaction};
 use crate::engine::mysql::catalog::MyTable;
 use crate::engine::mysql::stream::MyChanges;
+use crate::engine::postgres::catalog::PgTable;
 
+use super::ddl;
 use super::structure::TablePlan;
 use super::types::{Conv, ValueProblem, map_type};
 
 /// How one source column's stream cells become PostgreSQL text.
 #[derive(Clone, Debug)]
-struct ColumnConv {
-    name: String,
-    conv: Conv,
-    nullable: bool,
-    enum_labels: Option<Vec<String>>,
-    set_members: Option<Vec<String>>,
+pub struct ColumnConv {
+    /// Source name.
+    pub name: String,
+    /// The conversion.
+    pub conv: Conv,
+    /// Whether the target column takes NULL (a zero date becomes NULL).
+    pub nullable: bool,
+    /// An `ENUM`'s labels (its cells are label numbers).
+    pub enum_labels: Option<Vec<String>>,
+    /// A `SET`'s members (its cells are bitmasks).
+    pub set_members: Option<Vec<String>>,
     /// The text's character set when it is not UTF-8.
-    encoding: Option<&'static encoding_rs::Encoding>,
+    pub encoding: Option<&'static encoding_rs::Encoding>,
 }
 
 /// The encoding of a MySQL character set other than UTF-8, if it is one Ferry can decode.
@@ -155,11 +163,25 @@ impl ColumnConv {
     }
 }
 
-/// Per job table, per source column: its conversion (`None` for a column not written).
-struct TableConv {
-    name: String,
-    columns: Vec<Option<ColumnConv>>,
-    key: Vec<usize>,
+/// What the stream knows of one job table: per source column its conversion (`None` for a
+/// column not written) and its target column as the applier writes it, kept in step with the
+/// DDL the stream translates.
+#[derive(Clone, Debug)]
+pub struct TableConv {
+    /// `db.table` on the source, for messages.
+    pub name: String,
+    /// Target schema.
+    pub target_schema: String,
+    /// Target table name.
+    pub target_name: String,
+    /// Per source column, in order.
+    pub columns: Vec<Option<ColumnConv>>,
+    /// Per source column, in order: the applier's column (target name, PostgreSQL type).
+    pub defs: Vec<ColumnDef>,
+    /// Positions of the primary key columns.
+    pub key: Vec<usize>,
+    /// The table's default character set (that of columns added without one).
+    pub charset: Option<String>,
 }
 
 /// The binary-log stream of the job's tables with cells in PostgreSQL text form.
@@ -169,10 +191,11 @@ pub struct PgChanges {
 }
 
 impl PgChanges {
-    /// Converts the rows of `inner` for `tables` as `plans` map them.
-    pub fn new(inner: MyChanges, tables: &[MyTable], plans: &[TablePlan]) -> Result<PgChanges> {
+    /// Converts the rows of `inner` for `tables` as `plans` map them (`pg_tables`: the tables
+    /// as the applier writes them).
+    pub fn new(inner: MyChanges, tables: &[MyTable], plans: &[TablePlan], pg_tables: &[PgTable]) -> Result<PgChanges> {
         let mut out = Vec::with_capacity(tables.len());
-        for (t, p) in tables.iter().zip(plans) {
+        for ((t, p), pt) in tables.iter().zip(plans).zip(pg_tables) {
             let mut columns: Vec<Option<ColumnConv>> = vec![None; t.def.columns.len()];
             for ((i, c, m), cp) in t.written().zip(&p.columns) {
                 let mapping = map_type(&m.data_type, &c.type_sql, super::types::is_mariadb_json(t, &c.name))
@@ -197,13 +220,31 @@ impl PgChanges {
                     encoding,
                 });
             }
-            out.push(TableConv { name: t.def.display_name(), columns, key: t.def.key.clone() });
+            out.push(TableConv {
+                name: t.def.display_name(),
+                target_schema: t.def.target_schema.clone(),
+                target_name: t.def.target_name.clone(),
+                columns,
+                defs: pt.def.columns.clone(),
+                key: t.def.key.clone(),
+                charset: t.collation.as_deref().and_then(|c| c.split('_').next()).map(str::to_owned),
+            });
         }
         Ok(PgChanges { inner, tables: out })
     }
 
     fn row(&self, table: usize, row: Vec<Cell>) -> Result<Vec<Cell>> {
         let t = &self.tables[table];
+        if row.len() != t.columns.len() {
+            return Err(EngineError::Stream(format!(
+                "rows of {} have {} columns in the binary log but {} as the job knows the table: its structure \
+                 changed on the source in a way the stream did not follow; bring the target table to the source's \
+                 structure by hand and start over, or release the job",
+                t.name,
+                row.len(),
+                t.columns.len()
+            )));
+        }
         let key: Vec<&str> =
             t.key.iter().filter_map(|&k| t.columns.get(k).and_then(|c| c.as_ref()).map(|c| c.name.as_str())).collect();
         row.into_iter()
@@ -222,37 +263,56 @@ impl PgChanges {
             .collect()
     }
 
-    fn transaction(&self, mut t: Transaction) -> Result<Transaction> {
+    fn transaction(&mut self, mut t: Transaction) -> Result<Transaction> {
         let changes = std::mem::take(&mut t.changes);
-        t.changes = changes
-            .into_iter()
-            .map(|c| {
-                Ok(match c {
-                    Change::Insert { table, row } => Change::Insert { table, row: self.row(table, row)? },
-                    Change::Update { table, old_key, row } => Change::Update {
-                        table,
-                        old_key: old_key.map(|k| self.row(table, k)).transpose()?,
-                        row: self.row(table, row)?,
-                    },
-                    Change::Delete { table, old } => Change::Delete { table, old: self.row(table, old)? },
-                    Change::Truncate { tables } => Change::Truncate { tables },
-                    Change::Ddl { statement, .. } => {
-                        return Err(EngineError::Unsupported(format!(
-                            "the source ran DDL on a selected table, which is not translated to PostgreSQL yet: \
-                             {statement}"
-                        )));
-                    }
-                    Change::Reshape { table, .. } => {
-                        return Err(EngineError::Unsupported(format!(
-                            "the columns of {} changed on the source, which is not translated to PostgreSQL yet",
-                            self.tables.get(table).map_or("a table", |t| t.name.as_str())
-                        )));
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(changes.len());
+        for c in changes {
+            out.push(match c {
+                Change::Insert { table, row } => Change::Insert { table, row: self.row(table, row)? },
+                Change::Update { table, old_key, row } => Change::Update {
+                    table,
+                    old_key: old_key.map(|k| self.row(table, k)).transpose()?,
+                    row: self.row(table, row)?,
+                },
+                Change::Delete { table, old } => Change::Delete { table, old: self.row(table, old)? },
+                Change::Truncate { tables } => Change::Truncate { tables },
+                Change::Ddl { statement, .. } => {
+                    // Translated on a copy: a refused statement leaves what the stream knows
+                    // as it was.
+                    let mut tables = self.tables.clone();
+                    let translated =
+                        ddl::translate(&statement, &mut tables).map_err(|why| untranslatable(&statement, &why))?;
+                    tracing::info!(statement = %statement, "source DDL translated for PostgreSQL");
+                    self.tables = tables;
+                    out.extend(translated);
+                    continue;
+                }
+                Change::Reshape { table, .. } => {
+                    return Err(EngineError::Unsupported(format!(
+                        "the columns of {} changed on the source, which is not translated to PostgreSQL yet",
+                        self.tables.get(table).map_or("a table", |t| t.name.as_str())
+                    )));
+                }
+            });
+        }
+        t.changes = out;
         Ok(t)
     }
+}
+
+/// The error that stops the job on a DDL statement that cannot be translated.
+fn untranslatable(statement: &str, why: &str) -> EngineError {
+    const SHOWN: usize = 300;
+    let mut shown: String = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = shown.char_indices().nth(SHOWN) {
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    EngineError::Unsupported(format!(
+        "the source ran DDL on a selected table that cannot be translated to PostgreSQL ({why}): {shown:?}. The job \
+         stopped before it; its checkpoint stays before the statement. Make the change on the target by hand and \
+         start the stream again past it (see docs/mysql-to-postgresql.md, \"Schema changes in the stream\")"
+    ))
 }
 
 impl ChangeSource for PgChanges {

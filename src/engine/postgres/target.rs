@@ -1166,8 +1166,11 @@ impl Applier {
         if let Err(e) = self.apply_in_transaction(batch, began).await {
             self.in_transaction = false;
             let _ = self.client.batch_execute("ROLLBACK").await;
-            let reshapes =
-                batch.transactions.iter().flat_map(|t| &t.changes).any(|c| matches!(c, Change::Reshape { .. }));
+            let reshapes = batch
+                .transactions
+                .iter()
+                .flat_map(|t| &t.changes)
+                .any(|c| matches!(c, Change::Reshape { .. } | Change::Ddl { .. }));
             // A column change replayed in the failed attempt has changed what the applier
             // knows of its table: such a batch is not tried again here.
             if !(began && std::mem::take(&mut self.set_refused) && !reshapes) {
@@ -1222,6 +1225,10 @@ impl Applier {
                     self.apply_run(&run, batch.idempotent, sets).await?;
                     run.clear();
                     self.reshape(*table, columns, changes, layout).await?;
+                } else if let Change::Ddl { statement, tables } = c {
+                    self.apply_run(&run, batch.idempotent, sets).await?;
+                    run.clear();
+                    self.ddl(statement, tables).await?;
                 } else {
                     run.push(c);
                 }
@@ -1447,6 +1454,36 @@ impl Applier {
             )
             .await
             .ctx(T, || format!("recording the new columns of {source_name}"))?;
+        Ok(())
+    }
+
+    /// A schema change already written for PostgreSQL (a source of another engine translated
+    /// it, as `policy.ddl` allows): run in the open transaction, so it commits with the
+    /// checkpoint that passes it and a restarted job never runs it twice. `tables` are the
+    /// job's tables it redefines, with their target schema and name once it has run.
+    async fn ddl(&mut self, statement: &str, tables: &[(usize, String, String)]) -> Result<()> {
+        tracing::info!(statement = %statement, "replaying a schema change on the target");
+        if let Err(e) = super::connect::execute_one(&self.client, statement).await {
+            self.in_transaction = false;
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(EngineError::query(
+                T,
+                format!("replaying a schema change of the source on the target ({statement})"),
+                describe_pg_error(&e),
+            ));
+        }
+        for (table, schema, name) in tables {
+            let Some(t) = self.tables.get_mut(*table) else { continue };
+            t.def.target_schema.clone_from(schema);
+            t.def.target_name.clone_from(name);
+            let target = pg_qualified(schema, name);
+            self.statements.retain(|k, _| !written_by(k).contains(table));
+            self.shapes[*table] = self.describe_one(&target).await?;
+            // A unique index it may have added would refuse rows written set by set.
+            if let Some(c) = self.compactable.get_mut(*table) {
+                *c = false;
+            }
+        }
         Ok(())
     }
 
