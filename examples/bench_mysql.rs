@@ -53,7 +53,7 @@
 //! | `BENCH_NATIVE_THREADS` | 0 | `slave_parallel_threads` of the native replica (0: one SQL thread, the default) |
 //! | `BENCH_REPLICA_BINLOG` | 1 | 1: both servers run `--log-slave-updates`, so a native replica writes its binary log as Ferry's target does |
 //! | `BENCH_BIG_TX_ROWS` | ROWS | rows of part 4's single source transaction |
-//! | `PGLOADER_WORKERS` / `PGLOADER_CONCURRENCY` | 2 / 1 | pgloader's `workers` and `concurrency` (part `pg-full`) |
+//! | `PGLOADER_WORKERS` / `PGLOADER_CONCURRENCY` | 2 / 2 | pgloader's `workers` and `concurrency` (part `pg-full`) |
 //! | `PGLOADER_ROWS_PER_RANGE` | 100000 | pgloader's `rows per range` (with `multiple readers per thread`) |
 
 use std::collections::BTreeSet;
@@ -279,7 +279,7 @@ impl Config {
             pg_full: parts.contains("pg-full"),
             pg_stream: parts.contains("pg-stream"),
             pgloader_workers: env_num("PGLOADER_WORKERS", 2)?,
-            pgloader_concurrency: env_num("PGLOADER_CONCURRENCY", 1)?,
+            pgloader_concurrency: env_num("PGLOADER_CONCURRENCY", 2)?,
             pgloader_rows_per_range: env_num("PGLOADER_ROWS_PER_RANGE", 100_000)?,
             readers: env_num("FERRY_READERS", 2)?,
             chunk_rows: env_num("FERRY_BATCH_ROWS", 100_000)?,

@@ -10,7 +10,7 @@
 # Usage: scripts/bench-mysql-pg.sh [ROWS]     (default 1000000)
 # Environment (the full list is at the top of examples/bench_mysql.rs):
 #   BENCH_PARTS [pg-full,pg-stream]  (add full,stream for the MariaDB → MariaDB figures beside)
-#   FERRY_READERS [2]  FERRY_BATCH_ROWS [100000]  PGLOADER_WORKERS [2]  PGLOADER_CONCURRENCY [1]
+#   FERRY_READERS [2]  FERRY_BATCH_ROWS [100000]  PGLOADER_WORKERS [2]  PGLOADER_CONCURRENCY [2]
 #   PGLOADER_ROWS_PER_RANGE [100000]  BENCH_CLIENTS [2]  BENCH_FREE_SECONDS [30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
