@@ -4,7 +4,7 @@ CARGO ?= cargo
 # The pinned helm scripts/install-deps.sh puts in .tools/bin (see DEVELOPERS.md).
 HELM ?= .tools/bin/helm
 
-.PHONY: demo demo-mariadb test e2e deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-operator bench-compare fuzz
+.PHONY: demo demo-mariadb test e2e deps deps-demo lint crds crds-check chart chart-check bench bench-mysql bench-mysql-pg bench-operator bench-compare fuzz
 
 ## demo: two throwaway PostgreSQL servers, sample data, a FULL_INCR_TRANS job run by
 ## `ferry run` while writes go on, then a row-by-row comparison
@@ -104,6 +104,11 @@ bench:
 ## mydumper/myloader and a sysbench write load
 bench-mysql:
 	scripts/bench-mysql.sh
+
+## bench-mysql-pg: Ferry's MariaDB → PostgreSQL full transfer beside pgloader, and its change
+## stream under bench-mysql's sysbench load
+bench-mysql-pg:
+	scripts/bench-mysql-pg.sh
 
 ## bench-operator: 1,000 SyncJobs in the controller's store reconciled against a mocked API:
 ## reconciles per second and memory

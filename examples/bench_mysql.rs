@@ -23,13 +23,18 @@
 //! 4. **Peak memory** of this process while Ferry streams one source transaction of
 //!    BENCH_BIG_TX_ROWS rows (`VmHWM`, reset through `/proc/self/clear_refs` before it).
 //!
+//! 5. **MariaDB → PostgreSQL** (parts `pg-full` and `pg-stream`, not run by default; see
+//!    `bench_mysql_pg/mod.rs`): the full-transfer tables by Ferry and by `pgloader` into a
+//!    throwaway PostgreSQL server, and Ferry's change stream into it under the load of part 3.
+//!
 //! `cargo run --release --example bench_mysql -- [ROWS]` or `scripts/bench-mysql.sh [ROWS]`
-//! (which installs the peers first). Settings, from the environment:
+//! (which installs the peers first; `scripts/bench-mysql-pg.sh` runs part 5). Settings, from the
+//! environment:
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `BENCH_ROWS` (or the first argument) | 1000000 | rows of each full-transfer table |
-//! | `BENCH_PARTS` | `full,stream,rss` | parts to run (`stream` is parts 2 and 3) |
+//! | `BENCH_PARTS` | `full,stream,rss` | parts to run (`stream` is parts 2 and 3; `pg-full`, `pg-stream` part 5) |
 //! | `BENCH_ROUNDS` | 1 | full-transfer rounds; the median is reported |
 //! | `FERRY_READERS` | 2 | Ferry's `tuning.readParallelism` |
 //! | `FERRY_BATCH_ROWS` | 100000 | Ferry's `tuning.batchRows` (chunk size) |
@@ -48,6 +53,8 @@
 //! | `BENCH_NATIVE_THREADS` | 0 | `slave_parallel_threads` of the native replica (0: one SQL thread, the default) |
 //! | `BENCH_REPLICA_BINLOG` | 1 | 1: both servers run `--log-slave-updates`, so a native replica writes its binary log as Ferry's target does |
 //! | `BENCH_BIG_TX_ROWS` | ROWS | rows of part 4's single source transaction |
+//! | `PGLOADER_WORKERS` / `PGLOADER_CONCURRENCY` | 2 / 2 | pgloader's `workers` and `concurrency` (part `pg-full`) |
+//! | `PGLOADER_ROWS_PER_RANGE` | 100000 | pgloader's `rows per range` (with `multiple readers per thread`) |
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -65,6 +72,9 @@ use tokio::task::JoinHandle;
 
 #[path = "../tests/my_support/mod.rs"]
 mod support;
+/// Parts `pg-full` and `pg-stream`: the same source into PostgreSQL, beside pgloader.
+#[path = "bench_mysql_pg/mod.rs"]
+mod to_pg;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
@@ -199,6 +209,11 @@ struct Config {
     full: bool,
     stream: bool,
     rss: bool,
+    pg_full: bool,
+    pg_stream: bool,
+    pgloader_workers: u32,
+    pgloader_concurrency: u32,
+    pgloader_rows_per_range: u64,
     readers: u32,
     chunk_rows: u32,
     apply_batch: Option<u32>,
@@ -243,7 +258,7 @@ impl Config {
             Some(a) => a.parse().map_err(|_| format!("ROWS must be a number, not {a:?}"))?,
             None => env_num("BENCH_ROWS", 1_000_000)?,
         };
-        let parts = env_set("BENCH_PARTS", "full,stream,rss", &["full", "stream", "rss"])?;
+        let parts = env_set("BENCH_PARTS", "full,stream,rss", &["full", "stream", "rss", "pg-full", "pg-stream"])?;
         let tools = env_set("BENCH_STREAM_TOOLS", "ferry,native", &["ferry", "native"])?;
         let tx_rows = std::env::var("BENCH_TX_ROWS").unwrap_or_else(|_| "10-50".to_owned());
         let tx_rows = tx_rows
@@ -261,6 +276,11 @@ impl Config {
             full: parts.contains("full"),
             stream: parts.contains("stream"),
             rss: parts.contains("rss"),
+            pg_full: parts.contains("pg-full"),
+            pg_stream: parts.contains("pg-stream"),
+            pgloader_workers: env_num("PGLOADER_WORKERS", 2)?,
+            pgloader_concurrency: env_num("PGLOADER_CONCURRENCY", 2)?,
+            pgloader_rows_per_range: env_num("PGLOADER_ROWS_PER_RANGE", 100_000)?,
             readers: env_num("FERRY_READERS", 2)?,
             chunk_rows: env_num("FERRY_BATCH_ROWS", 100_000)?,
             apply_batch,
@@ -293,6 +313,9 @@ impl Config {
             ("BENCH_STEP_SECONDS", cfg.step_seconds),
             ("BENCH_FREE_SECONDS", cfg.free_seconds),
             ("BENCH_BIG_TX_ROWS", cfg.big_tx_rows),
+            ("PGLOADER_WORKERS", u64::from(cfg.pgloader_workers)),
+            ("PGLOADER_CONCURRENCY", u64::from(cfg.pgloader_concurrency)),
+            ("PGLOADER_ROWS_PER_RANGE", cfg.pgloader_rows_per_range),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} must be positive").into());
@@ -587,6 +610,16 @@ impl FerryStream {
         let spec =
             spec(&pair.source, &pair.target, TaskType::FullIncrTrans, tables, tuning).map_err(|e| e.to_string())?;
         let credentials = support::credentials(&pair.source, &pair.target);
+        FerryStream::start_spec(cfg, id, spec, credentials).await
+    }
+
+    /// Starts the job `spec` describes and waits until it streams.
+    async fn start_spec(
+        cfg: &Config,
+        id: &str,
+        spec: SyncJobSpec,
+        credentials: Credentials,
+    ) -> Result<FerryStream, String> {
         let tracker = Tracker::new(Arc::new(NoProgress));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn({
@@ -828,11 +861,10 @@ struct FullReport {
     results: Vec<FullResult>,
 }
 
-async fn part_full(cfg: &Config, pair: &Pair) -> Result<FullReport> {
-    println!("\n== 1. full transfer: {} rows in each of {} ==", thousands(cfg.rows as f64), FULL_TABLES.join(", "));
-    let mut src = connect(&pair.source).await?;
+/// Generates the full-transfer tables, ROWS rows each, on the source; their size in MB.
+async fn generate_full(cfg: &Config, src: &mut Conn) -> Result<f64> {
     run_all(
-        &mut src,
+        src,
         &["DROP TABLE IF EXISTS shop.orders, shop.order_items, shop.order_events", ORDERS, ORDER_ITEMS, ORDER_EVENTS],
     )
     .await?;
@@ -860,6 +892,13 @@ async fn part_full(cfg: &Config, pair: &Pair) -> Result<FullReport> {
         t.elapsed().as_secs_f64(),
         listing.join(", ")
     );
+    Ok(megabytes)
+}
+
+async fn part_full(cfg: &Config, pair: &Pair) -> Result<FullReport> {
+    println!("\n== 1. full transfer: {} rows in each of {} ==", thousands(cfg.rows as f64), FULL_TABLES.join(", "));
+    let mut src = connect(&pair.source).await?;
+    let megabytes = generate_full(cfg, &mut src).await?;
     let source_structure = structure(&mut src, &FULL_TABLES).await?;
     src.disconnect().await?;
 
@@ -1181,9 +1220,13 @@ const TARGET_HEARTBEAT: &str = "SELECT CAST(UNIX_TIMESTAMP(ts) * 1000000 AS SIGN
 
 impl Probe {
     fn start(pair: &Pair) -> Result<Probe> {
+        Probe::start_with(pair.source.opts(None), LagTarget::MariaDb(pair.target.opts(None)))
+    }
+
+    /// The heartbeat on `source`, the lag read on `target`.
+    fn start_with(source: Opts, target: LagTarget) -> Result<Probe> {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Seen::default());
-        let (source, target) = (pair.source.opts(None), pair.target.opts(None));
         let thread = std::thread::Builder::new().name("probe".to_owned()).spawn({
             let (stop, seen) = (stop.clone(), seen.clone());
             move || -> Result<i64> {
@@ -1259,7 +1302,17 @@ async fn heartbeat(opts: Opts, seen: &Seen, stop: &AtomicBool) -> Result<i64> {
     }
 }
 
-async fn read_lag(opts: Opts, seen: &Seen, stop: &AtomicBool) -> Result<()> {
+/// Where the lag is read: a MariaDB target, or a PostgreSQL one (the `pg-stream` part).
+enum LagTarget {
+    MariaDb(Opts),
+    Postgres(Box<tokio_postgres::Config>),
+}
+
+async fn read_lag(target: LagTarget, seen: &Seen, stop: &AtomicBool) -> Result<()> {
+    let opts = match target {
+        LagTarget::MariaDb(opts) => opts,
+        LagTarget::Postgres(config) => return to_pg::read_lag(*config, seen, stop).await,
+    };
     let mut conn = connect_opts(opts.clone()).await?;
     let mut tick = tokio::time::interval(PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -2096,11 +2149,25 @@ async fn main() -> Result<()> {
     src.query_drop("CREATE DATABASE shop CHARACTER SET utf8mb4").await?;
     src.disconnect().await?;
 
+    let pg_target = if cfg.pg_full || cfg.pg_stream { Some(to_pg::start_target()?) } else { None };
+    if let Some(pg) = &pg_target {
+        println!(
+            "PostgreSQL {} target for the pg- parts (the testkit's: fsync=off, synchronous_commit=off)",
+            pg.version()
+        );
+    }
     let full = if cfg.full { Some(part_full(&cfg, &pair).await) } else { None };
     if let Some(Err(e)) = &full {
         println!("full transfer: {e}");
     }
-    if cfg.full {
+    let pg_full = match &pg_target {
+        Some(pg) if cfg.pg_full => Some(to_pg::part_full(&cfg, &pair, pg).await),
+        _ => None,
+    };
+    if let Some(Err(e)) = &pg_full {
+        println!("MariaDB → PostgreSQL full transfer: {e}");
+    }
+    if cfg.full || cfg.pg_full {
         // The next parts start from a small source.
         let mut src = connect(&pair.source).await?;
         run_all(&mut src, &["DROP TABLE IF EXISTS shop.orders, shop.order_items, shop.order_events", "RESET MASTER"])
@@ -2111,11 +2178,19 @@ async fn main() -> Result<()> {
     if let Some(Err(e)) = &stream {
         println!("change stream: {e}");
     }
+    let pg_stream = match &pg_target {
+        Some(pg) if cfg.pg_stream => Some(to_pg::part_stream(&cfg, &pair, pg).await),
+        _ => None,
+    };
+    if let Some(Err(e)) = &pg_stream {
+        println!("MariaDB → PostgreSQL change stream: {e}");
+    }
     let rss = if cfg.rss { Some(part_rss(&cfg, &pair).await) } else { None };
     if let Some(Err(e)) = &rss {
         println!("memory: {e}");
     }
-    let failures = print_summary(&cfg, &full, &stream, &rss);
+    let mut failures = print_summary(&cfg, &full, &stream, &rss);
+    failures += to_pg::print_summary(&cfg, &pg_full, &pg_stream, &stream);
     if failures > 0 {
         return Err(format!("{failures} failure(s); see above").into());
     }
