@@ -3,123 +3,19 @@
 //! whole with their keys, indexes and identity sequences, a worker killed mid-copy resumes
 //! without a row twice, and what cannot carry over stops the job before anything is created.
 
+mod my_pg_support;
 mod runner;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ferry::api::{
-    DatabaseSelection, Endpoint, Engine, ObjectScope, ObjectSelection, PrecheckResult, SecretKeyRef, SpeedLimit,
-    SyncJobSpec, TableSelection, TaskType, Tuning,
-};
-use ferry::engine::{self, Credentials, EngineError, Job, Outcome, Tracker, progress::NoProgress};
-use ferry::testkit::{MariaDbServer, PostgresServer};
+use ferry::api::{PrecheckResult, SpeedLimit, TaskType, Tuning};
+use ferry::engine::{self, EngineError, Job, Outcome, Tracker, progress::NoProgress};
+use my_pg_support::{Servers, exec};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use runner::Runner;
-use tokio_postgres::{Client, NoTls};
-
-/// A MariaDB source and a PostgreSQL target (with a database `shop`).
-struct Servers {
-    source: MariaDbServer,
-    target: PostgresServer,
-}
-
-impl Servers {
-    fn start() -> Servers {
-        let (source, target) = std::thread::scope(|scope| {
-            let target = scope.spawn(|| {
-                let pg = PostgresServer::start().expect("target PostgreSQL");
-                pg.create_database("shop").expect("target database");
-                pg
-            });
-            (MariaDbServer::start().expect("source MariaDB"), target.join().expect("starting PostgreSQL"))
-        });
-        Servers { source, target }
-    }
-
-    async fn source(&self) -> Conn {
-        Conn::new(self.source.opts(None)).await.unwrap()
-    }
-
-    async fn target(&self) -> Client {
-        let (client, conn) = self.target.config("shop").connect(NoTls).await.unwrap();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
-        client
-    }
-
-    fn credentials(&self) -> Credentials {
-        Credentials {
-            source_password: Some(self.source.password().to_owned()),
-            target_password: Some(self.target.password().to_owned()),
-            ..Default::default()
-        }
-    }
-
-    /// A FULL_TRANS job over `tables` of MariaDB database `shop`, into schema `shop` of
-    /// PostgreSQL database `shop`.
-    fn spec(&self, tables: &[&str]) -> SyncJobSpec {
-        let mut spec = SyncJobSpec::test().task(TaskType::FullTrans);
-        spec.source = Endpoint {
-            engine: Engine::Mariadb,
-            host: self.source.host().into(),
-            port: self.source.port(),
-            database: None,
-            user: Some(self.source.user().into()),
-            password_secret_ref: Some(SecretKeyRef {
-                name: "creds".into(),
-                key: format!("password-{}", self.source.port()),
-            }),
-            tls: None,
-        };
-        spec.target = Endpoint {
-            host: self.target.host().into(),
-            user: Some(self.target.user().into()),
-            ..Endpoint::test_postgres(self.target.port())
-        };
-        spec.objects = ObjectSelection {
-            scope: ObjectScope::Table,
-            target_database: None,
-            databases: vec![DatabaseSelection {
-                name: "shop".into(),
-                tables: tables.iter().map(|t| TableSelection { name: (*t).into(), ..Default::default() }).collect(),
-                ..Default::default()
-            }],
-        };
-        spec
-    }
-
-    /// Runs a job in this process to its end.
-    async fn run(&self, id: &str, spec: &SyncJobSpec) -> Result<Outcome, EngineError> {
-        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-        let credentials = self.credentials();
-        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
-        engine::run(Job { id, spec, credentials: &credentials, tracker, stop }).await
-    }
-
-    /// The manifest `ferry run` reads for `spec`, with its Secret.
-    fn manifest(&self, name: &str, spec: &SyncJobSpec) -> String {
-        let secret = serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
-            "stringData": {
-                format!("password-{}", self.source.port()): self.source.password(),
-                format!("password-{}", self.target.port()): self.target.password(),
-            }
-        });
-        let job = serde_json::json!({
-            "apiVersion": "ferry.dev/v1alpha1", "kind": "SyncJob", "metadata": {"name": name, "namespace": "test"},
-            "spec": spec,
-        });
-        format!("{}---\n{}", serde_yaml::to_string(&secret).unwrap(), serde_yaml::to_string(&job).unwrap())
-    }
-}
-
-async fn exec(conn: &mut Conn, sql: &str) {
-    conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
+use tokio_postgres::Client;
 
 /// One column of a table as PostgreSQL prints it (`::text`), ordered by `id`.
 async fn column(client: &Client, table: &str, column: &str) -> Vec<Option<String>> {
