@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry::api::{PrecheckResult, SpeedLimit, TaskType, Tuning};
-use ferry::engine::{self, EngineError, Job, Outcome, Tracker, progress::NoProgress};
-use my_pg_support::{Servers, exec};
+use ferry::engine::{self, Job, Outcome, Tracker, progress::NoProgress};
+use my_pg_support::{Servers, exec, wait_for};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use runner::Runner;
@@ -430,23 +430,6 @@ async fn spatial_columns_and_case_collisions_stop_the_job_before_anything_is_cre
     spec.start_position = Some("0-1-42".into());
     let errors = ferry::api::Validate::validate(&spec);
     assert!(errors.iter().any(|e| e.to_string().contains("a GTID position is not supported")), "{errors:?}");
-}
-
-/// Waits until `sql` returns true on the target; fails with the job's error if it ends first.
-async fn wait_for(pg: &Client, sql: &str, job: &mut tokio::task::JoinHandle<Result<Outcome, EngineError>>) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if job.is_finished() {
-            panic!("the job ended: {:?}", job.await.unwrap());
-        }
-        if let Ok(row) = pg.query_one(sql, &[]).await
-            && row.get::<_, Option<bool>>(0) == Some(true)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {sql}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferry::api::TaskType;
 use ferry::engine::{self, EngineError, Job, Outcome, Tracker, progress::NoProgress};
-use my_pg_support::{Servers, exec};
+use my_pg_support::{Servers, exec, wait_for};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use runner::Runner;
@@ -32,23 +32,6 @@ fn spawn(
         let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
         engine::run(Job { id, spec: &spec, credentials: &credentials, tracker, stop }).await
     })
-}
-
-/// Waits until `sql` returns true on the target; fails with the job's error if it ends first.
-async fn wait_for(pg: &Client, sql: &str, job: &mut tokio::task::JoinHandle<Result<Outcome, EngineError>>) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if job.is_finished() {
-            panic!("the job ended while waiting for {sql}: {:?}", job.await.unwrap());
-        }
-        if let Ok(row) = pg.query_one(sql, &[]).await
-            && row.get::<_, Option<bool>>(0) == Some(true)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {sql}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The target table's columns: `name type nullable default`, in order.

@@ -114,3 +114,20 @@ impl Servers {
 pub async fn exec(conn: &mut Conn, sql: &str) {
     conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
+
+/// Waits until `sql` returns true on the target; fails with the job's error if it ends first.
+pub async fn wait_for(pg: &Client, sql: &str, job: &mut tokio::task::JoinHandle<Result<Outcome, EngineError>>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        if job.is_finished() {
+            panic!("the job ended while waiting for {sql}: {:?}", job.await.unwrap());
+        }
+        if let Ok(row) = pg.query_one(sql, &[]).await
+            && row.get::<_, Option<bool>>(0) == Some(true)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {sql}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
