@@ -2,8 +2,10 @@
 //! both to the target with exactly-once checkpoints.
 //!
 //! This module knows nothing of Kubernetes. It takes a job spec, the passwords and a progress
-//! sink; the worker wires it to the API, `ferry run` to the terminal. Each engine family sits in
-//! its own module behind the traits below, so a new engine is a new module.
+//! sink; the worker wires it to the API, `ferry run` to the terminal. Every engine pair runs the
+//! one job [`pipeline`] (resolve, record, copy, build, catch up, stream, cut over), bringing its
+//! steps as a [`pipeline::Transfer`] over the shared copy loop ([`snapshot`]) and apply loop
+//! ([`apply`]); [`pairs`] lists the pairs. A new pair is a new module and a line in each.
 
 pub mod apply;
 pub mod drift;
@@ -15,6 +17,7 @@ pub mod my_to_pg;
 pub mod mysql;
 pub mod net;
 pub mod pairs;
+pub mod pipeline;
 pub mod postgres;
 pub mod progress;
 pub mod queue;
@@ -99,6 +102,13 @@ pub struct Job<'a> {
     pub tracker: Tracker,
     /// Turns true when the job must stop at the next checkpoint.
     pub stop: watch::Receiver<bool>,
+}
+
+impl Job<'_> {
+    /// Whether the job must stop at the next checkpoint.
+    pub fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
 }
 
 /// Starts in a row from the checkpoint, without progress in between, after which a transient

@@ -36,32 +36,22 @@ use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
 use super::mysql::catalog::{self, MyTable};
 use super::mysql::stream::{BinlogNames, MyChanges, StartAt, StreamOptions};
-use super::mysql::{self as my, snapshot, source};
+use super::mysql::{self as my, BinlogPosition, source};
+use super::pipeline::{self, Build, Ledger, Transfer};
 use super::postgres::catalog::PgTable;
 use super::postgres::{self as pg, target as pg_target};
 use super::snapshot as copy_loop;
+use super::snapshot::Chunk;
 use super::throttle::Throttle;
 use super::{Credentials, Job, Outcome};
-use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec, TableState, TransferStage};
+use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec};
 use crate::engine::sql::{pg_ident, pg_qualified};
 use structure::{Indexes, TablePlan};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Why a GTID `startPosition` is refused for this pair, for validation and the engine alike.
 pub const FILE_POSITION_ONLY: &str = "a MySQL/MariaDB → PostgreSQL INCR_TRANS job starts at a binary log file and \
      offset (`mysql-bin.000042:1234`) or now; a GTID position is not supported for this pair yet";
-
-/// The binary log naming and encoded position of a `file:offset` `startPosition`.
-fn start_position(p: &str) -> Result<(BinlogNames, u64)> {
-    let Some((file, offset)) = p.rsplit_once(':') else {
-        return Err(EngineError::Unsupported(FILE_POSITION_ONLY.into()));
-    };
-    let offset = offset
-        .parse()
-        .map_err(|_| EngineError::Unsupported(format!("spec.startPosition {p:?}: the offset is not a number")))?;
-    let names = BinlogNames::of(file)?;
-    let start = names.encode(file, offset)?;
-    Ok((names, start))
-}
 
 async fn source(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Conn> {
     my::connect::connect(&spec.source, credentials.login(Side::Source), Side::Source).await
@@ -73,215 +63,220 @@ async fn target(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Client>
 
 /// Runs the job until its full transfer completes, it is stopped, or it fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
-    let spec = job.spec;
-    let mut src = source(spec, job.credentials).await?;
-    let mut tgt = target(spec, job.credentials).await?;
-    pg_target::ensure_bookkeeping(&tgt).await?;
-    let tables = catalog::resolve(&mut src, &spec.objects).await?;
-    let plans = structure::plan(&tables)?;
-    for (object, reason) in plans.iter().flat_map(|p| p.left_out.iter()) {
-        tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
-        job.tracker.skipped(object, reason);
-    }
-    job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
-    job.tracker.stage(TransferStage::Starting);
+    let transfer = MyToPg::open(&job).await?;
+    pipeline::run(&job, transfer).await
+}
 
-    let mut planned = false;
-    let state = match pg_target::job_state(&tgt, job.id).await? {
-        Some(s) => s,
-        None => {
-            planned = true;
-            let at = snapshot::start(&mut src, false).await?;
-            src.query_drop("COMMIT").await.map_err(|e| EngineError::query(Side::Source, "ending a snapshot", e))?;
-            let (names, start) = match spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) {
-                None => {
-                    let names = BinlogNames::of(&at.file)?;
-                    let start = names.encode(&at.file, at.position)?;
-                    (names, start)
-                }
-                Some(p) => start_position(p)?,
-            };
-            structure::create_tables(&tgt, &tables, &plans).await?;
-            let rows_per_chunk = u64::from(spec.tuning.as_ref().and_then(|t| t.batch_rows).unwrap_or(50_000));
-            let readers = copy_loop::parallelism(spec) as u64;
-            let total: u64 = tables.iter().map(|t| t.def.estimated_rows).sum();
-            let mut plan = Vec::new();
-            for t in tables.iter().filter(|_| spec.task_type.has_full()) {
-                // As the MySQL engine splits a keyless table: only when one reader alone would
-                // take longer on it than the readers' share of everything.
-                let rows = t.def.estimated_rows;
-                let split = rows == 0 || rows.saturating_mul(readers) > total;
-                plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk, split).await?));
-            }
-            pg_target::record_job(&mut tgt, job.id, &names.base, "", start, &plan, &[]).await?;
-            tracing::info!(job = job.id, position = %names.display(start), "structure and chunk plan ready");
-            pg_target::job_state(&tgt, job.id)
-                .await?
-                .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
-        }
-    };
-    let names = BinlogNames { base: state.slot.clone(), width: 6 };
-    let pg_tables: Vec<_> = tables.iter().zip(&plans).map(|(t, p)| copy::pg_table(t, p)).collect();
-    let incremental = spec.task_type.has_incremental();
-    if !spec.task_type.has_full() && !state.full_done {
-        // Nothing to copy: the keys and indexes (the applier's upserts need the keys) at once.
-        let which = if spec.policy.indexes { Indexes::All } else { Indexes::None };
-        structure::build_keys_and_indexes(&tgt, &tables, &plans, which).await?;
-        pg_target::finish_full(&tgt, job.id).await?;
-    } else if !state.full_done {
-        job.tracker.stage(TransferStage::Full);
-        let started = std::time::Instant::now();
-        full_transfer(&job, &mut tgt, &tables, &plans, &pg_tables, &names, planned).await?;
-        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
-        if *job.stop.borrow() {
-            return Ok(Outcome::Stopped);
-        }
-        for t in 0..tables.len() {
-            job.tracker.table_state(t, TableState::Indexing);
-        }
-        // With a stream to catch up, unique indexes wait for a consistent copy. Primary keys
-        // are built whatever `policy.indexes` says: they are part of the table (and the
-        // applier's upserts need them).
-        let which = match (spec.policy.indexes, incremental) {
-            (false, _) => Indexes::None,
-            (true, true) => Indexes::NonUnique,
-            (true, false) => Indexes::All,
-        };
-        structure::build_keys_and_indexes(&tgt, &tables, &plans, which).await?;
-        if !incremental {
-            set_identities(&mut src, &tgt, &tables, &plans, &job).await?;
-        }
-        pg_target::finish_full(&tgt, job.id).await?;
-        for t in 0..tables.len() {
-            job.tracker.table_state(t, TableState::Copied);
-        }
-        job.tracker.stage(TransferStage::FullComplete);
-    }
-    if !incremental {
-        return Ok(Outcome::Completed);
-    }
-    let state = pg_target::job_state(&tgt, job.id)
-        .await?
-        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-    let safe_end = state.safe_end_lsn.unwrap_or(state.start_lsn);
-    let from = state.checkpoint_lsn.unwrap_or(state.start_lsn);
-    if from < safe_end {
-        // Chunks were read in snapshots after the start: replay up to the newest so the copy is
-        // consistent as of that moment.
-        apply_stream(&job, &tables, &plans, &pg_tables, &names, from, safe_end, Some(safe_end)).await?;
-        if *job.stop.borrow() {
-            return Ok(Outcome::Stopped);
-        }
-    }
-    if spec.policy.indexes {
-        structure::build_keys_and_indexes(&tgt, &tables, &plans, Indexes::Unique).await?;
-    }
-    set_identities(&mut src, &tgt, &tables, &plans, &job).await?;
-    let state = pg_target::job_state(&tgt, job.id)
-        .await?
-        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-    let from = state.checkpoint_lsn.unwrap_or(state.start_lsn);
-    for t in 0..tables.len() {
-        job.tracker.table_state(t, TableState::Streaming);
-    }
-    job.tracker.stage(TransferStage::Incremental);
-    apply_stream(&job, &tables, &plans, &pg_tables, &names, from, safe_end, None).await?;
-    // Stopped at a checkpoint: the identity sequences continue after what the stream inserted
-    // (the cut-over), on fresh sessions (the first ones sat idle through the stream).
-    let cut_over = async {
+/// The MySQL/MariaDB → PostgreSQL steps of the job [`pipeline`]: the MySQL family's source
+/// steps, the PostgreSQL target's ledger, load and applier, and this pair's mapping between
+/// them.
+struct MyToPg {
+    src: Conn,
+    tgt: Client,
+    tables: Vec<MyTable>,
+    plans: Vec<TablePlan>,
+    /// The target tables as the PostgreSQL ledger, load and applier take them.
+    pg_tables: Vec<PgTable>,
+    /// The ledger as last read.
+    state: Option<pg_target::JobState>,
+}
+
+impl MyToPg {
+    /// Connects both sides, resolves the selected tables and maps them, reporting what the
+    /// target structure leaves out.
+    async fn open(job: &Job<'_>) -> Result<MyToPg> {
+        let spec = job.spec;
         let mut src = source(spec, job.credentials).await?;
         let tgt = target(spec, job.credentials).await?;
-        set_identities(&mut src, &tgt, &tables, &plans, &job).await
-    };
-    if let Err(e) = cut_over.await {
-        tracing::warn!(code = e.code(), error = %e, "identity sequences not set at the stop");
+        pg_target::ensure_bookkeeping(&tgt).await?;
+        let tables = catalog::resolve(&mut src, &spec.objects).await?;
+        let plans = structure::plan(&tables)?;
+        for (object, reason) in plans.iter().flat_map(|p| p.left_out.iter()) {
+            tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
+            job.tracker.skipped(object, reason);
+        }
+        let pg_tables = tables.iter().zip(&plans).map(|(t, p)| copy::pg_table(t, p)).collect();
+        Ok(MyToPg { src, tgt, tables, plans, pg_tables, state: None })
     }
-    Ok(Outcome::Stopped)
-}
 
-/// Applies the binary-log stream from `from` through the PostgreSQL applier until stopped, or
-/// (with `until`) until that position is applied or the log ends: idempotently up to
-/// `safe_end`, skipping a keyless table's changes up to the snapshot its copy was read in.
-#[allow(clippy::too_many_arguments)]
-async fn apply_stream(
-    job: &Job<'_>,
-    tables: &[MyTable],
-    plans: &[TablePlan],
-    pg_tables: &[PgTable],
-    names: &BinlogNames,
-    from: u64,
-    safe_end: u64,
-    until: Option<u64>,
-) -> Result<()> {
-    let spec = job.spec;
-    let tgt = target(spec, job.credentials).await?;
-    let read = pg_target::table_read_lsns(&tgt, job.id).await?;
-    let (file, offset) = names.decode(from);
-    let opts = StreamOptions {
-        start: StartAt::File(file, offset),
-        until_end_of_log: until.is_some(),
-        server_id: my::stream::server_id_for(job.id),
-        tables: tables.to_vec(),
-        selection: spec.objects.clone(),
-        ddl: spec.policy.ddl.clone(),
-        dml: spec.policy.dml_types.clone(),
-        names: names.clone(),
-    };
-    let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
-    let changes = stream::PgChanges::new(changes, tables, plans, pg_tables)?;
-    let apply_opts =
-        ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until).with_heartbeats(true);
-    let mut applier =
-        pg_target::Applier::open(tgt, job.id, pg_tables.to_vec(), &spec.policy).await?.counting(job.tracker.clone());
-    apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
-}
+    /// The binary log naming the ledger records (in the PostgreSQL ledger's slot column).
+    fn names(&self) -> BinlogNames {
+        BinlogNames { base: self.state.as_ref().map_or_else(String::new, |s| s.slot.clone()), width: 6 }
+    }
 
-/// Copies every pending chunk with `readParallelism` readers (the MySQL family's reader writing
-/// `COPY` text, each chunk loaded with its ledger entry in one PostgreSQL transaction).
-async fn full_transfer(
-    job: &Job<'_>,
-    tgt: &mut Client,
-    tables: &[MyTable],
-    plans: &[TablePlan],
-    pg_tables: &[PgTable],
-    names: &BinlogNames,
-    planned: bool,
-) -> Result<()> {
-    if !planned {
-        // The ranges of a split keyless table must all be read in one snapshot: one not finished
-        // in an earlier run is copied again whole.
-        for t in pg_tables.iter().filter(|t| t.def.key.is_empty()) {
-            if pg_target::restart_split_table(tgt, job.id, t).await? {
-                tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
-            }
+    /// Which secondary indexes a build step of this job adds: unique ones only once the copy is
+    /// consistent, none with `policy.indexes: false` (the primary keys always: they are part of
+    /// the table, and the applier's upserts need them).
+    fn indexes(job: &Job<'_>, consistent: bool) -> Indexes {
+        match (job.spec.policy.indexes, consistent) {
+            (false, _) => Indexes::None,
+            (true, false) => Indexes::NonUnique,
+            (true, true) => Indexes::Unique,
         }
     }
-    let done = pg_target::copied_rows(tgt, job.id).await?;
-    let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
-    let mut pending =
-        copy_loop::resume(&table_names, &done, pg_target::pending_chunks(tgt, job.id).await?, &job.tracker);
-    pending.sort_by_key(|c| std::cmp::Reverse(tables[c.table].def.estimated_rows));
-    let parallel = copy_loop::parallelism(job.spec);
-    let throttle = Throttle::new(&job.spec.speed_limits);
-    let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
-    let shared = source::SharedSnapshot::new(
-        &job.spec.source,
-        job.credentials.login(Side::Source),
-        names.clone(),
-        parallel.min(shared_chunks),
-        shared_chunks,
-    );
-    let format: Arc<dyn source::RowFormat> = Arc::new(copy::CopyText::new(tables, plans));
-    let open_source = || async {
-        let mut conn = source(job.spec, job.credentials).await?;
-        source::MyChunkSource::prepare(&mut conn).await?;
-        Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared).with_format(Arc::clone(&format)))
-    };
-    let open_target = || async {
+}
+
+impl Transfer for MyToPg {
+    type Position = BinlogPosition;
+
+    fn tables(&self) -> Vec<(String, u64)> {
+        self.tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect()
+    }
+
+    async fn resume(&mut self, job: &Job<'_>) -> Result<Option<Ledger<BinlogPosition>>> {
+        self.ledger(job).await
+    }
+
+    async fn ledger(&mut self, job: &Job<'_>) -> Result<Option<Ledger<BinlogPosition>>> {
+        self.state = pg_target::job_state(&self.tgt, job.id).await?;
+        Ok(self.state.as_ref().map(|s| Ledger {
+            start: BinlogPosition(s.start_lsn),
+            safe_end: s.safe_end_lsn.map(BinlogPosition),
+            checkpoint: s.checkpoint_lsn.map(BinlogPosition),
+            full_done: s.full_done,
+        }))
+    }
+
+    async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
+        let spec = job.spec;
+        let (names, start, _) = my::start_position(&mut self.src, spec, Some(FILE_POSITION_ONLY)).await?;
+        structure::create_tables(&self.tgt, &self.tables, &self.plans).await?;
+        let plan = my::plan_chunks(&mut self.src, &self.tables, spec).await?;
+        pg_target::record_job(&mut self.tgt, job.id, &names.base, "", start.0, &plan, &[]).await?;
+        tracing::info!(job = job.id, position = %names.display(start.0), "structure and chunk plan ready");
+        Ok(())
+    }
+
+    async fn pending(&mut self, job: &Job<'_>, planned: bool) -> Result<Vec<Chunk>> {
+        if !planned {
+            // The ranges of a split keyless table must all be read in one snapshot: one not
+            // finished in an earlier run is copied again whole.
+            for t in self.pg_tables.iter().filter(|t| t.def.key.is_empty()) {
+                if pg_target::restart_split_table(&mut self.tgt, job.id, t).await? {
+                    tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
+                }
+            }
+        }
+        let done = pg_target::copied_rows(&self.tgt, job.id).await?;
+        let names: Vec<String> = self.tables.iter().map(|t| t.def.display_name()).collect();
+        Ok(copy_loop::resume(&names, &done, pg_target::pending_chunks(&self.tgt, job.id).await?, &job.tracker))
+    }
+
+    fn builds_during_copy(&self, _job: &Job<'_>, _table: usize) -> bool {
+        // A primary key at least, or nothing to lose by asking.
+        true
+    }
+
+    /// Every pending chunk with `readParallelism` readers: the MySQL family's reader writing
+    /// `COPY` text, each chunk loaded with its ledger entry in one PostgreSQL transaction.
+    async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
+        let (tables, pg_tables, names) = (&self.tables, &self.pg_tables, self.names());
+        let parallel = copy_loop::parallelism(job.spec);
+        let throttle = Throttle::new(&job.spec.speed_limits);
+        let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
+        let shared = source::SharedSnapshot::new(
+            &job.spec.source,
+            job.credentials.login(Side::Source),
+            names.clone(),
+            parallel.min(shared_chunks),
+            shared_chunks,
+        );
+        let format: Arc<dyn source::RowFormat> = Arc::new(copy::CopyText::new(tables, &self.plans));
+        let open_source = || async {
+            let mut conn = source(job.spec, job.credentials).await?;
+            source::MyChunkSource::prepare(&mut conn).await?;
+            Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared).with_format(Arc::clone(&format)))
+        };
+        let open_target = || async {
+            let client = target(job.spec, job.credentials).await?;
+            Ok(copy::PgLoad { client, job: job.id, tables: pg_tables })
+        };
+        copy_loop::copy_reporting(
+            pending,
+            parallel,
+            open_source,
+            open_target,
+            &throttle,
+            &job.tracker,
+            &job.stop,
+            copied,
+        )
+        .await
+    }
+
+    async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {
         let client = target(job.spec, job.credentials).await?;
-        Ok(copy::PgLoad { client, job: job.id, tables: pg_tables })
-    };
-    copy_loop::copy(&pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop).await
+        let which = MyToPg::indexes(job, false);
+        let (t, p) = (std::slice::from_ref(&self.tables[table]), std::slice::from_ref(&self.plans[table]));
+        structure::build_keys_and_indexes(&client, t, p, which).await
+    }
+
+    async fn build(&mut self, job: &Job<'_>, step: Build) -> Result<()> {
+        let which = match step {
+            Build::AfterCopy => MyToPg::indexes(job, false),
+            // Nothing to copy, nothing to catch up: everything at once.
+            Build::WithoutCopy if job.spec.policy.indexes => Indexes::All,
+            Build::WithoutCopy => Indexes::None,
+            Build::Consistent if job.spec.policy.indexes && job.spec.task_type.has_full() => Indexes::Unique,
+            Build::Consistent => return Ok(()),
+        };
+        structure::build_keys_and_indexes(&self.tgt, &self.tables, &self.plans, which).await
+    }
+
+    async fn finish_full(&mut self, job: &Job<'_>) -> Result<()> {
+        pg_target::finish_full(&self.tgt, job.id).await?;
+        Ok(())
+    }
+
+    /// The binary-log stream through the PostgreSQL applier, each row's cells converted by the
+    /// pair's mapping; a keyless table's changes up to the snapshot its copy was read in skipped.
+    async fn stream(
+        &mut self,
+        job: &Job<'_>,
+        from: BinlogPosition,
+        safe_end: BinlogPosition,
+        until: Option<BinlogPosition>,
+    ) -> Result<()> {
+        let spec = job.spec;
+        let tgt = target(spec, job.credentials).await?;
+        let read = pg_target::table_read_lsns(&tgt, job.id).await?;
+        let names = self.names();
+        let (file, offset) = names.decode(from.0);
+        let opts = StreamOptions {
+            start: StartAt::File(file, offset),
+            until_end_of_log: until.is_some(),
+            server_id: my::stream::server_id_for(job.id),
+            tables: self.tables.clone(),
+            selection: spec.objects.clone(),
+            ddl: spec.policy.ddl.clone(),
+            dml: spec.policy.dml_types.clone(),
+            names,
+        };
+        let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
+        let changes = stream::PgChanges::new(changes, &self.tables, &self.plans, &self.pg_tables)?;
+        let apply_opts =
+            ApplyOptions::for_job(spec, self.tables.iter().map(|t| &t.def), &read, safe_end.0, until.map(|u| u.0))
+                .with_heartbeats(true);
+        let mut applier = pg_target::Applier::open(tgt, job.id, self.pg_tables.clone(), &spec.policy)
+            .await?
+            .counting(job.tracker.clone());
+        apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
+    }
+
+    /// The identity sequences continue after what the source handed out (and what the stream
+    /// inserted), on fresh sessions (the first ones may have sat idle through the stream). A
+    /// failure is reported, not fatal: the rows are in place.
+    async fn cut_over(&mut self, job: &Job<'_>) -> Result<()> {
+        let cut_over = async {
+            let mut src = source(job.spec, job.credentials).await?;
+            let tgt = target(job.spec, job.credentials).await?;
+            set_identities(&mut src, &tgt, &self.tables, &self.plans, job).await
+        };
+        if let Err(e) = cut_over.await {
+            tracing::warn!(code = e.code(), error = %e, "identity sequences not set at the stop");
+        }
+        Ok(())
+    }
 }
 
 /// Sets each identity column's sequence to continue after the source's `AUTO_INCREMENT` (or

@@ -44,10 +44,13 @@ use super::Credentials;
 use super::Job;
 use super::apply::{self, ApplyOptions};
 use super::error::{EngineError, Result, Side};
+use super::pipeline::{self, Build, Ledger, Transfer};
 use super::snapshot as copy;
+use super::snapshot::Chunk;
 use super::throttle::Throttle;
-use crate::api::{SyncJobSpec, TableState, TransferStage};
+use crate::api::SyncJobSpec;
 use crate::engine::Outcome;
+use tokio::sync::mpsc::UnboundedSender;
 
 impl Job<'_> {
     async fn my_source(&self) -> Result<Conn> {
@@ -70,271 +73,276 @@ async fn current_position(src: &mut Conn) -> Result<snapshot::SnapshotPosition> 
 
 /// Runs the job until it completes (`FULL_TRANS`), is stopped, or fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
-    let spec = job.spec;
-    let mut src = job.my_source().await?;
-    let mut tgt = job.my_target().await?;
-    target::ensure_bookkeeping(&mut tgt).await?;
-    let tables = catalog::resolve(&mut src, &spec.objects).await?;
-    if spec.task_type.has_incremental() {
-        for t in &tables {
-            // Fail before copying anything if a filter cannot follow the stream.
-            if let Some(f) = &t.def.filter {
-                crate::engine::filter::RowFilter::parse(f).map_err(|e| {
-                    EngineError::Unsupported(format!(
-                        "the row filter of {} cannot be evaluated on binary log rows: {e}",
-                        t.def.display_name()
-                    ))
-                })?;
-            }
-        }
-    }
-    for (object, reason) in tables.iter().flat_map(MyTable::left_out) {
-        tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
-        job.tracker.skipped(&object, &reason);
-    }
-    job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
-    job.tracker.stage(TransferStage::Starting);
+    let transfer = MyTransfer::open(&job).await?;
+    pipeline::run(&job, transfer).await
+}
 
-    // Whether this run recorded the chunk plan: a later run finds chunks of split keyless tables
-    // read in another run's snapshot.
-    let mut planned = false;
-    let state = match target::job_state(&mut tgt, job.id).await? {
-        Some(s) => s,
-        None => {
-            planned = true;
-            let at = current_position(&mut src).await?;
-            let names = BinlogNames::of(&at.file)?;
-            let (start, start_gtid) = match spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) {
-                None => (names.encode(&at.file, at.position)?, at.gtid.to_string()),
-                Some(p) => match p.rsplit_once(':') {
-                    Some((file, offset)) => {
-                        let offset = offset.parse().map_err(|_| {
-                            EngineError::Unsupported(format!("spec.startPosition {p:?}: the offset is not a number"))
-                        })?;
-                        (names.encode(file, offset)?, String::new())
-                    }
-                    // A GTID position: the stream finds the file; positions are learnt from it.
-                    None => (0, p.to_owned()),
-                },
-            };
-            let dbs: Vec<String> = tables.iter().map(|t| t.def.schema.clone()).collect();
-            let databases = catalog::database_charsets(&mut src, &dbs).await?;
-            target::create_structure(&mut tgt, &tables, &databases, !spec.task_type.has_full() && spec.policy.indexes)
-                .await?;
-            let rows_per_chunk = copy::rows_per_chunk(spec);
-            let mut plan = Vec::new();
-            if spec.task_type.has_full() {
-                let readers = copy::parallelism(spec) as u64;
-                let total: u64 = tables.iter().map(|t| t.def.estimated_rows).sum();
-                for t in &tables {
-                    // A keyless table is split only when one reader alone would take longer on it
-                    // than the readers' share of everything (or its size is unknown): otherwise the
-                    // other tables keep every reader busy, and one scan costs the source less than
-                    // reads of index ranges.
-                    let rows = t.def.estimated_rows;
-                    let split = rows == 0 || rows.saturating_mul(readers) > total;
-                    plan.push((t.def.display_name(), source::plan_chunks(&mut src, t, rows_per_chunk, split).await?));
+/// A binary log position: the file's sequence number and the offset in it, as one number
+/// (`sequence << 32 | offset`) whose order is the log's. The file's base name is the job's
+/// ([`BinlogNames`]); 0 stands for "at a GTID position" before the stream has learnt a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BinlogPosition(pub u64);
+
+impl pipeline::Position for BinlogPosition {
+    fn to_ledger(self) -> u64 {
+        self.0
+    }
+    fn from_ledger(stored: u64) -> BinlogPosition {
+        BinlogPosition(stored)
+    }
+}
+
+/// The MySQL/MariaDB → MySQL/MariaDB steps of the job [`pipeline`].
+struct MyTransfer {
+    src: Conn,
+    tgt: Conn,
+    tables: Vec<MyTable>,
+    /// The ledger as last read.
+    state: Option<target::JobState>,
+}
+
+impl MyTransfer {
+    /// Connects both sides and resolves the selected tables, refusing a row filter the stream
+    /// could not evaluate before anything is copied.
+    async fn open(job: &Job<'_>) -> Result<MyTransfer> {
+        let spec = job.spec;
+        let mut src = job.my_source().await?;
+        let mut tgt = job.my_target().await?;
+        target::ensure_bookkeeping(&mut tgt).await?;
+        let tables = catalog::resolve(&mut src, &spec.objects).await?;
+        if spec.task_type.has_incremental() {
+            for t in &tables {
+                // Fail before copying anything if a filter cannot follow the stream.
+                if let Some(f) = &t.def.filter {
+                    crate::engine::filter::RowFilter::parse(f).map_err(|e| {
+                        EngineError::Unsupported(format!(
+                            "the row filter of {} cannot be evaluated on binary log rows: {e}",
+                            t.def.display_name()
+                        ))
+                    })?;
                 }
             }
-            target::record_job(&mut tgt, job.id, &names.base, start, &start_gtid, &plan).await?;
-            tracing::info!(job = job.id, position = %names.display(start), gtid = %start_gtid, "structure and chunk plan ready");
-            target::job_state(&mut tgt, job.id)
-                .await?
-                .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
         }
-    };
-    let names = BinlogNames { base: state.binlog_base.clone(), width: 6 };
+        for (object, reason) in tables.iter().flat_map(MyTable::left_out) {
+            tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
+            job.tracker.skipped(&object, &reason);
+        }
+        Ok(MyTransfer { src, tgt, tables, state: None })
+    }
 
-    if spec.task_type.has_full() && !state.full_done {
-        job.tracker.stage(TransferStage::Full);
-        let started = std::time::Instant::now();
-        full_transfer(&job, &mut tgt, &tables, &names, planned).await?;
-        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
-        if *job.stop.borrow() {
-            return Ok(Outcome::Stopped);
-        }
-        if spec.policy.indexes {
-            for t in 0..tables.len() {
-                job.tracker.table_state(t, TableState::Indexing);
-            }
-            let started = std::time::Instant::now();
-            for s in target::create_indexes(&mut tgt, &tables, false).await? {
-                tracing::warn!(index = %s, "index uses columns that are not transferred; not created");
-            }
-            tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "indexes built");
-        }
-        target::finish_full(&mut tgt, job.id).await?;
-        for t in 0..tables.len() {
-            job.tracker.table_state(t, TableState::Copied);
-        }
-        job.tracker.stage(TransferStage::FullComplete);
-    } else if !state.full_done {
-        target::finish_full(&mut tgt, job.id).await?;
+    fn names(&self) -> BinlogNames {
+        BinlogNames { base: self.state.as_ref().map_or_else(String::new, |s| s.binlog_base.clone()), width: 6 }
     }
-    let state = target::job_state(&mut tgt, job.id)
-        .await?
-        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-    let safe_end = state.safe_end.unwrap_or(state.start);
-    let from = state.checkpoint.unwrap_or(state.start);
-    if spec.task_type.has_full() && from < safe_end {
-        // Chunks were read in snapshots after the start: replay up to the newest so the copy is
-        // consistent as of that moment.
-        let at = From::Position(from);
-        apply_stream(&job, &mut tgt, &tables, &names, at, safe_end, Some(safe_end), state.ddl_attempted).await?;
-        if *job.stop.borrow() {
-            return Ok(Outcome::Stopped);
-        }
-    }
-    if spec.task_type.has_full() && spec.policy.indexes {
-        // Only a consistent copy can take unique indexes.
-        target::create_indexes(&mut tgt, &tables, true).await?;
-    }
-    if !spec.task_type.has_incremental() {
-        return Ok(Outcome::Completed);
-    }
-    let state = target::job_state(&mut tgt, job.id)
-        .await?
-        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-    let from = state.checkpoint.unwrap_or(state.start);
-    for t in 0..tables.len() {
-        job.tracker.table_state(t, TableState::Streaming);
-    }
-    job.tracker.stage(TransferStage::Incremental);
-    // A job told to start at a GTID position starts there until it has a checkpoint.
-    let from = match state.checkpoint {
-        None if state.start == 0 => From::Gtid(state.start_gtid.clone()),
-        _ => From::Position(from),
-    };
-    apply_stream(&job, &mut tgt, &tables, &names, from, safe_end, None, state.ddl_attempted).await?;
-    Ok(Outcome::Stopped)
 }
 
-/// Copies every pending chunk with `readParallelism` readers, each with its own source and
-/// target sessions; the ranges of split keyless tables are read in one shared snapshot. A table
-/// whose chunks are all copied gets its secondary indexes (not the unique ones, which wait for a
-/// consistent copy) on one more target session while the other tables copy. `planned`: the plan
-/// was recorded by this run, so no chunk was read in an earlier snapshot.
-async fn full_transfer(
-    job: &Job<'_>,
-    tgt: &mut Conn,
+/// The ledger's view of a MySQL-family job state.
+fn ledger(s: &target::JobState) -> Ledger<BinlogPosition> {
+    Ledger {
+        start: BinlogPosition(s.start),
+        safe_end: s.safe_end.map(BinlogPosition),
+        checkpoint: s.checkpoint.map(BinlogPosition),
+        full_done: s.full_done,
+    }
+}
+
+/// The start of a job's stream: the current position, or (for a stream-only job)
+/// `spec.startPosition` as `file:offset` or a GTID position (refused with `gtid_refused`, when
+/// given). Returns the binary log naming, the position and its GTID form (empty when not known).
+pub async fn start_position(
+    src: &mut Conn,
+    spec: &SyncJobSpec,
+    gtid_refused: Option<&str>,
+) -> Result<(BinlogNames, BinlogPosition, String)> {
+    let at = current_position(src).await?;
+    let names = BinlogNames::of(&at.file)?;
+    let Some(p) = spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) else {
+        let start = names.encode(&at.file, at.position)?;
+        return Ok((names, BinlogPosition(start), at.gtid.to_string()));
+    };
+    match p.rsplit_once(':') {
+        Some((file, offset)) => {
+            let offset = offset.parse().map_err(|_| {
+                EngineError::Unsupported(format!("spec.startPosition {p:?}: the offset is not a number"))
+            })?;
+            let names = BinlogNames::of(file)?;
+            let start = names.encode(file, offset)?;
+            Ok((names, BinlogPosition(start), String::new()))
+        }
+        // A GTID position: the stream finds the file; positions are learnt from it.
+        None => match gtid_refused {
+            None => Ok((names, BinlogPosition(0), p.to_owned())),
+            Some(why) => Err(EngineError::Unsupported(why.to_owned())),
+        },
+    }
+}
+
+/// The chunk plan of `tables`. A keyless table is split only when one reader alone would take
+/// longer on it than the readers' share of everything (or its size is unknown): otherwise the
+/// other tables keep every reader busy, and one scan costs the source less than reads of index
+/// ranges.
+pub async fn plan_chunks(
+    src: &mut Conn,
     tables: &[MyTable],
-    names: &BinlogNames,
-    planned: bool,
-) -> Result<()> {
-    if !planned {
-        for t in tables.iter().filter(|t| t.def.key.is_empty()) {
-            if target::restart_split_table(tgt, job.id, t).await? {
-                tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
+    spec: &SyncJobSpec,
+) -> Result<Vec<(String, Vec<crate::engine::KeyRange>)>> {
+    let rows_per_chunk = copy::rows_per_chunk(spec);
+    let readers = copy::parallelism(spec) as u64;
+    let total: u64 = tables.iter().map(|t| t.def.estimated_rows).sum();
+    let mut plan = Vec::new();
+    for t in tables.iter().filter(|_| spec.task_type.has_full()) {
+        let rows = t.def.estimated_rows;
+        let split = rows == 0 || rows.saturating_mul(readers) > total;
+        plan.push((t.def.display_name(), source::plan_chunks(src, t, rows_per_chunk, split).await?));
+    }
+    Ok(plan)
+}
+
+impl Transfer for MyTransfer {
+    type Position = BinlogPosition;
+
+    fn tables(&self) -> Vec<(String, u64)> {
+        self.tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect()
+    }
+
+    async fn resume(&mut self, job: &Job<'_>) -> Result<Option<Ledger<BinlogPosition>>> {
+        self.ledger(job).await
+    }
+
+    async fn ledger(&mut self, job: &Job<'_>) -> Result<Option<Ledger<BinlogPosition>>> {
+        self.state = target::job_state(&mut self.tgt, job.id).await?;
+        Ok(self.state.as_ref().map(ledger))
+    }
+
+    async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
+        let spec = job.spec;
+        let (names, start, start_gtid) = start_position(&mut self.src, spec, None).await?;
+        let dbs: Vec<String> = self.tables.iter().map(|t| t.def.schema.clone()).collect();
+        let databases = catalog::database_charsets(&mut self.src, &dbs).await?;
+        let with_indexes = !spec.task_type.has_full() && spec.policy.indexes;
+        target::create_structure(&mut self.tgt, &self.tables, &databases, with_indexes).await?;
+        let plan = plan_chunks(&mut self.src, &self.tables, spec).await?;
+        target::record_job(&mut self.tgt, job.id, &names.base, start.0, &start_gtid, &plan).await?;
+        tracing::info!(job = job.id, position = %names.display(start.0), gtid = %start_gtid, "structure and chunk plan ready");
+        Ok(())
+    }
+
+    async fn pending(&mut self, job: &Job<'_>, planned: bool) -> Result<Vec<Chunk>> {
+        if !planned {
+            for t in self.tables.iter().filter(|t| t.def.key.is_empty()) {
+                if target::restart_split_table(&mut self.tgt, job.id, t).await? {
+                    tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
+                }
             }
         }
+        let done = target::copied_rows(&mut self.tgt, job.id).await?;
+        let names: Vec<String> = self.tables.iter().map(|t| t.def.display_name()).collect();
+        Ok(copy::resume(&names, &done, target::pending_chunks(&mut self.tgt, job.id).await?, &job.tracker))
     }
-    let done = target::copied_rows(tgt, job.id).await?;
-    let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
-    let mut pending = copy::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
-    let build = job.spec.policy.indexes;
-    // Tables with indexes to build first, the biggest first: their indexes are built while the
-    // others copy, and what is left to build after the copy is as small as it can be.
-    let has_indexes = |t: usize| build && tables[t].indexes.iter().any(|ix| !ix.unique);
-    pending.sort_by_key(|c| (!has_indexes(c.table), std::cmp::Reverse(tables[c.table].def.estimated_rows)));
-    let parallel = copy::parallelism(job.spec);
-    let throttle = Throttle::new(&job.spec.speed_limits);
-    let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
-    let shared = source::SharedSnapshot::new(
-        &job.spec.source,
-        job.credentials.login(Side::Source),
-        names.clone(),
-        parallel.min(shared_chunks),
-        shared_chunks,
-    );
-    let open_source = || async {
-        let mut conn = job.my_source().await?;
-        source::MyChunkSource::prepare(&mut conn).await?;
-        Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared))
-    };
-    let open_target = || async {
+
+    fn builds_during_copy(&self, job: &Job<'_>, table: usize) -> bool {
+        // The unique indexes wait for a consistent copy.
+        job.spec.policy.indexes && self.tables.get(table).is_some_and(|t| t.indexes.iter().any(|ix| !ix.unique))
+    }
+
+    /// Every pending chunk with `readParallelism` readers, each with its own source and target
+    /// sessions; the ranges of split keyless tables are read in one shared snapshot.
+    async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
+        let (tables, names) = (&self.tables, self.names());
+        let parallel = copy::parallelism(job.spec);
+        let throttle = Throttle::new(&job.spec.speed_limits);
+        let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
+        let shared = source::SharedSnapshot::new(
+            &job.spec.source,
+            job.credentials.login(Side::Source),
+            names.clone(),
+            parallel.min(shared_chunks),
+            shared_chunks,
+        );
+        let open_source = || async {
+            let mut conn = job.my_source().await?;
+            source::MyChunkSource::prepare(&mut conn).await?;
+            Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared))
+        };
+        let open_target = || async {
+            let mut conn = job.my_target().await?;
+            let packet = connect::packet_budget(&mut conn).await;
+            Ok(target::MyChunkTarget { conn, packet, job: job.id, tables })
+        };
+        copy::copy_reporting(pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop, copied)
+            .await
+    }
+
+    async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {
         let mut conn = job.my_target().await?;
-        let packet = connect::packet_budget(&mut conn).await;
-        Ok(target::MyChunkTarget { conn, packet, job: job.id, tables })
-    };
-    let (copied_tx, mut copied) = tokio::sync::mpsc::unbounded_channel();
-    let copy = copy::copy_reporting(
-        &pending,
-        parallel,
-        open_source,
-        open_target,
-        &throttle,
-        &job.tracker,
-        &job.stop,
-        copied_tx,
-    );
-    let indexes = async {
-        let mut session = None;
-        while let Some(t) = copied.recv().await {
-            if !build {
-                continue;
+        // Indexes left out are reported by the build after the copy.
+        target::create_indexes(&mut conn, std::slice::from_ref(&self.tables[table]), false).await?;
+        Ok(())
+    }
+
+    async fn build(&mut self, job: &Job<'_>, step: Build) -> Result<()> {
+        if !job.spec.policy.indexes {
+            return Ok(());
+        }
+        match step {
+            Build::AfterCopy => {
+                for s in target::create_indexes(&mut self.tgt, &self.tables, false).await? {
+                    tracing::warn!(index = %s, "index uses columns that are not transferred; not created");
+                }
             }
-            let conn = match &mut session {
-                Some(conn) => conn,
-                None => session.insert(job.my_target().await?),
-            };
-            job.tracker.table_state(t, TableState::Indexing);
-            let started = std::time::Instant::now();
-            // Indexes left out are reported by the build after the copy.
-            target::create_indexes(conn, std::slice::from_ref(&tables[t]), false).await?;
-            tracing::debug!(job = job.id, table = %tables[t].def.display_name(), seconds = started.elapsed().as_secs_f64(), "indexes built during the copy");
+            // The tables were created with their indexes (begin).
+            Build::WithoutCopy => {}
+            // Only a consistent copy can take unique indexes.
+            Build::Consistent if job.spec.task_type.has_full() => {
+                target::create_indexes(&mut self.tgt, &self.tables, true).await?;
+            }
+            Build::Consistent => {}
         }
         Ok(())
-    };
-    futures::future::try_join(copy, indexes).await?;
-    Ok(())
-}
+    }
 
-/// Where a stream starts.
-enum From {
-    /// A position of ours (file and offset).
-    Position(u64),
-    /// A MariaDB GTID position.
-    Gtid(String),
-}
+    async fn finish_full(&mut self, job: &Job<'_>) -> Result<()> {
+        target::finish_full(&mut self.tgt, job.id).await
+    }
 
-/// Applies the change stream from `from` until stopped, or (with `until`) until that position
-/// is applied or the log ends.
-#[allow(clippy::too_many_arguments)]
-async fn apply_stream(
-    job: &Job<'_>,
-    tgt: &mut Conn,
-    tables: &[MyTable],
-    names: &BinlogNames,
-    from: From,
-    safe_end: u64,
-    until: Option<u64>,
-    ddl_attempted: Option<u64>,
-) -> Result<()> {
-    let spec = job.spec;
-    let read = target::table_read_positions(tgt, job.id).await?;
-    let start = match from {
-        From::Position(p) => {
-            let (file, offset) = names.decode(p);
+    async fn stream(
+        &mut self,
+        job: &Job<'_>,
+        from: BinlogPosition,
+        safe_end: BinlogPosition,
+        until: Option<BinlogPosition>,
+    ) -> Result<()> {
+        let spec = job.spec;
+        let state = target::job_state(&mut self.tgt, job.id)
+            .await?
+            .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
+        let names = BinlogNames { base: state.binlog_base.clone(), width: 6 };
+        let read = target::table_read_positions(&mut self.tgt, job.id).await?;
+        // A job told to start at a GTID position starts there until it has a checkpoint.
+        let start = if from.0 == 0 && state.checkpoint.is_none() && !state.start_gtid.is_empty() {
+            StartAt::Gtid(state.start_gtid.clone())
+        } else {
+            let (file, offset) = names.decode(from.0);
             StartAt::File(file, offset)
-        }
-        From::Gtid(g) => StartAt::Gtid(g),
-    };
-    let opts = StreamOptions {
-        start,
-        until_end_of_log: until.is_some(),
-        server_id: stream::server_id_for(job.id),
-        tables: tables.to_vec(),
-        selection: spec.objects.clone(),
-        ddl: spec.policy.ddl.clone(),
-        dml: spec.policy.dml_types.clone(),
-        names: names.clone(),
-    };
-    let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
-    let apply_opts =
-        ApplyOptions::for_job(spec, tables.iter().map(|t| &t.def), &read, safe_end, until).with_heartbeats(true);
-    let mut applier =
-        applier::Applier::open(job.my_target().await?, job.id, tables, spec.policy.conflict, ddl_attempted).await?;
-    apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
+        };
+        let opts = StreamOptions {
+            start,
+            until_end_of_log: until.is_some(),
+            server_id: stream::server_id_for(job.id),
+            tables: self.tables.clone(),
+            selection: spec.objects.clone(),
+            ddl: spec.policy.ddl.clone(),
+            dml: spec.policy.dml_types.clone(),
+            names,
+        };
+        let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
+        let apply_opts =
+            ApplyOptions::for_job(spec, self.tables.iter().map(|t| &t.def), &read, safe_end.0, until.map(|u| u.0))
+                .with_heartbeats(true);
+        let target = job.my_target().await?;
+        let mut applier =
+            applier::Applier::open(target, job.id, &self.tables, spec.policy.conflict, state.ddl_attempted).await?;
+        apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
+    }
 }
 
 /// Forgets the job's bookkeeping on the target; the source holds nothing of it. Safe to repeat.

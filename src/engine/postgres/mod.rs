@@ -38,11 +38,14 @@ use self::target::Applier;
 use super::Credentials;
 use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
+use super::pipeline::{self, Build, Ledger, Transfer};
 use super::snapshot;
+use super::snapshot::Chunk;
 use super::throttle::Throttle;
 use super::{Job, Outcome};
-use crate::api::{SyncJobSpec, TableState, TransferStage};
+use crate::api::SyncJobSpec;
 use crate::engine::sql::{pg_ident, pg_qualified};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Names of what a job holds on the source, derived from the job's identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,10 +72,6 @@ impl SourceNames {
 
 impl Job<'_> {
     // PostgreSQL sessions of the job's endpoints.
-    fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
     async fn source(&self) -> Result<Client> {
         connect::connect(&self.spec.source, self.credentials.login(Side::Source), Side::Source).await
     }
@@ -338,188 +337,304 @@ fn check_publishable(tables: &[PgTable], version: u32) -> Result<()> {
 
 /// Runs the job until it completes (`FULL_TRANS`), is stopped, or fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
-    let spec = job.spec;
-    let names = SourceNames::for_job(job.id);
-    let src = job.source().await?;
-    let mut tgt = job.target().await?;
-    target::ensure_bookkeeping(&tgt).await?;
-    let tables = catalog::resolve(&src, &spec.objects, job.source_db()).await?;
-    let version = catalog::server_version(&src, Side::Source).await?;
-    check_publishable(&tables, version)?;
-    if version < PUBLICATION_FILTERS_SINCE && (spec.task_type.has_incremental() || version < poll::STREAMING_SINCE) {
-        // The stream applies the filters: fail before copying anything if one cannot follow it.
-        Decoder::new(&tables).filtering(&tables)?;
-    }
-    let sequences = sequences::resolve(&src, &tables).await?;
-    job.tracker.tables(&tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect::<Vec<_>>());
-    job.tracker.stage(TransferStage::Starting);
-    // What the target gets beyond the columns' types and keys.
-    let mut design = structure::plan(&tables, spec);
+    let transfer = PgTransfer::open(&job).await?;
+    pipeline::run(&job, transfer).await
+}
 
-    let mut state = target::job_state(&tgt, job.id).await?;
-    if let Some(s) = &state
-        && slot_position(&src, &s.slot).await?.is_none()
-    {
-        // The slot is gone (dropped by hand, or a release): what the target holds can no longer
-        // be brought up to date, so start over.
-        tracing::warn!(job = job.id, slot = %s.slot, "replication slot missing: starting the transfer over");
-        truncate_targets(&tgt, &tables).await?;
-        state = None;
+/// The PostgreSQL → PostgreSQL steps of the job [`pipeline`].
+struct PgTransfer {
+    src: Client,
+    tgt: Client,
+    tables: Vec<PgTable>,
+    version: u32,
+    names: SourceNames,
+    sequences: sequences::Sequences,
+    /// What the target gets beyond the columns' types and keys.
+    design: structure::Plan,
+    /// The ledger as last read.
+    state: Option<target::JobState>,
+    /// The slot created in this run, with its exported snapshot, until its stream is opened.
+    held: Option<SlotSnapshot>,
+    /// Whether the stream hears from the source every few seconds (heartbeats, or polls).
+    hears_regularly: bool,
+    carrier: Option<sequences::Carrier>,
+    slot_watch: Option<SlotWatch>,
+}
+
+impl PgTransfer {
+    /// Connects both sides and resolves the selected tables, refusing what the source cannot
+    /// publish or the stream could not filter before anything is copied.
+    async fn open(job: &Job<'_>) -> Result<PgTransfer> {
+        let spec = job.spec;
+        let src = job.source().await?;
+        let tgt = job.target().await?;
+        target::ensure_bookkeeping(&tgt).await?;
+        let tables = catalog::resolve(&src, &spec.objects, job.source_db()).await?;
+        let version = catalog::server_version(&src, Side::Source).await?;
+        check_publishable(&tables, version)?;
+        if version < PUBLICATION_FILTERS_SINCE && (spec.task_type.has_incremental() || version < poll::STREAMING_SINCE)
+        {
+            // The stream applies the filters: fail before copying anything if one cannot follow it.
+            Decoder::new(&tables).filtering(&tables)?;
+        }
+        let sequences = sequences::resolve(&src, &tables).await?;
+        let design = structure::plan(&tables, spec);
+        Ok(PgTransfer {
+            src,
+            tgt,
+            tables,
+            version,
+            names: SourceNames::for_job(job.id),
+            sequences,
+            design,
+            state: None,
+            held: None,
+            hears_regularly: false,
+            carrier: None,
+            slot_watch: None,
+        })
     }
-    if let Some(s) = &state
-        && version >= 130_000
-    {
-        slot_usable(&src, &s.slot).await?;
+
+    fn carrier(&self) -> Result<&sequences::Carrier> {
+        self.carrier.as_ref().ok_or_else(|| EngineError::Stream("sequences not prepared".into()))
     }
-    // A job that has started reads its stream with the columns it has reached there.
-    let tables = if state.is_some() { target::with_recorded_layouts(&tgt, job.id, tables).await? } else { tables };
-    let mut held_snapshot = None;
-    let state = match state {
-        Some(s) => s,
-        None => {
-            drop_source_objects(&src, &names).await?;
-            src.batch_execute(&publication_sql(&names.publication, &tables, version))
-                .await
-                .ctx(Side::Source, || format!("creating publication {}", names.publication))?;
-            let started = std::time::Instant::now();
-            let slot = if version >= poll::STREAMING_SINCE {
-                let login = job.credentials.login(Side::Source);
-                Some(SlotSnapshot::create(&spec.source, login, &names.slot, &names.publication).await?)
-            } else {
-                // No exported snapshot: the chunks are read in fresh snapshots.
-                poll::create_slot(&src, &names.slot).await?;
-                None
-            };
-            let start = slot_position(&src, &names.slot)
-                .await?
-                .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
-            let enums = catalog::enum_types(&src, &tables).await?;
-            sequences.create_before_tables(&tgt).await?;
-            // The sequences that defaults name are on the target by now.
-            design.check_target(&tgt).await?;
-            target::create_structure(&tgt, &tables, &enums, &design, !spec.task_type.has_full()).await?;
-            sequences.own_after_tables(&tgt).await?;
-            if !spec.task_type.has_full() {
-                // Nothing to load: the constraints and indexes come at once.
-                structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), true).await?;
+}
+
+/// The ledger's view of a PostgreSQL job state.
+fn ledger(s: &target::JobState) -> Ledger<Lsn> {
+    Ledger {
+        start: Lsn(s.start_lsn),
+        safe_end: s.safe_end_lsn.map(Lsn),
+        checkpoint: s.checkpoint_lsn.map(Lsn),
+        full_done: s.full_done,
+    }
+}
+
+/// A WAL position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lsn(pub u64);
+
+impl pipeline::Position for Lsn {
+    fn to_ledger(self) -> u64 {
+        self.0
+    }
+    fn from_ledger(stored: u64) -> Lsn {
+        Lsn(stored)
+    }
+}
+
+impl Transfer for PgTransfer {
+    type Position = Lsn;
+
+    fn tables(&self) -> Vec<(String, u64)> {
+        self.tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect()
+    }
+
+    async fn resume(&mut self, job: &Job<'_>) -> Result<Option<Ledger<Lsn>>> {
+        let mut state = target::job_state(&self.tgt, job.id).await?;
+        if let Some(s) = &state
+            && slot_position(&self.src, &s.slot).await?.is_none()
+        {
+            // The slot is gone (dropped by hand, or a release): what the target holds can no
+            // longer be brought up to date, so start over.
+            tracing::warn!(job = job.id, slot = %s.slot, "replication slot missing: starting the transfer over");
+            truncate_targets(&self.tgt, &self.tables).await?;
+            state = None;
+        }
+        if let Some(s) = &state
+            && self.version >= 130_000
+        {
+            slot_usable(&self.src, &s.slot).await?;
+        }
+        if state.is_some() {
+            // A job that has started reads its stream with the columns it has reached there.
+            self.tables = target::with_recorded_layouts(&self.tgt, job.id, std::mem::take(&mut self.tables)).await?;
+        }
+        let found = state.as_ref().map(ledger);
+        self.state = state;
+        Ok(found)
+    }
+
+    async fn ledger(&mut self, job: &Job<'_>) -> Result<Option<Ledger<Lsn>>> {
+        self.state = target::job_state(&self.tgt, job.id).await?;
+        Ok(self.state.as_ref().map(ledger))
+    }
+
+    async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
+        let spec = job.spec;
+        let (src, names, tables, version) = (&self.src, &self.names, &self.tables, self.version);
+        drop_source_objects(src, names).await?;
+        src.batch_execute(&publication_sql(&names.publication, tables, version))
+            .await
+            .ctx(Side::Source, || format!("creating publication {}", names.publication))?;
+        let started = std::time::Instant::now();
+        let slot = if version >= poll::STREAMING_SINCE {
+            let login = job.credentials.login(Side::Source);
+            Some(SlotSnapshot::create(&spec.source, login, &names.slot, &names.publication).await?)
+        } else {
+            // No exported snapshot: the chunks are read in fresh snapshots.
+            poll::create_slot(src, &names.slot).await?;
+            None
+        };
+        let start = slot_position(src, &names.slot)
+            .await?
+            .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
+        let enums = catalog::enum_types(src, tables).await?;
+        self.sequences.create_before_tables(&self.tgt).await?;
+        // The sequences that defaults name are on the target by now.
+        self.design.check_target(&self.tgt).await?;
+        target::create_structure(&self.tgt, tables, &enums, &self.design, !spec.task_type.has_full()).await?;
+        self.sequences.own_after_tables(&self.tgt).await?;
+        if !spec.task_type.has_full() {
+            // Nothing to load: the constraints and indexes come at once.
+            structure::build(|| job.target(), tables, &self.design, structure::parallelism(spec), true).await?;
+        }
+        let rows_per_chunk = snapshot::rows_per_chunk(spec);
+        let mut plan = Vec::new();
+        if spec.task_type.has_full() {
+            // Every chunk of this first pass is read in the slot's exported snapshot.
+            let one_snapshot = slot.is_some();
+            for t in tables {
+                plan.push((t.def.display_name(), source::plan_chunks(src, t, rows_per_chunk, one_snapshot).await?));
             }
-            let rows_per_chunk = snapshot::rows_per_chunk(spec);
-            let mut plan = Vec::new();
-            if spec.task_type.has_full() {
-                // Every chunk of this first pass is read in the slot's exported snapshot.
-                let one_snapshot = slot.is_some();
-                for t in &tables {
-                    plan.push((
-                        t.def.display_name(),
-                        source::plan_chunks(&src, t, rows_per_chunk, one_snapshot).await?,
-                    ));
+        }
+        target::record_job(&mut self.tgt, job.id, &names.slot, &names.publication, start, &plan, tables).await?;
+        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "slot, structure and chunk plan ready");
+        self.held = slot;
+        Ok(())
+    }
+
+    async fn prepare(&mut self, job: &Job<'_>) -> Result<()> {
+        // Every start: what the target lacks for the structure is known, and defaults and
+        // comments left out for want of it earlier are set once it is there.
+        self.design.check_target(&self.tgt).await?;
+        structure::settle(&self.tgt, &self.tables, &self.design).await?;
+        self.design.report(&job.tracker);
+        // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
+        let heartbeat = self.version >= poll::STREAMING_SINCE && may_write_heartbeats(&self.src).await;
+        // Sources before 14 are polled: every answered poll says the source is there.
+        self.hears_regularly = heartbeat || self.version < poll::STREAMING_SINCE;
+        self.slot_watch = Some(SlotWatch::start(
+            &job.spec.source,
+            job.credentials.clone(),
+            self.names.slot.clone(),
+            heartbeat,
+            job.tracker.clone(),
+        ));
+        // nextval() is not decoded: the sequences' values are polled (copied, followed, cut over).
+        self.carrier = Some(sequences::Carrier::new(job, &self.sequences));
+        Ok(())
+    }
+
+    async fn pending(&mut self, job: &Job<'_>, _planned: bool) -> Result<Vec<Chunk>> {
+        if self.held.is_none() {
+            // Pages of a keyless table copied in the exported snapshot and the rest in fresh
+            // ones would hold an updated row twice or not at all, and its changes could not be
+            // matched against one snapshot: such a table is copied again, whole, in one chunk.
+            for t in self.tables.iter().filter(|t| t.def.key.is_empty()) {
+                if target::restart_split_table(&mut self.tgt, job.id, t).await? {
+                    tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
                 }
             }
-            target::record_job(&mut tgt, job.id, &names.slot, &names.publication, start, &plan, &tables).await?;
-            tracing::info!(
-                job = job.id,
-                seconds = started.elapsed().as_secs_f64(),
-                "slot, structure and chunk plan ready"
-            );
-            held_snapshot = slot;
-            target::job_state(&tgt, job.id)
-                .await?
-                .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing after insert"))?
         }
-    };
+        let done = target::copied_rows(&self.tgt, job.id).await?;
+        let names: Vec<String> = self.tables.iter().map(|t| t.def.display_name()).collect();
+        Ok(snapshot::resume(&names, &done, target::pending_chunks(&self.tgt, job.id).await?, &job.tracker))
+    }
 
-    // Every start: what the target lacks for the structure is known, and defaults and comments
-    // left out for want of it earlier are set once it is there.
-    design.check_target(&tgt).await?;
-    structure::settle(&tgt, &tables, &design).await?;
-    design.report(&job.tracker);
+    fn builds_during_copy(&self, _job: &Job<'_>, _table: usize) -> bool {
+        // Every table has its key, constraints or indexes, or nothing to lose by asking.
+        true
+    }
 
-    // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
-    let heartbeat = version >= poll::STREAMING_SINCE && may_write_heartbeats(&src).await;
-    // Sources before 14 are polled: every answered poll says the source is there.
-    let polled = version < poll::STREAMING_SINCE;
-    let slot_watch =
-        SlotWatch::start(&spec.source, job.credentials.clone(), names.slot.clone(), heartbeat, job.tracker.clone());
-    // nextval() is not decoded: the sequences' values are polled (copied, followed, cut over).
-    let carrier = sequences::Carrier::new(&job, &sequences);
-
-    if spec.task_type.has_full() && !state.full_done {
-        let snapshot = match &held_snapshot {
+    /// Every pending chunk with `readParallelism` readers, each with its own source and target
+    /// sessions, in the slot's exported snapshot while this run holds it.
+    async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
+        let snapshot = match &self.held {
             Some(s) => Snapshot::Exported(s.name().to_owned()),
             None => Snapshot::Fresh,
         };
-        job.tracker.stage(TransferStage::Full);
-        let started = std::time::Instant::now();
-        full_transfer(&job, &mut tgt, &tables, &design, snapshot, state.start_lsn).await?;
-        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "chunks copied");
-        if job.stopping() {
-            carrier.cut_over(&job.tracker).await?;
-            return Ok(Outcome::Stopped);
-        }
-        for t in 0..tables.len() {
-            job.tracker.table_state(t, TableState::Indexing);
-        }
-        let started = std::time::Instant::now();
-        structure::build(|| job.target(), &tables, &design, structure::parallelism(spec), false).await?;
-        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "keys, constraints and indexes built");
-        target::finish_full(&tgt, job.id).await?;
-        carrier.sync(&job.tracker).await?;
-        for t in 0..tables.len() {
-            job.tracker.table_state(t, TableState::Copied);
-        }
-        job.tracker.stage(TransferStage::FullComplete);
-    } else if !spec.task_type.has_full() && !state.full_done {
-        target::finish_full(&tgt, job.id).await?;
-    }
-    let state = target::job_state(&tgt, job.id)
-        .await?
-        .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-    let safe_end = state.safe_end_lsn.unwrap_or(state.start_lsn);
-    let from = state.checkpoint_lsn.unwrap_or(state.start_lsn);
-
-    if !spec.task_type.has_incremental() {
-        if safe_end > from {
-            // Chunks were read in newer snapshots after a restart: replay up to the newest one
-            // so the copy is consistent as of that moment.
-            let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
-            apply_stream(&job, changes, &tables, safe_end, Some(safe_end), heartbeat || polled).await?;
-        } else {
-            drop(held_snapshot);
-        }
-        if !job.stopping() {
-            // The target now holds the source as of one moment: the foreign keys hold there.
-            foreign_keys(&job, &tables, &design).await?;
-        }
-        carrier.cut_over(&job.tracker).await?;
-        drop(slot_watch);
-        drop_source_objects(&src, &names).await?;
-        job.tracker.slot(None);
-        return Ok(Outcome::Completed);
+        let start_lsn = self.state.as_ref().map_or(0, |s| s.start_lsn);
+        let tables = &self.tables;
+        let throttle = Throttle::new(&job.spec.speed_limits);
+        let open_source = || async {
+            let client = job.source().await?;
+            Ok(source::PgChunkSource { client, tables, snapshot: snapshot.clone(), start_lsn })
+        };
+        let open_target = || async { Ok(target::PgChunkTarget { client: job.target().await?, job: job.id, tables }) };
+        let parallel = snapshot::parallelism(job.spec);
+        snapshot::copy_reporting(
+            pending,
+            parallel,
+            open_source,
+            open_target,
+            &throttle,
+            &job.tracker,
+            &job.stop,
+            copied,
+        )
+        .await
     }
 
-    for t in 0..tables.len() {
-        job.tracker.table_state(t, TableState::Streaming);
+    async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {
+        structure::build_tables(|| job.target(), &self.tables, &self.design, 1, false, vec![table]).await
     }
-    job.tracker.stage(TransferStage::Incremental);
-    let changes = open_changes(&job, held_snapshot, &names, &tables, from, version).await?;
-    let sequence_watch = carrier.watch(&job.tracker);
-    let stream = apply_stream(&job, changes, &tables, safe_end, None, heartbeat || polled);
-    let keys = foreign_keys_once_consistent(&job, &tables, &design, safe_end);
-    tokio::pin!(stream, keys);
-    let mut keys_done = false;
-    let streamed = loop {
-        tokio::select! {
-            done = &mut stream => break done,
-            built = &mut keys, if !keys_done => {
-                built?;
-                keys_done = true;
+
+    async fn build(&mut self, job: &Job<'_>, step: Build) -> Result<()> {
+        match step {
+            Build::AfterCopy => {
+                let parallel = structure::parallelism(job.spec);
+                structure::build(|| job.target(), &self.tables, &self.design, parallel, false).await
+            }
+            // The structure was built with the tables (begin).
+            Build::WithoutCopy => Ok(()),
+            Build::Consistent => {
+                if !job.spec.task_type.has_incremental() {
+                    // No stream to open from the exported snapshot.
+                    self.held = None;
+                }
+                if self.design.tables.iter().all(|t| t.foreign_keys.is_empty()) {
+                    return Ok(());
+                }
+                // The target now holds the source as of one moment: the foreign keys hold there.
+                foreign_keys(job, &self.tables, &self.design).await
             }
         }
-    };
-    streamed?;
-    sequence_watch.stop().await;
-    carrier.cut_over(&job.tracker).await?;
-    Ok(Outcome::Stopped)
+    }
+
+    async fn finish_full(&mut self, job: &Job<'_>) -> Result<()> {
+        target::finish_full(&self.tgt, job.id).await?;
+        if job.spec.task_type.has_full() {
+            self.carrier()?.sync(&job.tracker).await?;
+        }
+        Ok(())
+    }
+
+    async fn stream(&mut self, job: &Job<'_>, from: Lsn, safe_end: Lsn, until: Option<Lsn>) -> Result<()> {
+        let changes = open_changes(job, self.held.take(), &self.names, &self.tables, from.0, self.version).await?;
+        // While the stream runs for good, the sequences follow the source.
+        let watch = match until {
+            None => Some(self.carrier()?.watch(&job.tracker)),
+            Some(_) => None,
+        };
+        apply_stream(job, changes, &self.tables, safe_end.0, until.map(|u| u.0), self.hears_regularly).await?;
+        if let Some(watch) = watch {
+            watch.stop().await;
+        }
+        Ok(())
+    }
+
+    async fn cut_over(&mut self, job: &Job<'_>) -> Result<()> {
+        self.carrier()?.cut_over(&job.tracker).await
+    }
+
+    async fn complete(&mut self, job: &Job<'_>) -> Result<()> {
+        self.slot_watch = None;
+        self.held = None;
+        drop_source_objects(&self.src, &self.names).await?;
+        job.tracker.slot(None);
+        Ok(())
+    }
 }
 
 /// Adds the foreign keys and reports those that could not be validated.
@@ -533,36 +648,6 @@ async fn foreign_keys(job: &Job<'_>, tables: &[PgTable], plan: &structure::Plan)
     }
     tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "foreign keys built");
     Ok(())
-}
-
-/// Adds the foreign keys once the target is consistent, while the stream applies changes:
-/// until the checkpoint has passed `safe_end`, changes are replayed over tables copied in
-/// different snapshots, and a row may refer to one its table's copy does not hold yet. Returns
-/// without adding them when the job stops first (the next start adds them).
-async fn foreign_keys_once_consistent(
-    job: &Job<'_>,
-    tables: &[PgTable],
-    plan: &structure::Plan,
-    safe_end: u64,
-) -> Result<()> {
-    if plan.tables.iter().all(|t| t.foreign_keys.is_empty()) {
-        return Ok(());
-    }
-    let tgt = job.target().await?;
-    loop {
-        let state = target::job_state(&tgt, job.id)
-            .await?
-            .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-        if state.checkpoint_lsn.unwrap_or(state.start_lsn) >= safe_end {
-            break;
-        }
-        if job.stopping() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    drop(tgt);
-    foreign_keys(job, tables, plan).await
 }
 
 async fn open_changes(
@@ -606,65 +691,6 @@ async fn truncate_targets(tgt: &Client, tables: &[PgTable]) -> Result<()> {
             ));
         }
     }
-    Ok(())
-}
-
-/// Copies every pending chunk with `readParallelism` readers, each with its own source and
-/// target sessions. A table whose chunks are all copied gets its keys, constraints and indexes
-/// on one more target session while the other tables copy: building overlaps the load instead
-/// of following all of it (one session at a time, as the target's writers are busy too).
-async fn full_transfer(
-    job: &Job<'_>,
-    tgt: &mut Client,
-    tables: &[PgTable],
-    design: &structure::Plan,
-    snapshot: Snapshot,
-    start_lsn: u64,
-) -> Result<()> {
-    if matches!(snapshot, Snapshot::Fresh) {
-        // Pages of a keyless table copied in the exported snapshot and the rest in fresh ones
-        // would hold an updated row twice or not at all, and its changes could not be matched
-        // against one snapshot: such a table is copied again, whole, in one chunk.
-        for t in tables.iter().filter(|t| t.def.key.is_empty()) {
-            if target::restart_split_table(tgt, job.id, t).await? {
-                tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
-            }
-        }
-    }
-    let done = target::copied_rows(tgt, job.id).await?;
-    let table_names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
-    let mut pending = snapshot::resume(&table_names, &done, target::pending_chunks(tgt, job.id).await?, &job.tracker);
-    // The biggest tables first: their keys and indexes are then built while smaller ones copy,
-    // and the build left after the copy is a small table's.
-    pending.sort_by_key(|c| std::cmp::Reverse(tables[c.table].def.estimated_rows));
-    let parallel = snapshot::parallelism(job.spec);
-    let throttle = Throttle::new(&job.spec.speed_limits);
-    let open_source = || async {
-        let client = job.source().await?;
-        Ok(source::PgChunkSource { client, tables, snapshot: snapshot.clone(), start_lsn })
-    };
-    let open_target = || async { Ok(target::PgChunkTarget { client: job.target().await?, job: job.id, tables }) };
-    let (copied_tx, mut copied) = tokio::sync::mpsc::unbounded_channel();
-    let copy = snapshot::copy_reporting(
-        &pending,
-        parallel,
-        open_source,
-        open_target,
-        &throttle,
-        &job.tracker,
-        &job.stop,
-        copied_tx,
-    );
-    let build = async {
-        while let Some(t) = copied.recv().await {
-            job.tracker.table_state(t, TableState::Indexing);
-            let started = std::time::Instant::now();
-            structure::build_tables(|| job.target(), tables, design, 1, false, vec![t]).await?;
-            tracing::debug!(job = job.id, table = %tables[t].def.display_name(), seconds = started.elapsed().as_secs_f64(), "keys and indexes built during the copy");
-        }
-        Ok(())
-    };
-    futures::future::try_join(copy, build).await?;
     Ok(())
 }
 
