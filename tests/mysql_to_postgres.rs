@@ -422,14 +422,6 @@ async fn spatial_columns_and_case_collisions_stop_the_job_before_anything_is_cre
     assert!(!e.contains("= (2)"), "{e}");
     let rows: i64 = pg.query_one("SELECT count(*) FROM shop.zero", &[]).await.unwrap().get(0);
     assert_eq!(rows, 0, "the failed chunk left rows behind");
-
-    // Validation refuses a start at a GTID position, not built for this pair, saying so.
-    let mut spec = servers.spec(&["zero"]);
-    spec.task_type = TaskType::IncrTrans;
-    assert!(ferry::api::Validate::validate(&spec).is_empty());
-    spec.start_position = Some("0-1-42".into());
-    let errors = ferry::api::Validate::validate(&spec);
-    assert!(errors.iter().any(|e| e.to_string().contains("a GTID position is not supported")), "{errors:?}");
 }
 
 #[tokio::test]
@@ -703,6 +695,59 @@ async fn an_incremental_job_streams_only_what_changes_after_it_starts_with_its_k
         .map(|r| r.get(0))
         .collect();
     assert_eq!(indexes, ["accounts_pkey"]);
+    stop_tx.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
+#[tokio::test]
+async fn an_incremental_job_started_at_a_gtid_position_applies_what_follows_it() {
+    let servers = Servers::start();
+    let mut src = servers.source().await;
+    exec(
+        &mut src,
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE events (id int PRIMARY KEY, what varchar(20) NOT NULL);
+         INSERT INTO events VALUES (1, 'before'), (2, 'before'), (3, 'before');",
+    )
+    .await;
+    // The target was loaded by other means up to here; the job takes over from this position.
+    let gtid: String = src.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    exec(
+        &mut src,
+        "USE shop; INSERT INTO events VALUES (4, 'after'), (5, 'after'), (6, 'after');
+         DELETE FROM events WHERE id = 5;",
+    )
+    .await;
+    let mut spec = servers.spec(&["events"]);
+    spec.task_type = TaskType::IncrTrans;
+    spec.start_position = Some(gtid.clone());
+    assert!(ferry::api::Validate::validate(&spec).is_empty(), "a GTID start position is valid for the pair");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let credentials = servers.credentials();
+    let run_spec = spec.clone();
+    let mut job = tokio::spawn(async move {
+        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+        engine::run(Job { id: "gtid", spec: &run_spec, credentials: &credentials, tracker, stop }).await
+    });
+    let pg = servers.target().await;
+    wait_for(&pg, "SELECT count(*) = 2 FROM shop.events", &mut job).await;
+    exec(&mut src, "USE shop; INSERT INTO events VALUES (7, 'later')").await;
+    wait_for(&pg, "SELECT count(*) = 3 FROM shop.events", &mut job).await;
+    let rows: Vec<(i32, String)> = pg
+        .query("SELECT id, what FROM shop.events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, [(4, "after".to_owned()), (6, "after".to_owned()), (7, "later".to_owned())]);
+    // From its first checkpoint on, the job resumes by file and offset.
+    let (start, checkpoint): (String, Option<String>) = {
+        let r = pg.query_one("SELECT publication, checkpoint_lsn::text FROM _ferry.jobs", &[]).await.unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(start, gtid);
+    assert!(checkpoint.is_some_and(|c| c != "0/0"), "no checkpoint recorded");
     stop_tx.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }

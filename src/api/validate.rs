@@ -379,11 +379,6 @@ impl Validate for SyncJobSpec {
         check_endpoint(&mut errs, "spec.target", &self.target);
         if let Err(e) = pairs::supported(self.source.engine, self.target.engine, self.task_type) {
             errs.push(e.field.path(), e.reason);
-        } else if self.source.engine.is_mysql_family()
-            && self.target.engine == Engine::Postgresql
-            && self.start_position.as_deref().is_some_and(|p| !p.contains(':'))
-        {
-            errs.push("spec.startPosition", crate::engine::my_to_pg::FILE_POSITION_ONLY);
         }
         if self.source.host == self.target.host
             && self.source.port == self.target.port

@@ -49,10 +49,6 @@ use crate::engine::sql::{pg_ident, pg_qualified};
 use structure::{Indexes, TablePlan};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Why a GTID `startPosition` is refused for this pair, for validation and the engine alike.
-pub const FILE_POSITION_ONLY: &str = "a MySQL/MariaDB → PostgreSQL INCR_TRANS job starts at a binary log file and \
-     offset (`mysql-bin.000042:1234`) or now; a GTID position is not supported for this pair yet";
-
 async fn source(spec: &SyncJobSpec, credentials: &Credentials) -> Result<Conn> {
     my::connect::connect(&spec.source, credentials.login(Side::Source), Side::Source).await
 }
@@ -139,11 +135,13 @@ impl Transfer for MyToPg {
 
     async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
         let spec = job.spec;
-        let (names, start, _) = my::start_position(&mut self.src, spec, Some(FILE_POSITION_ONLY)).await?;
+        let (names, start, gtid) = my::start_position(&mut self.src, spec).await?;
         structure::create_tables(&self.tgt, &self.tables, &self.plans).await?;
         let plan = my::plan_chunks(&mut self.src, &self.tables, spec).await?;
-        pg_target::record_job(&mut self.tgt, job.id, &names.base, "", start.0, &plan, &[]).await?;
-        tracing::info!(job = job.id, position = %names.display(start.0), "structure and chunk plan ready");
+        // The PostgreSQL ledger's slot column holds the binary log's base name, its publication
+        // column the start as a GTID position (the start of a job told to start at one).
+        pg_target::record_job(&mut self.tgt, job.id, &names.base, &gtid, start.0, &plan, &[]).await?;
+        tracing::info!(job = job.id, position = %names.display(start.0), gtid = %gtid, "structure and chunk plan ready");
         Ok(())
     }
 
@@ -241,9 +239,17 @@ impl Transfer for MyToPg {
         let tgt = target(spec, job.credentials).await?;
         let read = pg_target::table_read_lsns(&tgt, job.id).await?;
         let names = self.names();
-        let (file, offset) = names.decode(from.0);
+        let state = self.state.as_ref();
+        // A job told to start at a GTID position starts there until it has a checkpoint.
+        let start = match state.map(|s| (s.checkpoint_lsn, s.publication.as_str())) {
+            Some((None, gtid)) if from.0 == 0 && !gtid.is_empty() => StartAt::Gtid(gtid.to_owned()),
+            _ => {
+                let (file, offset) = names.decode(from.0);
+                StartAt::File(file, offset)
+            }
+        };
         let opts = StreamOptions {
-            start: StartAt::File(file, offset),
+            start,
             until_end_of_log: until.is_some(),
             server_id: my::stream::server_id_for(job.id),
             tables: self.tables.clone(),

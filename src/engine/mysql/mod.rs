@@ -146,13 +146,10 @@ fn ledger(s: &target::JobState) -> Ledger<BinlogPosition> {
 }
 
 /// The start of a job's stream: the current position, or (for a stream-only job)
-/// `spec.startPosition` as `file:offset` or a GTID position (refused with `gtid_refused`, when
-/// given). Returns the binary log naming, the position and its GTID form (empty when not known).
-pub async fn start_position(
-    src: &mut Conn,
-    spec: &SyncJobSpec,
-    gtid_refused: Option<&str>,
-) -> Result<(BinlogNames, BinlogPosition, String)> {
+/// `spec.startPosition` as `file:offset` or a GTID position. Returns the binary log naming,
+/// the position (0 for a GTID position: the stream finds the file) and its GTID form (empty
+/// when not known).
+pub async fn start_position(src: &mut Conn, spec: &SyncJobSpec) -> Result<(BinlogNames, BinlogPosition, String)> {
     let at = current_position(src).await?;
     let names = BinlogNames::of(&at.file)?;
     let Some(p) = spec.start_position.as_deref().filter(|_| !spec.task_type.has_full()) else {
@@ -169,10 +166,7 @@ pub async fn start_position(
             Ok((names, BinlogPosition(start), String::new()))
         }
         // A GTID position: the stream finds the file; positions are learnt from it.
-        None => match gtid_refused {
-            None => Ok((names, BinlogPosition(0), p.to_owned())),
-            Some(why) => Err(EngineError::Unsupported(why.to_owned())),
-        },
+        None => Ok((names, BinlogPosition(0), p.to_owned())),
     }
 }
 
@@ -215,7 +209,7 @@ impl Transfer for MyTransfer {
 
     async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
         let spec = job.spec;
-        let (names, start, start_gtid) = start_position(&mut self.src, spec, None).await?;
+        let (names, start, start_gtid) = start_position(&mut self.src, spec).await?;
         let dbs: Vec<String> = self.tables.iter().map(|t| t.def.schema.clone()).collect();
         let databases = catalog::database_charsets(&mut self.src, &dbs).await?;
         let with_indexes = !spec.task_type.has_full() && spec.policy.indexes;
