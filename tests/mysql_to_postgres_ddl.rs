@@ -179,6 +179,20 @@ async fn translated_ddl_runs_between_the_rows_written_before_and_after_it() {
     exec(&mut src, "USE shop; TRUNCATE TABLE logs; INSERT INTO logs VALUES (1, 'after truncate');").await;
     wait_for(&pg, "SELECT count(*) = 1 AND min(v) = 'after truncate' FROM shop.logs", &mut job).await;
 
+    // ADD COLUMN of an ENUM: text with the CHECK the full transfer gives one.
+    exec(
+        &mut src,
+        "USE shop; ALTER TABLE logs ADD COLUMN level ENUM('info', 'warn') NOT NULL DEFAULT 'info';
+         INSERT INTO logs VALUES (2, 'with level', 'warn');",
+    )
+    .await;
+    wait_for(&pg, "SELECT count(*) = 2 FROM shop.logs", &mut job).await;
+    let levels: Vec<String> =
+        pg.query("SELECT level FROM shop.logs ORDER BY id", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(levels, ["info", "warn"]);
+    let refused = pg.execute("INSERT INTO shop.logs VALUES (3, 'bad', 'debug')", &[]).await.unwrap_err();
+    assert_eq!(refused.code(), Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION), "{refused:?}");
+
     let (mine, theirs) = items(&mut src, &pg).await;
     assert_eq!(mine.len(), 112);
     assert_eq!(theirs, mine);

@@ -251,6 +251,11 @@ fn alter_op(
                     )
                 })?),
             };
+            let check = super::structure::check_sql(
+                &pg_ident(&name),
+                d.conv.enum_labels.as_deref(),
+                d.conv.set_members.as_deref(),
+            );
             let table = &mut tables[t];
             table.defs.push(d.def);
             table.columns.push(Some(d.conv));
@@ -262,6 +267,10 @@ fn alter_op(
                 unreplayable: None,
             };
             out.push(reshape(tables, t, change));
+            if let Some(check) = check {
+                // An ENUM or SET column keeps to its values on the target, as the copy's does.
+                out.push(ddl(t, &tables[t], format!("ALTER TABLE {} ADD {check}", target(&tables[t]))));
+            }
         }
         AlterTableOperation::AddColumn { .. } => {
             return Err("a column added FIRST or AFTER another is not translated (only at the end)".into());
@@ -536,7 +545,16 @@ mod tests {
         assert_eq!(columns[3].type_sql, "bigint");
         assert!(matches!(&changes[0], ColumnChange::Added { existing: Some(z), default: None, .. } if z == "0"));
         let mut t = tables();
-        translate("ALTER TABLE tgt.items ADD COLUMN e ENUM('a', 'b,c') NULL", &mut t).unwrap();
+        let out = translate("ALTER TABLE tgt.items ADD COLUMN e ENUM('a', 'b,c') NULL", &mut t).unwrap();
+        let Change::Ddl { statement, .. } = &out[1] else { panic!("{out:?}") };
+        assert_eq!(statement, "ALTER TABLE \"tgt\".\"items\" ADD CHECK (\"e\" IN ('a', 'b,c', ''))");
+        let out =
+            translate("ALTER TABLE tgt.items ADD COLUMN s SET('x', 'y') NOT NULL DEFAULT ''", &mut tables()).unwrap();
+        let Change::Ddl { statement, .. } = &out[1] else { panic!("{out:?}") };
+        assert_eq!(
+            statement,
+            "ALTER TABLE \"tgt\".\"items\" ADD CHECK (\"s\" = '' OR string_to_array(\"s\", ',') <@ ARRAY['x', 'y']::text[])"
+        );
         let e = t[0].columns[3].as_ref().unwrap();
         assert_eq!(e.enum_labels.as_deref(), Some(&["a".to_owned(), "b,c".to_owned()][..]));
         let mut t = tables();

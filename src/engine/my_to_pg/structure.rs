@@ -274,20 +274,9 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
         if m.extra.to_ascii_lowercase().contains("on update") {
             left_out.push((object(), "ON UPDATE CURRENT_TIMESTAMP has no PostgreSQL counterpart".into()));
         }
-        if let Some(labels) = &mapping.enum_labels {
-            let mut allowed: Vec<String> = labels.iter().map(|l| pg_literal(l)).collect();
-            // '' is MySQL's error value, which any ENUM column may hold.
-            if !labels.iter().any(String::is_empty) {
-                allowed.push("''".into());
-            }
-            sql.push_str(&format!(" CHECK ({name} IN ({}))", allowed.join(", ")));
-        }
-        if let Some(members) = &mapping.set_members {
-            let allowed: Vec<String> = members.iter().map(|l| pg_literal(l)).collect();
-            sql.push_str(&format!(
-                " CHECK ({name} = '' OR string_to_array({name}, ',') <@ ARRAY[{}]::text[])",
-                allowed.join(", ")
-            ));
+        if let Some(check) = check_sql(&name, mapping.enum_labels.as_deref(), mapping.set_members.as_deref()) {
+            sql.push(' ');
+            sql.push_str(&check);
         }
         column_sql.push(sql);
         let convert_from = m.charset.clone().filter(|cs| !is_utf8(cs));
@@ -379,6 +368,22 @@ pub enum Indexes {
     Unique,
     /// None (`policy.indexes: false`): the primary keys only.
     None,
+}
+
+/// The `CHECK` that keeps a column (`name`, quoted) holding an `ENUM`'s labels or a `SET`'s
+/// members to the values the source allows; `None` for other columns.
+pub fn check_sql(name: &str, enum_labels: Option<&[String]>, set_members: Option<&[String]>) -> Option<String> {
+    if let Some(labels) = enum_labels {
+        let mut allowed: Vec<String> = labels.iter().map(|l| pg_literal(l)).collect();
+        // '' is MySQL's error value, which any ENUM column may hold.
+        if !labels.iter().any(String::is_empty) {
+            allowed.push("''".into());
+        }
+        return Some(format!("CHECK ({name} IN ({}))", allowed.join(", ")));
+    }
+    let members = set_members?;
+    let allowed: Vec<String> = members.iter().map(|l| pg_literal(l)).collect();
+    Some(format!("CHECK ({name} = '' OR string_to_array({name}, ',') <@ ARRAY[{}]::text[])", allowed.join(", ")))
 }
 
 /// Adds the primary keys and the secondary indexes (those `which` says) the tables do not
