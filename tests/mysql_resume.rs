@@ -1,6 +1,8 @@
 //! A `ferry run` worker of a MariaDB → MariaDB job killed with SIGKILL at any moment and started
 //! again converges to a target equal to the source, with no row lost or doubled. Each test kills
 //! it at a different point while the source keeps changing.
+//! Once the job has stopped at a checkpoint, the compare library (what a CompareTask runs) finds
+//! every row the same.
 
 mod my_support;
 mod runner;
@@ -11,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry::api::{SpeedLimit, TaskType, Tuning};
+use ferry::api::{CompareResult, SpeedLimit, SyncJobSpec, TaskType, Tuning};
+use ferry::compare::{self, Options};
 use my_support::{MyPair, exec, rows, try_wait_equal};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -55,7 +58,8 @@ fn writer(pair: &MyPair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u6
     })
 }
 
-async fn setup(pair: &MyPair, dir: &Path) -> PathBuf {
+/// Creates the tables and writes the job's manifest; returns it with the job's spec.
+async fn setup(pair: &MyPair, dir: &Path) -> (PathBuf, SyncJobSpec) {
     exec(
         &mut pair.source().await,
         "CREATE DATABASE shop; USE shop;
@@ -80,7 +84,7 @@ async fn setup(pair: &MyPair, dir: &Path) -> PathBuf {
     spec.speed_limits = vec![SpeedLimit { begin: "00:00".into(), end: "23:59".into(), mb_per_second: 1 }];
     let manifest = dir.join("job.yaml");
     std::fs::write(&manifest, pair.manifest("resume", &spec)).unwrap();
-    manifest
+    (manifest, spec)
 }
 
 async fn until(what: &str, runner: &mut Runner, tgt: &mut Conn, sql: &str) {
@@ -169,7 +173,7 @@ impl Copied {
 async fn kill_and_resume(kill_when: &str, not_again: bool) {
     let pair = MyPair::start();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = setup(&pair, dir.path()).await;
+    let (manifest, spec) = setup(&pair, dir.path()).await;
     let running = Arc::new(AtomicBool::new(true));
     let writes = writer(&pair, Arc::clone(&running));
     let mut tgt = pair.target().await;
@@ -216,6 +220,12 @@ async fn kill_and_resume(kill_when: &str, not_again: bool) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     second.stop_cleanly();
+    // What a CompareTask runs finds every row the same.
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &pair.credentials(), Options::content(100))
+        .await
+        .unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    assert!(report.differences.is_empty() && report.tables.len() == 3, "{report:#?}");
     let mut src = pair.source().await;
     for table in ["shop.events", "shop.notes"] {
         assert_eq!(rows(&mut src, table).await, rows(&mut tgt, table).await, "no doubled rows in {table}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferry::api::{PrecheckResult, SpeedLimit, TaskType, Tuning};
 use ferry::engine::{self, Job, Outcome, Tracker, progress::NoProgress};
-use my_pg_support::{Servers, exec, wait_for};
+use my_pg_support::{Servers, exec, until, wait_for};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use runner::Runner;
@@ -283,21 +283,6 @@ async fn tables_arrive_whole_with_keys_indexes_and_identity() {
     let jobs: i64 = pg.query_one("SELECT count(*) FROM _ferry.jobs", &[]).await.unwrap().get(0);
     let chunks: i64 = pg.query_one("SELECT count(*) FROM _ferry.chunks", &[]).await.unwrap().get(0);
     assert_eq!((jobs, chunks), (0, 0));
-}
-
-/// Waits until `sql` returns true on the target, while the runner keeps running.
-async fn until(runner: &mut Runner, pg: &Client, sql: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        runner.assert_running();
-        if let Ok(row) = pg.query_one(sql, &[]).await
-            && row.get::<_, Option<bool>>(0) == Some(true)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {sql}:\n{}", runner.log());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 #[tokio::test]

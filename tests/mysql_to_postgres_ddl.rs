@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferry::api::TaskType;
 use ferry::engine::{self, EngineError, Job, Outcome, Tracker, progress::NoProgress};
-use my_pg_support::{Servers, exec, wait_for};
+use my_pg_support::{Servers, exec, until, wait_for};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use runner::Runner;
@@ -331,19 +331,4 @@ async fn a_worker_killed_right_after_a_ddl_does_not_run_it_again() {
     let ix = indexes(&pg, "items").await;
     assert_eq!(ix.iter().filter(|d| d.contains("items_by_title")).count(), 1, "{ix:?}");
     second.stop_cleanly();
-}
-
-/// Waits until `sql` returns true on the target, while the runner keeps running.
-async fn until(runner: &mut Runner, pg: &Client, sql: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        runner.assert_running();
-        if let Ok(row) = pg.query_one(sql, &[]).await
-            && row.get::<_, Option<bool>>(0) == Some(true)
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {sql}:\n{}", runner.log());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -1,6 +1,8 @@
 //! A `ferry run` worker killed with SIGKILL at any moment and started again converges to a
 //! target equal to the source, with no row lost or doubled. Each test kills it at a different
 //! point while the source keeps changing.
+//! Once the job has stopped at a checkpoint, the compare library (what a CompareTask runs) finds
+//! every row the same.
 
 mod runner;
 mod support;
@@ -11,7 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ferry::api::{SpeedLimit, TaskType, Tuning};
+use ferry::api::{CompareResult, SpeedLimit, SyncJobSpec, TaskType, Tuning};
+use ferry::compare::{self, Options};
 use runner::Runner;
 use support::{Pair, rows, try_wait_equal};
 use tokio_postgres::Client;
@@ -57,8 +60,8 @@ fn writer(pair: &Pair, running: Arc<AtomicBool>) -> tokio::task::JoinHandle<u64>
 }
 
 /// Creates the tables, `events` (no key) with `events` rows of which every 50th is an exact
-/// duplicate of the one before, and writes the job's manifest.
-async fn setup(pair: &Pair, dir: &Path, events: i64) -> PathBuf {
+/// duplicate of the one before, and writes the job's manifest; returns it with the job's spec.
+async fn setup(pair: &Pair, dir: &Path, events: i64) -> (PathBuf, SyncJobSpec) {
     let src = pair.source().await;
     src.batch_execute(&format!(
         "CREATE TABLE accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, note text);
@@ -82,7 +85,7 @@ async fn setup(pair: &Pair, dir: &Path, events: i64) -> PathBuf {
     spec.speed_limits = vec![SpeedLimit { begin: "00:00".into(), end: "23:59".into(), mb_per_second: 1 }];
     let manifest = dir.join("job.yaml");
     std::fs::write(&manifest, pair.manifest("resume", &spec)).unwrap();
-    manifest
+    (manifest, spec)
 }
 
 async fn until(what: &str, runner: &mut Runner, tgt: &Client, sql: &str) {
@@ -175,7 +178,7 @@ async fn kill_and_resume(kill_when: &str, not_again: bool) {
 async fn kill_and_resume_with(kill_when: &str, not_again: bool, events: i64) -> Pair {
     let pair = Pair::start();
     let dir = tempfile::tempdir().unwrap();
-    let manifest = setup(&pair, dir.path(), events).await;
+    let (manifest, spec) = setup(&pair, dir.path(), events).await;
     let running = Arc::new(AtomicBool::new(true));
     let writes = writer(&pair, Arc::clone(&running));
     let tgt = pair.target().await;
@@ -221,6 +224,12 @@ async fn kill_and_resume_with(kill_when: &str, not_again: bool, events: i64) -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     second.stop_cleanly();
+    // What a CompareTask runs finds every row the same.
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &pair.credentials(), Options::content(100))
+        .await
+        .unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    assert!(report.differences.is_empty() && report.tables.len() == 2, "{report:#?}");
     let src = pair.source().await;
     assert_eq!(rows(&src, "events").await, rows(&tgt, "events").await, "no doubled rows in the keyless table");
     pair

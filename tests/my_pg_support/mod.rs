@@ -1,5 +1,6 @@
 //! Shared pieces of the MySQL/MariaDB → PostgreSQL tests: a throwaway MariaDB source and
-//! PostgreSQL target, job specs and `ferry run` manifests over them.
+//! PostgreSQL target, job specs and `ferry run` manifests over them, and waits on the target's
+//! state. A test file using it declares `mod runner;` too.
 
 #![allow(dead_code)]
 
@@ -12,6 +13,8 @@ use ferry::testkit::{MariaDbServer, PostgresServer};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio_postgres::{Client, NoTls};
+
+use crate::runner::Runner;
 
 /// A MariaDB source and a PostgreSQL target (with a database `shop`).
 pub struct Servers {
@@ -113,6 +116,22 @@ impl Servers {
 
 pub async fn exec(conn: &mut Conn, sql: &str) {
     conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Waits until `sql` returns true on the target, while `runner` (a `ferry run` process) keeps
+/// running; fails with its log if it exits or 90 seconds pass first.
+pub async fn until(runner: &mut Runner, pg: &Client, sql: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        runner.assert_running();
+        if let Ok(row) = pg.query_one(sql, &[]).await
+            && row.get::<_, Option<bool>>(0) == Some(true)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {sql}:\n{}", runner.log());
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 /// Waits until `sql` returns true on the target; fails with the job's error if it ends first.
