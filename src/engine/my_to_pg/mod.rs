@@ -40,9 +40,7 @@ use super::mysql::{self as my, BinlogPosition, source};
 use super::pipeline::{self, Build, Ledger, Transfer};
 use super::postgres::catalog::PgTable;
 use super::postgres::{self as pg, target as pg_target};
-use super::snapshot as copy_loop;
 use super::snapshot::Chunk;
-use super::throttle::Throttle;
 use super::{Credentials, Job, Outcome};
 use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec};
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -146,18 +144,8 @@ impl Transfer for MyToPg {
     }
 
     async fn pending(&mut self, job: &Job<'_>, planned: bool) -> Result<Vec<Chunk>> {
-        if !planned {
-            // The ranges of a split keyless table must all be read in one snapshot: one not
-            // finished in an earlier run is copied again whole.
-            for t in self.pg_tables.iter().filter(|t| t.def.key.is_empty()) {
-                if pg_target::restart_split_table(&mut self.tgt, job.id, t).await? {
-                    tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
-                }
-            }
-        }
-        let done = pg_target::copied_rows(&self.tgt, job.id).await?;
-        let names: Vec<String> = self.tables.iter().map(|t| t.def.display_name()).collect();
-        Ok(copy_loop::resume(&names, &done, pg_target::pending_chunks(&self.tgt, job.id).await?, &job.tracker))
+        // The ranges of a split keyless table must all be read in one snapshot.
+        pg_target::pending(&mut self.tgt, job.id, &self.pg_tables, !planned, &job.tracker).await
     }
 
     fn builds_during_copy(&self, _job: &Job<'_>, _table: usize) -> bool {
@@ -168,38 +156,12 @@ impl Transfer for MyToPg {
     /// Every pending chunk with `readParallelism` readers: the MySQL family's reader writing
     /// `COPY` text, each chunk loaded with its ledger entry in one PostgreSQL transaction.
     async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
-        let (tables, pg_tables, names) = (&self.tables, &self.pg_tables, self.names());
-        let parallel = copy_loop::parallelism(job.spec);
-        let throttle = Throttle::new(&job.spec.speed_limits);
-        let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
-        let shared = source::SharedSnapshot::new(
-            &job.spec.source,
-            job.credentials.login(Side::Source),
-            names.clone(),
-            parallel.min(shared_chunks),
-            shared_chunks,
-        );
-        let format: Arc<dyn source::RowFormat> = Arc::new(copy::CopyText::new(tables, &self.plans));
-        let open_source = || async {
-            let mut conn = source(job.spec, job.credentials).await?;
-            source::MyChunkSource::prepare(&mut conn).await?;
-            Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared).with_format(Arc::clone(&format)))
-        };
+        let format: Arc<dyn source::RowFormat> = Arc::new(copy::CopyText::new(&self.tables, &self.plans));
         let open_target = || async {
             let client = target(job.spec, job.credentials).await?;
-            Ok(copy::PgLoad { client, job: job.id, tables: pg_tables })
+            Ok(copy::PgLoad { client, job: job.id, tables: &self.pg_tables })
         };
-        copy_loop::copy_reporting(
-            pending,
-            parallel,
-            open_source,
-            open_target,
-            &throttle,
-            &job.tracker,
-            &job.stop,
-            copied,
-        )
-        .await
+        my::copy_chunks(job, &self.tables, &self.names(), Some(format), pending, copied, open_target).await
     }
 
     async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {

@@ -46,14 +46,16 @@ use super::apply::{self, ApplyOptions};
 use super::error::{EngineError, Result, Side};
 use super::pipeline::{self, Build, Ledger, Transfer};
 use super::snapshot as copy;
-use super::snapshot::Chunk;
+use super::snapshot::{Chunk, ChunkTarget};
 use super::throttle::Throttle;
 use crate::api::SyncJobSpec;
 use crate::engine::Outcome;
+use std::future::Future;
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 impl Job<'_> {
-    async fn my_source(&self) -> Result<Conn> {
+    pub(crate) async fn my_source(&self) -> Result<Conn> {
         connect::connect(&self.spec.source, self.credentials.login(Side::Source), Side::Source).await
     }
 
@@ -191,6 +193,47 @@ pub async fn plan_chunks(
     Ok(plan)
 }
 
+/// Copies `pending` with `readParallelism` readers of the MySQL family, each with its own
+/// source session and a writer `open_target` opens; the ranges of split keyless tables are read
+/// in one shared snapshot. The readers write their rows in `format` (the MySQL target's
+/// `LOAD DATA` input when `None`); each table whose last chunk is written while chunks are still
+/// waiting is sent on `copied`.
+pub async fn copy_chunks<T, OT, FT>(
+    job: &Job<'_>,
+    tables: &[MyTable],
+    names: &BinlogNames,
+    format: Option<Arc<dyn source::RowFormat>>,
+    pending: &[Chunk],
+    copied: UnboundedSender<usize>,
+    open_target: OT,
+) -> Result<()>
+where
+    T: ChunkTarget<target::ChunkData>,
+    OT: Fn() -> FT,
+    FT: Future<Output = Result<T>>,
+{
+    let parallel = copy::parallelism(job.spec);
+    let throttle = Throttle::new(&job.spec.speed_limits);
+    let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
+    let shared = source::SharedSnapshot::new(
+        &job.spec.source,
+        job.credentials.login(Side::Source),
+        names.clone(),
+        parallel.min(shared_chunks),
+        shared_chunks,
+    );
+    let open_source = || async {
+        let mut conn = job.my_source().await?;
+        source::MyChunkSource::prepare(&mut conn).await?;
+        let reader = source::MyChunkSource::new(conn, tables, names.clone(), &shared);
+        Ok(match &format {
+            Some(f) => reader.with_format(Arc::clone(f)),
+            None => reader,
+        })
+    };
+    copy::copy_reporting(pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop, copied).await
+}
+
 impl Transfer for MyTransfer {
     type Position = BinlogPosition;
 
@@ -238,32 +281,15 @@ impl Transfer for MyTransfer {
         job.spec.policy.indexes && self.tables.get(table).is_some_and(|t| t.indexes.iter().any(|ix| !ix.unique))
     }
 
-    /// Every pending chunk with `readParallelism` readers, each with its own source and target
-    /// sessions; the ranges of split keyless tables are read in one shared snapshot.
+    /// Every pending chunk loaded with `LOAD DATA`.
     async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
-        let (tables, names) = (&self.tables, self.names());
-        let parallel = copy::parallelism(job.spec);
-        let throttle = Throttle::new(&job.spec.speed_limits);
-        let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
-        let shared = source::SharedSnapshot::new(
-            &job.spec.source,
-            job.credentials.login(Side::Source),
-            names.clone(),
-            parallel.min(shared_chunks),
-            shared_chunks,
-        );
-        let open_source = || async {
-            let mut conn = job.my_source().await?;
-            source::MyChunkSource::prepare(&mut conn).await?;
-            Ok(source::MyChunkSource::new(conn, tables, names.clone(), &shared))
-        };
+        let tables = &self.tables;
         let open_target = || async {
             let mut conn = job.my_target().await?;
             let packet = connect::packet_budget(&mut conn).await;
             Ok(target::MyChunkTarget { conn, packet, job: job.id, tables })
         };
-        copy::copy_reporting(pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop, copied)
-            .await
+        copy_chunks(job, tables, &self.names(), None, pending, copied, open_target).await
     }
 
     async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {

@@ -527,19 +527,11 @@ impl Transfer for PgTransfer {
     }
 
     async fn pending(&mut self, job: &Job<'_>, _planned: bool) -> Result<Vec<Chunk>> {
-        if self.held.is_none() {
-            // Pages of a keyless table copied in the exported snapshot and the rest in fresh
-            // ones would hold an updated row twice or not at all, and its changes could not be
-            // matched against one snapshot: such a table is copied again, whole, in one chunk.
-            for t in self.tables.iter().filter(|t| t.def.key.is_empty()) {
-                if target::restart_split_table(&mut self.tgt, job.id, t).await? {
-                    tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
-                }
-            }
-        }
-        let done = target::copied_rows(&self.tgt, job.id).await?;
-        let names: Vec<String> = self.tables.iter().map(|t| t.def.display_name()).collect();
-        Ok(snapshot::resume(&names, &done, target::pending_chunks(&self.tgt, job.id).await?, &job.tracker))
+        // Pages of a keyless table copied in the exported snapshot and the rest in fresh ones
+        // would hold an updated row twice or not at all: without the snapshot, such a table
+        // is copied again, whole.
+        let restart_split = self.held.is_none();
+        target::pending(&mut self.tgt, job.id, &self.tables, restart_split, &job.tracker).await
     }
 
     fn builds_during_copy(&self, _job: &Job<'_>, _table: usize) -> bool {

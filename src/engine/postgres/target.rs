@@ -224,6 +224,29 @@ pub async fn restart_split_table(client: &mut Client, job: &str, table: &PgTable
     Ok(true)
 }
 
+/// The chunks of `tables` still to copy, each table credited on `tracker` with the rows
+/// already copied. `restart_split`: chunks may have been read in another run's snapshot, so a
+/// keyless table split into ranges and not finished is copied again whole, in one chunk (its
+/// rows have no key to tell a range's copy from another's, nor its changes from the copy's).
+pub async fn pending(
+    client: &mut Client,
+    job: &str,
+    tables: &[PgTable],
+    restart_split: bool,
+    tracker: &crate::engine::Tracker,
+) -> Result<Vec<crate::engine::snapshot::Chunk>> {
+    if restart_split {
+        for t in tables.iter().filter(|t| t.def.key.is_empty()) {
+            if restart_split_table(client, job, t).await? {
+                tracing::info!(job, table = %t.def.display_name(), "keyless table copied again in one chunk");
+            }
+        }
+    }
+    let done = copied_rows(client, job).await?;
+    let names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
+    Ok(crate::engine::snapshot::resume(&names, &done, pending_chunks(client, job).await?, tracker))
+}
+
 /// Rows already copied per table (for progress after a restart).
 pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
     let rows = client
