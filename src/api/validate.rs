@@ -385,6 +385,21 @@ impl Validate for SyncJobSpec {
         {
             errs.push("spec.startPosition", crate::engine::my_to_pg::FILE_POSITION_ONLY);
         }
+        let my_to_pg = self.source.engine.is_mysql_family() && self.target.engine == Engine::Postgresql;
+        if let Some(p) = self.policy.zero_dates
+            && !my_to_pg
+        {
+            errs.push(
+                "spec.policy.zeroDates",
+                format!(
+                    "zeroDates: {} applies to MySQL/MariaDB → PostgreSQL jobs only (PostgreSQL has no value for a \
+                     MySQL zero date); remove it from this {} → {} job",
+                    p.as_str(),
+                    self.source.engine,
+                    self.target.engine
+                ),
+            );
+        }
         if self.source.host == self.target.host
             && self.source.port == self.target.port
             && self.source.database == self.target.database

@@ -486,6 +486,7 @@ mod tests {
             defs: vec![def("id", "bigint", false), def("name", "varchar(20)", true), def("qty", "integer", true)],
             key: vec![0],
             charset: None,
+            zero_dates: crate::api::ZeroDatePolicy::Null,
         }]
     }
 

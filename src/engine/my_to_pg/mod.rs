@@ -81,7 +81,7 @@ pub async fn run(job: Job<'_>) -> Result<Outcome> {
     let mut tgt = target(spec, job.credentials).await?;
     pg_target::ensure_bookkeeping(&tgt).await?;
     let tables = catalog::resolve(&mut src, &spec.objects).await?;
-    let plans = structure::plan(&tables)?;
+    let plans = structure::plan(&tables, &structure::Options::of(spec))?;
     for (object, reason) in plans.iter().flat_map(|p| p.left_out.iter()) {
         tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
         job.tracker.skipped(object, reason);

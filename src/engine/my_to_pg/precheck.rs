@@ -91,7 +91,7 @@ pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<Prec
         )
     });
     if unmapped.is_empty() && collisions.is_empty() {
-        let left_out: Vec<String> = structure::plan(&tables)
+        let left_out: Vec<String> = structure::plan(&tables, &structure::Options::of(spec))
             .unwrap_or_default()
             .iter()
             .flat_map(|p| p.left_out.iter().map(|(object, reason)| format!("{object}: {reason}")))

@@ -12,7 +12,8 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use super::types::{Conv, Mapping, is_mariadb_json, map_type, pg_literal};
+use super::types::{Conv, Mapping, ZERO_DATE_SENTINEL, is_mariadb_json, map_type, pg_literal};
+use crate::api::{SyncJobSpec, ZeroDatePolicy};
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::mysql::catalog::{MyColumn, MyTable};
 use crate::engine::sql::{my_ident, pg_ident, pg_qualified};
@@ -53,6 +54,22 @@ pub struct TablePlan {
     pub identity: Option<(String, String)>,
     /// What the target does not get, as (object, reason).
     pub left_out: Vec<(String, String)>,
+    /// What a zero date becomes in the table's columns (the job's `policy.zeroDates`).
+    pub zero_dates: ZeroDatePolicy,
+}
+
+/// What the job's spec decides of the target structure beyond the source catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `policy.zeroDates`: what a zero date becomes (and a zero-date default).
+    pub zero_dates: ZeroDatePolicy,
+}
+
+impl Options {
+    /// The options `spec` gives.
+    pub fn of(spec: &SyncJobSpec) -> Options {
+        Options { zero_dates: spec.policy.zero_dates.unwrap_or_default() }
+    }
 }
 
 /// Character sets whose bytes are UTF-8 already.
@@ -177,8 +194,13 @@ fn is_number(text: &str) -> bool {
         && t.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
 }
 
-/// A column's default for PostgreSQL: `Ok(None)` without one, `Err` with why it is left out.
-pub fn default_sql(m: &MyColumn, mapping: &Mapping) -> std::result::Result<Option<String>, String> {
+/// A column's default for PostgreSQL: `Ok(None)` without one, `Err` with why it is left out. A
+/// zero-date default becomes the sentinel under `policy.zeroDates: sentinel`.
+pub fn default_sql(
+    m: &MyColumn,
+    mapping: &Mapping,
+    zero_dates: ZeroDatePolicy,
+) -> std::result::Result<Option<String>, String> {
     let Some(rendered) = m.default_sql()? else { return Ok(None) };
     if rendered.eq_ignore_ascii_case("NULL") {
         return Ok(None);
@@ -198,9 +220,16 @@ pub fn default_sql(m: &MyColumn, mapping: &Mapping) -> std::result::Result<Optio
             Conv::Integer | Conv::Decimal | Conv::Real | Conv::Double | Conv::Year if is_number(value.trim()) => {
                 Ok(Some(pg_literal(value.trim())))
             }
-            Conv::Date | Conv::DateTime if zero_date(&value) => {
-                Err("its default is a zero date, which PostgreSQL has no value for".into())
-            }
+            Conv::Date | Conv::DateTime | Conv::Timestamp if zero_date(&value) => match zero_dates {
+                ZeroDatePolicy::Sentinel => Ok(Some(pg_literal(ZERO_DATE_SENTINEL))),
+                ZeroDatePolicy::Null => Err("its default is a zero date, which PostgreSQL has no value for (rows \
+                     the job copies with one get NULL, or stop the job in a NOT NULL column; \
+                     policy.zeroDates: sentinel writes and defaults to -infinity)"
+                    .into()),
+                ZeroDatePolicy::Stop => Err("its default is a zero date, which PostgreSQL has no value for (and \
+                     policy.zeroDates is stop)"
+                    .into()),
+            },
             Conv::Date | Conv::DateTime => Ok(Some(pg_literal(&value))),
             _ => Err(format!("its default {rendered} is not translated for {}", mapping.pg_type)),
         };
@@ -225,7 +254,7 @@ pub fn default_sql(m: &MyColumn, mapping: &Mapping) -> std::result::Result<Optio
 
 /// Works out each table's target structure; an error names every column without a counterpart
 /// and every name collision.
-pub fn plan(tables: &[MyTable]) -> Result<Vec<TablePlan>> {
+pub fn plan(tables: &[MyTable], opts: &Options) -> Result<Vec<TablePlan>> {
     let mut problems = unmapped(tables);
     problems.extend(collisions(tables));
     if !problems.is_empty() {
@@ -234,10 +263,10 @@ pub fn plan(tables: &[MyTable]) -> Result<Vec<TablePlan>> {
             problems.join("; ")
         )));
     }
-    tables.iter().map(plan_table).collect()
+    tables.iter().map(|t| plan_table(t, opts)).collect()
 }
 
-fn plan_table(t: &MyTable) -> Result<TablePlan> {
+fn plan_table(t: &MyTable, opts: &Options) -> Result<TablePlan> {
     let d = &t.def;
     let table = d.display_name();
     let mut left_out = Vec::new();
@@ -265,7 +294,7 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
             sql.push_str(" NOT NULL");
         }
         if !auto {
-            match default_sql(m, &mapping) {
+            match default_sql(m, &mapping, opts.zero_dates) {
                 Ok(Some(default)) => sql.push_str(&format!(" DEFAULT {default}")),
                 Ok(None) => {}
                 Err(reason) => left_out.push((object(), format!("{reason}; the target column gets no default"))),
@@ -344,7 +373,7 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
     }
     let key = d.key_columns().map(|c| c.target_name.clone()).collect();
     let create_sql = format!("CREATE TABLE IF NOT EXISTS {target} ({})", column_sql.join(", "));
-    Ok(TablePlan { columns, create_sql, key, indexes, identity, left_out })
+    Ok(TablePlan { columns, create_sql, key, indexes, identity, left_out, zero_dates: opts.zero_dates })
 }
 
 /// Creates the target schemas and tables that are missing (without keys or indexes).
@@ -515,7 +544,7 @@ mod tests {
             kind: "FULLTEXT".into(),
             columns: vec![("doc".into(), None)],
         });
-        let p = plan(std::slice::from_ref(&t)).unwrap().remove(0);
+        let p = plan(std::slice::from_ref(&t), &Options::default()).unwrap().remove(0);
         assert_eq!(
             p.create_sql,
             "CREATE TABLE IF NOT EXISTS \"shop\".\"Orders\" (\"id\" bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL, \
@@ -547,21 +576,43 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_date_default_becomes_the_sentinel_under_that_policy_only() {
+        let t = table(
+            "t",
+            &[
+                ("id", "int(11)", column("int", None, "")),
+                ("d", "date", column("date", Some("'0000-00-00'"), "")),
+                ("dt", "datetime", column("datetime", Some("'2024-00-01 00:00:00'"), "")),
+            ],
+        );
+        let sentinel = Options { zero_dates: ZeroDatePolicy::Sentinel };
+        let p = plan(std::slice::from_ref(&t), &sentinel).unwrap().remove(0);
+        assert!(p.create_sql.contains("\"d\" date DEFAULT '-infinity'"), "{}", p.create_sql);
+        assert!(p.create_sql.contains("\"dt\" timestamp(0) DEFAULT '-infinity'"), "{}", p.create_sql);
+        assert!(p.left_out.is_empty(), "{:?}", p.left_out);
+        for zero_dates in [ZeroDatePolicy::Null, ZeroDatePolicy::Stop] {
+            let p = plan(std::slice::from_ref(&t), &Options { zero_dates }).unwrap().remove(0);
+            assert!(!p.create_sql.contains("DEFAULT"), "{}", p.create_sql);
+            assert_eq!(p.left_out.len(), 2, "{:?}", p.left_out);
+        }
+    }
+
+    #[test]
     fn names_that_differ_only_in_case_are_refused_by_name() {
         let a = table("Users", &[("id", "int(11)", column("int", None, ""))]);
         let b = table("users", &[("id", "int(11)", column("int", None, ""))]);
-        let e = plan(&[a.clone(), b]).unwrap_err().to_string();
+        let e = plan(&[a.clone(), b], &Options::default()).unwrap_err().to_string();
         assert!(e.contains("shop.Users and shop.users"), "{e}");
         let mut other_schema = a.clone();
         other_schema.def.target_schema = "elsewhere".into();
-        assert!(plan(&[a, other_schema]).is_ok());
+        assert!(plan(&[a, other_schema], &Options::default()).is_ok());
     }
 
     #[test]
     fn spatial_columns_are_refused_by_name() {
         let t =
             table("places", &[("id", "int(11)", column("int", None, "")), ("at", "point", column("point", None, ""))]);
-        let e = plan(&[t]).unwrap_err().to_string();
+        let e = plan(&[t], &Options::default()).unwrap_err().to_string();
         assert!(e.contains("column at of shop.places: the spatial type point"), "{e}");
     }
 

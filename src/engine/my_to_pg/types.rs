@@ -8,6 +8,7 @@
 
 use mysql_async::Value;
 
+use crate::api::ZeroDatePolicy;
 use crate::engine::mysql::catalog::MyTable;
 
 /// How a source column's values are written to its PostgreSQL column.
@@ -187,8 +188,9 @@ pub fn is_mariadb_json(t: &MyTable, name: &str) -> bool {
 /// Why one value cannot be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValueProblem {
-    /// A zero date (or a date with a zero month or day) in a column that is NOT NULL.
-    ZeroDate(String),
+    /// A zero date (or a date with a zero month or day), as MySQL prints it, that the job's
+    /// `policy.zeroDates` does not let through: `null` in a NOT NULL column, or `stop`.
+    ZeroDate(String, ZeroDatePolicy),
     /// A NUL character in text, which PostgreSQL text cannot hold.
     NulInText,
     /// The protocol gave a value of an unexpected shape.
@@ -198,16 +200,41 @@ pub enum ValueProblem {
 impl std::fmt::Display for ValueProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ValueProblem::ZeroDate(v) => write!(
+            ValueProblem::ZeroDate(v, ZeroDatePolicy::Stop) => write!(
+                f,
+                "holds the zero date {v}, which PostgreSQL has no value for, and spec.policy.zeroDates is stop; \
+                 fix: update the row on the source to a real date, or set spec.policy.zeroDates to null (NULL in \
+                 nullable columns) or sentinel (-infinity)"
+            ),
+            ValueProblem::ZeroDate(v, _) => write!(
                 f,
                 "holds the zero date {v}, which PostgreSQL has no value for, and is NOT NULL (a nullable column \
-                 gets NULL); fix: update the row on the source to a real date, or make the column nullable"
+                 gets NULL); fix: update the row on the source to a real date, make the column nullable, or set \
+                 spec.policy.zeroDates to sentinel (-infinity)"
             ),
             ValueProblem::NulInText => {
                 f.write_str("holds a NUL character, which PostgreSQL text cannot store; fix: remove it on the source")
             }
             ValueProblem::Unexpected(v) => write!(f, "has a value of an unexpected form ({v})"),
         }
+    }
+}
+
+/// What `policy.zeroDates` writes in a sentinel column: PostgreSQL's `date` and `timestamp`
+/// (with or without time zone) take it, and it sorts before every date.
+pub const ZERO_DATE_SENTINEL: &str = "-infinity";
+
+/// What a zero date (`shown` as MySQL prints it) becomes in a column under `policy`:
+/// `Ok(None)` NULL, `Ok(Some(text))` the sentinel, `Err` when the job must stop.
+pub fn zero_date_value(
+    policy: ZeroDatePolicy,
+    nullable: bool,
+    shown: impl FnOnce() -> String,
+) -> Result<Option<&'static str>, ValueProblem> {
+    match policy {
+        ZeroDatePolicy::Null if nullable => Ok(None),
+        ZeroDatePolicy::Sentinel => Ok(Some(ZERO_DATE_SENTINEL)),
+        ZeroDatePolicy::Null | ZeroDatePolicy::Stop => Err(ValueProblem::ZeroDate(shown(), policy)),
     }
 }
 
@@ -254,8 +281,8 @@ fn push_date(buf: &mut Vec<u8>, y: u16, mo: u8, d: u8) -> Result<(), ()> {
     Ok(())
 }
 
-/// Appends one value in `COPY` text form. `Ok(false)`: a zero date, which the caller writes as
-/// NULL or refuses, as the column's nullability says.
+/// Appends one value in `COPY` text form. `Ok(false)`: a zero date, of which nothing is
+/// written; the caller writes what `policy.zeroDates` makes of it ([`zero_date_value`]).
 pub fn push_value(buf: &mut Vec<u8>, conv: Conv, value: &Value) -> Result<bool, ValueProblem> {
     use std::io::Write;
     let unexpected = || ValueProblem::Unexpected(format!("{conv:?} from {}", value_kind(value)));
@@ -339,10 +366,11 @@ fn value_kind(value: &Value) -> &'static str {
     }
 }
 
-/// A zero date as MySQL prints it, for messages.
-pub fn zero_date_text(value: &Value) -> String {
+/// A zero date as MySQL prints it, for messages: a `DATE` as a date, a `DATETIME` or
+/// `TIMESTAMP` with its time.
+pub fn zero_date_text(conv: Conv, value: &Value) -> String {
     match value {
-        Value::Date(y, mo, d, 0, 0, 0, 0) => format!("'{y:04}-{mo:02}-{d:02}'"),
+        Value::Date(y, mo, d, ..) if conv == Conv::Date => format!("'{y:04}-{mo:02}-{d:02}'"),
         Value::Date(y, mo, d, h, mi, s, _) => format!("'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}'"),
         _ => "(a zero date)".into(),
     }
@@ -481,8 +509,23 @@ mod tests {
                 assert_eq!(push_value(&mut buf, conv, &v), Ok(false), "{conv:?} {v:?}");
             }
         }
-        assert_eq!(zero_date_text(&Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00'");
-        assert_eq!(zero_date_text(&Value::Date(2024, 0, 1, 1, 0, 0, 0)), "'2024-00-01 01:00:00'");
+        assert!(buf.is_empty(), "a zero date wrote {buf:?}");
+        assert_eq!(zero_date_text(Conv::Date, &Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00'");
+        assert_eq!(zero_date_text(Conv::DateTime, &Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00 00:00:00'");
+        assert_eq!(zero_date_text(Conv::Timestamp, &Value::Date(2024, 0, 1, 1, 0, 0, 0)), "'2024-00-01 01:00:00'");
+    }
+
+    #[test]
+    fn the_zero_date_policy_decides_per_column() {
+        let shown = || "'0000-00-00'".to_owned();
+        assert_eq!(zero_date_value(ZeroDatePolicy::Null, true, shown), Ok(None));
+        let e = zero_date_value(ZeroDatePolicy::Null, false, shown).unwrap_err();
+        assert!(e.to_string().contains("'0000-00-00'") && e.to_string().contains("is NOT NULL"), "{e}");
+        for nullable in [true, false] {
+            assert_eq!(zero_date_value(ZeroDatePolicy::Sentinel, nullable, shown), Ok(Some("-infinity")));
+            let e = zero_date_value(ZeroDatePolicy::Stop, nullable, shown).unwrap_err().to_string();
+            assert!(e.contains("spec.policy.zeroDates is stop"), "{e}");
+        }
     }
 
     #[test]
