@@ -230,3 +230,196 @@ fn the_zero_date_policy_is_refused_on_other_pairs() {
     spec.target.engine = Engine::Mariadb;
     assert!(spec.validate().iter().any(|e| e.path == "spec.policy.zeroDates"), "{:?}", spec.validate());
 }
+
+/// `shop.items` with a column for each common override, two rows.
+const ITEMS: &str = r#"
+    SET SESSION time_zone = '+00:00'; CREATE DATABASE shop; USE shop;
+    CREATE TABLE items (id int AUTO_INCREMENT PRIMARY KEY, flag tinyint(1) NOT NULL DEFAULT 0, payload json,
+        price int, name varchar(20), at datetime, st enum('a','b'), n bigint);
+    INSERT INTO items VALUES (1, 1, '{"b": 1, "a": [1, 2]}', 1250, 'Alice', '2024-01-02 03:04:05', 'a', 7),
+        (2, 0, NULL, NULL, 'bob', NULL, 'b', NULL);
+"#;
+
+/// The overrides of `shop.items`.
+fn overrides(spec: &mut SyncJobSpec, types: &[(&str, &str)]) {
+    spec.objects.databases[0].tables[0].columns = Some(ferry::api::ColumnSelection {
+        target_types: types.iter().map(|(c, t)| ((*c).to_owned(), (*t).to_owned())).collect(),
+        ..Default::default()
+    });
+}
+
+const ITEM_TYPES: [(&str, &str); 6] = [
+    ("flag", "boolean"),
+    ("payload", "text"),
+    ("price", "numeric(12,2)"),
+    ("name", "public.citext"),
+    ("at", "timestamptz"),
+    ("n", "numeric"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_types_replace_the_mapping_in_the_copy_and_the_stream_and_compare_equal() {
+    let servers = Servers::start();
+    exec(&mut servers.source().await, ITEMS).await;
+    let mut spec = servers.spec(&["items"]);
+    spec.task_type = TaskType::FullIncrTrans;
+    overrides(&mut spec, &ITEM_TYPES);
+    assert_eq!(ferry::api::Validate::validate(&spec), vec![]);
+    let pg = servers.target().await;
+    // Without the extension the target does not know citext: the precheck says so.
+    let items = engine::precheck(&spec, &servers.credentials()).await;
+    let types = items.iter().find(|i| i.item == "target.types").unwrap();
+    assert_eq!(types.result, ferry::api::PrecheckResult::Failed, "{types:?}");
+    let reason = types.reason.as_deref().unwrap();
+    assert!(
+        reason.contains("column name of shop.items: the target server does not know the type \"public.citext\""),
+        "{reason}"
+    );
+    assert!(!reason.contains("boolean"), "{reason}");
+    assert!(types.fix.as_deref().unwrap().contains("CREATE EXTENSION citext"), "{types:?}");
+    pg.batch_execute("CREATE EXTENSION citext").await.unwrap();
+    let items = engine::precheck(&spec, &servers.credentials()).await;
+    assert!(items.iter().all(|i| i.result != ferry::api::PrecheckResult::Failed), "{items:?}");
+
+    let mut job = start(&servers, "types", &spec);
+    wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
+    exec(
+        &mut servers.source().await,
+        "SET SESSION time_zone = '+00:00';
+         INSERT INTO shop.items VALUES (3, 1, '[1]', 99, 'Carol', '2030-01-01 00:00:00', 'b', 5);
+         UPDATE shop.items SET flag = 1, price = 7 WHERE id = 2;",
+    )
+    .await;
+    wait_for(&pg, "SELECT count(*) = 3 AND bool_and(flag) FROM shop.items", &mut job).await;
+    let types: Vec<(String, String)> = pg
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'shop.items'::regclass AND attnum > 0 ORDER BY attnum",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("id", "integer"),
+        ("flag", "boolean"),
+        ("payload", "text"),
+        ("price", "numeric(12,2)"),
+        ("name", "citext"),
+        ("at", "timestamp with time zone"),
+        ("st", "text"),
+        ("n", "numeric"),
+    ]
+    .iter()
+    .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+    .collect();
+    assert_eq!(types, want);
+    let rows: Vec<String> = pg
+        .query("SELECT concat_ws('|', id, flag, payload, price, name, at, st, n) FROM shop.items ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            r#"1|t|{"b": 1, "a": [1, 2]}|1250.00|Alice|2024-01-02 03:04:05+00|a|7"#,
+            "2|t|7.00|bob|b",
+            "3|t|[1]|99.00|Carol|2030-01-01 00:00:00+00|b|5",
+        ]
+    );
+    // citext compares case-insensitively; the ENUM's CHECK stays on its text override.
+    let alice: i64 = pg.query_one("SELECT count(*) FROM shop.items WHERE name = 'ALICE'", &[]).await.unwrap().get(0);
+    assert_eq!(alice, 1);
+    assert!(pg.execute("UPDATE shop.items SET st = 'c' WHERE id = 1", &[]).await.is_err());
+    let report = compared(&servers, &spec, ZeroDatePolicy::Null).await;
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    // A real difference in an overridden column is still seen.
+    pg.batch_execute("UPDATE shop.items SET price = 99.01 WHERE id = 3").await.unwrap();
+    let report = compared(&servers, &spec, ZeroDatePolicy::Null).await;
+    assert_eq!(report.tables[0].different_rows, Some(1), "{report:#?}");
+    pg.batch_execute("UPDATE shop.items SET price = 99 WHERE id = 3").await.unwrap();
+
+    // A value the overriding type cannot take stops the stream, naming the table and column.
+    exec(&mut servers.source().await, "UPDATE shop.items SET flag = 5 WHERE id = 1").await;
+    let e = failure(job).await;
+    assert!(e.contains("shop.items") && e.contains("boolean"), "{e}");
+    assert!(!e.contains("\"5\""), "a row value in an error the job does not let row values into: {e}");
+}
+
+#[tokio::test]
+async fn a_value_the_target_type_cannot_take_stops_the_copy_and_unknown_columns_stop_the_precheck() {
+    let servers = Servers::start();
+    exec(&mut servers.source().await, ITEMS).await;
+    exec(&mut servers.source().await, "UPDATE shop.items SET flag = 7 WHERE id = 2").await;
+    let pg = servers.target().await;
+    let mut spec = servers.spec(&["items"]);
+    overrides(&mut spec, &[("flag", "boolean"), ("nope", "text"), ("price", "no_such_type")]);
+    let items = engine::precheck(&spec, &servers.credentials()).await;
+    let types = items.iter().find(|i| i.item == "target.types").unwrap();
+    assert_eq!(types.result, ferry::api::PrecheckResult::Failed, "{types:?}");
+    let reason = types.reason.as_deref().unwrap();
+    assert!(reason.contains("columns.targetTypes of shop.items names column nope"), "{reason}");
+    assert!(
+        reason.contains("column price of shop.items: the target server does not know the type \"no_such_type\""),
+        "{reason}"
+    );
+    let e = servers.run("unknown", &spec).await.unwrap_err().to_string();
+    assert!(e.contains("columns.targetTypes of shop.items names column nope"), "{e}");
+    let created: i64 =
+        pg.query_one("SELECT count(*) FROM pg_tables WHERE schemaname = 'shop'", &[]).await.unwrap().get(0);
+    assert_eq!(created, 0, "a table was created before the job stopped");
+
+    overrides(&mut spec, &[("flag", "boolean")]);
+    let e = servers.run("bad-value", &spec).await.unwrap_err().to_string();
+    assert!(e.contains("shop.items") && e.contains("column flag") && e.contains("boolean"), "{e}");
+    assert!(!e.contains("\"7\""), "a row value in an error the job does not let row values into: {e}");
+    let rows: i64 = pg.query_one("SELECT count(*) FROM shop.items", &[]).await.unwrap().get(0);
+    assert_eq!(rows, 0, "the failed chunk left rows behind");
+}
+
+#[test]
+fn target_types_are_validated_as_plain_type_names_on_their_pair_only() {
+    use ferry::api::{Engine, Validate};
+    let mut spec = SyncJobSpec::test();
+    spec.source.engine = Engine::Mariadb;
+    spec.objects.databases[0].tables = spec.objects.databases[0].schemas[0].tables.clone();
+    spec.objects.databases[0].schemas.clear();
+    let path = "spec.objects.databases[0].tables[0].columns.targetTypes";
+    for hostile in ["text; DROP TABLE x", "int) --", "text DEFAULT 1", "\"text\"", "numeric(1,2,3)", "text /* */", ""] {
+        let mut s = spec.clone();
+        s.objects.databases[0].tables[0].columns = Some(ferry::api::ColumnSelection {
+            target_types: [("flag".to_owned(), hostile.to_owned())].into(),
+            ..Default::default()
+        });
+        let errors = s.validate();
+        assert!(
+            errors.iter().any(|e| e.path == format!("{path}.flag") && !e.message.is_empty()),
+            "{hostile:?} was taken: {errors:?}"
+        );
+    }
+    let mut s = spec.clone();
+    s.objects.databases[0].tables[0].columns = Some(ferry::api::ColumnSelection {
+        exclude: vec!["flag".into()],
+        target_types: [("flag".to_owned(), "boolean".to_owned())].into(),
+        ..Default::default()
+    });
+    assert!(s.validate().iter().any(|e| e.path == format!("{path}.flag") && e.message.contains("excluded")));
+    s.objects.databases[0].tables[0].columns.as_mut().unwrap().exclude.clear();
+    assert_eq!(s.validate(), vec![]);
+    s.source.engine = Engine::Postgresql;
+    s.objects = SyncJobSpec::test().objects;
+    s.objects.databases[0].schemas[0].tables[0].columns = Some(ferry::api::ColumnSelection {
+        target_types: [("flag".to_owned(), "boolean".to_owned())].into(),
+        ..Default::default()
+    });
+    let errors = s.validate();
+    assert!(
+        errors.iter().any(|e| e.path == "spec.objects.databases[0].schemas[0].tables[0].columns.targetTypes"
+            && e.message.contains("MySQL/MariaDB → PostgreSQL jobs only")),
+        "{errors:?}"
+    );
+}

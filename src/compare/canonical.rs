@@ -82,6 +82,8 @@ impl ValueClass {
         match (self, other) {
             (ValueClass::Text, x) | (x, ValueClass::Text) => x,
             (ValueClass::Bool, ValueClass::Int) | (ValueClass::Int, ValueClass::Bool) => ValueClass::Bool,
+            // An integer column made numeric on the target (`columns.targetTypes`): `5` = `5.00`.
+            (ValueClass::Decimal, ValueClass::Int) | (ValueClass::Int, ValueClass::Decimal) => ValueClass::Decimal,
             (a, _) => a,
         }
     }
@@ -503,6 +505,8 @@ mod tests {
         assert_eq!(ValueClass::of_postgres("interval"), ValueClass::Time);
         assert_eq!(ValueClass::Text.merge(ValueClass::Json), ValueClass::Json);
         assert_eq!(ValueClass::Int.merge(ValueClass::Bool), ValueClass::Bool);
+        assert_eq!(ValueClass::Int.merge(ValueClass::Decimal), ValueClass::Decimal);
+        assert_eq!(c(ValueClass::Decimal, "5"), c(ValueClass::Decimal, "5.00"));
     }
 
     #[test]

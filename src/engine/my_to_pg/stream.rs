@@ -37,6 +37,9 @@ pub struct ColumnConv {
     pub set_members: Option<Vec<String>>,
     /// The text's character set when it is not UTF-8.
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Whether the target column has the spec's type (`columns.targetTypes`), which the
+    /// stream's DDL translation does not redefine.
+    pub overridden: bool,
 }
 
 /// The encoding of a MySQL character set other than UTF-8, if it is one Ferry can decode.
@@ -225,6 +228,7 @@ impl PgChanges {
                     enum_labels: mapping.enum_labels,
                     set_members: mapping.set_members,
                     encoding,
+                    overridden: cp.overridden,
                 });
             }
             out.push(TableConv {
@@ -351,7 +355,15 @@ mod tests {
     use super::*;
 
     fn conv(conv: Conv) -> ColumnConv {
-        ColumnConv { name: "c".into(), conv, nullable: true, enum_labels: None, set_members: None, encoding: None }
+        ColumnConv {
+            name: "c".into(),
+            conv,
+            nullable: true,
+            enum_labels: None,
+            set_members: None,
+            encoding: None,
+            overridden: false,
+        }
     }
 
     fn text(c: &ColumnConv, cell: Cell) -> String {

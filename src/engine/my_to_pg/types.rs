@@ -174,6 +174,38 @@ pub fn map_type(data_type: &str, column_type: &str, json: bool) -> Result<Mappin
     })
 }
 
+/// The mapping of a column whose PostgreSQL type the job's spec overrides
+/// (`columns.targetTypes`): that type in `CREATE TABLE` and in the applier's casts, values
+/// still written in the mapped type's text form for PostgreSQL to convert on input — except a
+/// `DATETIME` into a type with a time zone, written with `+00` so its wall-clock value is read
+/// as UTC whatever the target session's `TimeZone`.
+pub fn with_target_type(mapping: Mapping, target_type: &str) -> Mapping {
+    let pg_type = target_type.trim().to_owned();
+    let zoned = {
+        let t = pg_type.to_ascii_lowercase();
+        t.starts_with("timestamptz") || t.contains("with time zone")
+    };
+    let conv = if mapping.conv == Conv::DateTime && zoned { Conv::Timestamp } else { mapping.conv };
+    Mapping { pg_type, conv, ..mapping }
+}
+
+/// Whether a PostgreSQL type (as written in `columns.targetTypes`) holds text, so an `ENUM`'s or
+/// `SET`'s `CHECK` of labels still applies to it.
+pub fn is_text_type(pg_type: &str) -> bool {
+    let t = pg_type.trim().to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let base = base.rsplit('.').next().unwrap_or(base);
+    !t.ends_with(']') && matches!(base, "text" | "varchar" | "character" | "char" | "citext" | "bpchar")
+}
+
+/// Whether a PostgreSQL type (as written in `columns.targetTypes`) can be an identity column.
+pub fn is_identity_type(pg_type: &str) -> bool {
+    matches!(
+        pg_type.trim().to_ascii_lowercase().as_str(),
+        "smallint" | "integer" | "bigint" | "int" | "int2" | "int4" | "int8"
+    )
+}
+
 /// Whether column `name` of `t` is MariaDB's JSON: a LONGTEXT with the column check
 /// `json_valid(name)` the server adds to it.
 pub fn is_mariadb_json(t: &MyTable, name: &str) -> bool {
@@ -444,6 +476,21 @@ mod tests {
         assert!(map_type("point", "point", false).unwrap_err().contains("spatial type point"));
         assert!(map_type("geometry", "geometry", false).unwrap_err().contains("spatial"));
         assert!(map_type("inet6", "inet6", false).unwrap_err().contains("not mapped"));
+    }
+
+    #[test]
+    fn an_override_replaces_the_type_and_keeps_the_conversion() {
+        let flag = with_target_type(map_type("tinyint", "tinyint(1)", false).unwrap(), " boolean ");
+        assert_eq!((flag.pg_type.as_str(), flag.conv), ("boolean", Conv::Integer));
+        for zoned in ["timestamptz", "timestamptz(3)", "timestamp(3) with time zone"] {
+            assert_eq!(with_target_type(map_type("datetime", "datetime", false).unwrap(), zoned).conv, Conv::Timestamp);
+        }
+        assert_eq!(with_target_type(map_type("datetime", "datetime", false).unwrap(), "text").conv, Conv::DateTime);
+        let e = with_target_type(map_type("enum", "enum('a')", false).unwrap(), "citext");
+        assert_eq!(e.enum_labels, Some(vec!["a".to_owned()]));
+        assert!(is_text_type("public.citext") && is_text_type("varchar(10)") && is_text_type("character varying(3)"));
+        assert!(!is_text_type("text[]") && !is_text_type("integer") && !is_text_type("mood"));
+        assert!(is_identity_type("int8") && is_identity_type("BIGINT") && !is_identity_type("numeric(20,0)"));
     }
 
     #[test]
