@@ -1,7 +1,9 @@
 //! MariaDB → PostgreSQL against real servers: what the job's spec decides of types and values
 //! beyond the fixed mapping. `policy.zeroDates` (`null`, `sentinel`, `stop`) in nullable and
 //! NOT NULL columns, through the full transfer and the change stream alike, and a content
-//! comparison that follows the policy.
+//! comparison that follows the policy; `columns.targetTypes` validated, prechecked, in the copy,
+//! the stream and the comparison; and `target.caseSensitiveKeys`, the precheck of keys that
+//! ignore case on the source.
 
 mod my_pg_support;
 
@@ -422,4 +424,43 @@ fn target_types_are_validated_as_plain_type_names_on_their_pair_only() {
             && e.message.contains("MySQL/MariaDB → PostgreSQL jobs only")),
         "{errors:?}"
     );
+}
+
+#[tokio::test]
+async fn keys_that_ignore_case_on_the_source_raise_an_alarm_and_citext_keys_are_checked_on_the_data() {
+    use ferry::api::PrecheckResult;
+    let servers = Servers::start();
+    exec(
+        &mut servers.source().await,
+        "CREATE DATABASE shop; USE shop;
+         CREATE TABLE users (id int PRIMARY KEY, email varchar(40) COLLATE utf8mb4_general_ci NOT NULL,
+             code varchar(10) COLLATE utf8mb4_bin NOT NULL, n int, UNIQUE KEY by_email (email),
+             UNIQUE KEY by_code (code), UNIQUE KEY by_n (n)) DEFAULT CHARSET = utf8mb4;
+         INSERT INTO users VALUES (1, 'ann@x', 'secret-a', 1), (2, 'Bob@x', 'SECRET-A', 2), (3, 'cy@x', 'c', 3);",
+    )
+    .await;
+    servers.target().await.batch_execute("CREATE EXTENSION citext").await.unwrap();
+    let keys = |items: Vec<ferry::api::PrecheckItem>| {
+        items.into_iter().find(|i| i.item == "target.caseSensitiveKeys").expect("the item")
+    };
+    // No override: the _ci key is an alarm, the _bin one and the integer ones are not.
+    let spec = servers.spec(&["users"]);
+    let item = keys(engine::precheck(&spec, &servers.credentials()).await);
+    assert_eq!(item.result, PrecheckResult::Alarm, "{item:?}");
+    let reason = item.reason.unwrap();
+    assert!(reason.contains("unique key by_email (email) of shop.users: email (utf8mb4_general_ci)"), "{reason}");
+    assert!(!reason.contains("by_code") && !reason.contains("by_n") && !reason.contains("primary"), "{reason}");
+    assert!(item.fix.unwrap().contains("citext"));
+    // The _ci column made citext: the data has no collision, the alarm is answered.
+    let mut spec = servers.spec(&["users"]);
+    overrides(&mut spec, &[("email", "public.citext")]);
+    let item = keys(engine::precheck(&spec, &servers.credentials()).await);
+    assert_eq!(item.result, PrecheckResult::Passed, "{item:?}");
+    // The _bin column made citext: two values differ only in case, so the key cannot hold.
+    overrides(&mut spec, &[("email", "public.citext"), ("code", "public.citext")]);
+    let item = keys(engine::precheck(&spec, &servers.credentials()).await);
+    assert_eq!(item.result, PrecheckResult::Failed, "{item:?}");
+    let reason = item.reason.unwrap();
+    assert!(reason.contains("unique key by_code (code) of shop.users: 1 value(s)"), "{reason}");
+    assert!(!reason.to_lowercase().contains("secret"), "values in the reason: {reason}");
 }
