@@ -201,6 +201,7 @@ async fn schemas_tables_and_columns_are_renamed_and_rows_filtered_in_both_phases
                 include: vec![],
                 exclude: vec!["secret".into()],
                 rename: [("amount".to_string(), "total".to_string())].into(),
+                ..Default::default()
             }),
         }],
     }];

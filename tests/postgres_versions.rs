@@ -243,6 +243,7 @@ fn filtered_orders_spec(pair: &Pair, filter: &str) -> ferry::api::SyncJobSpec {
         include: vec![],
         exclude: vec!["secret".into()],
         rename: [("amount".to_string(), "total".to_string())].into(),
+        ..Default::default()
     });
     spec
 }

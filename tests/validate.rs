@@ -233,6 +233,7 @@ fn include_and_exclude_together_and_clashing_renames_are_rejected() {
         include: vec!["id".into(), "a".into(), "b".into()],
         exclude: vec!["c".into()],
         rename: BTreeMap::from([("a".into(), "x".into()), ("b".into(), "x".into())]),
+        ..Default::default()
     });
     let base = "spec.objects.databases[0].schemas[0].tables[0].columns";
     rejects(&s, base, "either include or exclude");

@@ -336,6 +336,21 @@ pub struct ColumnSelection {
     /// Column renames: source column name → target column name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rename: BTreeMap<String, String>,
+    /// MySQL/MariaDB → PostgreSQL only (any other pair refuses the field when the job is
+    /// created): the PostgreSQL type of a column in place of the one the type mapping gives it
+    /// (docs/mysql-to-postgresql.md), by source column name, e.g. `{flag: boolean, payload: text,
+    /// price: "numeric(12,2)", email: public.citext}`. A type name of letters, digits,
+    /// underscores and spaces (further words only `precision`, `varying`, `with`, `without`,
+    /// `time`, `zone`), with its schema and a dot when it is not a built-in type (Ferry's
+    /// sessions resolve names in `pg_catalog` only), an optional `(n)` or `(p,s)` and an optional
+    /// `[]`; nothing else is accepted, as the name goes into the target's DDL. The precheck
+    /// (`target.types`) fails on a column the table does not have and on a type the target
+    /// server does not know (`public.citext` needs `CREATE EXTENSION citext`). Values are still written in the mapped type's text form and PostgreSQL
+    /// converts them: a value the type cannot take stops the job, naming the table and column. A
+    /// `DATETIME` overridden to `timestamptz` is taken as UTC. The change stream stops on a
+    /// `MODIFY`/`CHANGE` of an overridden column.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub target_types: BTreeMap<String, String>,
 }
 
 /// A reference to a resource by name in the same namespace.

@@ -175,6 +175,43 @@ pub struct Policy {
     /// columns, sequences their defaults call) are carried to the target.
     #[serde(default)]
     pub sequences: SequencePolicy,
+    /// MySQL/MariaDB → PostgreSQL only (any other pair refuses the field when the job is
+    /// created): what becomes of a zero date — `'0000-00-00'`, `'0000-00-00 00:00:00'`, or a
+    /// date with a zero month or day such as `'2024-00-15'` — in a `DATE`, `DATETIME` or
+    /// `TIMESTAMP` column, for which PostgreSQL has no value. `null` (the default): `NULL` where
+    /// the target column is nullable; in a `NOT NULL` column the job stops, naming the table,
+    /// the column and the row's key columns. `sentinel`: `-infinity` in every column, nullable
+    /// or not (PostgreSQL's `date` and `timestamp` take it; it sorts before every date and
+    /// cannot be mistaken for one). `stop`: the job stops at the first zero date, naming the
+    /// table, the column and the row's key columns. The same in the full transfer and the
+    /// change stream; a zero-date column default becomes `DEFAULT '-infinity'` with `sentinel`
+    /// and is left out (reported) otherwise. A CompareTask with `syncJobRef` compares zero dates
+    /// as the job's policy writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_dates: Option<ZeroDatePolicy>,
+}
+
+/// What a MySQL/MariaDB zero date becomes on PostgreSQL. `null`: `NULL` in a nullable column,
+/// the job stops on one in a `NOT NULL` column. `sentinel`: `-infinity` in every column.
+/// `stop`: the job stops at the first one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ZeroDatePolicy {
+    #[default]
+    Null,
+    Sentinel,
+    Stop,
+}
+
+impl ZeroDatePolicy {
+    /// The policy as written in manifests.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZeroDatePolicy::Null => "null",
+            ZeroDatePolicy::Sentinel => "sentinel",
+            ZeroDatePolicy::Stop => "stop",
+        }
+    }
 }
 
 impl Default for Policy {
@@ -186,6 +223,7 @@ impl Default for Policy {
             indexes: true,
             foreign_keys: ForeignKeyPolicy::default(),
             sequences: SequencePolicy::default(),
+            zero_dates: None,
         }
     }
 }

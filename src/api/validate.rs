@@ -178,6 +178,114 @@ fn check_columns(errs: &mut Errors, path: &str, cols: &ColumnSelection, engine: 
     }
 }
 
+/// Words a PostgreSQL type name may have after its first: those of `double precision`,
+/// `character varying`, `bit varying`, `timestamp with time zone`, `time without time zone`.
+/// Any other word could be a column option (`DEFAULT`, `NOT NULL`, `REFERENCES`, `COLLATE`…) in
+/// the DDL the name goes into.
+const TYPE_WORDS: [&str; 6] = ["precision", "varying", "with", "without", "time", "zone"];
+
+/// Checks a PostgreSQL type name given in `columns.targetTypes`: words of letters, digits and
+/// underscores (the first starting with a letter or underscore, optionally after its schema and
+/// a dot; further words only [`TYPE_WORDS`]), an optional `(n)` or `(p,s)` modifier, optional
+/// further words, an optional `[]`. Nothing else — no quotes, semicolons, dots, comments or other parentheses — because the
+/// name is written into DDL and casts as it is.
+pub fn check_pg_type(text: &str) -> Result<(), String> {
+    const MAX: usize = 100;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("must name a PostgreSQL type".into());
+    }
+    if t.len() > MAX {
+        return Err(format!("a type name of at most {MAX} characters"));
+    }
+    let refuse = |why: &str| {
+        Err(format!(
+            "{text:?} is not a type name Ferry accepts ({why}): letters, digits, underscores and spaces, an optional \
+             schema and dot, an optional (n) or (p,s) and an optional [], e.g. boolean, text, public.citext, \
+             numeric(12,2), timestamptz, varchar(64), text[]"
+        ))
+    };
+    let body = t.strip_suffix("[]").map_or(t, str::trim_end);
+    let (head, modifier, tail) = match body.split_once('(') {
+        None => (body, None, ""),
+        Some((head, rest)) => match rest.split_once(')') {
+            Some((m, tail)) => (head, Some(m), tail),
+            None => return refuse("an unclosed parenthesis"),
+        },
+    };
+    if let Some(m) = modifier {
+        let parts: Vec<&str> = m.split(',').map(str::trim).collect();
+        if parts.len() > 2
+            || parts.iter().any(|p| p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return refuse("a modifier is one or two numbers, (n) or (p,s)");
+        }
+    }
+    let words: Vec<&str> = head.split_whitespace().chain(tail.split_whitespace()).collect();
+    let head_words = head.split_whitespace().count();
+    if head_words == 0 {
+        return refuse("no type name before the modifier");
+    }
+    let word = |w: &str| w.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let starts = |w: &str| w.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    // The first word may name its schema: `public.citext`.
+    let (schema, name) = words[0].split_once('.').map_or((None, words[0]), |(s, n)| (Some(s), n));
+    if schema.is_some_and(|s| !word(s) || !starts(s)) || !word(name) || !words[1..].iter().all(|w| word(w)) {
+        return refuse("only letters, digits, underscores and spaces outside one modifier, and one schema dot");
+    }
+    if !starts(name) {
+        return refuse("a type name starts with a letter or an underscore");
+    }
+    if let Some(w) = words.iter().skip(1).find(|w| !TYPE_WORDS.contains(&w.to_ascii_lowercase().as_str())) {
+        return refuse(&format!("{w:?} is not a word of a type name"));
+    }
+    Ok(())
+}
+
+/// Checks `columns.targetTypes` of every selected table: a MySQL/MariaDB → PostgreSQL field,
+/// each type name by [`check_pg_type`], each column one the selection transfers.
+fn check_target_types(errs: &mut Errors, o: &ObjectSelection, source: Engine, target: Engine) {
+    let my_to_pg = source.is_mysql_family() && target == Engine::Postgresql;
+    let mut tables: Vec<(String, &TableSelection)> = Vec::new();
+    for (i, db) in o.databases.iter().enumerate() {
+        for (j, t) in db.tables.iter().enumerate() {
+            tables.push((format!("spec.objects.databases[{i}].tables[{j}]"), t));
+        }
+        for (k, s) in db.schemas.iter().enumerate() {
+            for (j, t) in s.tables.iter().enumerate() {
+                tables.push((format!("spec.objects.databases[{i}].schemas[{k}].tables[{j}]"), t));
+            }
+        }
+    }
+    for (tp, t) in tables {
+        let Some(cols) = t.columns.as_ref().filter(|c| !c.target_types.is_empty()) else { continue };
+        let path = format!("{tp}.columns.targetTypes");
+        if !my_to_pg {
+            errs.push(
+                path,
+                format!(
+                    "per-column target types apply to MySQL/MariaDB → PostgreSQL jobs only; remove them from this \
+                     {source} → {target} job"
+                ),
+            );
+            continue;
+        }
+        for (column, ty) in &cols.target_types {
+            let p = format!("{path}.{column}");
+            check_name(errs, &p, column, source);
+            if let Err(e) = check_pg_type(ty) {
+                errs.push(&p, e);
+            }
+            if cols.exclude.contains(column) {
+                errs.push(&p, format!("column {column:?} is excluded, so it has no target type"));
+            }
+            if !cols.include.is_empty() && !cols.include.contains(column) {
+                errs.push(&p, format!("column {column:?} is not in include, so it has no target type"));
+            }
+        }
+    }
+}
+
 fn check_table(errs: &mut Errors, path: &str, t: &TableSelection, engine: Engine, parent_all: bool) {
     check_name(errs, &format!("{path}.name"), &t.name, engine);
     if let Some(m) = &t.mapped_name {
@@ -380,6 +488,21 @@ impl Validate for SyncJobSpec {
         if let Err(e) = pairs::supported(self.source.engine, self.target.engine, self.task_type) {
             errs.push(e.field.path(), e.reason);
         }
+        let my_to_pg = self.source.engine.is_mysql_family() && self.target.engine == Engine::Postgresql;
+        if let Some(p) = self.policy.zero_dates
+            && !my_to_pg
+        {
+            errs.push(
+                "spec.policy.zeroDates",
+                format!(
+                    "zeroDates: {} applies to MySQL/MariaDB → PostgreSQL jobs only (PostgreSQL has no value for a \
+                     MySQL zero date); remove it from this {} → {} job",
+                    p.as_str(),
+                    self.source.engine,
+                    self.target.engine
+                ),
+            );
+        }
         if self.source.host == self.target.host
             && self.source.port == self.target.port
             && self.source.database == self.target.database
@@ -388,6 +511,7 @@ impl Validate for SyncJobSpec {
             errs.push("spec.target", "source and target are the same database; a job would write onto what it reads");
         }
         check_objects(&mut errs, "spec.objects", &self.objects, self.source.engine);
+        check_target_types(&mut errs, &self.objects, self.source.engine, self.target.engine);
         if let Some(d) = &self.description
             && d.chars().count() > 256
         {
@@ -622,5 +746,66 @@ impl BatchJobSpec {
         }
         serde_json::from_value(merged)
             .map_err(|e| format!("template merged with overrides is not a valid SyncJob spec: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_pg_type;
+
+    #[test]
+    fn type_names_are_taken_only_in_their_plain_form() {
+        for ok in [
+            "boolean",
+            "text",
+            "citext",
+            "numeric(12,2)",
+            "numeric(12, 2)",
+            "varchar (64)",
+            "double precision",
+            "character varying(10)",
+            "timestamp(3) with time zone",
+            "timestamptz",
+            "text[]",
+            "int4 []",
+            "_int4",
+            "my_enum",
+            "public.citext",
+            "app.mood[]",
+        ] {
+            assert_eq!(check_pg_type(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "text; DROP TABLE x",
+            "int) --",
+            "text -- comment",
+            "text DEFAULT now",
+            "text NOT NULL",
+            "integer REFERENCES x",
+            "text COLLATE C",
+            "\"text\"",
+            "'text'",
+            "a.b.c",
+            ".citext",
+            "public.",
+            "public . citext",
+            "1x.citext",
+            "numeric(12,2,3)",
+            "numeric(a)",
+            "numeric(12",
+            "numeric(12)(2)",
+            "numeric((12))",
+            "(12)",
+            "1text",
+            "text[][]",
+            "text/**/",
+            "int\u{0}",
+            "varchar(64) varying x",
+        ] {
+            assert!(check_pg_type(bad).is_err(), "{bad:?} was taken");
+        }
+        assert!(check_pg_type(&"a".repeat(101)).is_err());
     }
 }

@@ -82,6 +82,8 @@ impl ValueClass {
         match (self, other) {
             (ValueClass::Text, x) | (x, ValueClass::Text) => x,
             (ValueClass::Bool, ValueClass::Int) | (ValueClass::Int, ValueClass::Bool) => ValueClass::Bool,
+            // An integer column made numeric on the target (`columns.targetTypes`): `5` = `5.00`.
+            (ValueClass::Decimal, ValueClass::Int) | (ValueClass::Int, ValueClass::Decimal) => ValueClass::Decimal,
             (a, _) => a,
         }
     }
@@ -134,8 +136,9 @@ fn timestamp(s: &str) -> String {
 }
 
 /// Whether a date (or the date part of a timestamp) is one of MySQL's zero dates (year, month
-/// or day 0), which PostgreSQL has no value for: the transfer writes NULL in their place.
-fn zero_date(s: &str) -> bool {
+/// or day 0), which PostgreSQL has no value for: the MySQL side of a comparison with PostgreSQL
+/// gives what the job's `policy.zeroDates` writes in their place.
+pub fn zero_date(s: &str) -> bool {
     let date = s.trim().split([' ', 'T']).next().unwrap_or("");
     let parts: Vec<&str> = date.split('-').collect();
     parts.len() == 3 && parts.iter().any(|p| p.bytes().all(|b| b == b'0'))
@@ -367,7 +370,6 @@ pub fn canonical(class: ValueClass, raw: Option<&[u8]>) -> Option<String> {
     let text = || String::from_utf8_lossy(raw).into_owned();
     Some(match class {
         ValueClass::Text => text(),
-        ValueClass::Date | ValueClass::Timestamp if zero_date(&text()) => return None,
         ValueClass::Date => text().trim().to_owned(),
         ValueClass::Int => {
             let t = text();
@@ -454,11 +456,14 @@ mod tests {
         assert_eq!(c(ValueClass::Bits, "101"), c(ValueClass::Bits, "0000000101"));
         assert_eq!(c(ValueClass::Bits, "0"), c(ValueClass::Bits, "000"));
         assert_ne!(c(ValueClass::Bits, "101"), c(ValueClass::Bits, "1010"));
-        // Zero dates are NULL on the target.
+        // Zero dates are recognised (the MySQL side replaces them as the job's policy writes
+        // them); the sentinel compares as itself.
         for zero in ["0000-00-00", "2024-00-15", "2024-02-00 10:00:00", "0000-00-00 00:00:00.000000"] {
-            assert_eq!(canonical(ValueClass::Timestamp, Some(zero.as_bytes())), None, "{zero}");
+            assert!(zero_date(zero), "{zero}");
         }
-        assert_eq!(canonical(ValueClass::Date, Some(b"0000-00-00")), None);
+        assert!(!zero_date("2024-02-29 00:00:00") && !zero_date("-infinity"));
+        assert_eq!(c(ValueClass::Date, "-infinity"), "-infinity");
+        assert_eq!(c(ValueClass::Timestamp, "-infinity"), "-infinity");
         assert_eq!(c(ValueClass::Date, "2024-02-29"), "2024-02-29");
         // jsonb's key order, spacing and number spelling.
         assert_eq!(
@@ -500,6 +505,8 @@ mod tests {
         assert_eq!(ValueClass::of_postgres("interval"), ValueClass::Time);
         assert_eq!(ValueClass::Text.merge(ValueClass::Json), ValueClass::Json);
         assert_eq!(ValueClass::Int.merge(ValueClass::Bool), ValueClass::Bool);
+        assert_eq!(ValueClass::Int.merge(ValueClass::Decimal), ValueClass::Decimal);
+        assert_eq!(c(ValueClass::Decimal, "5"), c(ValueClass::Decimal, "5.00"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use crate::api::compare::{DifferenceKind, RowDifference, TableCompareStatus};
-use crate::api::{CompareResult, Endpoint, Engine, ObjectCompareResult, ObjectSelection};
+use crate::api::{CompareResult, Endpoint, Engine, ObjectCompareResult, ObjectSelection, ZeroDatePolicy};
 use crate::engine::Credentials;
 use crate::engine::error::{EngineError, Result};
 use crate::engine::model::{KeyRange, TableDef};
@@ -162,6 +162,10 @@ pub struct Options {
     /// Compare canonical forms computed here rather than server-side hashes: for pairs of
     /// different engines (set by [`run`]).
     pub canonical: bool,
+    /// MySQL/MariaDB → PostgreSQL: the job's `policy.zeroDates`, so that a source zero date
+    /// compares as what the job writes for it (NULL, `-infinity`, or itself under `stop`, which
+    /// no target value equals).
+    pub zero_dates: ZeroDatePolicy,
 }
 
 impl Options {
@@ -175,6 +179,7 @@ impl Options {
             rows_per_second: None,
             rechecks: 0,
             canonical: false,
+            zero_dates: ZeroDatePolicy::Null,
         }
     }
 }
@@ -672,7 +677,7 @@ pub async fn run_online<C: CatchUp>(
             compare_online(&mut s, &mut t, Options { canonical: true, ..opts }, catch_up).await
         }
         (a, Engine::Postgresql) if a.is_mysql_family() => {
-            let (mut s, defs) = mysql::MySide::source(source, objects, credentials).await?;
+            let (mut s, defs) = mysql::MySide::source(source, objects, credentials, opts.zero_dates).await?;
             let mut t =
                 postgres::PgSide::target_for(target, credentials.login(crate::engine::Side::Target), defs).await?;
             compare_online(&mut s, &mut t, Options { canonical: true, ..opts }, catch_up).await

@@ -7,12 +7,14 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Value};
 
-use super::canonical::ValueClass;
+use super::canonical::{self, ValueClass};
 use super::{CHUNK_ROWS, RawRow, Row, Shape, Side, source_view, target_view};
+use crate::api::ZeroDatePolicy;
 use crate::api::{Endpoint, ObjectSelection};
 use crate::engine::error::{EngineError, Result, Side as Which};
 use crate::engine::filter;
 use crate::engine::model::{KeyRange, TableDef};
+use crate::engine::my_to_pg::types::ZERO_DATE_SENTINEL;
 use crate::engine::mysql::catalog::{self, ColumnKind, MyTable};
 use crate::engine::mysql::{connect, source};
 use crate::engine::sql::my_ident;
@@ -30,6 +32,37 @@ pub struct MySide {
     /// (a source compared with a PostgreSQL target); otherwise classes come from this side's
     /// own types.
     mapped: Option<Vec<Vec<ValueClass>>>,
+    /// A source compared with a PostgreSQL target: per table, whether each compared column is a
+    /// `DATE`, `DATETIME` or `TIMESTAMP` (empty otherwise), and what the job writes for a zero
+    /// date in one.
+    dated: Vec<Vec<bool>>,
+    zero_dates: ZeroDatePolicy,
+}
+
+/// Whether each selected column of `t` is a `DATE`, `DATETIME` or `TIMESTAMP`, where zero
+/// dates live.
+fn dated_columns(t: &MyTable) -> Vec<bool> {
+    t.def
+        .columns
+        .iter()
+        .zip(&t.columns)
+        .filter(|(c, _)| c.selected)
+        .map(|(_, m)| matches!(m.data_type.as_str(), "date" | "datetime" | "timestamp"))
+        .collect()
+}
+
+/// A source value as the MySQL → PostgreSQL transfer writes it under `policy`: a zero date
+/// becomes NULL (`null`; a NOT NULL column stops the job, so no target row has it either),
+/// `-infinity` (`sentinel`), or stays itself (`stop`: no target value is equal to it).
+fn as_written(value: Option<Vec<u8>>, policy: ZeroDatePolicy) -> Option<Vec<u8>> {
+    match value {
+        Some(v) if canonical::zero_date(&String::from_utf8_lossy(&v)) => match policy {
+            ZeroDatePolicy::Null => None,
+            ZeroDatePolicy::Sentinel => Some(ZERO_DATE_SENTINEL.as_bytes().to_vec()),
+            ZeroDatePolicy::Stop => Some(v),
+        },
+        other => other,
+    }
 }
 
 /// Each selected column's class as the MySQL → PostgreSQL mapping carries it: the class of the
@@ -98,6 +131,8 @@ impl MySide {
                 tables: src,
                 planner: true,
                 mapped: None,
+                dated: Vec::new(),
+                zero_dates: ZeroDatePolicy::Null,
             },
             MySide {
                 conn: t,
@@ -106,16 +141,20 @@ impl MySide {
                 tables: tgt,
                 planner: false,
                 mapped: None,
+                dated: Vec::new(),
+                zero_dates: ZeroDatePolicy::Null,
             },
         ))
     }
 
     /// The source side alone, with the target's view of each table, for a comparison with a
-    /// PostgreSQL target: values are compared as the job's type mapping carries them.
+    /// PostgreSQL target: values are compared as the job's type mapping carries them, zero
+    /// dates as `zero_dates` writes them.
     pub async fn source(
         source: &Endpoint,
         objects: &ObjectSelection,
         credentials: &Credentials,
+        zero_dates: ZeroDatePolicy,
     ) -> Result<(MySide, Vec<TableDef>)> {
         let mut s = session(source, credentials.login(Which::Source), Which::Source).await?;
         let tables = catalog::resolve(&mut s, objects).await?;
@@ -123,7 +162,8 @@ impl MySide {
         let src: Vec<MyTable> = tables.iter().map(|t| view(t, source_view(&t.def))).collect();
         let defs = src.iter().map(|t| t.def.clone()).collect();
         let mapped = Some(tables.iter().map(mapped_classes).collect());
-        Ok((MySide { conn: s, which: Which::Source, defs, tables: src, planner: true, mapped }, tgt))
+        let dated = tables.iter().map(dated_columns).collect();
+        Ok((MySide { conn: s, which: Which::Source, defs, tables: src, planner: true, mapped, dated, zero_dates }, tgt))
     }
 
     /// A MySQL-family target for tables `defs` (target names), with its own column types.
@@ -164,7 +204,16 @@ impl MySide {
             });
         }
         let defs = tables.iter().map(|t| t.def.clone()).collect();
-        Ok(MySide { conn, which: Which::Target, defs, tables, planner: false, mapped: None })
+        Ok(MySide {
+            conn,
+            which: Which::Target,
+            defs,
+            tables,
+            planner: false,
+            mapped: None,
+            dated: Vec::new(),
+            zero_dates: ZeroDatePolicy::Null,
+        })
     }
 
     /// The row as one binary string: which values are NULL, then the values.
@@ -417,7 +466,12 @@ impl MySide {
                         other => Some(other.as_sql(true).into_bytes()),
                     })
                     .collect();
-                let rest = values.split_off(n);
+                let mut rest = values.split_off(n);
+                if let Some(dated) = self.dated.get(t) {
+                    for (v, _) in rest.iter_mut().zip(dated).filter(|(_, d)| **d) {
+                        *v = as_written(v.take(), self.zero_dates);
+                    }
+                }
                 let key = values
                     .into_iter()
                     .map(|k| k.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default())
@@ -463,5 +517,21 @@ impl MySide {
                 Row { key, values }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_date_compares_as_the_policy_writes_it() {
+        let zero = || Some(b"0000-00-00 00:00:00".to_vec());
+        assert_eq!(as_written(zero(), ZeroDatePolicy::Null), None);
+        assert_eq!(as_written(zero(), ZeroDatePolicy::Sentinel).as_deref(), Some(&b"-infinity"[..]));
+        assert_eq!(as_written(zero(), ZeroDatePolicy::Stop), zero());
+        let date = Some(b"2024-02-29".to_vec());
+        assert_eq!(as_written(date.clone(), ZeroDatePolicy::Sentinel), date);
+        assert_eq!(as_written(None, ZeroDatePolicy::Sentinel), None);
     }
 }

@@ -90,16 +90,17 @@ pub async fn run(docs: Vec<Manifest>) -> Result<CompareResult, RunError> {
         n => return Err(RunError::new("MANIFEST_INVALID", format!("expected one CompareTask, found {n}"))),
     };
     let spec = &task.spec;
-    let (source, target, objects) = match &spec.sync_job_ref {
+    let (source, target, objects, zero_dates) = match &spec.sync_job_ref {
         Some(r) => {
             let job = jobs.iter().find(|j| j.metadata.name.as_deref() == Some(r.name.as_str())).ok_or_else(|| {
                 RunError::new("MANIFEST_INVALID", format!("spec.syncJobRef: SyncJob {:?} is not in the file", r.name))
             })?;
             let objects = spec.objects.clone().unwrap_or_else(|| job.spec.objects.clone());
-            (job.spec.source.clone(), job.spec.target.clone(), objects)
+            let zero_dates = job.spec.policy.zero_dates.unwrap_or_default();
+            (job.spec.source.clone(), job.spec.target.clone(), objects, zero_dates)
         }
         None => match (&spec.source, &spec.target, &spec.objects) {
-            (Some(s), Some(t), Some(o)) => (s.clone(), t.clone(), o.clone()),
+            (Some(s), Some(t), Some(o)) => (s.clone(), t.clone(), o.clone(), Default::default()),
             _ => {
                 return Err(RunError::new(
                     "SPEC_INVALID",
@@ -118,6 +119,7 @@ pub async fn run(docs: Vec<Manifest>) -> Result<CompareResult, RunError> {
         rows_per_second: spec.throttle.as_ref().and_then(|t| t.rows_per_second),
         rechecks: 0,
         canonical: false,
+        zero_dates,
     };
     let report = compare::run(&source, &target, &objects, &credentials, opts)
         .await

@@ -89,7 +89,7 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         &uid,
     )?;
     let spec = &task.spec;
-    let (source, target, objects, streaming) = match &spec.sync_job_ref {
+    let (source, target, objects, streaming, zero_dates) = match &spec.sync_job_ref {
         Some(r) => {
             let job: SyncJob =
                 super::get_strict(&client, namespace, &r.name, Kind::SyncJob).await?.ok_or_else(|| {
@@ -100,10 +100,11 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
                 })?;
             let streaming = job.status.as_ref().and_then(|s| s.phase) == Some(SyncJobPhase::IncreTransferStarted);
             let objects = spec.objects.clone().unwrap_or_else(|| job.spec.objects.clone());
-            (job.spec.source, job.spec.target, objects, streaming.then(|| r.name.clone()))
+            let zero_dates = job.spec.policy.zero_dates.unwrap_or_default();
+            (job.spec.source, job.spec.target, objects, streaming.then(|| r.name.clone()), zero_dates)
         }
         None => match (&spec.source, &spec.target, &spec.objects) {
-            (Some(s), Some(t), Some(o)) => (s.clone(), t.clone(), o.clone(), None),
+            (Some(s), Some(t), Some(o)) => (s.clone(), t.clone(), o.clone(), None, Default::default()),
             _ => return Err(WorkerError::new("SPEC_INVALID", "either syncJobRef, or source, target and objects")),
         },
     };
@@ -119,6 +120,7 @@ pub async fn run(client: Client, namespace: &str, name: &str, credentials: Crede
         rows_per_second: spec.throttle.as_ref().and_then(|t| t.rows_per_second),
         rechecks: if streaming.is_some() { 3 } else { 0 },
         canonical: false,
+        zero_dates,
     };
     let row_values = DebugOptions::row_values(spec.debug.as_ref());
     let failed = |e: crate::engine::EngineError| WorkerError::engine(&e, row_values);

@@ -7,7 +7,8 @@ use mysql_async::Value;
 use tokio_postgres::Client;
 
 use super::structure::{TablePlan, select_expr};
-use super::types::{Conv, ValueProblem, push_value, zero_date_text};
+use super::types::{Conv, push_value, zero_date_text, zero_date_value};
+use crate::api::ZeroDatePolicy;
 use crate::engine::error::{EngineError, Result, Side};
 use crate::engine::model::ColumnDef;
 use crate::engine::mysql::catalog::MyTable;
@@ -20,12 +21,13 @@ use crate::engine::redact::ServerMessage;
 use crate::engine::snapshot::{Chunk, ChunkTarget};
 use crate::engine::throttle::Throttle;
 
-/// Per job table: its written columns' conversions and nullability, and where its key columns
-/// are among them (for messages naming a row).
+/// Per job table: its written columns' conversions and nullability, where its key columns
+/// are among them (for messages naming a row), and what a zero date becomes.
 struct TableFormat {
     name: String,
     columns: Vec<(String, Conv, bool)>,
     key: Vec<usize>,
+    zero_dates: ZeroDatePolicy,
 }
 
 /// Rows of the job's tables as PostgreSQL `COPY` text.
@@ -49,6 +51,7 @@ impl CopyText {
                         .map(|((_, c, _), cp)| (c.name.clone(), cp.conv, cp.nullable))
                         .collect(),
                     key: t.def.key.iter().filter_map(|k| written.iter().position(|w| w == k)).collect(),
+                    zero_dates: p.zero_dates,
                 }
             })
             .collect();
@@ -90,12 +93,11 @@ impl RowFormat for CopyText {
             }
             match push_value(buf, *conv, value) {
                 Ok(true) => {}
-                // The zero-date policy: NULL where the column takes it, else the job stops.
-                Ok(false) if *nullable => buf.extend_from_slice(b"\\N"),
-                Ok(false) => {
-                    let problem = ValueProblem::ZeroDate(zero_date_text(value));
-                    return Err(self.refuse(t, i, &problem.to_string(), row));
-                }
+                Ok(false) => match zero_date_value(t.zero_dates, *nullable, || zero_date_text(*conv, value)) {
+                    Ok(None) => buf.extend_from_slice(b"\\N"),
+                    Ok(Some(sentinel)) => buf.extend_from_slice(sentinel.as_bytes()),
+                    Err(problem) => return Err(self.refuse(t, i, &problem.to_string(), row)),
+                },
                 Err(problem) => return Err(self.refuse(t, i, &problem.to_string(), row)),
             }
         }

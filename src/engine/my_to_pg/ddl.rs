@@ -184,6 +184,7 @@ fn declare(t: &TableConv, name: &str, data_type: &DataType, options: &[ColumnOpt
             enum_labels: mapping.enum_labels,
             set_members: mapping.set_members,
             encoding,
+            overridden: false,
         },
         def: ColumnDef {
             name: name.to_owned(),
@@ -367,6 +368,12 @@ fn modify_column(
     out: &mut Vec<Change>,
 ) -> Result<(), Refusal> {
     let i = column(&tables[t], from)?;
+    if tables[t].columns[i].as_ref().is_some_and(|c| c.overridden) {
+        return Err(format!(
+            "column {from} has its target type from columns.targetTypes ({}), which the stream does not redefine",
+            tables[t].defs[i].type_sql
+        ));
+    }
     if tables[t].columns[i].as_ref().is_some_and(|c| c.enum_labels.is_some() || c.set_members.is_some()) {
         return Err(format!("column {from} is an ENUM or SET, whose target CHECK is not redefined by the stream"));
     }
@@ -478,6 +485,7 @@ mod tests {
             enum_labels: None,
             set_members: None,
             encoding: None,
+            overridden: false,
         })
     }
 
@@ -495,6 +503,7 @@ mod tests {
             defs: vec![def("id", "bigint", false), def("name", "varchar(20)", true), def("qty", "integer", true)],
             key: vec![0],
             charset: None,
+            zero_dates: crate::api::ZeroDatePolicy::Null,
         }]
     }
 
@@ -560,6 +569,20 @@ mod tests {
         let mut t = tables();
         translate("ALTER TABLE tgt.items ADD COLUMN l varchar(5) CHARACTER SET latin1", &mut t).unwrap();
         assert!(t[0].columns[3].as_ref().unwrap().encoding.is_some());
+    }
+
+    #[test]
+    fn a_column_with_an_overridden_type_is_not_redefined() {
+        let mut t = tables();
+        t[0].defs[2].type_sql = "numeric(12,2)".into();
+        if let Some(c) = t[0].columns[2].as_mut() {
+            c.overridden = true;
+        }
+        for statement in ["ALTER TABLE tgt.items MODIFY qty BIGINT", "ALTER TABLE tgt.items CHANGE qty amount INT"] {
+            let e = translate(statement, &mut t.clone()).unwrap_err();
+            assert!(e.contains("column qty has its target type from columns.targetTypes (numeric(12,2))"), "{e}");
+        }
+        assert!(translate("ALTER TABLE tgt.items RENAME COLUMN qty TO amount", &mut t).is_ok());
     }
 
     #[test]

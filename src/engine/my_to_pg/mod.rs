@@ -22,9 +22,12 @@
 
 pub mod copy;
 pub mod ddl;
+pub mod precheck;
 pub mod stream;
 pub mod structure;
 pub mod types;
+
+pub use precheck::precheck;
 
 use std::sync::Arc;
 
@@ -42,7 +45,7 @@ use super::postgres::catalog::PgTable;
 use super::postgres::{self as pg, target as pg_target};
 use super::snapshot::Chunk;
 use super::{Credentials, Job, Outcome};
-use crate::api::{PrecheckItem, PrecheckResult, SyncJobSpec};
+use crate::api::SyncJobSpec;
 use crate::engine::sql::{pg_ident, pg_qualified};
 use structure::{Indexes, TablePlan};
 use tokio::sync::mpsc::UnboundedSender;
@@ -84,7 +87,7 @@ impl MyToPg {
         let tgt = target(spec, job.credentials).await?;
         pg_target::ensure_bookkeeping(&tgt).await?;
         let tables = catalog::resolve(&mut src, &spec.objects).await?;
-        let plans = structure::plan(&tables)?;
+        let plans = structure::plan(&tables, &structure::Options::of(spec))?;
         for (object, reason) in plans.iter().flat_map(|p| p.left_out.iter()) {
             tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
             job.tracker.skipped(object, reason);
@@ -289,113 +292,6 @@ async fn set_identities(
         }
     }
     Ok(())
-}
-
-fn item(name: &str, result: PrecheckResult, reason: Option<String>, fix: Option<&str>) -> PrecheckItem {
-    PrecheckItem {
-        item: name.to_owned(),
-        result,
-        reason,
-        fix: fix.map(str::to_owned),
-        skippable: false,
-        skipped: false,
-    }
-}
-
-/// Checks made before a MySQL/MariaDB → PostgreSQL job starts: both logins, the binary log and
-/// replication privileges (with a change stream, as for MySQL → MySQL), the selected tables,
-/// column types without a PostgreSQL counterpart (spatial types among them), target names
-/// that would collide, and what the target structure leaves out (prefix, FULLTEXT and SPATIAL
-/// indexes, expression defaults, `ON UPDATE`, generated columns, CHECK constraints).
-pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
-    let mut items = Vec::new();
-    match target(spec, credentials).await {
-        Ok(_) => items.push(item("target.connection", PrecheckResult::Passed, None, None)),
-        Err(e) => items.push(item(
-            "target.connection",
-            PrecheckResult::Failed,
-            Some(e.to_string()),
-            Some("check spec.target's host, port, database, user and password"),
-        )),
-    }
-    let mut src = match source(spec, credentials).await {
-        Ok(c) => {
-            items.push(item("source.connection", PrecheckResult::Passed, None, None));
-            c
-        }
-        Err(e) => {
-            items.push(item(
-                "source.connection",
-                PrecheckResult::Failed,
-                Some(e.to_string()),
-                Some("check spec.source's host, port, user and password"),
-            ));
-            return items;
-        }
-    };
-    if spec.task_type.has_incremental() {
-        my::precheck::binlog_checks(&mut items, &mut src).await;
-        my::precheck::privilege_checks(&mut items, &mut src).await;
-    }
-    let tables = match catalog::resolve(&mut src, &spec.objects).await {
-        Ok(t) => {
-            items.push(item("source.tablesExist", PrecheckResult::Passed, None, None));
-            t
-        }
-        Err(e) => {
-            items.push(item(
-                "source.tablesExist",
-                PrecheckResult::Failed,
-                Some(e.to_string()),
-                Some("check the names under spec.objects"),
-            ));
-            return items;
-        }
-    };
-    let unmapped = structure::unmapped(&tables);
-    items.push(if unmapped.is_empty() {
-        item("source.types", PrecheckResult::Passed, None, None)
-    } else {
-        item(
-            "source.types",
-            PrecheckResult::Failed,
-            Some(unmapped.join("; ")),
-            Some("exclude these columns (objects[].tables[].columns.exclude)"),
-        )
-    });
-    let collisions = structure::collisions(&tables);
-    items.push(if collisions.is_empty() {
-        item("target.names", PrecheckResult::Passed, None, None)
-    } else {
-        item(
-            "target.names",
-            PrecheckResult::Failed,
-            Some(collisions.join("; ")),
-            Some("map the tables or columns to distinct names (mappedName, columns.rename)"),
-        )
-    });
-    if unmapped.is_empty() && collisions.is_empty() {
-        let left_out: Vec<String> = structure::plan(&tables)
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|p| p.left_out.iter().map(|(object, reason)| format!("{object}: {reason}")))
-            .collect();
-        items.push(if left_out.is_empty() {
-            item("target.leftOut", PrecheckResult::Passed, None, None)
-        } else {
-            PrecheckItem {
-                skippable: true,
-                ..item(
-                    "target.leftOut",
-                    PrecheckResult::Alarm,
-                    Some(format!("not carried to PostgreSQL: {}", left_out.join("; "))),
-                    Some("recreate what the target needs of these by hand after the transfer (see docs/mysql-to-postgresql.md)"),
-                )
-            }
-        });
-    }
-    let _ = src.disconnect().await;
-    items
 }
 
 /// Removes the job's bookkeeping from the target (nothing is held on the source). Safe to

@@ -18,7 +18,8 @@ use crate::engine::postgres::catalog::PgTable;
 
 use super::ddl;
 use super::structure::TablePlan;
-use super::types::{Conv, ValueProblem, map_type};
+use super::types::{Conv, ValueProblem, map_type, zero_date_value};
+use crate::api::ZeroDatePolicy;
 
 /// How one source column's stream cells become PostgreSQL text.
 #[derive(Clone, Debug)]
@@ -27,7 +28,8 @@ pub struct ColumnConv {
     pub name: String,
     /// The conversion.
     pub conv: Conv,
-    /// Whether the target column takes NULL (a zero date becomes NULL).
+    /// Whether the target column takes NULL (under `policy.zeroDates: null` a zero date becomes
+    /// NULL there).
     pub nullable: bool,
     /// An `ENUM`'s labels (its cells are label numbers).
     pub enum_labels: Option<Vec<String>>,
@@ -35,6 +37,9 @@ pub struct ColumnConv {
     pub set_members: Option<Vec<String>>,
     /// The text's character set when it is not UTF-8.
     pub encoding: Option<&'static encoding_rs::Encoding>,
+    /// Whether the target column has the spec's type (`columns.targetTypes`), which the
+    /// stream's DDL translation does not redefine.
+    pub overridden: bool,
 }
 
 /// The encoding of a MySQL character set other than UTF-8, if it is one Ferry can decode.
@@ -83,7 +88,7 @@ impl ColumnConv {
         }
     }
 
-    fn convert(&self, cell: Cell) -> std::result::Result<Cell, ValueProblem> {
+    fn convert(&self, cell: Cell, zero_dates: ZeroDatePolicy) -> std::result::Result<Cell, ValueProblem> {
         if matches!(cell, Cell::Null | Cell::Unchanged) {
             return Ok(cell);
         }
@@ -108,7 +113,10 @@ impl ColumnConv {
             (Conv::Date | Conv::DateTime | Conv::Timestamp, cell) => {
                 let t = Self::text(cell);
                 if zero_date(&t) {
-                    return if self.nullable { Ok(Cell::Null) } else { Err(ValueProblem::ZeroDate(format!("'{t}'"))) };
+                    return match zero_date_value(zero_dates, self.nullable, || format!("'{t}'"))? {
+                        None => Ok(Cell::Null),
+                        Some(sentinel) => Ok(Cell::Text(sentinel.to_owned())),
+                    };
                 }
                 if self.conv == Conv::Timestamp { format!("{t}+00") } else { t }
             }
@@ -182,6 +190,8 @@ pub struct TableConv {
     pub key: Vec<usize>,
     /// The table's default character set (that of columns added without one).
     pub charset: Option<String>,
+    /// What a zero date becomes (the job's `policy.zeroDates`).
+    pub zero_dates: ZeroDatePolicy,
 }
 
 /// The binary-log stream of the job's tables with cells in PostgreSQL text form.
@@ -218,6 +228,7 @@ impl PgChanges {
                     enum_labels: mapping.enum_labels,
                     set_members: mapping.set_members,
                     encoding,
+                    overridden: cp.overridden,
                 });
             }
             out.push(TableConv {
@@ -228,6 +239,7 @@ impl PgChanges {
                 defs: pt.def.columns.clone(),
                 key: t.def.key.clone(),
                 charset: t.collation.as_deref().and_then(|c| c.split('_').next()).map(str::to_owned),
+                zero_dates: p.zero_dates,
             });
         }
         Ok(PgChanges { inner, tables: out })
@@ -251,7 +263,7 @@ impl PgChanges {
             .zip(&t.columns)
             .map(|(cell, conv)| match conv {
                 None => Ok(cell),
-                Some(c) => c.convert(cell).map_err(|problem| {
+                Some(c) => c.convert(cell, t.zero_dates).map_err(|problem| {
                     let row_of = if key.is_empty() {
                         "a row (the table has no primary key)".to_owned()
                     } else {
@@ -343,11 +355,19 @@ mod tests {
     use super::*;
 
     fn conv(conv: Conv) -> ColumnConv {
-        ColumnConv { name: "c".into(), conv, nullable: true, enum_labels: None, set_members: None, encoding: None }
+        ColumnConv {
+            name: "c".into(),
+            conv,
+            nullable: true,
+            enum_labels: None,
+            set_members: None,
+            encoding: None,
+            overridden: false,
+        }
     }
 
     fn text(c: &ColumnConv, cell: Cell) -> String {
-        match c.convert(cell).unwrap() {
+        match c.convert(cell, ZeroDatePolicy::Null).unwrap() {
             Cell::Text(t) => t,
             other => panic!("{other:?}"),
         }
@@ -379,13 +399,22 @@ mod tests {
     }
 
     #[test]
-    fn zero_dates_follow_the_column_and_nul_is_refused() {
-        assert_eq!(conv(Conv::Date).convert(Cell::Text("0000-00-00".into())), Ok(Cell::Null));
-        assert_eq!(conv(Conv::DateTime).convert(Cell::Text("2024-02-00 10:00:00.000000".into())), Ok(Cell::Null));
+    fn zero_dates_follow_the_policy_and_the_column_and_nul_is_refused() {
+        use ZeroDatePolicy::{Null, Sentinel, Stop};
+        assert_eq!(conv(Conv::Date).convert(Cell::Text("0000-00-00".into()), Null), Ok(Cell::Null));
+        assert_eq!(conv(Conv::DateTime).convert(Cell::Text("2024-02-00 10:00:00.000000".into()), Null), Ok(Cell::Null));
         let not_null = ColumnConv { nullable: false, ..conv(Conv::Date) };
-        assert!(matches!(not_null.convert(Cell::Text("0000-00-00".into())), Err(ValueProblem::ZeroDate(_))));
-        assert_eq!(conv(Conv::Text).convert(Cell::Bytes(b"a\0".to_vec())), Err(ValueProblem::NulInText));
-        assert_eq!(conv(Conv::Date).convert(Cell::Null), Ok(Cell::Null));
-        assert_eq!(conv(Conv::Date).convert(Cell::Unchanged), Ok(Cell::Unchanged));
+        assert!(matches!(not_null.convert(Cell::Text("0000-00-00".into()), Null), Err(ValueProblem::ZeroDate(..))));
+        for c in [conv(Conv::Date), not_null.clone(), conv(Conv::Timestamp)] {
+            assert_eq!(c.convert(Cell::Text("0000-00-00".into()), Sentinel), Ok(Cell::Text("-infinity".into())));
+            assert_eq!(
+                c.convert(Cell::Text("0000-00-00".into()), Stop),
+                Err(ValueProblem::ZeroDate("'0000-00-00'".into(), Stop))
+            );
+            assert_eq!(c.convert(Cell::Text("2024-01-02".into()), Stop).map(|_| ()), Ok(()));
+        }
+        assert_eq!(conv(Conv::Text).convert(Cell::Bytes(b"a\0".to_vec()), Null), Err(ValueProblem::NulInText));
+        assert_eq!(conv(Conv::Date).convert(Cell::Null, Stop), Ok(Cell::Null));
+        assert_eq!(conv(Conv::Date).convert(Cell::Unchanged, Stop), Ok(Cell::Unchanged));
     }
 }

@@ -8,11 +8,15 @@
 //! written at all (a type without a counterpart, names that collide) stops the job before
 //! anything is created.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use tokio_postgres::Client;
 
-use super::types::{Conv, Mapping, is_mariadb_json, map_type, pg_literal};
+use super::types::{
+    Conv, Mapping, ZERO_DATE_SENTINEL, is_identity_type, is_mariadb_json, is_text_type, map_type, pg_literal,
+    with_target_type,
+};
+use crate::api::{SyncJobSpec, ZeroDatePolicy};
 use crate::engine::error::{Context, EngineError, Result, Side};
 use crate::engine::mysql::catalog::{MyColumn, MyTable};
 use crate::engine::sql::{my_ident, pg_ident, pg_qualified};
@@ -35,6 +39,8 @@ pub struct ColumnPlan {
     pub nullable: bool,
     /// Source character set of a text column, when it is not UTF-8 (the reader converts it).
     pub convert_from: Option<String>,
+    /// Whether `pg_type` is the spec's (`columns.targetTypes`) rather than the mapping's.
+    pub overridden: bool,
 }
 
 /// A table's structure on the target, worked out from the source catalog alone.
@@ -53,6 +59,56 @@ pub struct TablePlan {
     pub identity: Option<(String, String)>,
     /// What the target does not get, as (object, reason).
     pub left_out: Vec<(String, String)>,
+    /// What a zero date becomes in the table's columns (the job's `policy.zeroDates`).
+    pub zero_dates: ZeroDatePolicy,
+}
+
+/// What the job's spec decides of the target structure beyond the source catalog.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// `policy.zeroDates`: what a zero date becomes (and a zero-date default).
+    pub zero_dates: ZeroDatePolicy,
+    /// `columns.targetTypes`: by source (database, table), source column → PostgreSQL type.
+    pub target_types: HashMap<(String, String), BTreeMap<String, String>>,
+}
+
+impl Options {
+    /// The options `spec` gives.
+    pub fn of(spec: &SyncJobSpec) -> Options {
+        let target_types = spec
+            .objects
+            .tables(spec.source.engine)
+            .into_iter()
+            .filter_map(|t| {
+                let types = &t.table.columns.as_ref()?.target_types;
+                (!types.is_empty()).then(|| ((t.database.to_owned(), t.table.name.clone()), types.clone()))
+            })
+            .collect();
+        Options { zero_dates: spec.policy.zero_dates.unwrap_or_default(), target_types }
+    }
+
+    /// The overridden types of table `t`'s columns, by source column name.
+    pub fn types_of(&self, t: &MyTable) -> Option<&BTreeMap<String, String>> {
+        self.target_types.get(&(t.def.schema.clone(), t.def.name.clone()))
+    }
+}
+
+/// Every `columns.targetTypes` entry that names a column the job does not write (the table has
+/// no such column, or it is generated), as a message.
+pub fn unknown_target_columns(tables: &[MyTable], opts: &Options) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tables {
+        for column in opts.types_of(t).into_iter().flat_map(|types| types.keys()) {
+            if !t.written().any(|(_, c, _)| &c.name == column) {
+                out.push(format!(
+                    "columns.targetTypes of {} names column {column}, which the table does not have (or which is \
+                     generated, and not transferred)",
+                    t.def.display_name()
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Character sets whose bytes are UTF-8 already.
@@ -177,8 +233,13 @@ fn is_number(text: &str) -> bool {
         && t.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
 }
 
-/// A column's default for PostgreSQL: `Ok(None)` without one, `Err` with why it is left out.
-pub fn default_sql(m: &MyColumn, mapping: &Mapping) -> std::result::Result<Option<String>, String> {
+/// A column's default for PostgreSQL: `Ok(None)` without one, `Err` with why it is left out. A
+/// zero-date default becomes the sentinel under `policy.zeroDates: sentinel`.
+pub fn default_sql(
+    m: &MyColumn,
+    mapping: &Mapping,
+    zero_dates: ZeroDatePolicy,
+) -> std::result::Result<Option<String>, String> {
     let Some(rendered) = m.default_sql()? else { return Ok(None) };
     if rendered.eq_ignore_ascii_case("NULL") {
         return Ok(None);
@@ -198,9 +259,16 @@ pub fn default_sql(m: &MyColumn, mapping: &Mapping) -> std::result::Result<Optio
             Conv::Integer | Conv::Decimal | Conv::Real | Conv::Double | Conv::Year if is_number(value.trim()) => {
                 Ok(Some(pg_literal(value.trim())))
             }
-            Conv::Date | Conv::DateTime if zero_date(&value) => {
-                Err("its default is a zero date, which PostgreSQL has no value for".into())
-            }
+            Conv::Date | Conv::DateTime | Conv::Timestamp if zero_date(&value) => match zero_dates {
+                ZeroDatePolicy::Sentinel => Ok(Some(pg_literal(ZERO_DATE_SENTINEL))),
+                ZeroDatePolicy::Null => Err("its default is a zero date, which PostgreSQL has no value for (rows \
+                     the job copies with one get NULL, or stop the job in a NOT NULL column; \
+                     policy.zeroDates: sentinel writes and defaults to -infinity)"
+                    .into()),
+                ZeroDatePolicy::Stop => Err("its default is a zero date, which PostgreSQL has no value for (and \
+                     policy.zeroDates is stop)"
+                    .into()),
+            },
             Conv::Date | Conv::DateTime => Ok(Some(pg_literal(&value))),
             _ => Err(format!("its default {rendered} is not translated for {}", mapping.pg_type)),
         };
@@ -225,34 +293,41 @@ pub fn default_sql(m: &MyColumn, mapping: &Mapping) -> std::result::Result<Optio
 
 /// Works out each table's target structure; an error names every column without a counterpart
 /// and every name collision.
-pub fn plan(tables: &[MyTable]) -> Result<Vec<TablePlan>> {
+pub fn plan(tables: &[MyTable], opts: &Options) -> Result<Vec<TablePlan>> {
     let mut problems = unmapped(tables);
     problems.extend(collisions(tables));
+    problems.extend(unknown_target_columns(tables, opts));
     if !problems.is_empty() {
         return Err(EngineError::Unsupported(format!(
             "the tables cannot be created on PostgreSQL: {}",
             problems.join("; ")
         )));
     }
-    tables.iter().map(plan_table).collect()
+    tables.iter().map(|t| plan_table(t, opts)).collect()
 }
 
-fn plan_table(t: &MyTable) -> Result<TablePlan> {
+fn plan_table(t: &MyTable, opts: &Options) -> Result<TablePlan> {
     let d = &t.def;
     let table = d.display_name();
     let mut left_out = Vec::new();
     let mut columns = Vec::new();
     let mut column_sql = Vec::new();
     let mut identity = None;
+    let target_types = opts.types_of(t);
     for (i, c, m) in t.written() {
         let json = is_mariadb_json(t, &c.name);
         let mapping = map_type(&m.data_type, &c.type_sql, json).map_err(EngineError::Unsupported)?;
+        let target_type = target_types.and_then(|types| types.get(&c.name));
+        let mapping = match target_type {
+            Some(ty) => with_target_type(mapping, ty),
+            None => mapping,
+        };
         let object = || format!("column {} of {table}", c.name);
         let name = pg_ident(&c.target_name);
         let mut sql = format!("{name} {}", mapping.pg_type);
         let auto = m.extra.to_ascii_lowercase().contains("auto_increment");
         let key = d.key.contains(&i);
-        if auto && matches!(mapping.pg_type.as_str(), "smallint" | "integer" | "bigint") {
+        if auto && is_identity_type(&mapping.pg_type) {
             sql.push_str(" GENERATED BY DEFAULT AS IDENTITY");
             identity = Some((c.name.clone(), c.target_name.clone()));
         } else if auto {
@@ -265,7 +340,7 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
             sql.push_str(" NOT NULL");
         }
         if !auto {
-            match default_sql(m, &mapping) {
+            match default_sql(m, &mapping, opts.zero_dates) {
                 Ok(Some(default)) => sql.push_str(&format!(" DEFAULT {default}")),
                 Ok(None) => {}
                 Err(reason) => left_out.push((object(), format!("{reason}; the target column gets no default"))),
@@ -274,7 +349,19 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
         if m.extra.to_ascii_lowercase().contains("on update") {
             left_out.push((object(), "ON UPDATE CURRENT_TIMESTAMP has no PostgreSQL counterpart".into()));
         }
-        if let Some(check) = check_sql(&name, mapping.enum_labels.as_deref(), mapping.set_members.as_deref()) {
+        // The labels' CHECK holds on text; on another type the override decides what it takes.
+        let labels_checked = target_type.is_none_or(|ty| is_text_type(ty));
+        if !labels_checked && (mapping.enum_labels.is_some() || mapping.set_members.is_some()) {
+            left_out.push((
+                object(),
+                format!(
+                    "the CHECK of its ENUM or SET labels, as columns.targetTypes makes it {}, which is not text",
+                    mapping.pg_type
+                ),
+            ));
+        }
+        let check = check_sql(&name, mapping.enum_labels.as_deref(), mapping.set_members.as_deref());
+        if let Some(check) = check.filter(|_| labels_checked) {
             sql.push(' ');
             sql.push_str(&check);
         }
@@ -286,6 +373,7 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
             pg_type: mapping.pg_type.clone(),
             nullable: c.nullable && !key,
             convert_from,
+            overridden: target_type.is_some(),
         });
     }
     for (c, _) in d.columns.iter().zip(&t.columns).filter(|(c, m)| c.selected && m.generated()) {
@@ -333,7 +421,7 @@ fn plan_table(t: &MyTable) -> Result<TablePlan> {
     }
     let key = d.key_columns().map(|c| c.target_name.clone()).collect();
     let create_sql = format!("CREATE TABLE IF NOT EXISTS {target} ({})", column_sql.join(", "));
-    Ok(TablePlan { columns, create_sql, key, indexes, identity, left_out })
+    Ok(TablePlan { columns, create_sql, key, indexes, identity, left_out, zero_dates: opts.zero_dates })
 }
 
 /// Creates the target schemas and tables that are missing (without keys or indexes).
@@ -520,7 +608,7 @@ mod tests {
             kind: "FULLTEXT".into(),
             columns: vec![("doc".into(), None)],
         });
-        let p = plan(std::slice::from_ref(&t)).unwrap().remove(0);
+        let p = plan(std::slice::from_ref(&t), &Options::default()).unwrap().remove(0);
         assert_eq!(
             p.create_sql,
             "CREATE TABLE IF NOT EXISTS \"shop\".\"Orders\" (\"id\" bigint GENERATED BY DEFAULT AS IDENTITY NOT NULL, \
@@ -552,21 +640,84 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_date_default_becomes_the_sentinel_under_that_policy_only() {
+        let t = table(
+            "t",
+            &[
+                ("id", "int(11)", column("int", None, "")),
+                ("d", "date", column("date", Some("'0000-00-00'"), "")),
+                ("dt", "datetime", column("datetime", Some("'2024-00-01 00:00:00'"), "")),
+            ],
+        );
+        let sentinel = Options { zero_dates: ZeroDatePolicy::Sentinel, ..Options::default() };
+        let p = plan(std::slice::from_ref(&t), &sentinel).unwrap().remove(0);
+        assert!(p.create_sql.contains("\"d\" date DEFAULT '-infinity'"), "{}", p.create_sql);
+        assert!(p.create_sql.contains("\"dt\" timestamp(0) DEFAULT '-infinity'"), "{}", p.create_sql);
+        assert!(p.left_out.is_empty(), "{:?}", p.left_out);
+        for zero_dates in [ZeroDatePolicy::Null, ZeroDatePolicy::Stop] {
+            let p = plan(std::slice::from_ref(&t), &Options { zero_dates, ..Options::default() }).unwrap().remove(0);
+            assert!(!p.create_sql.contains("DEFAULT"), "{}", p.create_sql);
+            assert_eq!(p.left_out.len(), 2, "{:?}", p.left_out);
+        }
+    }
+
+    #[test]
+    fn target_types_replace_the_mapped_types() {
+        let t = table(
+            "t",
+            &[
+                ("id", "int(11)", column("int", None, "auto_increment")),
+                ("flag", "tinyint(1)", column("tinyint", Some("0"), "")),
+                ("at", "datetime", column("datetime", None, "")),
+                ("st", "enum('a','b')", column("enum", None, "")),
+                ("mood", "enum('x')", column("enum", None, "")),
+            ],
+        );
+        let mut opts = Options::default();
+        opts.target_types.insert(
+            ("shop".into(), "t".into()),
+            [("id", "int8"), ("flag", "boolean"), ("at", "timestamptz"), ("st", "citext"), ("mood", "mood")]
+                .into_iter()
+                .map(|(c, ty)| (c.to_owned(), ty.to_owned()))
+                .collect(),
+        );
+        let p = plan(std::slice::from_ref(&t), &opts).unwrap().remove(0);
+        assert_eq!(
+            p.create_sql,
+            "CREATE TABLE IF NOT EXISTS \"shop\".\"t\" (\"id\" int8 GENERATED BY DEFAULT AS IDENTITY NOT NULL, \
+             \"flag\" boolean DEFAULT '0', \"at\" timestamptz, \"st\" citext CHECK (\"st\" IN ('a', 'b', '')), \
+             \"mood\" mood)"
+        );
+        let convs: Vec<(Conv, bool)> = p.columns.iter().map(|c| (c.conv, c.overridden)).collect();
+        assert_eq!(convs[1], (Conv::Integer, true));
+        assert_eq!(convs[2], (Conv::Timestamp, true), "a DATETIME into timestamptz is written as UTC");
+        assert!(
+            p.left_out.iter().any(|(o, r)| o == "column mood of shop.t" && r.contains("labels")),
+            "{:?}",
+            p.left_out
+        );
+        // A column the table does not have stops the plan, named.
+        opts.target_types.insert(("shop".into(), "t".into()), [("nope".to_owned(), "text".to_owned())].into());
+        let e = plan(std::slice::from_ref(&t), &opts).unwrap_err().to_string();
+        assert!(e.contains("columns.targetTypes of shop.t names column nope"), "{e}");
+    }
+
+    #[test]
     fn names_that_differ_only_in_case_are_refused_by_name() {
         let a = table("Users", &[("id", "int(11)", column("int", None, ""))]);
         let b = table("users", &[("id", "int(11)", column("int", None, ""))]);
-        let e = plan(&[a.clone(), b]).unwrap_err().to_string();
+        let e = plan(&[a.clone(), b], &Options::default()).unwrap_err().to_string();
         assert!(e.contains("shop.Users and shop.users"), "{e}");
         let mut other_schema = a.clone();
         other_schema.def.target_schema = "elsewhere".into();
-        assert!(plan(&[a, other_schema]).is_ok());
+        assert!(plan(&[a, other_schema], &Options::default()).is_ok());
     }
 
     #[test]
     fn spatial_columns_are_refused_by_name() {
         let t =
             table("places", &[("id", "int(11)", column("int", None, "")), ("at", "point", column("point", None, ""))]);
-        let e = plan(&[t]).unwrap_err().to_string();
+        let e = plan(&[t], &Options::default()).unwrap_err().to_string();
         assert!(e.contains("column at of shop.places: the spatial type point"), "{e}");
     }
 

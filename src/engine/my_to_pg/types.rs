@@ -8,6 +8,7 @@
 
 use mysql_async::Value;
 
+use crate::api::ZeroDatePolicy;
 use crate::engine::mysql::catalog::MyTable;
 
 /// How a source column's values are written to its PostgreSQL column.
@@ -173,6 +174,38 @@ pub fn map_type(data_type: &str, column_type: &str, json: bool) -> Result<Mappin
     })
 }
 
+/// The mapping of a column whose PostgreSQL type the job's spec overrides
+/// (`columns.targetTypes`): that type in `CREATE TABLE` and in the applier's casts, values
+/// still written in the mapped type's text form for PostgreSQL to convert on input — except a
+/// `DATETIME` into a type with a time zone, written with `+00` so its wall-clock value is read
+/// as UTC whatever the target session's `TimeZone`.
+pub fn with_target_type(mapping: Mapping, target_type: &str) -> Mapping {
+    let pg_type = target_type.trim().to_owned();
+    let zoned = {
+        let t = pg_type.to_ascii_lowercase();
+        t.starts_with("timestamptz") || t.contains("with time zone")
+    };
+    let conv = if mapping.conv == Conv::DateTime && zoned { Conv::Timestamp } else { mapping.conv };
+    Mapping { pg_type, conv, ..mapping }
+}
+
+/// Whether a PostgreSQL type (as written in `columns.targetTypes`) holds text, so an `ENUM`'s or
+/// `SET`'s `CHECK` of labels still applies to it.
+pub fn is_text_type(pg_type: &str) -> bool {
+    let t = pg_type.trim().to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let base = base.rsplit('.').next().unwrap_or(base);
+    !t.ends_with(']') && matches!(base, "text" | "varchar" | "character" | "char" | "citext" | "bpchar")
+}
+
+/// Whether a PostgreSQL type (as written in `columns.targetTypes`) can be an identity column.
+pub fn is_identity_type(pg_type: &str) -> bool {
+    matches!(
+        pg_type.trim().to_ascii_lowercase().as_str(),
+        "smallint" | "integer" | "bigint" | "int" | "int2" | "int4" | "int8"
+    )
+}
+
 /// Whether column `name` of `t` is MariaDB's JSON: a LONGTEXT with the column check
 /// `json_valid(name)` the server adds to it.
 pub fn is_mariadb_json(t: &MyTable, name: &str) -> bool {
@@ -187,8 +220,9 @@ pub fn is_mariadb_json(t: &MyTable, name: &str) -> bool {
 /// Why one value cannot be written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ValueProblem {
-    /// A zero date (or a date with a zero month or day) in a column that is NOT NULL.
-    ZeroDate(String),
+    /// A zero date (or a date with a zero month or day), as MySQL prints it, that the job's
+    /// `policy.zeroDates` does not let through: `null` in a NOT NULL column, or `stop`.
+    ZeroDate(String, ZeroDatePolicy),
     /// A NUL character in text, which PostgreSQL text cannot hold.
     NulInText,
     /// The protocol gave a value of an unexpected shape.
@@ -198,16 +232,41 @@ pub enum ValueProblem {
 impl std::fmt::Display for ValueProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ValueProblem::ZeroDate(v) => write!(
+            ValueProblem::ZeroDate(v, ZeroDatePolicy::Stop) => write!(
+                f,
+                "holds the zero date {v}, which PostgreSQL has no value for, and spec.policy.zeroDates is stop; \
+                 fix: update the row on the source to a real date, or set spec.policy.zeroDates to null (NULL in \
+                 nullable columns) or sentinel (-infinity)"
+            ),
+            ValueProblem::ZeroDate(v, _) => write!(
                 f,
                 "holds the zero date {v}, which PostgreSQL has no value for, and is NOT NULL (a nullable column \
-                 gets NULL); fix: update the row on the source to a real date, or make the column nullable"
+                 gets NULL); fix: update the row on the source to a real date, make the column nullable, or set \
+                 spec.policy.zeroDates to sentinel (-infinity)"
             ),
             ValueProblem::NulInText => {
                 f.write_str("holds a NUL character, which PostgreSQL text cannot store; fix: remove it on the source")
             }
             ValueProblem::Unexpected(v) => write!(f, "has a value of an unexpected form ({v})"),
         }
+    }
+}
+
+/// What `policy.zeroDates` writes in a sentinel column: PostgreSQL's `date` and `timestamp`
+/// (with or without time zone) take it, and it sorts before every date.
+pub const ZERO_DATE_SENTINEL: &str = "-infinity";
+
+/// What a zero date (`shown` as MySQL prints it) becomes in a column under `policy`:
+/// `Ok(None)` NULL, `Ok(Some(text))` the sentinel, `Err` when the job must stop.
+pub fn zero_date_value(
+    policy: ZeroDatePolicy,
+    nullable: bool,
+    shown: impl FnOnce() -> String,
+) -> Result<Option<&'static str>, ValueProblem> {
+    match policy {
+        ZeroDatePolicy::Null if nullable => Ok(None),
+        ZeroDatePolicy::Sentinel => Ok(Some(ZERO_DATE_SENTINEL)),
+        ZeroDatePolicy::Null | ZeroDatePolicy::Stop => Err(ValueProblem::ZeroDate(shown(), policy)),
     }
 }
 
@@ -254,8 +313,8 @@ fn push_date(buf: &mut Vec<u8>, y: u16, mo: u8, d: u8) -> Result<(), ()> {
     Ok(())
 }
 
-/// Appends one value in `COPY` text form. `Ok(false)`: a zero date, which the caller writes as
-/// NULL or refuses, as the column's nullability says.
+/// Appends one value in `COPY` text form. `Ok(false)`: a zero date, of which nothing is
+/// written; the caller writes what `policy.zeroDates` makes of it ([`zero_date_value`]).
 pub fn push_value(buf: &mut Vec<u8>, conv: Conv, value: &Value) -> Result<bool, ValueProblem> {
     use std::io::Write;
     let unexpected = || ValueProblem::Unexpected(format!("{conv:?} from {}", value_kind(value)));
@@ -339,10 +398,11 @@ fn value_kind(value: &Value) -> &'static str {
     }
 }
 
-/// A zero date as MySQL prints it, for messages.
-pub fn zero_date_text(value: &Value) -> String {
+/// A zero date as MySQL prints it, for messages: a `DATE` as a date, a `DATETIME` or
+/// `TIMESTAMP` with its time.
+pub fn zero_date_text(conv: Conv, value: &Value) -> String {
     match value {
-        Value::Date(y, mo, d, 0, 0, 0, 0) => format!("'{y:04}-{mo:02}-{d:02}'"),
+        Value::Date(y, mo, d, ..) if conv == Conv::Date => format!("'{y:04}-{mo:02}-{d:02}'"),
         Value::Date(y, mo, d, h, mi, s, _) => format!("'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}'"),
         _ => "(a zero date)".into(),
     }
@@ -419,6 +479,21 @@ mod tests {
     }
 
     #[test]
+    fn an_override_replaces_the_type_and_keeps_the_conversion() {
+        let flag = with_target_type(map_type("tinyint", "tinyint(1)", false).unwrap(), " boolean ");
+        assert_eq!((flag.pg_type.as_str(), flag.conv), ("boolean", Conv::Integer));
+        for zoned in ["timestamptz", "timestamptz(3)", "timestamp(3) with time zone"] {
+            assert_eq!(with_target_type(map_type("datetime", "datetime", false).unwrap(), zoned).conv, Conv::Timestamp);
+        }
+        assert_eq!(with_target_type(map_type("datetime", "datetime", false).unwrap(), "text").conv, Conv::DateTime);
+        let e = with_target_type(map_type("enum", "enum('a')", false).unwrap(), "citext");
+        assert_eq!(e.enum_labels, Some(vec!["a".to_owned()]));
+        assert!(is_text_type("public.citext") && is_text_type("varchar(10)") && is_text_type("character varying(3)"));
+        assert!(!is_text_type("text[]") && !is_text_type("integer") && !is_text_type("mood"));
+        assert!(is_identity_type("int8") && is_identity_type("BIGINT") && !is_identity_type("numeric(20,0)"));
+    }
+
+    #[test]
     fn labels_read_quotes_and_commas_inside_them() {
         assert_eq!(labels("enum('a,b','c''d',' e ')").unwrap(), vec!["a,b", "c'd", " e "]);
         assert_eq!(labels("set()").unwrap(), Vec::<String>::new());
@@ -481,8 +556,23 @@ mod tests {
                 assert_eq!(push_value(&mut buf, conv, &v), Ok(false), "{conv:?} {v:?}");
             }
         }
-        assert_eq!(zero_date_text(&Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00'");
-        assert_eq!(zero_date_text(&Value::Date(2024, 0, 1, 1, 0, 0, 0)), "'2024-00-01 01:00:00'");
+        assert!(buf.is_empty(), "a zero date wrote {buf:?}");
+        assert_eq!(zero_date_text(Conv::Date, &Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00'");
+        assert_eq!(zero_date_text(Conv::DateTime, &Value::Date(0, 0, 0, 0, 0, 0, 0)), "'0000-00-00 00:00:00'");
+        assert_eq!(zero_date_text(Conv::Timestamp, &Value::Date(2024, 0, 1, 1, 0, 0, 0)), "'2024-00-01 01:00:00'");
+    }
+
+    #[test]
+    fn the_zero_date_policy_decides_per_column() {
+        let shown = || "'0000-00-00'".to_owned();
+        assert_eq!(zero_date_value(ZeroDatePolicy::Null, true, shown), Ok(None));
+        let e = zero_date_value(ZeroDatePolicy::Null, false, shown).unwrap_err();
+        assert!(e.to_string().contains("'0000-00-00'") && e.to_string().contains("is NOT NULL"), "{e}");
+        for nullable in [true, false] {
+            assert_eq!(zero_date_value(ZeroDatePolicy::Sentinel, nullable, shown), Ok(Some("-infinity")));
+            let e = zero_date_value(ZeroDatePolicy::Stop, nullable, shown).unwrap_err().to_string();
+            assert!(e.contains("spec.policy.zeroDates is stop"), "{e}");
+        }
     }
 
     #[test]

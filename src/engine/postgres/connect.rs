@@ -170,6 +170,16 @@ impl AsyncWrite for PgTlsStream {
     }
 }
 
+/// The column a `COPY … FROM STDIN` error's context names (`COPY items, line 2, column flag:
+/// "7"` → `flag`): the server does not set the error's column field for a value it cannot read
+/// in a COPY.
+fn copy_column(context: &str) -> Option<&str> {
+    let first = context.lines().next()?;
+    let rest = first.strip_prefix("COPY ")?;
+    let (_, after) = rest.split_once(", column ")?;
+    after.split_once(": ").map(|(column, _)| column)
+}
+
 /// The server's own message for a database error (which names the failing object), with its
 /// detail and hint, its SQLSTATE and the objects it concerns, or the client's description
 /// otherwise. Neither ever holds the password; the row values a server quotes (in the detail,
@@ -187,7 +197,7 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> ServerMessage {
                 hint: db.hint(),
                 schema: db.schema(),
                 table: db.table(),
-                column: db.column(),
+                column: db.column().or_else(|| db.where_().and_then(copy_column)),
                 datatype: db.datatype(),
                 constraint: db.constraint(),
             };
@@ -215,5 +225,18 @@ impl Describe for tokio_postgres::Error {
 impl From<tokio_postgres::Error> for ServerMessage {
     fn from(e: tokio_postgres::Error) -> ServerMessage {
         describe_pg_error(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_column;
+
+    #[test]
+    fn a_copy_error_s_context_names_its_column() {
+        assert_eq!(copy_column("COPY items, line 2, column flag: \"7\""), Some("flag"));
+        assert_eq!(copy_column("COPY items, line 1, column at: null input\nSQL statement"), Some("at"));
+        assert_eq!(copy_column("COPY items, line 3"), None);
+        assert_eq!(copy_column("PL/pgSQL function f() line 3"), None);
     }
 }
