@@ -6,6 +6,7 @@
 //! ignore case on the source.
 
 mod my_pg_support;
+mod runner;
 
 use std::time::Duration;
 
