@@ -359,6 +359,20 @@ fn a_compare_task_needs_a_job_or_both_endpoints_and_a_sane_mode_and_schedule() {
     c.mode = Some(CompareMode { kind: CompareModeKind::Sample, percent: None });
     c.schedule = Some("61 * * * *".into());
     assert_eq!(paths(&c.validate()), ["spec.mode.percent", "spec.schedule"]);
+    // A target type is a SyncJob's: a CompareTask's own selection refuses it.
+    let mut c = compare();
+    c.sync_job_ref = None;
+    c.source = Some(Endpoint::test_postgres(5432));
+    c.target = Some(Endpoint::test_postgres(5433));
+    let mut objects = SyncJobSpec::test().objects;
+    objects.databases[0].schemas[0].tables[0].columns = Some(ColumnSelection {
+        target_types: BTreeMap::from([("flag".to_owned(), "boolean".to_owned())]),
+        ..Default::default()
+    });
+    c.objects = Some(objects);
+    let errors = c.validate();
+    assert_eq!(paths(&errors), ["spec.objects.databases[0].schemas[0].tables[0].columns.targetTypes"]);
+    assert!(errors[0].to_string().contains("a SyncJob field"), "{errors:?}");
     assert!(check_cron("*/15 2-4 * * 1,3").is_ok());
     assert!(check_cron("* * *").is_err());
 }

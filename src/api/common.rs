@@ -345,10 +345,12 @@ pub struct ColumnSelection {
     /// sessions resolve names in `pg_catalog` only), an optional `(n)` or `(p,s)` and an optional
     /// `[]`; nothing else is accepted, as the name goes into the target's DDL. The precheck
     /// (`target.types`) fails on a column the table does not have and on a type the target
-    /// server does not know (`public.citext` needs `CREATE EXTENSION citext`). Values are still written in the mapped type's text form and PostgreSQL
-    /// converts them: a value the type cannot take stops the job, naming the table and column. A
-    /// `DATETIME` overridden to `timestamptz` is taken as UTC. The change stream stops on a
-    /// `MODIFY`/`CHANGE` of an overridden column.
+    /// server does not know (`public.citext` needs `CREATE EXTENSION citext`). Values are still
+    /// written in the mapped type's text form and PostgreSQL converts them: a value the type
+    /// cannot take stops the job, naming the table and column (in the change stream: the table
+    /// and the type). A `DATETIME` overridden to `timestamptz` is taken as UTC. The change stream
+    /// stops on a `MODIFY`/`CHANGE` of an overridden column. A SyncJob field: a CompareTask's
+    /// own selection refuses it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub target_types: BTreeMap<String, String>,
 }

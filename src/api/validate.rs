@@ -244,9 +244,9 @@ pub fn check_pg_type(text: &str) -> Result<(), String> {
 
 /// Checks `columns.targetTypes` of every selected table: a MySQL/MariaDB → PostgreSQL field,
 /// each type name by [`check_pg_type`], each column one the selection transfers.
-fn check_target_types(errs: &mut Errors, o: &ObjectSelection, source: Engine, target: Engine) {
-    let my_to_pg = source.is_mysql_family() && target == Engine::Postgresql;
-    let mut tables: Vec<(String, &TableSelection)> = Vec::new();
+/// Every table selection of `o` with its path under `spec.objects`.
+fn selected_tables(o: &ObjectSelection) -> Vec<(String, &TableSelection)> {
+    let mut tables = Vec::new();
     for (i, db) in o.databases.iter().enumerate() {
         for (j, t) in db.tables.iter().enumerate() {
             tables.push((format!("spec.objects.databases[{i}].tables[{j}]"), t));
@@ -257,6 +257,25 @@ fn check_target_types(errs: &mut Errors, o: &ObjectSelection, source: Engine, ta
             }
         }
     }
+    tables
+}
+
+/// Refuses `columns.targetTypes` in a CompareTask's own selection: the comparison reads the
+/// target's columns with the types they have.
+fn refuse_target_types(errs: &mut Errors, o: &ObjectSelection) {
+    for (path, t) in selected_tables(o) {
+        if t.columns.as_ref().is_some_and(|c| !c.target_types.is_empty()) {
+            errs.push(
+                format!("{path}.columns.targetTypes"),
+                "a SyncJob field: a CompareTask compares the target's columns with the types they have; remove it",
+            );
+        }
+    }
+}
+
+fn check_target_types(errs: &mut Errors, o: &ObjectSelection, source: Engine, target: Engine) {
+    let my_to_pg = source.is_mysql_family() && target == Engine::Postgresql;
+    let tables = selected_tables(o);
     for (tp, t) in tables {
         let Some(cols) = t.columns.as_ref().filter(|c| !c.target_types.is_empty()) else { continue };
         let path = format!("{tp}.columns.targetTypes");
@@ -634,7 +653,10 @@ impl Validate for CompareTaskSpec {
                 check_endpoint(&mut errs, "spec.target", tgt);
                 match &self.objects {
                     None => errs.push("spec.objects", "required when no syncJobRef is given"),
-                    Some(o) => check_objects(&mut errs, "spec.objects", o, src.engine),
+                    Some(o) => {
+                        check_objects(&mut errs, "spec.objects", o, src.engine);
+                        refuse_target_types(&mut errs, o);
+                    }
                 }
             }
             (None, _, _) => errs.push("spec.syncJobRef", "give a syncJobRef, or both source and target"),
