@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ferry::api::{PrecheckResult, SpeedLimit, TaskType, Tuning};
 use ferry::engine::{self, Job, Outcome, Tracker, progress::NoProgress};
-use my_pg_support::{Servers, exec, until, wait_for};
+use my_pg_support::{Servers, column_types, exec, until, wait_for};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use runner::Runner;
@@ -156,17 +156,7 @@ async fn every_mapped_type_arrives_with_its_edge_values() {
         .collect();
     assert_eq!(floats, copied);
     // The types themselves, as the mapping documents them.
-    let types: Vec<(String, String)> = pg
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = 'shop.types'::regclass AND attnum > 0 ORDER BY attnum",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let types = column_types(&pg, "shop.types").await;
     let type_of = |c: &str| types.iter().find(|(n, _)| n == c).map(|(_, t)| t.as_str()).unwrap();
     for (c, want) in [
         ("tiu", "smallint"),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ferry::api::{CompareResult, SyncJobSpec, TaskType, ZeroDatePolicy};
 use ferry::compare::{self, Options};
 use ferry::engine::{self, EngineError, Job, Outcome, Tracker, progress::NoProgress};
-use my_pg_support::{Servers, exec, wait_for};
+use my_pg_support::{Servers, column_types, exec, wait_for};
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
@@ -294,17 +294,7 @@ async fn target_types_replace_the_mapping_in_the_copy_and_the_stream_and_compare
     )
     .await;
     wait_for(&pg, "SELECT count(*) = 3 AND bool_and(flag) FROM shop.items", &mut job).await;
-    let types: Vec<(String, String)> = pg
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = 'shop.items'::regclass AND attnum > 0 ORDER BY attnum",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let types = column_types(&pg, "shop.items").await;
     let want: Vec<(String, String)> = [
         ("id", "integer"),
         ("flag", "boolean"),

@@ -150,3 +150,17 @@ pub async fn wait_for(pg: &Client, sql: &str, job: &mut tokio::task::JoinHandle<
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Each column of a target table with its type as PostgreSQL writes it, in column order.
+pub async fn column_types(pg: &Client, table: &str) -> Vec<(String, String)> {
+    pg.query(
+        "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
