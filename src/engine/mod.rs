@@ -5,7 +5,8 @@
 //! sink; the worker wires it to the API, `ferry run` to the terminal. Every engine pair runs the
 //! one job [`pipeline`] (resolve, record, copy, build, catch up, stream, cut over), bringing its
 //! steps as a [`pipeline::Transfer`] over the shared copy loop ([`snapshot`]) and apply loop
-//! ([`apply`]); [`pairs`] lists the pairs. A new pair is a new module and a line in each.
+//! ([`apply`]); [`pairs`] lists the pairs and what runs each. A new pair is a new module and a
+//! line in [`pairs::PAIRS`].
 
 pub mod apply;
 pub mod drift;
@@ -78,7 +79,7 @@ pub struct Login<'a> {
 
 use tokio::sync::watch;
 
-use crate::api::{DebugOptions, Engine, PrecheckItem, PrecheckResult, SyncJobSpec};
+use crate::api::{DebugOptions, PrecheckItem, PrecheckResult, SyncJobSpec};
 
 /// How a transfer run ended without error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,35 +171,16 @@ pub async fn run(job: Job<'_>) -> Result<Outcome, EngineError> {
 /// One run of a job, from its checkpoint to completion, a stop or an error.
 async fn run_once(job: Job<'_>) -> Result<Outcome, EngineError> {
     let spec = job.spec;
-    pairs::supported(spec.source.engine, spec.target.engine, spec.task_type)
+    let pair = pairs::find(spec.source.engine, spec.target.engine, Some(spec.task_type))
         .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-    match (spec.source.engine, spec.target.engine) {
-        (Engine::Postgresql, Engine::Postgresql) => postgres::run(job).await,
-        (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::run(job).await,
-        (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::run(job).await,
-        (s, t) => Err(unrouted(s, t)),
-    }
-}
-
-/// A pair [`pairs::PAIRS`] lists that no engine runs: a table out of step with the dispatch.
-fn unrouted(source: Engine, target: Engine) -> EngineError {
-    EngineError::Unsupported(format!("{source} → {target} is listed in engine::pairs but no engine runs it"))
+    (pair.runs.run)(job).await
 }
 
 /// Runs the precheck for a job's endpoints.
 pub async fn precheck(spec: &SyncJobSpec, credentials: &Credentials) -> Vec<PrecheckItem> {
-    let mut items = match pairs::supported(spec.source.engine, spec.target.engine, spec.task_type) {
+    let mut items = match pairs::find(spec.source.engine, spec.target.engine, Some(spec.task_type)) {
         Err(e) => vec![engines_item(&e)],
-        Ok(()) => match (spec.source.engine, spec.target.engine) {
-            (Engine::Postgresql, Engine::Postgresql) => postgres::precheck::run(spec, credentials).await,
-            (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::precheck::run(spec, credentials).await,
-            (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::precheck(spec, credentials).await,
-            (s, t) => vec![engines_item(&pairs::Unsupported {
-                field: pairs::Field::TargetEngine,
-                reason: unrouted(s, t).to_string(),
-                fix: format!("use a pair Ferry transfers: {}", pairs::describe()),
-            })],
-        },
+        Ok(pair) => (pair.runs.precheck)(spec, credentials).await,
     };
     // A side whose TLS failed already has its `<side>.tls` item.
     let plaintext: Vec<_> =
@@ -256,20 +238,15 @@ pub fn plaintext_items(spec: &SyncJobSpec) -> Vec<PrecheckItem> {
 pub async fn release(id: &str, spec: &SyncJobSpec, credentials: &Credentials) -> Result<(), EngineError> {
     // A job whose pair does not exist never ran (validation keeps it in CREATE_FAILED), so there
     // is nothing of it to find; which engine's release to use is not known either.
-    pairs::engines_supported(spec.source.engine, spec.target.engine)
+    let pair = pairs::find(spec.source.engine, spec.target.engine, None)
         .map_err(|e| EngineError::Unsupported(format!("releasing: {e}")))?;
-    match (spec.source.engine, spec.target.engine) {
-        (Engine::Postgresql, Engine::Postgresql) => postgres::release(id, spec, credentials).await,
-        (s, t) if s.is_mysql_family() && t.is_mysql_family() => mysql::release(id, spec, credentials).await,
-        (s, Engine::Postgresql) if s.is_mysql_family() => my_to_pg::release(id, spec, credentials).await,
-        (s, t) => Err(unrouted(s, t)),
-    }
+    (pair.runs.release)(id, spec, credentials).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{TlsConfig, TlsMode};
+    use crate::api::{Engine, TlsConfig, TlsMode};
 
     fn results(spec: &SyncJobSpec) -> Vec<(String, PrecheckResult)> {
         plaintext_items(spec).into_iter().map(|i| (i.item, i.result)).collect()

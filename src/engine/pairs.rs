@@ -2,12 +2,34 @@
 //! validation, the precheck, the engine dispatch, `ferry convert` and the documentation (through
 //! the tests that hold it to [`describe`]) take their answer from.
 //!
-//! Adding a pair is a line in [`PAIRS`] (besides the engine code that runs it); a pair that runs
-//! only some task types lists just those.
+//! Adding a pair is its engine module (a [`super::pipeline::Transfer`] and its precheck and
+//! release) and a line in [`PAIRS`] naming them; a pair that runs only some task types lists just
+//! those.
 
 use std::fmt;
 
-use crate::api::{Engine, TaskType};
+use futures::future::BoxFuture;
+
+use super::error::EngineError;
+use super::{Credentials, Job, Outcome};
+use crate::api::{Engine, PrecheckItem, SyncJobSpec, TaskType};
+
+/// What runs one pair's jobs: the engine's entry points, which [`super::run`],
+/// [`super::precheck`] and [`super::release`] dispatch to.
+pub struct Runs {
+    /// Runs a job until it completes, stops or fails.
+    pub run: for<'a> fn(Job<'a>) -> BoxFuture<'a, Result<Outcome, EngineError>>,
+    /// The precheck items of a job's endpoints.
+    pub precheck: for<'a> fn(&'a SyncJobSpec, &'a Credentials) -> BoxFuture<'a, Vec<PrecheckItem>>,
+    /// Releases what a job holds on its source and its bookkeeping on the target.
+    pub release: for<'a> fn(&'a str, &'a SyncJobSpec, &'a Credentials) -> BoxFuture<'a, Result<(), EngineError>>,
+}
+
+impl fmt::Debug for Runs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Runs")
+    }
+}
 
 /// One kind of transfer Ferry runs: from any of `sources` to any of `targets`, for `tasks`.
 #[derive(Clone, Copy, Debug)]
@@ -18,7 +40,30 @@ pub struct Pair {
     pub targets: &'static [Engine],
     /// Task types the pair runs.
     pub tasks: &'static [TaskType],
+    /// The engine code that runs it.
+    pub runs: &'static Runs,
 }
+
+/// PostgreSQL → PostgreSQL.
+const POSTGRES: Runs = Runs {
+    run: |job| Box::pin(super::postgres::run(job)),
+    precheck: |spec, credentials| Box::pin(super::postgres::precheck::run(spec, credentials)),
+    release: |id, spec, credentials| Box::pin(super::postgres::release(id, spec, credentials)),
+};
+
+/// Within the MySQL family.
+const MYSQL: Runs = Runs {
+    run: |job| Box::pin(super::mysql::run(job)),
+    precheck: |spec, credentials| Box::pin(super::mysql::precheck::run(spec, credentials)),
+    release: |id, spec, credentials| Box::pin(super::mysql::release(id, spec, credentials)),
+};
+
+/// MySQL family → PostgreSQL.
+const MYSQL_TO_POSTGRES: Runs = Runs {
+    run: |job| Box::pin(super::my_to_pg::run(job)),
+    precheck: |spec, credentials| Box::pin(super::my_to_pg::precheck(spec, credentials)),
+    release: |id, spec, credentials| Box::pin(super::my_to_pg::release(id, spec, credentials)),
+};
 
 const POSTGRESQL: &[Engine] = &[Engine::Postgresql];
 const MYSQL_FAMILY: &[Engine] = &[Engine::Mysql, Engine::Mariadb];
@@ -26,9 +71,9 @@ const EVERY_TASK: &[TaskType] = &[TaskType::FullTrans, TaskType::FullIncrTrans, 
 
 /// The transfers Ferry runs.
 pub const PAIRS: &[Pair] = &[
-    Pair { sources: POSTGRESQL, targets: POSTGRESQL, tasks: EVERY_TASK },
-    Pair { sources: MYSQL_FAMILY, targets: MYSQL_FAMILY, tasks: EVERY_TASK },
-    Pair { sources: MYSQL_FAMILY, targets: POSTGRESQL, tasks: EVERY_TASK },
+    Pair { sources: POSTGRESQL, targets: POSTGRESQL, tasks: EVERY_TASK, runs: &POSTGRES },
+    Pair { sources: MYSQL_FAMILY, targets: MYSQL_FAMILY, tasks: EVERY_TASK, runs: &MYSQL },
+    Pair { sources: MYSQL_FAMILY, targets: POSTGRESQL, tasks: EVERY_TASK, runs: &MYSQL_TO_POSTGRES },
 ];
 
 /// The spec field that keeps a transfer out of [`PAIRS`].
@@ -79,6 +124,21 @@ pub fn supported(source: Engine, target: Engine, task: TaskType) -> Result<(), U
 /// Whether Ferry transfers from `source` to `target` with some task type.
 pub fn engines_supported(source: Engine, target: Engine) -> Result<(), Unsupported> {
     check(PAIRS, source, target, None)
+}
+
+/// The pair that transfers from `source` to `target` (with `task`, when given), or why none does.
+pub fn find(source: Engine, target: Engine, task: Option<TaskType>) -> Result<&'static Pair, Unsupported> {
+    check(PAIRS, source, target, task)?;
+    PAIRS
+        .iter()
+        .find(|p| {
+            p.sources.contains(&source) && p.targets.contains(&target) && task.is_none_or(|t| p.tasks.contains(&t))
+        })
+        .ok_or_else(|| Unsupported {
+            field: Field::TargetEngine,
+            reason: format!("{source} → {target}: no pair in the table"),
+            fix: format!("use a pair Ferry transfers: {}", describe()),
+        })
 }
 
 /// The pairs Ferry transfers, as manifests name the engines: `postgresql → postgresql and
@@ -191,8 +251,13 @@ mod tests {
 
     /// A table with a pair limited to some task types and an engine that is no source.
     const LIMITED: &[Pair] = &[
-        Pair { sources: MYSQL_FAMILY, targets: MYSQL_FAMILY, tasks: EVERY_TASK },
-        Pair { sources: MYSQL_FAMILY, targets: POSTGRESQL, tasks: &[FullTrans, FullIncrTrans] },
+        Pair { sources: MYSQL_FAMILY, targets: MYSQL_FAMILY, tasks: EVERY_TASK, runs: &MYSQL },
+        Pair {
+            sources: MYSQL_FAMILY,
+            targets: POSTGRESQL,
+            tasks: &[FullTrans, FullIncrTrans],
+            runs: &MYSQL_TO_POSTGRES,
+        },
     ];
 
     #[test]
