@@ -30,7 +30,8 @@ use crate::engine::sql::{pg_ident, pg_qualified};
 
 use super::stream::{ColumnConv, TableConv, encoding_of};
 use super::structure::index_name;
-use super::types::{Conv, map_type, pg_literal};
+use super::types::{Conv, ZERO_DATE_SENTINEL, map_type, pg_literal};
+use crate::api::ZeroDatePolicy;
 
 /// Why a statement cannot be translated.
 type Refusal = String;
@@ -149,13 +150,13 @@ fn declare(t: &TableConv, name: &str, data_type: &DataType, options: &[ColumnOpt
     };
     let mapping = map_type(&data, &column_type, false)?;
     let mut nullable = true;
-    let mut default = None;
+    let mut default_expr = None;
     let mut charset = t.charset.clone();
     for option in options {
         match option {
             ColumnOption::Null => nullable = true,
             ColumnOption::NotNull => nullable = false,
-            ColumnOption::Default(e) => default = literal(e, mapping.conv)?,
+            ColumnOption::Default(e) => default_expr = Some(e),
             ColumnOption::Comment(_) => {}
             ColumnOption::CharacterSet(cs) => charset = Some(cs.to_string()),
             ColumnOption::Collation(c) => {
@@ -164,6 +165,11 @@ fn declare(t: &TableConv, name: &str, data_type: &DataType, options: &[ColumnOpt
             other => return Err(format!("column {name}: the clause {other} is not translated")),
         }
     }
+    let default = match default_expr {
+        Some(e) if is_zero_date(e, mapping.conv) => zero_date_default(e, t.zero_dates, nullable)?,
+        Some(e) => literal(e, mapping.conv)?,
+        None => None,
+    };
     let text = mapping.conv == Conv::Text && mapping.enum_labels.is_none() && mapping.set_members.is_none();
     let encoding = match charset.as_deref() {
         Some(cs) if text && !matches!(cs.to_ascii_lowercase().as_str(), "utf8mb4" | "utf8mb3" | "utf8" | "ascii") => {
@@ -196,6 +202,29 @@ fn declare(t: &TableConv, name: &str, data_type: &DataType, options: &[ColumnOpt
         default,
         implicit,
     })
+}
+
+/// Whether `e` is a zero date (`'0000-00-00'`, a zero month or day) given to a date column.
+fn is_zero_date(e: &Expr, conv: Conv) -> bool {
+    let Expr::Value(v) = e else { return false };
+    let (Value::SingleQuotedString(s) | Value::DoubleQuotedString(s)) = &v.value else { return false };
+    matches!(conv, Conv::Date | Conv::DateTime | Conv::Timestamp)
+        && (s.starts_with("0000") || s.get(4..8) == Some("-00-") || s.get(7..10) == Some("-00"))
+}
+
+/// The default of a column added with a zero date as its default, by `policy.zeroDates`, as the
+/// full transfer writes the zero dates the rows hold: `-infinity` with `sentinel`; NULL with
+/// `null` where the column takes it; otherwise refused.
+fn zero_date_default(e: &Expr, policy: ZeroDatePolicy, nullable: bool) -> Result<Option<String>, Refusal> {
+    match policy {
+        ZeroDatePolicy::Sentinel => Ok(Some(pg_literal(ZERO_DATE_SENTINEL))),
+        ZeroDatePolicy::Null if nullable => Ok(None),
+        ZeroDatePolicy::Null => Err(format!(
+            "the default {e} is a zero date in a NOT NULL column: the rows the table holds get it, and \
+             policy.zeroDates null has no value for it there (sentinel writes -infinity)"
+        )),
+        ZeroDatePolicy::Stop => Err(format!("the default {e} is a zero date and policy.zeroDates is stop")),
+    }
 }
 
 /// A literal default for a column of conversion `conv`, as PostgreSQL SQL (`None`: NULL).
@@ -583,6 +612,33 @@ mod tests {
             assert!(e.contains("column qty has its target type from columns.targetTypes (numeric(12,2))"), "{e}");
         }
         assert!(translate("ALTER TABLE tgt.items RENAME COLUMN qty TO amount", &mut t).is_ok());
+    }
+
+    #[test]
+    fn a_column_added_with_a_zero_date_default_follows_the_zero_date_policy() {
+        let added = |policy: ZeroDatePolicy, sql: &str| {
+            let mut t = tables();
+            t[0].zero_dates = policy;
+            translate(sql, &mut t).map(|out| match &out[0] {
+                Change::Reshape { changes, .. } => match &changes[0] {
+                    ColumnChange::Added { existing, default, .. } => (existing.clone(), default.clone()),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            })
+        };
+        let nullable = "ALTER TABLE tgt.items ADD COLUMN d DATE NULL DEFAULT '0000-00-00'";
+        let not_null = "ALTER TABLE tgt.items ADD COLUMN d DATETIME NOT NULL DEFAULT '0000-00-00 00:00:00'";
+        // The rows the table holds get what the full transfer writes for their zero dates.
+        assert_eq!(added(ZeroDatePolicy::Null, nullable), Ok((None, None)));
+        assert!(added(ZeroDatePolicy::Null, not_null).unwrap_err().contains("zero date in a NOT NULL column"));
+        let infinity = Some("'-infinity'".to_owned());
+        assert_eq!(added(ZeroDatePolicy::Sentinel, not_null), Ok((infinity.clone(), infinity)));
+        assert!(added(ZeroDatePolicy::Stop, nullable).unwrap_err().contains("policy.zeroDates is stop"));
+        // A real date is a default like any other.
+        let dated = "ALTER TABLE tgt.items ADD COLUMN d DATE NOT NULL DEFAULT '2024-01-31'";
+        let day = Some("'2024-01-31'".to_owned());
+        assert_eq!(added(ZeroDatePolicy::Stop, dated), Ok((day.clone(), day)));
     }
 
     #[test]
