@@ -257,21 +257,7 @@ impl Side for PgSide {
         for group in keys.chunks(200) {
             let d = &self.tables[t];
             let names: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
-            let mut params: Vec<String> = Vec::new();
-            let tuples: Vec<String> = group
-                .iter()
-                .map(|key| {
-                    let vals: Vec<String> = d
-                        .key_columns()
-                        .zip(key)
-                        .map(|(c, v)| {
-                            params.push(v.clone());
-                            format!("${}::text::{}", params.len(), c.type_sql)
-                        })
-                        .collect();
-                    format!("ROW({})", vals.join(", "))
-                })
-                .collect();
+            let (tuples, params) = key_tuples(d, group, false);
             let key_text: Vec<String> = names.iter().map(|k| format!("{k}::text")).collect();
             let sql = format!(
                 "SELECT {}, {} FROM {} WHERE ROW({}) IN ({}) ORDER BY {}",
@@ -393,25 +379,8 @@ impl Side for PgSide {
         for group in keys.chunks(200) {
             let d = &self.tables[t];
             let names: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
-            let mut params: Vec<String> = Vec::new();
             // Keys come in canonical form: bytes as hex digits.
-            let tuples: Vec<String> = group
-                .iter()
-                .map(|key| {
-                    let vals: Vec<String> = d
-                        .key_columns()
-                        .zip(key)
-                        .map(|(c, v)| {
-                            params.push(v.clone());
-                            match ValueClass::of_postgres(&c.type_sql) {
-                                ValueClass::Bytes => format!("decode(${}, 'hex')", params.len()),
-                                _ => format!("${}::text::{}", params.len(), c.type_sql),
-                            }
-                        })
-                        .collect();
-                    format!("ROW({})", vals.join(", "))
-                })
-                .collect();
+            let (tuples, params) = key_tuples(d, group, true);
             let cond = format!("ROW({}) IN ({})", names.join(", "), tuples.join(", "));
             out.extend(self.raw_select(t, &cond, &params).await?);
         }
@@ -427,4 +396,28 @@ impl Side for PgSide {
             .collect();
         format!("SELECT * FROM {} WHERE {}", pg_qualified(&d.schema, &d.name), conds.join(" AND "))
     }
+}
+
+/// `ROW($1::text::type, …)` for each key of `keys` (in `d`'s key columns), with the values they
+/// bind. `hex_bytes`: a `bytea` key column's values are hex digits (the canonical form), decoded.
+fn key_tuples(d: &TableDef, keys: &[Vec<String>], hex_bytes: bool) -> (Vec<String>, Vec<String>) {
+    let mut params: Vec<String> = Vec::new();
+    let tuples = keys
+        .iter()
+        .map(|key| {
+            let vals: Vec<String> = d
+                .key_columns()
+                .zip(key)
+                .map(|(c, v)| {
+                    params.push(v.clone());
+                    match ValueClass::of_postgres(&c.type_sql) {
+                        ValueClass::Bytes if hex_bytes => format!("decode(${}, 'hex')", params.len()),
+                        _ => format!("${}::text::{}", params.len(), c.type_sql),
+                    }
+                })
+                .collect();
+            format!("ROW({})", vals.join(", "))
+        })
+        .collect();
+    (tuples, params)
 }
