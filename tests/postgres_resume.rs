@@ -284,3 +284,50 @@ async fn killed_while_a_keyless_table_is_copied_in_page_ranges_it_copies_it_agai
         .get(0);
     assert_eq!(chunks, 1, "the second run copied the keyless table in one chunk of its own snapshot");
 }
+
+/// A job whose replication slot is gone (dropped by hand while the worker was down) cannot bring
+/// what the target holds up to date: the next run empties the target tables and starts over
+/// with a new slot, and the target converges without a doubled row in the keyless table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_slot_was_dropped_starts_over_and_converges() {
+    let pair = Pair::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (manifest, spec) = setup(&pair, dir.path(), 2000).await;
+    let running = Arc::new(AtomicBool::new(true));
+    let writes = writer(&pair, Arc::clone(&running));
+    let tgt = pair.target().await;
+    let src = pair.source().await;
+
+    let mut first = Runner::start(dir.path(), &manifest, 1);
+    until("the incremental phase", &mut first, &tgt, "SELECT checkpoint_lsn IS NOT NULL FROM _ferry.jobs").await;
+    first.kill();
+    let row = tgt.query_one("SELECT slot, start_lsn::text FROM _ferry.jobs", &[]).await.unwrap();
+    let (slot, first_start): (String, String) = (row.get(0), row.get(1));
+    // The killed worker's session may take a moment to let go of the slot.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = src.execute("SELECT pg_drop_replication_slot($1)", &[&slot]).await {
+        assert!(Instant::now() < deadline, "could not drop slot {slot}: {e}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut second = Runner::start(dir.path(), &manifest, 2);
+    let started_over = format!(
+        "SELECT start_lsn::text <> '{first_start}' AND checkpoint_lsn IS NOT NULL AND full_done FROM _ferry.jobs"
+    );
+    until("a new start, streaming", &mut second, &tgt, &started_over).await;
+    assert!(second.log().contains("starting the transfer over"), "{}", second.log());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    running.store(false, Ordering::SeqCst);
+    assert!(writes.await.unwrap() > 0);
+    for table in ["accounts", "events"] {
+        try_wait_equal(&pair, table, table, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n--- second run:\n{}", second.log()));
+    }
+    second.stop_cleanly();
+    let report = compare::run(&spec.source, &spec.target, &spec.objects, &pair.credentials(), Options::content(100))
+        .await
+        .unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+    assert_eq!(rows(&src, "events").await, rows(&tgt, "events").await, "no doubled rows in the keyless table");
+}

@@ -3,10 +3,11 @@
 //!
 //! This module knows nothing of Kubernetes. It takes a job spec, the passwords and a progress
 //! sink; the worker wires it to the API, `ferry run` to the terminal. Every engine pair runs the
-//! one job [`pipeline`] (resolve, record, copy, build, catch up, stream, cut over), bringing its
-//! steps as a [`pipeline::Transfer`] over the shared copy loop ([`snapshot`]) and apply loop
-//! ([`apply`]); [`pairs`] lists the pairs and what runs each. A new pair is a new module and a
-//! line in [`pairs::PAIRS`].
+//! one job [`pipeline`] (resolve, record, copy, build, catch up, stream, cut over) over a
+//! [`pipeline::Source`], a [`pipeline::Target`] and the pair's [`pipeline::Mapping`] between
+//! them, with the shared copy loop ([`snapshot`]) and apply loop ([`apply`]); [`pairs`] lists the
+//! pairs and what runs each. A new pair of existing engines is a new mapping and a line in
+//! [`pairs::PAIRS`].
 
 pub mod apply;
 pub mod drift;

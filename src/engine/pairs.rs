@@ -2,8 +2,9 @@
 //! validation, the precheck, the engine dispatch, `ferry convert` and the documentation (through
 //! the tests that hold it to [`describe`]) take their answer from.
 //!
-//! Adding a pair is its engine module (a [`super::pipeline::Transfer`] and its precheck and
-//! release) and a line in [`PAIRS`] naming them; a pair that runs only some task types lists just
+//! Adding a pair of existing engines is a module with its [`super::pipeline::Mapping`] between the
+//! source's [`super::pipeline::Source`] and the target's [`super::pipeline::Target`], its precheck
+//! and release, and a line in [`PAIRS`] naming them; a pair that runs only some task types lists just
 //! those.
 
 use std::fmt;

@@ -44,7 +44,7 @@ use super::Credentials;
 use super::Job;
 use super::apply::{self, ApplyOptions};
 use super::error::{EngineError, Result, Side};
-use super::pipeline::{self, Build, Ledger, Transfer};
+use super::pipeline::{self, Build, Ledger, Origin};
 use super::snapshot as copy;
 use super::snapshot::{Chunk, ChunkTarget};
 use super::throttle::Throttle;
@@ -75,8 +75,15 @@ async fn current_position(src: &mut Conn) -> Result<snapshot::SnapshotPosition> 
 
 /// Runs the job until it completes (`FULL_TRANS`), is stopped, or fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
-    let transfer = MyTransfer::open(&job).await?;
-    pipeline::run(&job, transfer).await
+    let src = MySource::open(&job).await?;
+    let mut conn = job.my_target().await?;
+    target::ensure_bookkeeping(&mut conn).await?;
+    let tgt = target::MyTarget { conn, tables: src.tables.iter().map(|t| t.def.clone()).collect() };
+    for (object, reason) in src.tables.iter().flat_map(MyTable::left_out) {
+        tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
+        job.tracker.skipped(&object, &reason);
+    }
+    pipeline::run(&job, src, tgt, MyToMy).await
 }
 
 /// A binary log position: the file's sequence number and the offset in it, as one number
@@ -94,24 +101,25 @@ impl pipeline::Position for BinlogPosition {
     }
 }
 
-/// The MySQL/MariaDB → MySQL/MariaDB steps of the job [`pipeline`].
-struct MyTransfer {
-    src: Conn,
-    tgt: Conn,
-    tables: Vec<MyTable>,
-    /// The ledger as last read.
-    state: Option<target::JobState>,
+/// The MySQL-family source half of a job ([`pipeline::Source`]): chunks read in consistent
+/// snapshots, the binary log read as a replica. Nothing is held on the source.
+pub struct MySource {
+    conn: Conn,
+    /// The selected tables.
+    pub tables: Vec<MyTable>,
+    /// How the job's positions name binary log files (learnt at its start).
+    pub names: BinlogNames,
+    /// The start as a GTID position, for a job told to start at one; empty otherwise.
+    start_gtid: String,
 }
 
-impl MyTransfer {
-    /// Connects both sides and resolves the selected tables, refusing a row filter the stream
-    /// could not evaluate before anything is copied.
-    async fn open(job: &Job<'_>) -> Result<MyTransfer> {
+impl MySource {
+    /// Connects to the source and resolves the selected tables, refusing a row filter the
+    /// stream could not evaluate before anything is copied.
+    pub async fn open(job: &Job<'_>) -> Result<MySource> {
         let spec = job.spec;
-        let mut src = job.my_source().await?;
-        let mut tgt = job.my_target().await?;
-        target::ensure_bookkeeping(&mut tgt).await?;
-        let tables = catalog::resolve(&mut src, &spec.objects).await?;
+        let mut conn = job.my_source().await?;
+        let tables = catalog::resolve(&mut conn, &spec.objects).await?;
         if spec.task_type.has_incremental() {
             for t in &tables {
                 // Fail before copying anything if a filter cannot follow the stream.
@@ -125,25 +133,78 @@ impl MyTransfer {
                 }
             }
         }
-        for (object, reason) in tables.iter().flat_map(MyTable::left_out) {
-            tracing::warn!(object = %object, reason = %reason, "left out of the target structure");
-            job.tracker.skipped(&object, &reason);
-        }
-        Ok(MyTransfer { src, tgt, tables, state: None })
+        Ok(MySource { conn, tables, names: BinlogNames { base: String::new(), width: 6 }, start_gtid: String::new() })
     }
 
-    fn names(&self) -> BinlogNames {
-        BinlogNames { base: self.state.as_ref().map_or_else(String::new, |s| s.binlog_base.clone()), width: 6 }
+    /// The job's binary log stream from `ledger`'s checkpoint (from its GTID start for a job
+    /// told to start at one, until it has a checkpoint), to the end of the log with `until`.
+    pub async fn changes(
+        &self,
+        job: &Job<'_>,
+        ledger: &Ledger<BinlogPosition>,
+        until: Option<BinlogPosition>,
+    ) -> Result<MyChanges> {
+        let spec = job.spec;
+        let from = ledger.from();
+        let start = if from.0 == 0 && ledger.checkpoint.is_none() && !self.start_gtid.is_empty() {
+            StartAt::Gtid(self.start_gtid.clone())
+        } else {
+            let (file, offset) = self.names.decode(from.0);
+            StartAt::File(file, offset)
+        };
+        let opts = StreamOptions {
+            start,
+            until_end_of_log: until.is_some(),
+            server_id: stream::server_id_for(job.id),
+            tables: self.tables.clone(),
+            selection: spec.objects.clone(),
+            ddl: spec.policy.ddl.clone(),
+            dml: spec.policy.dml_types.clone(),
+            names: self.names.clone(),
+        };
+        MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await
     }
-}
 
-/// The ledger's view of a MySQL-family job state.
-fn ledger(s: &target::JobState) -> Ledger<BinlogPosition> {
-    Ledger {
-        start: BinlogPosition(s.start),
-        safe_end: s.safe_end.map(BinlogPosition),
-        checkpoint: s.checkpoint.map(BinlogPosition),
-        full_done: s.full_done,
+    /// Copies `pending` with `readParallelism` readers, each with its own source session and a
+    /// writer `open_target` opens; the ranges of split keyless tables are read in one shared
+    /// snapshot. The readers write their rows in `format` (the MySQL target's `LOAD DATA` input
+    /// when `None`); each table whose last chunk is written while chunks are still waiting is
+    /// sent on `copied`.
+    pub async fn copy<T, OT, FT>(
+        &self,
+        job: &Job<'_>,
+        format: Option<Arc<dyn source::RowFormat>>,
+        pending: &[Chunk],
+        copied: UnboundedSender<usize>,
+        open_target: OT,
+    ) -> Result<()>
+    where
+        T: ChunkTarget<target::ChunkData>,
+        OT: Fn() -> FT,
+        FT: Future<Output = Result<T>>,
+    {
+        let (tables, names) = (&self.tables, &self.names);
+        let parallel = copy::parallelism(job.spec);
+        let throttle = Throttle::new(&job.spec.speed_limits);
+        let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
+        let shared = source::SharedSnapshot::new(
+            &job.spec.source,
+            job.credentials.login(Side::Source),
+            names.clone(),
+            parallel.min(shared_chunks),
+            shared_chunks,
+        );
+        let open_source = || async {
+            let mut conn = job.my_source().await?;
+            source::MyChunkSource::prepare(&mut conn).await?;
+            let reader = source::MyChunkSource::new(conn, tables, names.clone(), &shared);
+            Ok(match &format {
+                Some(f) => reader.with_format(Arc::clone(f)),
+                None => reader,
+            })
+        };
+        copy::copy_reporting(pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop, copied)
+            .await
     }
 }
 
@@ -172,195 +233,142 @@ pub async fn start_position(src: &mut Conn, spec: &SyncJobSpec) -> Result<(Binlo
     }
 }
 
-/// The chunk plan of `tables`. A keyless table is split only when one reader alone would take
-/// longer on it than the readers' share of everything (or its size is unknown): otherwise the
-/// other tables keep every reader busy, and one scan costs the source less than reads of index
-/// ranges.
-pub async fn plan_chunks(
-    src: &mut Conn,
-    tables: &[MyTable],
-    spec: &SyncJobSpec,
-) -> Result<Vec<(String, Vec<crate::engine::KeyRange>)>> {
-    let rows_per_chunk = copy::rows_per_chunk(spec);
-    let readers = copy::parallelism(spec) as u64;
-    let total: u64 = tables.iter().map(|t| t.def.estimated_rows).sum();
-    let mut plan = Vec::new();
-    for t in tables.iter().filter(|_| spec.task_type.has_full()) {
-        let rows = t.def.estimated_rows;
-        let split = rows == 0 || rows.saturating_mul(readers) > total;
-        plan.push((t.def.display_name(), source::plan_chunks(src, t, rows_per_chunk, split).await?));
-    }
-    Ok(plan)
-}
-
-/// Copies `pending` with `readParallelism` readers of the MySQL family, each with its own
-/// source session and a writer `open_target` opens; the ranges of split keyless tables are read
-/// in one shared snapshot. The readers write their rows in `format` (the MySQL target's
-/// `LOAD DATA` input when `None`); each table whose last chunk is written while chunks are still
-/// waiting is sent on `copied`.
-pub async fn copy_chunks<T, OT, FT>(
-    job: &Job<'_>,
-    tables: &[MyTable],
-    names: &BinlogNames,
-    format: Option<Arc<dyn source::RowFormat>>,
-    pending: &[Chunk],
-    copied: UnboundedSender<usize>,
-    open_target: OT,
-) -> Result<()>
-where
-    T: ChunkTarget<target::ChunkData>,
-    OT: Fn() -> FT,
-    FT: Future<Output = Result<T>>,
-{
-    let parallel = copy::parallelism(job.spec);
-    let throttle = Throttle::new(&job.spec.speed_limits);
-    let shared_chunks = pending.iter().filter(|c| source::SharedSnapshot::takes(&tables[c.table], c)).count();
-    let shared = source::SharedSnapshot::new(
-        &job.spec.source,
-        job.credentials.login(Side::Source),
-        names.clone(),
-        parallel.min(shared_chunks),
-        shared_chunks,
-    );
-    let open_source = || async {
-        let mut conn = job.my_source().await?;
-        source::MyChunkSource::prepare(&mut conn).await?;
-        let reader = source::MyChunkSource::new(conn, tables, names.clone(), &shared);
-        Ok(match &format {
-            Some(f) => reader.with_format(Arc::clone(f)),
-            None => reader,
-        })
-    };
-    copy::copy_reporting(pending, parallel, open_source, open_target, &throttle, &job.tracker, &job.stop, copied).await
-}
-
-impl Transfer for MyTransfer {
+impl pipeline::Source for MySource {
     type Position = BinlogPosition;
 
     fn tables(&self) -> Vec<(String, u64)> {
         self.tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect()
     }
 
-    async fn resume(&mut self, job: &Job<'_>) -> Result<Option<Ledger<BinlogPosition>>> {
-        self.ledger(job).await
+    async fn resume(&mut self, _job: &Job<'_>, ledger: &Ledger<BinlogPosition>) -> Result<bool> {
+        self.names = BinlogNames { base: ledger.origin.name.clone(), width: 6 };
+        self.start_gtid = ledger.origin.detail.clone();
+        Ok(true)
     }
 
-    async fn ledger(&mut self, job: &Job<'_>) -> Result<Option<Ledger<BinlogPosition>>> {
-        self.state = target::job_state(&mut self.tgt, job.id).await?;
-        Ok(self.state.as_ref().map(ledger))
+    async fn start(&mut self, job: &Job<'_>) -> Result<(BinlogPosition, Origin)> {
+        let (names, start, gtid) = start_position(&mut self.conn, job.spec).await?;
+        tracing::info!(job = job.id, position = %names.display(start.0), gtid = %gtid, "start position taken");
+        self.names = names;
+        self.start_gtid = gtid;
+        Ok((start, Origin { name: self.names.base.clone(), detail: self.start_gtid.clone() }))
     }
 
-    async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
+    /// A keyless table is split only when one reader alone would take longer on it than the
+    /// readers' share of everything (or its size is unknown): otherwise the other tables keep
+    /// every reader busy, and one scan costs the source less than reads of index ranges.
+    async fn plan(&mut self, job: &Job<'_>) -> Result<pipeline::Plan> {
         let spec = job.spec;
-        let (names, start, start_gtid) = start_position(&mut self.src, spec).await?;
-        let dbs: Vec<String> = self.tables.iter().map(|t| t.def.schema.clone()).collect();
-        let databases = catalog::database_charsets(&mut self.src, &dbs).await?;
-        let with_indexes = !spec.task_type.has_full() && spec.policy.indexes;
-        target::create_structure(&mut self.tgt, &self.tables, &databases, with_indexes).await?;
-        let plan = plan_chunks(&mut self.src, &self.tables, spec).await?;
-        target::record_job(&mut self.tgt, job.id, &names.base, start.0, &start_gtid, &plan).await?;
-        tracing::info!(job = job.id, position = %names.display(start.0), gtid = %start_gtid, "structure and chunk plan ready");
-        Ok(())
-    }
-
-    async fn pending(&mut self, job: &Job<'_>, planned: bool) -> Result<Vec<Chunk>> {
-        if !planned {
-            for t in self.tables.iter().filter(|t| t.def.key.is_empty()) {
-                if target::restart_split_table(&mut self.tgt, job.id, t).await? {
-                    tracing::info!(job = job.id, table = %t.def.display_name(), "keyless table copied again in one chunk");
-                }
-            }
+        let rows_per_chunk = copy::rows_per_chunk(spec);
+        let readers = copy::parallelism(spec) as u64;
+        let total: u64 = self.tables.iter().map(|t| t.def.estimated_rows).sum();
+        let mut plan = Vec::new();
+        for t in &self.tables {
+            let rows = t.def.estimated_rows;
+            let split = rows == 0 || rows.saturating_mul(readers) > total;
+            plan.push((t.def.display_name(), source::plan_chunks(&mut self.conn, t, rows_per_chunk, split).await?));
         }
-        let done = target::copied_rows(&mut self.tgt, job.id).await?;
-        let names: Vec<String> = self.tables.iter().map(|t| t.def.display_name()).collect();
-        Ok(copy::resume(&names, &done, target::pending_chunks(&mut self.tgt, job.id).await?, &job.tracker))
+        Ok(plan)
     }
 
-    fn builds_during_copy(&self, job: &Job<'_>, table: usize) -> bool {
+    fn snapshots_differ(&self, planned: bool) -> bool {
+        // Every chunk is read in a snapshot of its own, the ranges of a split keyless table in
+        // one they share within a run.
+        !planned
+    }
+}
+
+/// The MySQL/MariaDB → MySQL/MariaDB [`pipeline::Mapping`]: the tables as the source defines
+/// them, rows loaded with `LOAD DATA`, the binary log's changes applied as they are.
+struct MyToMy;
+
+impl pipeline::Mapping<MySource, target::MyTarget> for MyToMy {
+    async fn create(&mut self, job: &Job<'_>, src: &mut MySource, tgt: &mut target::MyTarget) -> Result<()> {
+        let spec = job.spec;
+        let dbs: Vec<String> = src.tables.iter().map(|t| t.def.schema.clone()).collect();
+        let databases = catalog::database_charsets(&mut src.conn, &dbs).await?;
+        let with_indexes = !spec.task_type.has_full() && spec.policy.indexes;
+        target::create_structure(&mut tgt.conn, &src.tables, &databases, with_indexes).await
+    }
+
+    fn builds_during_copy(&self, job: &Job<'_>, src: &MySource, table: usize) -> bool {
         // The unique indexes wait for a consistent copy.
-        job.spec.policy.indexes && self.tables.get(table).is_some_and(|t| t.indexes.iter().any(|ix| !ix.unique))
+        job.spec.policy.indexes && src.tables.get(table).is_some_and(|t| t.indexes.iter().any(|ix| !ix.unique))
     }
 
     /// Every pending chunk loaded with `LOAD DATA`.
-    async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
-        let tables = &self.tables;
+    async fn copy(
+        &self,
+        job: &Job<'_>,
+        src: &MySource,
+        _tgt: &target::MyTarget,
+        pending: &[Chunk],
+        copied: UnboundedSender<usize>,
+    ) -> Result<()> {
+        let tables = &src.tables;
         let open_target = || async {
             let mut conn = job.my_target().await?;
             let packet = connect::packet_budget(&mut conn).await;
             Ok(target::MyChunkTarget { conn, packet, job: job.id, tables })
         };
-        copy_chunks(job, tables, &self.names(), None, pending, copied, open_target).await
+        src.copy(job, None, pending, copied, open_target).await
     }
 
-    async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {
+    async fn build_table(&self, job: &Job<'_>, src: &MySource, table: usize) -> Result<()> {
         let mut conn = job.my_target().await?;
         // Indexes left out are reported by the build after the copy.
-        target::create_indexes(&mut conn, std::slice::from_ref(&self.tables[table]), false).await?;
+        target::create_indexes(&mut conn, std::slice::from_ref(&src.tables[table]), false).await?;
         Ok(())
     }
 
-    async fn build(&mut self, job: &Job<'_>, step: Build) -> Result<()> {
+    async fn build(
+        &mut self,
+        job: &Job<'_>,
+        src: &mut MySource,
+        tgt: &mut target::MyTarget,
+        step: Build,
+    ) -> Result<()> {
         if !job.spec.policy.indexes {
             return Ok(());
         }
         match step {
             Build::AfterCopy => {
-                for s in target::create_indexes(&mut self.tgt, &self.tables, false).await? {
+                for s in target::create_indexes(&mut tgt.conn, &src.tables, false).await? {
                     tracing::warn!(index = %s, "index uses columns that are not transferred; not created");
                 }
             }
-            // The tables were created with their indexes (begin).
+            // The tables were created with their indexes (create).
             Build::WithoutCopy => {}
             // Only a consistent copy can take unique indexes.
             Build::Consistent if job.spec.task_type.has_full() => {
-                target::create_indexes(&mut self.tgt, &self.tables, true).await?;
+                target::create_indexes(&mut tgt.conn, &src.tables, true).await?;
             }
             Build::Consistent => {}
         }
         Ok(())
     }
 
-    async fn finish_full(&mut self, job: &Job<'_>) -> Result<()> {
-        target::finish_full(&mut self.tgt, job.id).await
-    }
-
     async fn stream(
         &mut self,
         job: &Job<'_>,
-        from: BinlogPosition,
-        safe_end: BinlogPosition,
+        src: &mut MySource,
+        tgt: &mut target::MyTarget,
+        ledger: &Ledger<BinlogPosition>,
         until: Option<BinlogPosition>,
     ) -> Result<()> {
         let spec = job.spec;
-        let state = target::job_state(&mut self.tgt, job.id)
+        let state = target::job_state(&mut tgt.conn, job.id)
             .await?
             .ok_or_else(|| EngineError::query(Side::Target, "reading the job back", "row missing"))?;
-        let names = BinlogNames { base: state.binlog_base.clone(), width: 6 };
-        let read = target::table_read_positions(&mut self.tgt, job.id).await?;
-        // A job told to start at a GTID position starts there until it has a checkpoint.
-        let start = if from.0 == 0 && state.checkpoint.is_none() && !state.start_gtid.is_empty() {
-            StartAt::Gtid(state.start_gtid.clone())
-        } else {
-            let (file, offset) = names.decode(from.0);
-            StartAt::File(file, offset)
-        };
-        let opts = StreamOptions {
-            start,
-            until_end_of_log: until.is_some(),
-            server_id: stream::server_id_for(job.id),
-            tables: self.tables.clone(),
-            selection: spec.objects.clone(),
-            ddl: spec.policy.ddl.clone(),
-            dml: spec.policy.dml_types.clone(),
-            names,
-        };
-        let changes = MyChanges::open(&spec.source, job.credentials.login(Side::Source), opts).await?;
+        let read = target::table_read_positions(&mut tgt.conn, job.id).await?;
+        let changes = src.changes(job, ledger, until).await?;
+        let safe_end = ledger.safe_end().0;
         let apply_opts =
-            ApplyOptions::for_job(spec, self.tables.iter().map(|t| &t.def), &read, safe_end.0, until.map(|u| u.0))
+            ApplyOptions::for_job(spec, src.tables.iter().map(|t| &t.def), &read, safe_end, until.map(|u| u.0))
                 .with_heartbeats(true);
-        let target = job.my_target().await?;
+        let conn = job.my_target().await?;
         let mut applier =
-            applier::Applier::open(target, job.id, &self.tables, spec.policy.conflict, state.ddl_attempted).await?;
+            applier::Applier::open(conn, job.id, &src.tables, spec.policy.conflict, state.ddl_attempted).await?;
         apply::run(changes, &mut applier, &apply_opts, &job.tracker, job.stop.clone()).await
     }
 }

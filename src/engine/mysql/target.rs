@@ -9,7 +9,8 @@ use mysql_async::{Conn, Params, Value};
 
 use super::catalog::{ColumnKind, MyTable};
 use crate::engine::error::{Describe, EngineError, Result, Side};
-use crate::engine::model::KeyRange;
+use crate::engine::model::{KeyRange, TableDef};
+use crate::engine::pipeline::{self, Ledger, Origin};
 use crate::engine::progress::Tracker;
 use crate::engine::snapshot::PendingChunk;
 use crate::engine::snapshot::{Chunk, ChunkTarget};
@@ -131,6 +132,9 @@ pub async fn record_job(
     plan: &[(String, Vec<KeyRange>)],
 ) -> Result<()> {
     let mut tx = conn.start_transaction(Default::default()).await.map_err(err("recording the job"))?;
+    // A job that starts over replaces what was recorded of it.
+    tx.exec_drop("DELETE FROM `_ferry`.`chunks` WHERE job = ?", (job,)).await.map_err(err("clearing old chunks"))?;
+    tx.exec_drop("DELETE FROM `_ferry`.`jobs` WHERE job = ?", (job,)).await.map_err(err("recording the job"))?;
     tx.exec_drop(
         "INSERT INTO `_ferry`.`jobs` (job, binlog_base, start_pos, start_gtid) VALUES (?, ?, ?, ?)",
         (job, binlog_base, start, start_gtid),
@@ -171,8 +175,8 @@ pub async fn pending_chunks(conn: &mut Conn, job: &str) -> Result<Vec<PendingChu
 /// empties the target table and replaces its chunks with one for the whole table, in one
 /// transaction; returns whether it did. Its ranges must all be read in one snapshot, and the
 /// chunks a previous run copied were read in another: the table is copied again, whole.
-pub async fn restart_split_table(conn: &mut Conn, job: &str, table: &MyTable) -> Result<bool> {
-    let name = table.def.display_name();
+pub async fn restart_split_table(conn: &mut Conn, job: &str, table: &TableDef) -> Result<bool> {
+    let name = table.display_name();
     let what = format!("copying {name} again in one chunk");
     let mut tx = conn.start_transaction(Default::default()).await.map_err(err(what.clone()))?;
     let counts: Option<(i64, Option<i64>)> = tx
@@ -189,7 +193,7 @@ pub async fn restart_split_table(conn: &mut Conn, job: &str, table: &MyTable) ->
         return Ok(false);
     }
     // DELETE, not TRUNCATE: TRUNCATE would commit on its own, apart from the ledger.
-    tx.query_drop(format!("DELETE FROM {}", qualified(&table.def.target_schema, &table.def.target_name)))
+    tx.query_drop(format!("DELETE FROM {}", qualified(&table.target_schema, &table.target_name)))
         .await
         .map_err(err(what.clone()))?;
     tx.exec_drop("DELETE FROM `_ferry`.`chunks` WHERE job = ? AND table_name = ?", (job, &name))
@@ -232,6 +236,74 @@ pub async fn finish_full(conn: &mut Conn, job: &str) -> Result<()> {
     conn.exec_drop("UPDATE `_ferry`.`jobs` SET full_done = TRUE WHERE job = ?", (job,))
         .await
         .map_err(err("marking the full transfer done"))
+}
+
+/// The MySQL-family target half of a job ([`pipeline::Target`]): the `_ferry` ledger, read and
+/// written on one target session, and the job's target tables.
+pub struct MyTarget {
+    /// The session the ledger is read and written on.
+    pub conn: Conn,
+    /// The target tables (source and target names, keys), in the job's order.
+    pub tables: Vec<TableDef>,
+}
+
+impl pipeline::Target for MyTarget {
+    async fn ledger(&mut self, job: &crate::engine::Job<'_>) -> Result<Option<Ledger<u64>>> {
+        Ok(job_state(&mut self.conn, job.id).await?.map(|s| Ledger {
+            start: s.start,
+            safe_end: s.safe_end,
+            checkpoint: s.checkpoint,
+            full_done: s.full_done,
+            origin: Origin { name: s.binlog_base, detail: s.start_gtid },
+        }))
+    }
+
+    async fn record(
+        &mut self,
+        job: &crate::engine::Job<'_>,
+        start: u64,
+        origin: &Origin,
+        plan: &pipeline::Plan,
+        layouts: &[(String, String)],
+    ) -> Result<()> {
+        if !layouts.is_empty() {
+            return Err(EngineError::Unsupported(
+                "this source needs its table layouts kept on the target, which a MySQL-family target does not do"
+                    .into(),
+            ));
+        }
+        record_job(&mut self.conn, job.id, &origin.name, start, &origin.detail, plan).await
+    }
+
+    async fn pending(&mut self, job: &crate::engine::Job<'_>, restart_split: bool) -> Result<Vec<Chunk>> {
+        if restart_split {
+            for t in self.tables.iter().filter(|t| t.key.is_empty()) {
+                if restart_split_table(&mut self.conn, job.id, t).await? {
+                    tracing::info!(job = job.id, table = %t.display_name(), "keyless table copied again in one chunk");
+                }
+            }
+        }
+        let done = copied_rows(&mut self.conn, job.id).await?;
+        let names: Vec<String> = self.tables.iter().map(TableDef::display_name).collect();
+        let pending = pending_chunks(&mut self.conn, job.id).await?;
+        Ok(crate::engine::snapshot::resume(&names, &done, pending, &job.tracker))
+    }
+
+    async fn finish_full(&mut self, job: &crate::engine::Job<'_>) -> Result<()> {
+        finish_full(&mut self.conn, job.id).await
+    }
+
+    async fn empty(&mut self) -> Result<()> {
+        for t in &self.tables {
+            let sql = format!("TRUNCATE TABLE {}", qualified(&t.target_schema, &t.target_name));
+            match self.conn.query_drop(sql).await {
+                // ER_NO_SUCH_TABLE: nothing to empty.
+                Err(mysql_async::Error::Server(e)) if e.code == 1146 => {}
+                r => r.map_err(err(format!("emptying {}", t.display_target())))?,
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Forgets the job's bookkeeping.

@@ -38,7 +38,7 @@ use self::target::Applier;
 use super::Credentials;
 use super::apply::{self, ApplyOptions};
 use super::error::{Context, EngineError, Result, Side};
-use super::pipeline::{self, Build, Ledger, Transfer};
+use super::pipeline::{self, Build, Ledger, Origin};
 use super::snapshot;
 use super::snapshot::Chunk;
 use super::throttle::Throttle;
@@ -337,76 +337,56 @@ fn check_publishable(tables: &[PgTable], version: u32) -> Result<()> {
 
 /// Runs the job until it completes (`FULL_TRANS`), is stopped, or fails.
 pub async fn run(job: Job<'_>) -> Result<Outcome> {
-    let transfer = PgTransfer::open(&job).await?;
-    pipeline::run(&job, transfer).await
+    let src = PgSource::open(&job).await?;
+    let tgt = job.target().await?;
+    target::ensure_bookkeeping(&tgt).await?;
+    let tgt = target::PgTarget { client: tgt, tables: src.tables.iter().map(|t| t.def.clone()).collect() };
+    let map = PgToPg::new(&job, &src).await?;
+    pipeline::run(&job, src, tgt, map).await
 }
 
-/// The PostgreSQL → PostgreSQL steps of the job [`pipeline`].
-struct PgTransfer {
-    src: Client,
-    tgt: Client,
-    tables: Vec<PgTable>,
+/// The PostgreSQL source half of a job ([`pipeline::Source`]): the publication and logical
+/// replication slot the job holds, the slot's exported snapshot while this run holds it, and the
+/// selected tables.
+pub struct PgSource {
+    client: Client,
+    /// The selected tables, with the columns the stream has reached once the job has started.
+    pub tables: Vec<PgTable>,
     version: u32,
     names: SourceNames,
-    sequences: sequences::Sequences,
-    /// What the target gets beyond the columns' types and keys.
-    design: structure::Plan,
-    /// The ledger as last read.
-    state: Option<target::JobState>,
+    /// Where the job's stream starts.
+    start: Lsn,
     /// The slot created in this run, with its exported snapshot, until its stream is opened.
     held: Option<SlotSnapshot>,
     /// Whether the stream hears from the source every few seconds (heartbeats, or polls).
     hears_regularly: bool,
-    carrier: Option<sequences::Carrier>,
     slot_watch: Option<SlotWatch>,
 }
 
-impl PgTransfer {
-    /// Connects both sides and resolves the selected tables, refusing what the source cannot
+impl PgSource {
+    /// Connects to the source and resolves the selected tables, refusing what the source cannot
     /// publish or the stream could not filter before anything is copied.
-    async fn open(job: &Job<'_>) -> Result<PgTransfer> {
+    pub async fn open(job: &Job<'_>) -> Result<PgSource> {
         let spec = job.spec;
-        let src = job.source().await?;
-        let tgt = job.target().await?;
-        target::ensure_bookkeeping(&tgt).await?;
-        let tables = catalog::resolve(&src, &spec.objects, job.source_db()).await?;
-        let version = catalog::server_version(&src, Side::Source).await?;
+        let client = job.source().await?;
+        let tables = catalog::resolve(&client, &spec.objects, job.source_db()).await?;
+        let version = catalog::server_version(&client, Side::Source).await?;
         check_publishable(&tables, version)?;
         if version < PUBLICATION_FILTERS_SINCE && (spec.task_type.has_incremental() || version < poll::STREAMING_SINCE)
         {
             // The stream applies the filters: fail before copying anything if one cannot follow it.
             Decoder::new(&tables).filtering(&tables)?;
         }
-        let sequences = sequences::resolve(&src, &tables).await?;
-        let design = structure::plan(&tables, spec);
-        Ok(PgTransfer {
-            src,
-            tgt,
+        Ok(PgSource {
+            client,
             tables,
             version,
             names: SourceNames::for_job(job.id),
-            sequences,
-            design,
-            state: None,
+            start: Lsn(0),
             held: None,
             hears_regularly: false,
-            carrier: None,
             slot_watch: None,
         })
-    }
-
-    fn carrier(&self) -> Result<&sequences::Carrier> {
-        self.carrier.as_ref().ok_or_else(|| EngineError::Stream("sequences not prepared".into()))
-    }
-}
-
-/// The ledger's view of a PostgreSQL job state.
-fn ledger(s: &target::JobState) -> Ledger<Lsn> {
-    Ledger {
-        start: Lsn(s.start_lsn),
-        safe_end: s.safe_end_lsn.map(Lsn),
-        checkpoint: s.checkpoint_lsn.map(Lsn),
-        full_done: s.full_done,
     }
 }
 
@@ -423,95 +403,71 @@ impl pipeline::Position for Lsn {
     }
 }
 
-impl Transfer for PgTransfer {
+impl pipeline::Source for PgSource {
     type Position = Lsn;
 
     fn tables(&self) -> Vec<(String, u64)> {
         self.tables.iter().map(|t| (t.def.display_name(), t.def.estimated_rows)).collect()
     }
 
-    async fn resume(&mut self, job: &Job<'_>) -> Result<Option<Ledger<Lsn>>> {
-        let mut state = target::job_state(&self.tgt, job.id).await?;
-        if let Some(s) = &state
-            && slot_position(&self.src, &s.slot).await?.is_none()
-        {
-            // The slot is gone (dropped by hand, or a release): what the target holds can no
-            // longer be brought up to date, so start over.
-            tracing::warn!(job = job.id, slot = %s.slot, "replication slot missing: starting the transfer over");
-            truncate_targets(&self.tgt, &self.tables).await?;
-            state = None;
+    async fn resume(&mut self, job: &Job<'_>, ledger: &Ledger<Lsn>) -> Result<bool> {
+        let slot = &ledger.origin.name;
+        if slot_position(&self.client, slot).await?.is_none() {
+            // Dropped by hand, or a release: what the target holds can no longer be brought up
+            // to date.
+            tracing::warn!(job = job.id, slot = %slot, "replication slot missing");
+            return Ok(false);
         }
-        if let Some(s) = &state
-            && self.version >= 130_000
-        {
-            slot_usable(&self.src, &s.slot).await?;
+        if self.version >= 130_000 {
+            slot_usable(&self.client, slot).await?;
         }
-        if state.is_some() {
-            // A job that has started reads its stream with the columns it has reached there.
-            self.tables = target::with_recorded_layouts(&self.tgt, job.id, std::mem::take(&mut self.tables)).await?;
-        }
-        let found = state.as_ref().map(ledger);
-        self.state = state;
-        Ok(found)
+        self.start = ledger.start;
+        Ok(true)
     }
 
-    async fn ledger(&mut self, job: &Job<'_>) -> Result<Option<Ledger<Lsn>>> {
-        self.state = target::job_state(&self.tgt, job.id).await?;
-        Ok(self.state.as_ref().map(ledger))
-    }
-
-    async fn begin(&mut self, job: &Job<'_>) -> Result<()> {
-        let spec = job.spec;
-        let (src, names, tables, version) = (&self.src, &self.names, &self.tables, self.version);
-        drop_source_objects(src, names).await?;
-        src.batch_execute(&publication_sql(&names.publication, tables, version))
+    async fn start(&mut self, job: &Job<'_>) -> Result<(Lsn, Origin)> {
+        let (client, names) = (&self.client, &self.names);
+        drop_source_objects(client, names).await?;
+        client
+            .batch_execute(&publication_sql(&names.publication, &self.tables, self.version))
             .await
             .ctx(Side::Source, || format!("creating publication {}", names.publication))?;
-        let started = std::time::Instant::now();
-        let slot = if version >= poll::STREAMING_SINCE {
+        self.held = if self.version >= poll::STREAMING_SINCE {
             let login = job.credentials.login(Side::Source);
-            Some(SlotSnapshot::create(&spec.source, login, &names.slot, &names.publication).await?)
+            Some(SlotSnapshot::create(&job.spec.source, login, &names.slot, &names.publication).await?)
         } else {
             // No exported snapshot: the chunks are read in fresh snapshots.
-            poll::create_slot(src, &names.slot).await?;
+            poll::create_slot(client, &names.slot).await?;
             None
         };
-        let start = slot_position(src, &names.slot)
+        let start = slot_position(client, &names.slot)
             .await?
             .ok_or_else(|| EngineError::Stream(format!("slot {} vanished after creation", names.slot)))?;
-        let enums = catalog::enum_types(src, tables).await?;
-        self.sequences.create_before_tables(&self.tgt).await?;
-        // The sequences that defaults name are on the target by now.
-        self.design.check_target(&self.tgt).await?;
-        target::create_structure(&self.tgt, tables, &enums, &self.design, !spec.task_type.has_full()).await?;
-        self.sequences.own_after_tables(&self.tgt).await?;
-        if !spec.task_type.has_full() {
-            // Nothing to load: the constraints and indexes come at once.
-            structure::build(|| job.target(), tables, &self.design, structure::parallelism(spec), true).await?;
-        }
-        let rows_per_chunk = snapshot::rows_per_chunk(spec);
+        self.start = Lsn(start);
+        Ok((self.start, Origin { name: names.slot.clone(), detail: names.publication.clone() }))
+    }
+
+    async fn plan(&mut self, job: &Job<'_>) -> Result<pipeline::Plan> {
+        let rows_per_chunk = snapshot::rows_per_chunk(job.spec);
+        // Every chunk of this first pass is read in the slot's exported snapshot.
+        let one_snapshot = self.held.is_some();
         let mut plan = Vec::new();
-        if spec.task_type.has_full() {
-            // Every chunk of this first pass is read in the slot's exported snapshot.
-            let one_snapshot = slot.is_some();
-            for t in tables {
-                plan.push((t.def.display_name(), source::plan_chunks(src, t, rows_per_chunk, one_snapshot).await?));
-            }
+        for t in &self.tables {
+            plan.push((
+                t.def.display_name(),
+                source::plan_chunks(&self.client, t, rows_per_chunk, one_snapshot).await?,
+            ));
         }
-        target::record_job(&mut self.tgt, job.id, &names.slot, &names.publication, start, &plan, tables).await?;
-        tracing::info!(job = job.id, seconds = started.elapsed().as_secs_f64(), "slot, structure and chunk plan ready");
-        self.held = slot;
-        Ok(())
+        Ok(plan)
+    }
+
+    fn layouts(&self) -> Vec<(String, String)> {
+        self.tables.iter().map(|t| (t.def.display_name(), t.layout())).collect()
     }
 
     async fn prepare(&mut self, job: &Job<'_>) -> Result<()> {
-        // Every start: what the target lacks for the structure is known, and defaults and
-        // comments left out for want of it earlier are set once it is there.
-        self.design.check_target(&self.tgt).await?;
-        structure::settle(&self.tgt, &self.tables, &self.design).await?;
-        self.design.report(&job.tracker);
         // The slot holds WAL from here on: watch how much, for the alert on a growing backlog.
-        let heartbeat = self.version >= poll::STREAMING_SINCE && may_write_heartbeats(&self.src).await;
+        let heartbeat = self.version >= poll::STREAMING_SINCE && may_write_heartbeats(&self.client).await;
         // Sources before 14 are polled: every answered poll says the source is there.
         self.hears_regularly = heartbeat || self.version < poll::STREAMING_SINCE;
         self.slot_watch = Some(SlotWatch::start(
@@ -521,33 +477,101 @@ impl Transfer for PgTransfer {
             heartbeat,
             job.tracker.clone(),
         ));
+        Ok(())
+    }
+
+    fn snapshots_differ(&self, _planned: bool) -> bool {
+        // Pages of a keyless table copied in the exported snapshot and the rest in fresh ones
+        // would hold an updated row twice or not at all.
+        self.held.is_none()
+    }
+
+    async fn complete(&mut self, job: &Job<'_>) -> Result<()> {
+        self.slot_watch = None;
+        self.held = None;
+        drop_source_objects(&self.client, &self.names).await?;
+        job.tracker.slot(None);
+        Ok(())
+    }
+}
+
+/// The PostgreSQL → PostgreSQL [`pipeline::Mapping`]: the structure the target gets beyond the
+/// columns' types and keys (constraints, defaults, comments, foreign keys), the sequences that
+/// follow the source, binary `COPY` chunks and pgoutput changes as they are.
+struct PgToPg {
+    sequences: sequences::Sequences,
+    /// What the target gets beyond the columns' types and keys.
+    design: structure::Plan,
+    carrier: Option<sequences::Carrier>,
+}
+
+impl PgToPg {
+    async fn new(job: &Job<'_>, src: &PgSource) -> Result<PgToPg> {
+        let sequences = sequences::resolve(&src.client, &src.tables).await?;
+        let design = structure::plan(&src.tables, job.spec);
+        Ok(PgToPg { sequences, design, carrier: None })
+    }
+
+    fn carrier(&self) -> Result<&sequences::Carrier> {
+        self.carrier.as_ref().ok_or_else(|| EngineError::Stream("sequences not prepared".into()))
+    }
+}
+
+impl pipeline::Mapping<PgSource, target::PgTarget> for PgToPg {
+    async fn resumed(&mut self, job: &Job<'_>, src: &mut PgSource, tgt: &mut target::PgTarget) -> Result<()> {
+        // A job that has started reads its stream with the columns it has reached there.
+        src.tables = target::with_recorded_layouts(&tgt.client, job.id, std::mem::take(&mut src.tables)).await?;
+        Ok(())
+    }
+
+    async fn create(&mut self, job: &Job<'_>, src: &mut PgSource, tgt: &mut target::PgTarget) -> Result<()> {
+        let spec = job.spec;
+        let (tables, tgt) = (&src.tables, &tgt.client);
+        let enums = catalog::enum_types(&src.client, tables).await?;
+        self.sequences.create_before_tables(tgt).await?;
+        // The sequences that defaults name are on the target by now.
+        self.design.check_target(tgt).await?;
+        target::create_structure(tgt, tables, &enums, &self.design, !spec.task_type.has_full()).await?;
+        self.sequences.own_after_tables(tgt).await?;
+        if !spec.task_type.has_full() {
+            // Nothing to load: the constraints and indexes come at once.
+            structure::build(|| job.target(), tables, &self.design, structure::parallelism(spec), true).await?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&mut self, job: &Job<'_>, src: &mut PgSource, tgt: &mut target::PgTarget) -> Result<()> {
+        // Every start: what the target lacks for the structure is known, and defaults and
+        // comments left out for want of it earlier are set once it is there.
+        self.design.check_target(&tgt.client).await?;
+        structure::settle(&tgt.client, &src.tables, &self.design).await?;
+        self.design.report(&job.tracker);
         // nextval() is not decoded: the sequences' values are polled (copied, followed, cut over).
         self.carrier = Some(sequences::Carrier::new(job, &self.sequences));
         Ok(())
     }
 
-    async fn pending(&mut self, job: &Job<'_>, _planned: bool) -> Result<Vec<Chunk>> {
-        // Pages of a keyless table copied in the exported snapshot and the rest in fresh ones
-        // would hold an updated row twice or not at all: without the snapshot, such a table
-        // is copied again, whole.
-        let restart_split = self.held.is_none();
-        target::pending(&mut self.tgt, job.id, &self.tables, restart_split, &job.tracker).await
-    }
-
-    fn builds_during_copy(&self, _job: &Job<'_>, _table: usize) -> bool {
+    fn builds_during_copy(&self, _job: &Job<'_>, _src: &PgSource, _table: usize) -> bool {
         // Every table has its key, constraints or indexes, or nothing to lose by asking.
         true
     }
 
     /// Every pending chunk with `readParallelism` readers, each with its own source and target
     /// sessions, in the slot's exported snapshot while this run holds it.
-    async fn copy(&self, job: &Job<'_>, pending: &[Chunk], copied: UnboundedSender<usize>) -> Result<()> {
-        let snapshot = match &self.held {
+    async fn copy(
+        &self,
+        job: &Job<'_>,
+        src: &PgSource,
+        _tgt: &target::PgTarget,
+        pending: &[Chunk],
+        copied: UnboundedSender<usize>,
+    ) -> Result<()> {
+        let snapshot = match &src.held {
             Some(s) => Snapshot::Exported(s.name().to_owned()),
             None => Snapshot::Fresh,
         };
-        let start_lsn = self.state.as_ref().map_or(0, |s| s.start_lsn);
-        let tables = &self.tables;
+        let start_lsn = src.start.0;
+        let tables = &src.tables;
         let throttle = Throttle::new(&job.spec.speed_limits);
         let open_source = || async {
             let client = job.source().await?;
@@ -568,64 +592,64 @@ impl Transfer for PgTransfer {
         .await
     }
 
-    async fn build_table(&self, job: &Job<'_>, table: usize) -> Result<()> {
-        structure::build_tables(|| job.target(), &self.tables, &self.design, 1, false, vec![table]).await
+    async fn build_table(&self, job: &Job<'_>, src: &PgSource, table: usize) -> Result<()> {
+        structure::build_tables(|| job.target(), &src.tables, &self.design, 1, false, vec![table]).await
     }
 
-    async fn build(&mut self, job: &Job<'_>, step: Build) -> Result<()> {
+    async fn build(
+        &mut self,
+        job: &Job<'_>,
+        src: &mut PgSource,
+        _tgt: &mut target::PgTarget,
+        step: Build,
+    ) -> Result<()> {
         match step {
             Build::AfterCopy => {
                 let parallel = structure::parallelism(job.spec);
-                structure::build(|| job.target(), &self.tables, &self.design, parallel, false).await
+                structure::build(|| job.target(), &src.tables, &self.design, parallel, false).await?;
+                // The sequences as of the copy, before the transfer counts as finished.
+                self.carrier()?.sync(&job.tracker).await
             }
-            // The structure was built with the tables (begin).
+            // The structure was built with the tables (create).
             Build::WithoutCopy => Ok(()),
             Build::Consistent => {
                 if !job.spec.task_type.has_incremental() {
                     // No stream to open from the exported snapshot.
-                    self.held = None;
+                    src.held = None;
                 }
                 if self.design.tables.iter().all(|t| t.foreign_keys.is_empty()) {
                     return Ok(());
                 }
                 // The target now holds the source as of one moment: the foreign keys hold there.
-                foreign_keys(job, &self.tables, &self.design).await
+                foreign_keys(job, &src.tables, &self.design).await
             }
         }
     }
 
-    async fn finish_full(&mut self, job: &Job<'_>) -> Result<()> {
-        target::finish_full(&self.tgt, job.id).await?;
-        if job.spec.task_type.has_full() {
-            self.carrier()?.sync(&job.tracker).await?;
-        }
-        Ok(())
-    }
-
-    async fn stream(&mut self, job: &Job<'_>, from: Lsn, safe_end: Lsn, until: Option<Lsn>) -> Result<()> {
-        let changes = open_changes(job, self.held.take(), &self.names, &self.tables, from.0, self.version).await?;
+    async fn stream(
+        &mut self,
+        job: &Job<'_>,
+        src: &mut PgSource,
+        _tgt: &mut target::PgTarget,
+        ledger: &Ledger<Lsn>,
+        until: Option<Lsn>,
+    ) -> Result<()> {
+        let changes = open_changes(job, src.held.take(), &src.names, &src.tables, ledger.from().0, src.version).await?;
         // While the stream runs for good, the sequences follow the source.
         let watch = match until {
             None => Some(self.carrier()?.watch(&job.tracker)),
             Some(_) => None,
         };
-        apply_stream(job, changes, &self.tables, safe_end.0, until.map(|u| u.0), self.hears_regularly).await?;
+        let safe_end = ledger.safe_end().0;
+        apply_stream(job, changes, &src.tables, safe_end, until.map(|u| u.0), src.hears_regularly).await?;
         if let Some(watch) = watch {
             watch.stop().await;
         }
         Ok(())
     }
 
-    async fn cut_over(&mut self, job: &Job<'_>) -> Result<()> {
+    async fn cut_over(&mut self, job: &Job<'_>, _src: &mut PgSource, _tgt: &mut target::PgTarget) -> Result<()> {
         self.carrier()?.cut_over(&job.tracker).await
-    }
-
-    async fn complete(&mut self, job: &Job<'_>) -> Result<()> {
-        self.slot_watch = None;
-        self.held = None;
-        drop_source_objects(&self.src, &self.names).await?;
-        job.tracker.slot(None);
-        Ok(())
     }
 }
 
@@ -668,22 +692,6 @@ async fn decoder(job: &Job<'_>, tables: &[PgTable], version: u32) -> Result<Deco
     let copied = copied_snapshots(&job.target().await?, job.id).await?;
     let decoder = Decoder::new(tables).skipping_copied(&copied).with_catalog(job.source().await?);
     if version < PUBLICATION_FILTERS_SINCE { decoder.filtering(tables) } else { Ok(decoder) }
-}
-
-async fn truncate_targets(tgt: &Client, tables: &[PgTable]) -> Result<()> {
-    for t in tables {
-        let sql = format!("TRUNCATE {}", pg_qualified(&t.def.target_schema, &t.def.target_name));
-        if let Err(e) = tgt.batch_execute(&sql).await
-            && e.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
-        {
-            return Err(EngineError::query(
-                Side::Target,
-                format!("emptying {}", t.def.display_target()),
-                connect::describe_pg_error(&e),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The tables copied in one chunk read in a fresh snapshot, with the transactions it saw.

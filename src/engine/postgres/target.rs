@@ -16,7 +16,8 @@ use super::structure::Plan;
 use crate::api::{ConflictPolicy, DdlPolicy};
 use crate::engine::drift::{self, Shape};
 use crate::engine::error::{Context, EngineError, Result, Side};
-use crate::engine::model::{Cell, Change, ChangeBatch, ColumnChange, ColumnDef, KeyRange};
+use crate::engine::model::{Cell, Change, ChangeBatch, ColumnChange, ColumnDef, KeyRange, TableDef};
+use crate::engine::pipeline::{self, Ledger, Origin};
 use crate::engine::progress::Tracker;
 use crate::engine::snapshot::PendingChunk;
 use crate::engine::sql::{pg_ident, pg_qualified};
@@ -111,7 +112,9 @@ pub async fn job_state(client: &Client, job: &str) -> Result<Option<JobState>> {
     }))
 }
 
-/// Records a new job with its slot and start position, and its chunk plan, in one transaction.
+/// Records a new job with its start position and what the source recorded with it (a slot and
+/// publication; a binary log's base name and GTID position), its chunk plan and the source's
+/// table layouts, in one transaction.
 pub async fn record_job(
     client: &mut Client,
     job: &str,
@@ -119,18 +122,15 @@ pub async fn record_job(
     publication: &str,
     start_lsn: u64,
     chunks: &[(String, Vec<KeyRange>)],
-    tables: &[PgTable],
+    layouts: &[(String, String)],
 ) -> Result<()> {
     let tx = client.transaction().await.ctx(T, || "starting a transaction".into())?;
     tx.execute("DELETE FROM _ferry.chunks WHERE job = $1", &[&job]).await.ctx(T, || "clearing old chunks".into())?;
     tx.execute("DELETE FROM _ferry.layouts WHERE job = $1", &[&job]).await.ctx(T, || "clearing old layouts".into())?;
-    for t in tables {
-        tx.execute(
-            "INSERT INTO _ferry.layouts (job, table_name, layout) VALUES ($1, $2, $3)",
-            &[&job, &t.def.display_name(), &t.layout()],
-        )
-        .await
-        .ctx(T, || "recording the tables' columns".into())?;
+    for (table, layout) in layouts {
+        tx.execute("INSERT INTO _ferry.layouts (job, table_name, layout) VALUES ($1, $2, $3)", &[&job, table, layout])
+            .await
+            .ctx(T, || "recording the tables' columns".into())?;
     }
     tx.execute(
         "INSERT INTO _ferry.jobs (job, slot, publication, start_lsn) VALUES ($1, $2, $3, $4::text::pg_lsn) \
@@ -199,8 +199,8 @@ pub async fn pending_chunks(client: &Client, job: &str) -> Result<Vec<PendingChu
 /// When the ledger splits `table` into several chunks not all copied, empties the target table
 /// and replaces its chunks with one for the whole table, in one transaction; returns whether it
 /// did. For a table without a key, whose split chunks must all be read in one snapshot.
-pub async fn restart_split_table(client: &mut Client, job: &str, table: &PgTable) -> Result<bool> {
-    let name = table.def.display_name();
+pub async fn restart_split_table(client: &mut Client, job: &str, table: &TableDef) -> Result<bool> {
+    let name = table.display_name();
     let what = || format!("copying {name} again in one chunk");
     let tx = client.transaction().await.ctx(T, what)?;
     let row = tx
@@ -214,7 +214,7 @@ pub async fn restart_split_table(client: &mut Client, job: &str, table: &PgTable
     if chunks <= 1 || done == chunks {
         return Ok(false);
     }
-    let d = &table.def;
+    let d = table;
     tx.batch_execute(&format!("TRUNCATE {}", pg_qualified(&d.target_schema, &d.target_name))).await.ctx(T, what)?;
     tx.execute("DELETE FROM _ferry.chunks WHERE job = $1 AND table_name = $2", &[&job, &name]).await.ctx(T, what)?;
     tx.execute("INSERT INTO _ferry.chunks (job, table_name, chunk) VALUES ($1, $2, 0)", &[&job, &name])
@@ -231,19 +231,19 @@ pub async fn restart_split_table(client: &mut Client, job: &str, table: &PgTable
 pub async fn pending(
     client: &mut Client,
     job: &str,
-    tables: &[PgTable],
+    tables: &[TableDef],
     restart_split: bool,
     tracker: &crate::engine::Tracker,
 ) -> Result<Vec<crate::engine::snapshot::Chunk>> {
     if restart_split {
-        for t in tables.iter().filter(|t| t.def.key.is_empty()) {
+        for t in tables.iter().filter(|t| t.key.is_empty()) {
             if restart_split_table(client, job, t).await? {
-                tracing::info!(job, table = %t.def.display_name(), "keyless table copied again in one chunk");
+                tracing::info!(job, table = %t.display_name(), "keyless table copied again in one chunk");
             }
         }
     }
     let done = copied_rows(client, job).await?;
-    let names: Vec<String> = tables.iter().map(|t| t.def.display_name()).collect();
+    let names: Vec<String> = tables.iter().map(TableDef::display_name).collect();
     Ok(crate::engine::snapshot::resume(&names, &done, pending_chunks(client, job).await?, tracker))
 }
 
@@ -312,6 +312,67 @@ pub async fn forget_job(client: &Client, job: &str) -> Result<()> {
         .await
         .ctx(T, || "forgetting the job".into())?;
     Ok(())
+}
+
+/// The PostgreSQL target half of a job ([`pipeline::Target`]): the `_ferry` ledger, read and
+/// written on one target session, and the job's target tables.
+pub struct PgTarget {
+    /// The session the ledger is read and written on.
+    pub client: Client,
+    /// The target tables (source and target names, keys), in the job's order.
+    pub tables: Vec<TableDef>,
+}
+
+impl pipeline::Target for PgTarget {
+    async fn ledger(&mut self, job: &crate::engine::Job<'_>) -> Result<Option<Ledger<u64>>> {
+        Ok(job_state(&self.client, job.id).await?.map(|s| Ledger {
+            start: s.start_lsn,
+            safe_end: s.safe_end_lsn,
+            checkpoint: s.checkpoint_lsn,
+            full_done: s.full_done,
+            origin: Origin { name: s.slot, detail: s.publication },
+        }))
+    }
+
+    async fn record(
+        &mut self,
+        job: &crate::engine::Job<'_>,
+        start: u64,
+        origin: &Origin,
+        plan: &pipeline::Plan,
+        layouts: &[(String, String)],
+    ) -> Result<()> {
+        record_job(&mut self.client, job.id, &origin.name, &origin.detail, start, plan, layouts).await
+    }
+
+    async fn pending(
+        &mut self,
+        job: &crate::engine::Job<'_>,
+        restart_split: bool,
+    ) -> Result<Vec<crate::engine::snapshot::Chunk>> {
+        pending(&mut self.client, job.id, &self.tables, restart_split, &job.tracker).await
+    }
+
+    async fn finish_full(&mut self, job: &crate::engine::Job<'_>) -> Result<()> {
+        finish_full(&self.client, job.id).await?;
+        Ok(())
+    }
+
+    async fn empty(&mut self) -> Result<()> {
+        for t in &self.tables {
+            let sql = format!("TRUNCATE {}", pg_qualified(&t.target_schema, &t.target_name));
+            if let Err(e) = self.client.batch_execute(&sql).await
+                && e.code() != Some(&SqlState::UNDEFINED_TABLE)
+            {
+                return Err(EngineError::query(
+                    Side::Target,
+                    format!("emptying {}", t.display_target()),
+                    describe_pg_error(&e),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Creates the enum types, schemas and tables that are missing: columns with their types, NOT
