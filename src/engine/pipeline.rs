@@ -22,14 +22,15 @@
 //!    then, and a `FULL_TRANS` job completes only then.
 //! 4. Each batch of changes commits with its checkpoint on the target.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Instant;
 
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::error::{EngineError, Result, Side};
-use super::model::KeyRange;
-use super::snapshot::Chunk;
+use super::model::{KeyRange, TableDef};
+use super::snapshot::{Chunk, PendingChunk};
 use super::{Job, Outcome};
 use crate::api::{TableState, TransferStage};
 
@@ -178,10 +179,19 @@ pub trait Target: Send + Sync {
         layouts: &[(String, String)],
     ) -> impl Future<Output = Result<()>> + Send;
 
-    /// The chunks still to copy, each table credited on the job's tracker with the rows copied
-    /// already; a table without a key split into ranges and not finished starts again in one
-    /// chunk when `restart_split`.
-    fn pending(&mut self, job: &Job<'_>, restart_split: bool) -> impl Future<Output = Result<Vec<Chunk>>> + Send;
+    /// The target tables (source and target names, keys), in the job's order.
+    fn tables(&self) -> &[TableDef];
+
+    /// When the ledger splits `table` into several chunks not all copied, empties the target
+    /// table and replaces its chunks with one for the whole table, in one transaction; returns
+    /// whether it did.
+    fn restart_split_table(&mut self, job: &Job<'_>, table: &TableDef) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Rows copied so far, by table (display name).
+    fn copied_rows(&mut self, job: &Job<'_>) -> impl Future<Output = Result<HashMap<String, u64>>> + Send;
+
+    /// The chunks the ledger lists as not yet copied.
+    fn pending_chunks(&mut self, job: &Job<'_>) -> impl Future<Output = Result<Vec<PendingChunk>>> + Send;
 
     /// Records the full transfer (or the structure of a job without one) as finished.
     fn finish_full(&mut self, job: &Job<'_>) -> impl Future<Output = Result<()>> + Send;
@@ -370,6 +380,25 @@ pub async fn run<S: Source, T: Target, M: Mapping<S, T>>(
     Ok(Outcome::Stopped)
 }
 
+/// The chunks still to copy, each table credited on the job's tracker with the rows copied
+/// already. `restart_split`: chunks may have been read in another run's snapshot, so a table
+/// without a key split into ranges and not finished is copied again whole, in one chunk (its
+/// rows have no key to tell one range's copy from another's, nor its changes from the copy's).
+async fn pending<T: Target>(job: &Job<'_>, tgt: &mut T, restart_split: bool) -> Result<Vec<Chunk>> {
+    if restart_split {
+        let keyless: Vec<TableDef> = tgt.tables().iter().filter(|t| t.key.is_empty()).cloned().collect();
+        for t in &keyless {
+            if tgt.restart_split_table(job, t).await? {
+                tracing::info!(job = job.id, table = %t.display_name(), "keyless table copied again in one chunk");
+            }
+        }
+    }
+    let done = tgt.copied_rows(job).await?;
+    let names: Vec<String> = tgt.tables().iter().map(TableDef::display_name).collect();
+    let pending = tgt.pending_chunks(job).await?;
+    Ok(super::snapshot::resume(&names, &done, pending, &job.tracker))
+}
+
 /// The copy step: the pending chunks in one order for every pair — tables with something to
 /// build during the copy first, the biggest first, so their builds overlap the copy of the
 /// others and what is left to build after it is as small as it can be — and each table's build
@@ -381,7 +410,7 @@ async fn copy<S: Source, T: Target, M: Mapping<S, T>>(
     map: &M,
     planned: bool,
 ) -> Result<()> {
-    let mut pending = tgt.pending(job, src.snapshots_differ(planned)).await?;
+    let mut pending = pending(job, tgt, src.snapshots_differ(planned)).await?;
     let rows: Vec<u64> = src.tables().into_iter().map(|(_, rows)| rows).collect();
     pending.sort_by_key(|c| {
         (!map.builds_during_copy(job, src, c.table), std::cmp::Reverse(rows.get(c.table).copied().unwrap_or(0)))

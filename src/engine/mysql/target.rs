@@ -275,18 +275,20 @@ impl pipeline::Target for MyTarget {
         record_job(&mut self.conn, job.id, &origin.name, start, &origin.detail, plan).await
     }
 
-    async fn pending(&mut self, job: &crate::engine::Job<'_>, restart_split: bool) -> Result<Vec<Chunk>> {
-        if restart_split {
-            for t in self.tables.iter().filter(|t| t.key.is_empty()) {
-                if restart_split_table(&mut self.conn, job.id, t).await? {
-                    tracing::info!(job = job.id, table = %t.display_name(), "keyless table copied again in one chunk");
-                }
-            }
-        }
-        let done = copied_rows(&mut self.conn, job.id).await?;
-        let names: Vec<String> = self.tables.iter().map(TableDef::display_name).collect();
-        let pending = pending_chunks(&mut self.conn, job.id).await?;
-        Ok(crate::engine::snapshot::resume(&names, &done, pending, &job.tracker))
+    fn tables(&self) -> &[TableDef] {
+        &self.tables
+    }
+
+    async fn restart_split_table(&mut self, job: &crate::engine::Job<'_>, table: &TableDef) -> Result<bool> {
+        restart_split_table(&mut self.conn, job.id, table).await
+    }
+
+    async fn copied_rows(&mut self, job: &crate::engine::Job<'_>) -> Result<HashMap<String, u64>> {
+        copied_rows(&mut self.conn, job.id).await
+    }
+
+    async fn pending_chunks(&mut self, job: &crate::engine::Job<'_>) -> Result<Vec<PendingChunk>> {
+        pending_chunks(&mut self.conn, job.id).await
     }
 
     async fn finish_full(&mut self, job: &crate::engine::Job<'_>) -> Result<()> {

@@ -224,29 +224,6 @@ pub async fn restart_split_table(client: &mut Client, job: &str, table: &TableDe
     Ok(true)
 }
 
-/// The chunks of `tables` still to copy, each table credited on `tracker` with the rows
-/// already copied. `restart_split`: chunks may have been read in another run's snapshot, so a
-/// keyless table split into ranges and not finished is copied again whole, in one chunk (its
-/// rows have no key to tell a range's copy from another's, nor its changes from the copy's).
-pub async fn pending(
-    client: &mut Client,
-    job: &str,
-    tables: &[TableDef],
-    restart_split: bool,
-    tracker: &crate::engine::Tracker,
-) -> Result<Vec<crate::engine::snapshot::Chunk>> {
-    if restart_split {
-        for t in tables.iter().filter(|t| t.key.is_empty()) {
-            if restart_split_table(client, job, t).await? {
-                tracing::info!(job, table = %t.display_name(), "keyless table copied again in one chunk");
-            }
-        }
-    }
-    let done = copied_rows(client, job).await?;
-    let names: Vec<String> = tables.iter().map(TableDef::display_name).collect();
-    Ok(crate::engine::snapshot::resume(&names, &done, pending_chunks(client, job).await?, tracker))
-}
-
 /// Rows already copied per table (for progress after a restart).
 pub async fn copied_rows(client: &Client, job: &str) -> Result<HashMap<String, u64>> {
     let rows = client
@@ -345,12 +322,20 @@ impl pipeline::Target for PgTarget {
         record_job(&mut self.client, job.id, &origin.name, &origin.detail, start, plan, layouts).await
     }
 
-    async fn pending(
-        &mut self,
-        job: &crate::engine::Job<'_>,
-        restart_split: bool,
-    ) -> Result<Vec<crate::engine::snapshot::Chunk>> {
-        pending(&mut self.client, job.id, &self.tables, restart_split, &job.tracker).await
+    fn tables(&self) -> &[TableDef] {
+        &self.tables
+    }
+
+    async fn restart_split_table(&mut self, job: &crate::engine::Job<'_>, table: &TableDef) -> Result<bool> {
+        restart_split_table(&mut self.client, job.id, table).await
+    }
+
+    async fn copied_rows(&mut self, job: &crate::engine::Job<'_>) -> Result<HashMap<String, u64>> {
+        copied_rows(&self.client, job.id).await
+    }
+
+    async fn pending_chunks(&mut self, job: &crate::engine::Job<'_>) -> Result<Vec<PendingChunk>> {
+        pending_chunks(&self.client, job.id).await
     }
 
     async fn finish_full(&mut self, job: &crate::engine::Job<'_>) -> Result<()> {
