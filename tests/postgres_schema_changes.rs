@@ -309,3 +309,50 @@ async fn a_mapped_column_keeps_its_target_name_and_an_excluded_one_stays_out() {
     stop_job.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_of_columns_sent_before_its_commit_is_visible_is_read_once_it_is() {
+    let pair = Pair::start();
+    let src = pair.source().await;
+    src.batch_execute(
+        "CREATE TABLE late (id bigint PRIMARY KEY, a text);
+         INSERT INTO late SELECT g, 'a' || g FROM generate_series(1, 100) g;",
+    )
+    .await
+    .unwrap();
+    let mut spec = pair.spec(TaskType::FullIncrTrans, &["late"]);
+    spec.policy.ddl.enabled = true;
+    let (stop_job, job) = spawn_job(&pair, &spec, "test/late");
+    wait_streaming(&pair, "test/late").await;
+    // A synchronous standby that never answers holds each commit after its record is flushed
+    // (so the walsender sends the transaction) and before other sessions can see it.
+    src.batch_execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'").await.unwrap();
+    src.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    let held = pair.source().await;
+    let rename = tokio::spawn(async move {
+        held.batch_execute("SET synchronous_commit = on").await?;
+        held.batch_execute("ALTER TABLE late RENAME COLUMN a TO label; INSERT INTO late VALUES (500, 'x')").await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let waiting: i64 =
+        src.query_one("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'", &[]).await.unwrap().get(0);
+    assert_eq!(waiting, 1, "the commit was not held");
+    assert!(!job.is_finished(), "the job stopped while the commit was held: {:?}", job.await);
+    src.batch_execute("ALTER SYSTEM RESET synchronous_standby_names").await.unwrap();
+    src.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    rename.await.unwrap().unwrap();
+    let tgt = pair.target().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = tgt.query_opt("SELECT label FROM late WHERE id = 500", &[]).await;
+        if let Ok(Some(r)) = row {
+            assert_eq!(r.get::<_, String>(0), "x");
+            break;
+        }
+        assert!(!job.is_finished(), "the job stopped: {:?}", job.await);
+        assert!(std::time::Instant::now() < deadline, "row 500 did not arrive: {row:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_job.send(true).unwrap();
+    job.await.unwrap().unwrap();
+}

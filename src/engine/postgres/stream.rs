@@ -650,7 +650,7 @@ impl Decoder {
                 return Ok((!idx.is_empty()).then_some(Change::Truncate { tables: idx }));
             }
             EventType::Relation { relation_id, namespace, relation_name, columns, .. } => {
-                return self.relation(*relation_id, namespace, relation_name, columns).await;
+                return self.relation(*relation_id, namespace, relation_name, columns, xid).await;
             }
             _ => return Ok(None),
         };
@@ -695,6 +695,7 @@ impl Decoder {
         schema: &str,
         table: &str,
         columns: &[pg_walstream::RelationColumn],
+        xid: u32,
     ) -> Result<Option<Change>> {
         let key = match self.oids.get(&relation_id) {
             Some(key) => key.clone(),
@@ -744,26 +745,10 @@ impl Decoder {
             )));
         };
         let what = || format!("reading the changed columns of {name}");
-        let live: Vec<LiveColumn> = catalog
-            .query(
-                "SELECT a.attnum, a.attname::text, a.attnotnull, a.atthasmissing, \
-                        quote_literal((a.attmissingval::text::text[])[1]), pg_get_expr(d.adbin, d.adrelid) \
-                 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
-                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                &[&relation_id],
-            )
+        wait_until_visible(catalog, xid, &name).await?;
+        let live = read_live_columns(catalog, relation_id)
             .await
-            .map_err(|e| EngineError::query(Side::Source, what(), super::connect::describe_pg_error(&e)))?
-            .iter()
-            .map(|r| LiveColumn {
-                attnum: r.get(0),
-                name: r.get(1),
-                not_null: r.get(2),
-                has_missing: r.get(3),
-                missing: r.get(4),
-                default: r.get(5),
-            })
-            .collect();
+            .map_err(|e| EngineError::query(Side::Source, what(), super::connect::describe_pg_error(&e)))?;
         let oids: Vec<u32> = columns.iter().map(|c| c.type_id).collect();
         let mods: Vec<i32> = columns.iter().map(|c| c.type_modifier).collect();
         let types: Vec<String> = catalog
@@ -786,6 +771,77 @@ impl Decoder {
         }
         Ok(Some(Change::Reshape { table: index, columns, changes, layout }))
     }
+}
+
+/// How long the stream waits for a transaction that changed a table's columns to become
+/// visible to the catalog session: below the walsender's default `wal_sender_timeout` (60 s), as
+/// the stream answers no keepalive meanwhile.
+const VISIBLE_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until source transaction `xid` (which changed the columns of table `name`) is visible
+/// to `catalog`'s new snapshots. The walsender sends a transaction once its commit record is
+/// flushed, which is before the transaction leaves the server's running set: the gap is short,
+/// unless a synchronous standby holds the commit. Past [`VISIBLE_WITHIN`], a change-stream error:
+/// the stream starts again from its checkpoint and reads the transaction again.
+async fn wait_until_visible(catalog: &tokio_postgres::Client, xid: u32, name: &str) -> Result<()> {
+    if xid == 0 {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let snapshot: String = catalog
+            .query_one("SELECT txid_current_snapshot()::text", &[])
+            .await
+            .map_err(|e| {
+                EngineError::query(
+                    Side::Source,
+                    format!("reading which transactions the source shows, for the changed columns of {name}"),
+                    super::connect::describe_pg_error(&e),
+                )
+            })?
+            .get(0);
+        if VisibleXids::parse(&snapshot).is_none_or(|s| s.sees(xid)) {
+            return Ok(());
+        }
+        if started.elapsed() >= VISIBLE_WITHIN {
+            return Err(EngineError::Stream(format!(
+                "source transaction {xid} changed the columns of {name}, and {} s after the stream received it its \
+                 commit is still not visible to other sessions (a synchronous standby holding commits?); the stream \
+                 reads it again from the checkpoint",
+                VISIBLE_WITHIN.as_secs()
+            )));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// The columns of the source table `relation_id` as the catalog shows them now.
+async fn read_live_columns(
+    catalog: &tokio_postgres::Client,
+    relation_id: u32,
+) -> std::result::Result<Vec<LiveColumn>, tokio_postgres::Error> {
+    let rows = catalog
+        .query(
+            "SELECT a.attnum, a.attname::text, a.attnotnull, a.atthasmissing, \
+                    quote_literal((a.attmissingval::text::text[])[1]), pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&relation_id],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| LiveColumn {
+            attnum: r.get(0),
+            name: r.get(1),
+            not_null: r.get(2),
+            has_missing: r.get(3),
+            missing: r.get(4),
+            default: r.get(5),
+        })
+        .collect())
 }
 
 /// Works out how `old` became the columns a Relation message lists (`columns`, with their
