@@ -124,9 +124,11 @@ pub enum Change {
     /// source order, with each column's target name and whether the job transfers it; the rows
     /// of the changes that follow have this layout. `changes` says what changed, for the
     /// applier to replay on the target or to stop on, as `policy.ddl` says.
-    /// `layout` is the engine's own record of the new layout, which the target keeps with the
-    /// checkpoint so that a restarted job reads the stream with the layout it has reached.
-    Reshape { table: usize, columns: Vec<ColumnDef>, changes: Vec<ColumnChange>, layout: String },
+    /// `key` is the key's columns by their positions in `columns` (a dropped column before a
+    /// key column moves it). `layout` is the engine's own record of the new layout, which the
+    /// target keeps with the checkpoint so that a restarted job reads the stream with the
+    /// layout it has reached.
+    Reshape { table: usize, columns: Vec<ColumnDef>, key: Vec<usize>, changes: Vec<ColumnChange>, layout: String },
 }
 
 /// One change to a source table's columns, by source column name.

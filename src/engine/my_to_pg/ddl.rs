@@ -113,7 +113,13 @@ fn ddl(t: usize, table: &TableConv, statement: String) -> Change {
 }
 
 fn reshape(tables: &[TableConv], t: usize, change: ColumnChange) -> Change {
-    Change::Reshape { table: t, columns: tables[t].defs.clone(), changes: vec![change], layout: String::new() }
+    Change::Reshape {
+        table: t,
+        columns: tables[t].defs.clone(),
+        key: tables[t].key.clone(),
+        changes: vec![change],
+        layout: String::new(),
+    }
 }
 
 /// The position of a written column by source name.

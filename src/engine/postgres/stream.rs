@@ -765,11 +765,12 @@ impl Decoder {
         let (reshaped, changes) = reshape(&t.table, columns, &types, &live)?;
         let index = t.index;
         let columns = reshaped.def.columns.clone();
+        let table_key = reshaped.def.key.clone();
         let layout = reshaped.layout();
         if let Some(t) = self.tables.get_mut(&key) {
             t.reshaped(reshaped)?;
         }
-        Ok(Some(Change::Reshape { table: index, columns, changes, layout }))
+        Ok(Some(Change::Reshape { table: index, columns, key: table_key, changes, layout }))
     }
 }
 

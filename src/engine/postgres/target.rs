@@ -1290,10 +1290,10 @@ impl Applier {
         let mut run: Vec<&Change> = Vec::with_capacity(batch.len());
         for t in &batch.transactions {
             for c in &t.changes {
-                if let Change::Reshape { table, columns, changes, layout } = c {
+                if let Change::Reshape { table, columns, key, changes, layout } = c {
                     self.apply_run(&run, batch.idempotent, sets).await?;
                     run.clear();
-                    self.reshape(*table, columns, changes, layout).await?;
+                    self.reshape(*table, columns, key, changes, layout).await?;
                 } else if let Change::Ddl { statement, tables } = c {
                     self.apply_run(&run, batch.idempotent, sets).await?;
                     run.clear();
@@ -1420,6 +1420,7 @@ impl Applier {
         &mut self,
         table: usize,
         columns: &[ColumnDef],
+        key: &[usize],
         changes: &[ColumnChange],
         layout: &str,
     ) -> Result<()> {
@@ -1513,6 +1514,7 @@ impl Applier {
             }
         }
         self.tables[table].def.columns = columns.to_vec();
+        self.tables[table].def.key = key.to_vec();
         self.statements.retain(|k, _| !written_by(k).contains(&table));
         self.shapes[table] = self.describe_one(&target).await?;
         self.client
