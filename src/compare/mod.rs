@@ -11,7 +11,9 @@
 //! Engines implement [`Side`]; this module owns the walk, the row diff and the report. A
 //! same-engine pair hashes on the servers; a pair of different engines (MySQL family ↔
 //! PostgreSQL) reads rows on both sides and compares their canonical forms ([`canonical`]),
-//! with each column's class taken, for MySQL → PostgreSQL, from the job's type mapping.
+//! with each column's class taken, for MySQL → PostgreSQL, from the job's type mapping. There a
+//! text key sorts differently on each side, so the target's rows of a chunk are looked up by the
+//! source's keys and rows only on the target found after the walk.
 
 pub mod canonical;
 pub mod mysql;
@@ -284,6 +286,90 @@ fn diff_rows<S: Side, T: Side>(
     out
 }
 
+/// Online: checks rows that differ (`diffs`) again by key, up to `rechecks` times, each once the
+/// job's checkpoint has passed the previous read (`read_at`); a row in flight agrees then. The
+/// counts (`source rows`, `target rows`) follow each rechecked row's latest reading. Returns the
+/// differences that persist.
+#[allow(clippy::too_many_arguments)]
+async fn settle<S: Side, T: Side, C: CatchUp>(
+    source: &mut S,
+    target: &mut T,
+    t: usize,
+    canon: &impl Fn(Vec<RawRow>) -> Vec<Row>,
+    mut diffs: Vec<(Vec<String>, RowDifference)>,
+    rechecks: u32,
+    catch_up: &C,
+    mut read_at: jiff::Timestamp,
+    (src_rows, tgt_rows): (&mut u64, &mut u64),
+) -> Result<Vec<(Vec<String>, RowDifference)>> {
+    for _ in 0..rechecks {
+        if diffs.is_empty() || !catch_up.wait_past(read_at).await {
+            break;
+        }
+        read_at = jiff::Timestamp::now();
+        let keys: Vec<Vec<String>> = diffs.iter().map(|(k, _)| k.clone()).collect();
+        let (ra, rb) = futures::join!(source.raw_rows_for_keys(t, &keys), target.raw_rows_for_keys(t, &keys));
+        let (ra, rb) = (canon(ra?), canon(rb?));
+        for (key, d) in &diffs {
+            let was = (d.source_key_value.is_some(), d.target_key_value.is_some());
+            let now = (ra.iter().any(|r| &r.key == key), rb.iter().any(|r| &r.key == key));
+            *src_rows = (*src_rows + u64::from(now.0)).saturating_sub(u64::from(was.0));
+            *tgt_rows = (*tgt_rows + u64::from(now.1)).saturating_sub(u64::from(was.1));
+        }
+        diffs = diff_rows(source, target, t, ra, rb);
+    }
+    Ok(diffs)
+}
+
+/// For a table whose chunks were looked up on the target by the source's keys: how many rows
+/// the target holds beyond the `found` ones, and up to `room` of them as differences. Only when
+/// the target's count says there are any, the target is read over the source's chunk bounds
+/// (which cover every key in any order, some more than once) and each key not yet seen is
+/// looked up on the source.
+#[allow(clippy::too_many_arguments)]
+async fn only_in_target<S: Side, T: Side, C: CatchUp>(
+    source: &mut S,
+    target: &mut T,
+    t: usize,
+    canon: &impl Fn(Vec<RawRow>) -> Vec<Row>,
+    chunks: &[KeyRange],
+    found: u64,
+    room: usize,
+    rechecks: u32,
+    catch_up: &C,
+) -> Result<(u64, Vec<RowDifference>)> {
+    let (total, _) = target.hash(t, &KeyRange::default()).await?;
+    let extra = total.saturating_sub(found);
+    if extra == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let mut listed = Vec::new();
+    let mut only_keys = std::collections::BTreeSet::new();
+    let read_at = jiff::Timestamp::now();
+    for range in chunks {
+        let rows = canon(target.raw_rows(t, range).await?);
+        if rows.is_empty() {
+            continue;
+        }
+        let keys: Vec<Vec<String>> = rows.iter().map(|r| r.key.clone()).collect();
+        let there: std::collections::BTreeSet<Vec<String>> =
+            canon(source.raw_rows_for_keys(t, &keys).await?).into_iter().map(|r| r.key).collect();
+        // A key in several of the ranges (as the target sorts them) is listed once.
+        let only: Vec<Row> =
+            rows.into_iter().filter(|r| !there.contains(&r.key) && only_keys.insert(r.key.clone())).collect();
+        listed.extend(diff_rows(source, target, t, Vec::new(), only));
+        if listed.len() as u64 >= extra {
+            break;
+        }
+    }
+    let before = listed.len() as u64;
+    let (mut s, mut tg) = (0u64, before);
+    let listed = settle(source, target, t, canon, listed, rechecks, catch_up, read_at, (&mut s, &mut tg)).await?;
+    // Online: rows that settled (the job caught up) are not extra after all.
+    let extra = extra.saturating_sub(before - listed.len() as u64);
+    Ok((extra, listed.into_iter().map(|(_, d)| d).take(room).collect()))
+}
+
 /// The source structure in target names: unselected columns, and indexes, constraints and
 /// foreign keys on them, left out (the job does not carry them), as are foreign keys to tables
 /// outside the comparison.
@@ -517,12 +603,25 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                 let keys: Vec<usize> = source.tables()[t].key.clone();
                 let canon = |rows: Vec<RawRow>| -> Vec<Row> { canonical_rows(&classes, &keys, rows) };
                 let chunk_rechecks = if keyed && opts.content { 0 } else { opts.rechecks };
+                // A text key sorts by each engine's collation: the source's chunk bounds hold
+                // other rows on the target. The target's rows of a chunk are then looked up by
+                // the source's keys, and rows only on the target found after the walk.
+                let by_keys = keyed
+                    && opts.content
+                    && chunks.len() > 1
+                    && keys.iter().any(|&k| classes.get(k) == Some(&canonical::ValueClass::Text));
                 let (mut a, mut b) = (Vec::new(), Vec::new());
                 let mut read_at = jiff::Timestamp::now();
                 for attempt in 0..=chunk_rechecks {
                     read_at = jiff::Timestamp::now();
-                    let (ra, rb) = futures::join!(source.raw_rows(t, range), target.raw_rows(t, range));
-                    (a, b) = (canon(ra?), canon(rb?));
+                    if by_keys {
+                        a = canon(source.raw_rows(t, range).await?);
+                        let wanted: Vec<Vec<String>> = a.iter().map(|r| r.key.clone()).collect();
+                        b = canon(target.raw_rows_for_keys(t, &wanted).await?);
+                    } else {
+                        let (ra, rb) = futures::join!(source.raw_rows(t, range), target.raw_rows(t, range));
+                        (a, b) = (canon(ra?), canon(rb?));
+                    }
                     let same = keyed && opts.content
                         || canonical::sum_hash(a.iter().map(|r| r.values.as_slice()))
                             == canonical::sum_hash(b.iter().map(|r| r.values.as_slice()));
@@ -533,29 +632,23 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                 src_rows += a.len() as u64;
                 tgt_rows += b.len() as u64;
                 if keyed && opts.content {
-                    let mut diffs = diff_rows(source, target, t, a, b);
-                    // Online: a row in flight agrees once the checkpoint has passed the read;
-                    // the counts follow each rechecked row's latest reading.
-                    for _ in 0..opts.rechecks {
-                        if diffs.is_empty() || !catch_up.wait_past(read_at).await {
-                            break;
-                        }
-                        read_at = jiff::Timestamp::now();
-                        let keys: Vec<Vec<String>> = diffs.iter().map(|(k, _)| k.clone()).collect();
-                        let (ra, rb) =
-                            futures::join!(source.raw_rows_for_keys(t, &keys), target.raw_rows_for_keys(t, &keys));
-                        let (ra, rb) = (canon(ra?), canon(rb?));
-                        for (key, d) in &diffs {
-                            let was = (d.source_key_value.is_some(), d.target_key_value.is_some());
-                            let now = (ra.iter().any(|r| &r.key == key), rb.iter().any(|r| &r.key == key));
-                            src_rows = (src_rows + u64::from(now.0)).saturating_sub(u64::from(was.0));
-                            tgt_rows = (tgt_rows + u64::from(now.1)).saturating_sub(u64::from(was.1));
-                        }
-                        diffs = diff_rows(source, target, t, ra, rb);
-                    }
+                    let diffs = diff_rows(source, target, t, a, b);
+                    let counts = (&mut src_rows, &mut tgt_rows);
+                    let diffs =
+                        settle(source, target, t, &canon, diffs, opts.rechecks, catch_up, read_at, counts).await?;
                     differing += diffs.len() as u64;
                     let room = opts.max_differences.saturating_sub(report.differences.len());
                     report.differences.extend(diffs.into_iter().map(|(_, d)| d).take(room));
+                    if by_keys && i + 1 == chunks.len() {
+                        // Every chunk looked up: the rows the target holds beyond them.
+                        let room = opts.max_differences.saturating_sub(report.differences.len());
+                        let (extra, listed) =
+                            only_in_target(source, target, t, &canon, &chunks, tgt_rows, room, opts.rechecks, catch_up)
+                                .await?;
+                        tgt_rows += extra;
+                        differing += extra;
+                        report.differences.extend(listed);
+                    }
                 } else if canonical::sum_hash(a.iter().map(|r| r.values.as_slice()))
                     != canonical::sum_hash(b.iter().map(|r| r.values.as_slice()))
                 {
