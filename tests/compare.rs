@@ -216,6 +216,11 @@ async fn an_online_comparison_during_streaming_is_consistent_and_still_finds_a_r
             while running.load(Ordering::SeqCst) {
                 let id = 1 + (n * 7919) % 30000;
                 src.execute("UPDATE accounts SET balance = balance + 1 WHERE id = $1", &[&id]).await.unwrap();
+                // Rows come and go too, so that the row counts of a read differ in flight.
+                src.execute("INSERT INTO accounts VALUES ($1, 0)", &[&(30001 + n)]).await.unwrap();
+                if n >= 50 {
+                    src.execute("DELETE FROM accounts WHERE id = $1", &[&(30001 + n - 50)]).await.unwrap();
+                }
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }

@@ -286,7 +286,10 @@ fn diff_rows<S: Side, T: Side>(
     out
 }
 
-/// Online: checks rows that differ (`diffs`) again by key, up to `rechecks` times, each once the
+/// Brings rows printed by their servers to canonical forms (comparing across engines).
+type Canon<'a> = dyn Fn(Vec<RawRow>) -> Vec<Row> + Sync + 'a;
+
+/// Online: checks rows that differ (`diffs`) again by key (through `canon` across engines), up to `rechecks` times, each once the
 /// job's checkpoint has passed the previous read (`read_at`); a row in flight agrees then. The
 /// counts (`source rows`, `target rows`) follow each rechecked row's latest reading. Returns the
 /// differences that persist.
@@ -295,7 +298,7 @@ async fn settle<S: Side, T: Side, C: CatchUp>(
     source: &mut S,
     target: &mut T,
     t: usize,
-    canon: &impl Fn(Vec<RawRow>) -> Vec<Row>,
+    canon: Option<&Canon<'_>>,
     mut diffs: Vec<(Vec<String>, RowDifference)>,
     rechecks: u32,
     catch_up: &C,
@@ -308,8 +311,16 @@ async fn settle<S: Side, T: Side, C: CatchUp>(
         }
         read_at = jiff::Timestamp::now();
         let keys: Vec<Vec<String>> = diffs.iter().map(|(k, _)| k.clone()).collect();
-        let (ra, rb) = futures::join!(source.raw_rows_for_keys(t, &keys), target.raw_rows_for_keys(t, &keys));
-        let (ra, rb) = (canon(ra?), canon(rb?));
+        let (ra, rb) = match canon {
+            Some(canon) => {
+                let (ra, rb) = futures::join!(source.raw_rows_for_keys(t, &keys), target.raw_rows_for_keys(t, &keys));
+                (canon(ra?), canon(rb?))
+            }
+            None => {
+                let (ra, rb) = futures::join!(source.rows_for_keys(t, &keys), target.rows_for_keys(t, &keys));
+                (ra?, rb?)
+            }
+        };
         for (key, d) in &diffs {
             let was = (d.source_key_value.is_some(), d.target_key_value.is_some());
             let now = (ra.iter().any(|r| &r.key == key), rb.iter().any(|r| &r.key == key));
@@ -331,7 +342,7 @@ async fn only_in_target<S: Side, T: Side, C: CatchUp>(
     source: &mut S,
     target: &mut T,
     t: usize,
-    canon: &impl Fn(Vec<RawRow>) -> Vec<Row>,
+    canon: &Canon<'_>,
     chunks: &[KeyRange],
     found: u64,
     room: usize,
@@ -364,7 +375,7 @@ async fn only_in_target<S: Side, T: Side, C: CatchUp>(
     }
     let before = listed.len() as u64;
     let (mut s, mut tg) = (0u64, before);
-    let listed = settle(source, target, t, canon, listed, rechecks, catch_up, read_at, (&mut s, &mut tg)).await?;
+    let listed = settle(source, target, t, Some(canon), listed, rechecks, catch_up, read_at, (&mut s, &mut tg)).await?;
     // Online: rows that settled (the job caught up) are not extra after all.
     let extra = extra.saturating_sub(before - listed.len() as u64);
     Ok((extra, listed.into_iter().map(|(_, d)| d).take(room).collect()))
@@ -635,7 +646,8 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                     let diffs = diff_rows(source, target, t, a, b);
                     let counts = (&mut src_rows, &mut tgt_rows);
                     let diffs =
-                        settle(source, target, t, &canon, diffs, opts.rechecks, catch_up, read_at, counts).await?;
+                        settle(source, target, t, Some(&canon), diffs, opts.rechecks, catch_up, read_at, counts)
+                            .await?;
                     differing += diffs.len() as u64;
                     let room = opts.max_differences.saturating_sub(report.differences.len());
                     report.differences.extend(diffs.into_iter().map(|(_, d)| d).take(room));
@@ -689,18 +701,14 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
             if opts.content && keyed {
                 let (a, b) = futures::join!(source.rows(t, range), target.rows(t, range));
                 let (a, b) = (a?, b?);
-                let mut diffs = diff_rows(source, target, t, a, b);
+                // The chunk's counts are those of this read, which the rechecks follow.
+                src_rows = src_rows - sc + a.len() as u64;
+                tgt_rows = tgt_rows - tc + b.len() as u64;
+                let diffs = diff_rows(source, target, t, a, b);
                 // Online: a row that differs only because the job has not applied its latest
                 // change yet agrees once the checkpoint has passed the read.
-                for _ in 0..opts.rechecks {
-                    if diffs.is_empty() || !catch_up.wait_past(read_at).await {
-                        break;
-                    }
-                    read_at = jiff::Timestamp::now();
-                    let keys: Vec<Vec<String>> = diffs.iter().map(|(k, _)| k.clone()).collect();
-                    let (a, b) = futures::join!(source.rows_for_keys(t, &keys), target.rows_for_keys(t, &keys));
-                    diffs = diff_rows(source, target, t, a?, b?);
-                }
+                let counts = (&mut src_rows, &mut tgt_rows);
+                let diffs = settle(source, target, t, None, diffs, opts.rechecks, catch_up, read_at, counts).await?;
                 if !diffs.is_empty() {
                     hashes_equal = false;
                 }
