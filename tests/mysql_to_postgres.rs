@@ -1023,3 +1023,85 @@ async fn a_content_comparison_of_text_keys_that_sort_differently_on_each_side_fi
     assert_eq!((report.tables[0].source_rows, report.tables[0].target_rows), (Some(45000), Some(45002)));
     assert_eq!(report.tables[0].different_rows, Some(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_uuid_and_address_columns_arrive_as_uuid_and_inet_through_the_copy_and_the_stream() {
+    use ferry::api::CompareResult;
+    use ferry::compare::{self, Options};
+    const ROWS: &str = "('00112233-4455-1677-8899-aabbccdd0000', '2001:db8::', '10.0.0.0', 1),
+        ('00000000-0000-0000-0000-000000000000', '::', '0.0.0.0', 2),
+        ('ffffffff-ffff-7fff-bfff-ffffffffffff', '::ffff:1.2.3.4', '255.255.255.255', 3),
+        ('01234567-89ab-4def-8123-456789abcdef', NULL, NULL, 4)";
+    let servers = Servers::start();
+    exec(
+        &mut servers.source().await,
+        &format!(
+            "CREATE DATABASE shop; USE shop; CREATE TABLE addr (u uuid PRIMARY KEY, a6 inet6, a4 inet4, n int);
+             INSERT INTO addr VALUES {ROWS};"
+        ),
+    )
+    .await;
+    let mut spec = servers.spec(&["addr"]);
+    spec.task_type = TaskType::FullIncrTrans;
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let credentials = servers.credentials();
+    let run_spec = spec.clone();
+    let mut job = tokio::spawn(async move {
+        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+        engine::run(Job { id: "addr", spec: &run_spec, credentials: &credentials, tracker, stop }).await
+    });
+    let pg = servers.target().await;
+    wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
+    let types: Vec<String> = pg
+        .query(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = 'shop.addr'::regclass AND attnum > 0 ORDER BY attnum",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(types, ["uuid", "inet", "inet", "integer"]);
+    // The same values again through the stream (16 and 4 bytes in the binary log, trailing
+    // zero bytes left out), then an update and a delete found by the UUID key.
+    exec(
+        &mut servers.source().await,
+        &format!(
+            "USE shop; DELETE FROM addr; INSERT INTO addr VALUES {ROWS};
+             UPDATE addr SET a4 = '192.168.0.0', a6 = '::1' WHERE u = '00112233-4455-1677-8899-aabbccdd0000';
+             DELETE FROM addr WHERE n = 2;"
+        ),
+    )
+    .await;
+    let want = vec![
+        "00112233-4455-1677-8899-aabbccdd0000 ::1 192.168.0.0".to_owned(),
+        "01234567-89ab-4def-8123-456789abcdef NULL NULL".to_owned(),
+        "ffffffff-ffff-7fff-bfff-ffffffffffff ::ffff:1.2.3.4 255.255.255.255".to_owned(),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let have: Vec<String> = pg
+            .query(
+                "SELECT u::text || ' ' || coalesce(host(a6), 'NULL') || ' ' || coalesce(host(a4), 'NULL')
+                 FROM shop.addr ORDER BY u",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if have == want {
+            break;
+        }
+        assert!(!job.is_finished(), "the job stopped: {:?}", job.await);
+        assert!(std::time::Instant::now() < deadline, "{have:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let report =
+        compare::run(&spec.source, &spec.target, &spec.objects, &servers.credentials(), Options::content(20)).await;
+    let report = report.unwrap();
+    assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
+}

@@ -134,7 +134,7 @@ impl PgSide {
         let d = &self.tables[t];
         let keys: Vec<String> = d.key_columns().map(|c| pg_ident(&c.name)).collect();
         let mut select: Vec<String> = keys.iter().map(|k| format!("{k}::text")).collect();
-        select.extend(d.columns.iter().map(|c| format!("{}::text", pg_ident(&c.name))));
+        select.extend(d.columns.iter().map(printed));
         let order = if keys.is_empty() { String::new() } else { format!(" ORDER BY {}", keys.join(", ")) };
         let sql = format!("SELECT {} FROM {} WHERE {cond}{order}", select.join(", "), pg_qualified(&d.schema, &d.name));
         let rows = self
@@ -420,4 +420,14 @@ fn key_tuples(d: &TableDef, keys: &[Vec<String>], hex_bytes: bool) -> (Vec<Strin
         })
         .collect();
     (tuples, params)
+}
+
+/// A column's value as its type's output function prints it: an `inet`'s cast to text would add
+/// the mask of a host address (`::1/128`), which the output (and MariaDB's `INET6`) leave out.
+fn printed(c: &crate::engine::model::ColumnDef) -> String {
+    let col = pg_ident(&c.name);
+    match c.type_sql.as_str() {
+        "inet" => format!("CASE WHEN {col} IS NOT NULL THEN format('%s', {col}) END"),
+        _ => format!("{col}::text"),
+    }
 }

@@ -164,6 +164,17 @@ impl ColumnConv {
                 }
                 out
             }
+            (Conv::Uuid, Cell::Bytes(b)) if b.len() == 16 => {
+                let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+                format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+            }
+            (Conv::Inet, Cell::Bytes(b)) => match <[u8; 16]>::try_from(b.as_slice()) {
+                Ok(v6) => std::net::Ipv6Addr::from(v6).to_string(),
+                Err(_) => match <[u8; 4]>::try_from(b.as_slice()) {
+                    Ok(v4) => std::net::Ipv4Addr::from(v4).to_string(),
+                    Err(_) => return Err(unexpected(&Cell::Bytes(b))),
+                },
+            },
             (Conv::Integer | Conv::Decimal | Conv::Real | Conv::Double | Conv::Time, cell) => Self::text(cell),
             (_, cell) => return Err(unexpected(&cell)),
         };
@@ -387,6 +398,12 @@ mod tests {
         );
         assert_eq!(text(&conv(Conv::Time), Cell::Text("-838:59:59.000000".into())), "-838:59:59.000000");
         assert_eq!(text(&conv(Conv::Bytes), Cell::Bytes(vec![0, 255])), "\\x00ff");
+        let uuid: Vec<u8> = (0..16).map(|i| i * 17).collect();
+        assert_eq!(text(&conv(Conv::Uuid), Cell::Bytes(uuid)), "00112233-4455-6677-8899-aabbccddeeff");
+        let mapped = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 1, 2, 3, 4];
+        assert_eq!(text(&conv(Conv::Inet), Cell::Bytes(mapped.to_vec())), "::ffff:1.2.3.4");
+        assert_eq!(text(&conv(Conv::Inet), Cell::Bytes(vec![10, 0, 0, 0])), "10.0.0.0");
+        assert!(conv(Conv::Inet).convert(Cell::Bytes(vec![1, 2, 3]), ZeroDatePolicy::Null).is_err());
         let e = ColumnConv { enum_labels: Some(vec!["a".into(), "b".into()]), ..conv(Conv::Text) };
         assert_eq!(text(&e, Cell::UInt(2)), "b");
         assert_eq!(text(&e, Cell::UInt(0)), "");

@@ -41,6 +41,10 @@ pub enum Conv {
     Text,
     /// Binary data (BINARY, VARBINARY, BLOB): `bytea`.
     Bytes,
+    /// MariaDB's `UUID`: text when read, 16 bytes from the binary log.
+    Uuid,
+    /// MariaDB's `INET6` and `INET4`: text when read, 16 or 4 bytes from the binary log.
+    Inet,
 }
 
 /// A source column's PostgreSQL type and how its values get there.
@@ -165,6 +169,8 @@ pub fn map_type(data_type: &str, column_type: &str, json: bool) -> Result<Mappin
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
             Mapping::plain("bytea", Conv::Bytes)
         }
+        "uuid" => Mapping::plain("uuid", Conv::Uuid),
+        "inet6" | "inet4" => Mapping::plain("inet", Conv::Inet),
         t if SPATIAL.contains(&t) => {
             return Err(format!(
                 "the spatial type {t} has no PostgreSQL counterpart (PostGIS is not used); exclude the column"
@@ -379,6 +385,10 @@ pub fn push_value(buf: &mut Vec<u8>, conv: Conv, value: &Value) -> Result<bool, 
         }
         (Conv::Text, Value::Bytes(b)) => push_copy_text(buf, b)?,
         (Conv::Bytes, Value::Bytes(b)) => push_bytea(buf, b),
+        // Read, MariaDB prints them (`0011…-…`, `::ffff:1.2.3.4`, `10.0.0.1`).
+        (Conv::Uuid | Conv::Inet, Value::Bytes(b)) if b.iter().all(|c| c.is_ascii_graphic()) => {
+            buf.extend_from_slice(b)
+        }
         _ => return Err(unexpected()),
     }
     Ok(true)
@@ -475,7 +485,10 @@ mod tests {
         assert_eq!(s.set_members, Some(vec!["x".into(), "y".into()]));
         assert!(map_type("point", "point", false).unwrap_err().contains("spatial type point"));
         assert!(map_type("geometry", "geometry", false).unwrap_err().contains("spatial"));
-        assert!(map_type("inet6", "inet6", false).unwrap_err().contains("not mapped"));
+        assert_eq!(map_type("uuid", "uuid", false).unwrap(), Mapping::plain("uuid", Conv::Uuid));
+        assert_eq!(map_type("inet6", "inet6", false).unwrap(), Mapping::plain("inet", Conv::Inet));
+        assert_eq!(map_type("inet4", "inet4", false).unwrap(), Mapping::plain("inet", Conv::Inet));
+        assert!(map_type("xml", "xml", false).unwrap_err().contains("not mapped"));
     }
 
     #[test]

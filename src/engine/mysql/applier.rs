@@ -127,6 +127,10 @@ impl Table {
                 let hex = m.kind == ColumnKind::Text && !utf8;
                 let placeholder = if hex {
                     format!("CONVERT(UNHEX(?) USING {})", m.charset.as_deref().unwrap_or("binary"))
+                } else if matches!(m.data_type.as_str(), "uuid" | "inet6" | "inet4") {
+                    // The binary log's 16 or 4 bytes: as text in the session's character set
+                    // the server would read them as a malformed address.
+                    "CAST(? AS BINARY)".to_owned()
                 } else {
                     "?".to_owned()
                 };

@@ -30,18 +30,24 @@ struct Column<'a> {
     /// A TIME(1) or TIME(2) column, whose negative values `mysql_common` misreads (see
     /// [`time2_fraction_fix`]).
     time2: bool,
-    /// A `BINARY(n)` column's length: the binary log drops a value's trailing zero bytes, which
+    /// A `BINARY(n)` column's length (or a MariaDB `UUID`'s, `INET6`'s, `INET4`'s): the binary log drops a value's trailing zero bytes, which
     /// the column stores (and a row without a key is matched by).
     pad: Option<usize>,
 }
 
-/// `n` of a `binary(n)` column type.
+/// The stored length of a fixed-length binary column: `n` of a `binary(n)` column type, and
+/// 16 or 4 bytes for MariaDB's `UUID`, `INET6` and `INET4` (which the binary log carries as
+/// `BINARY(n)`, trailing zero bytes dropped alike).
 fn binary_length(data_type: &str, type_sql: &str) -> Option<usize> {
-    if data_type != "binary" {
-        return None;
+    match data_type {
+        "uuid" | "inet6" => Some(16),
+        "inet4" => Some(4),
+        "binary" => {
+            let inner = type_sql.trim().strip_prefix("binary(")?.strip_suffix(')')?;
+            inner.trim().parse().ok()
+        }
+        _ => None,
     }
-    let inner = type_sql.trim().strip_prefix("binary(")?.strip_suffix(')')?;
-    inner.trim().parse().ok()
 }
 
 /// The rows of one rows event: `(before image, after image)` per row, as the event kind has
@@ -174,11 +180,14 @@ mod tests {
     use super::binary_length;
 
     #[test]
-    fn only_binary_columns_are_padded_to_their_length() {
+    fn only_fixed_length_binary_columns_are_padded_to_their_length() {
         assert_eq!(binary_length("binary", "binary(16)"), Some(16));
         assert_eq!(binary_length("binary", "binary( 4 )"), Some(4));
         assert_eq!(binary_length("varbinary", "varbinary(16)"), None);
         assert_eq!(binary_length("char", "char(4)"), None);
         assert_eq!(binary_length("binary", "binary"), None);
+        assert_eq!(binary_length("uuid", "uuid"), Some(16));
+        assert_eq!(binary_length("inet6", "inet6"), Some(16));
+        assert_eq!(binary_length("inet4", "inet4"), Some(4));
     }
 }
