@@ -380,7 +380,7 @@ async fn a_column_dropped_before_the_key_leaves_updates_and_deletes_finding_thei
     .await
     .unwrap();
     if let Err(e) = support::try_wait_equal(&pair, "k", "k", Duration::from_secs(30)).await {
-        panic!("{e}; the job: {:?}", job.is_finished().then_some(job.await));
+        panic!("{e}; the job: {:?}", if job.is_finished() { Some(job.await) } else { None });
     }
     stop_job.send(true).unwrap();
     job.await.unwrap().unwrap();
@@ -393,7 +393,7 @@ async fn a_column_dropped_before_the_key_leaves_updates_and_deletes_finding_thei
     .unwrap();
     let (stop_job, job) = spawn_job(&pair, &spec, "test/keyshift");
     if let Err(e) = support::try_wait_equal(&pair, "k", "k", Duration::from_secs(30)).await {
-        panic!("{e}; the job: {:?}", job.is_finished().then_some(job.await));
+        panic!("{e}; the job: {:?}", if job.is_finished() { Some(job.await) } else { None });
     }
     stop_job.send(true).unwrap();
     job.await.unwrap().unwrap();
