@@ -279,6 +279,35 @@ async fn mariadb_uuid_and_address_types_round_trip_through_the_copy_and_the_stre
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dates_a_lenient_source_stored_arrive_as_stored_through_the_copy_and_the_stream() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, "CREATE DATABASE shop; CREATE TABLE shop.days (id int PRIMARY KEY, d date, dt datetime)").await;
+    let rows = |base: i32| {
+        format!(
+            "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; INSERT INTO shop.days VALUES
+             ({base}, '2024-02-30', '2023-04-31 10:00:00'), ({}, '2024-00-00', '2024-06-00 00:00:00')",
+            base + 1
+        )
+    };
+    exec(&mut src, &rows(1)).await;
+    let spec = pair.spec(TaskType::FullIncrTrans, &["days"]);
+    let (stop, mut job) = pair.spawn("t/days", spec);
+    let mut tgt = pair.target().await;
+    my_support::wait_streaming(&mut tgt, &mut job).await;
+    exec(&mut src, &rows(11)).await;
+    exec(&mut src, "SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; UPDATE shop.days SET d = '2025-02-31' WHERE id = 2")
+        .await;
+    wait_equal(&pair, "shop.days", "shop.days", Duration::from_secs(20)).await;
+    let text = "SELECT id, CAST(d AS CHAR), CAST(dt AS CHAR) FROM shop.days ORDER BY id";
+    let a: Vec<(i32, String, String)> = src.query(text).await.unwrap();
+    let b: Vec<(i32, String, String)> = tgt.query(text).await.unwrap();
+    assert_eq!(a, b);
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
 /// Every type through each way the applier writes a table: reduced to final row states (a key
 /// and no other unique index), change by change (a second unique index), by a two-column key,
 /// and without a key; under each conflict policy. Inserts, updates, a key move and deletes of

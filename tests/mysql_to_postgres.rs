@@ -1105,3 +1105,19 @@ async fn mariadb_uuid_and_address_columns_arrive_as_uuid_and_inet_through_the_co
     let report = report.unwrap();
     assert_eq!(report.result(), CompareResult::Consistent, "{report:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_postgresql_cannot_hold_stops_the_job_naming_table_and_column() {
+    let servers = Servers::start();
+    exec(
+        &mut servers.source().await,
+        "CREATE DATABASE shop; USE shop; CREATE TABLE days (id int PRIMARY KEY, d date);
+         SET SESSION sql_mode = 'ALLOW_INVALID_DATES'; INSERT INTO days VALUES (1, '2024-02-30');",
+    )
+    .await;
+    let spec = servers.spec(&["days"]);
+    let e = servers.run("days", &spec).await.unwrap_err().to_string();
+    // PostgreSQL refuses it; the error names the table, the column and the reason, not the value.
+    assert!(e.contains("shop.days") && e.contains("column d") && e.contains("out of range"), "{e}");
+    assert!(!e.contains("2024-02-30"), "{e}");
+}

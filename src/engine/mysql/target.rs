@@ -35,12 +35,12 @@ pub fn qualified(db: &str, table: &str) -> String {
 use super::defaults::{is_plain_name, literal};
 
 /// Session settings of every session that writes data: values as the source stores them (no
-/// time zone shift, zero in AUTO_INCREMENT columns kept, zero dates accepted), and rows loaded in
-/// any table order.
+/// time zone shift, zero in AUTO_INCREMENT columns kept, zero dates and the dates a lenient
+/// source session stored, such as `2024-02-30`, accepted), and rows loaded in any table order.
 pub async fn prepare_session(conn: &mut Conn) -> Result<()> {
     conn.query_drop(
-        "SET SESSION time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO', foreign_key_checks = 0, \
-         unique_checks = 1",
+        "SET SESSION time_zone = '+00:00', sql_mode = 'NO_AUTO_VALUE_ON_ZERO,ALLOW_INVALID_DATES', \
+         foreign_key_checks = 0, unique_checks = 1",
     )
     .await
     .map_err(err("setting up the writing session"))
