@@ -258,23 +258,50 @@ const ADDRESS_ROWS: &str = "('00112233-4455-1677-8899-aabbccdd0000', '2001:db8::
     ('ffffffff-ffff-7fff-bfff-ffffffffffff', '::ffff:1.2.3.4', '255.255.255.255'),
     ('01234567-89ab-4def-8123-456789abcdef', NULL, NULL)";
 
+/// The tables of the address test: keyed on the UUID (changes reduced to final row states), with
+/// a second unique index (written change by change), and without a key (rows matched by value).
+const ADDRESS_TABLES: [(&str, &str); 3] = [
+    ("addr", "u uuid PRIMARY KEY, a6 inet6, a4 inet4, n int"),
+    ("addr_unique", "u uuid PRIMARY KEY, a6 inet6, a4 inet4, n int, UNIQUE (n)"),
+    ("addr_keyless", "u uuid, a6 inet6, a4 inet4, n int"),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_uuid_and_address_types_round_trip_through_the_copy_and_the_stream() {
     let pair = MyPair::start();
     let mut src = pair.source().await;
-    exec(&mut src, "CREATE DATABASE shop; CREATE TABLE shop.addr (u uuid PRIMARY KEY, a6 inet6, a4 inet4, n int)")
-        .await;
-    exec(&mut src, &format!("INSERT INTO shop.addr (u, a6, a4) VALUES {ADDRESS_ROWS}")).await;
-    let spec = pair.spec(TaskType::FullIncrTrans, &["addr"]);
+    exec(&mut src, "CREATE DATABASE shop").await;
+    for (table, columns) in ADDRESS_TABLES {
+        exec(&mut src, &format!("CREATE TABLE shop.{table} ({columns})")).await;
+        exec(&mut src, &format!("INSERT INTO shop.{table} (u, a6, a4) VALUES {ADDRESS_ROWS}")).await;
+    }
+    let spec = pair.spec(TaskType::FullIncrTrans, &ADDRESS_TABLES.map(|(t, _)| t));
     let (stop, mut job) = pair.spawn("t/addr", spec);
     let mut tgt = pair.target().await;
     my_support::wait_streaming(&mut tgt, &mut job).await;
-    exec(&mut src, "DELETE FROM shop.addr").await;
-    exec(&mut src, &format!("INSERT INTO shop.addr (u, a6, a4) VALUES {ADDRESS_ROWS}")).await;
-    exec(&mut src, "UPDATE shop.addr SET n = 1, a4 = '192.168.0.0' WHERE u = '00112233-4455-1677-8899-aabbccdd0000'")
+    for (table, _) in ADDRESS_TABLES {
+        let name = format!("shop.{table}");
+        wait_equal(&pair, &name, &name, Duration::from_secs(20)).await;
+    }
+    for (table, _) in ADDRESS_TABLES {
+        exec(&mut src, &format!("DELETE FROM shop.{table}")).await;
+        exec(&mut src, &format!("INSERT INTO shop.{table} (u, a6, a4) VALUES {ADDRESS_ROWS}")).await;
+        exec(
+            &mut src,
+            &format!(
+                "UPDATE shop.{table} SET n = 1, a4 = '192.168.0.0' WHERE u = '00112233-4455-1677-8899-aabbccdd0000';
+                 UPDATE shop.{table} SET a6 = '::1', u = '00112233-4455-1677-8899-aabbccdd0100' WHERE n IS NULL AND a4 = '0.0.0.0'"
+            ),
+        )
         .await;
-    exec(&mut src, "DELETE FROM shop.addr WHERE u = '00000000-0000-0000-0000-000000000000'").await;
-    wait_equal(&pair, "shop.addr", "shop.addr", Duration::from_secs(20)).await;
+        exec(&mut src, &format!("DELETE FROM shop.{table} WHERE a6 = '::ffff:1.2.3.4'")).await;
+    }
+    for (table, _) in ADDRESS_TABLES {
+        let name = format!("shop.{table}");
+        if let Err(e) = my_support::try_wait_equal(&pair, &name, &name, Duration::from_secs(20)).await {
+            panic!("{e}; the job: {:?}", if job.is_finished() { Some(job.await) } else { None });
+        }
+    }
     stop.send(true).unwrap();
     assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
 }
@@ -802,6 +829,36 @@ async fn a_target_column_dropped_while_streaming_stops_the_job_naming_it_and_ski
 
 /// The writing sessions are not strict: a column narrowed by hand would take cut values with a
 /// warning only. The applier reads the warning and stops before the batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_target_does_not_store_as_sent_stops_the_job_naming_the_column() {
+    let pair = MyPair::start();
+    let mut src = pair.source().await;
+    exec(&mut src, "CREATE DATABASE shop; CREATE TABLE shop.notes (id int PRIMARY KEY, note varchar(20))").await;
+    // The target's table was made by hand, narrower than the source's, before the job started:
+    // it is as the job found it, and the writing session (not strict) would cut the value.
+    let mut tgt = pair.target().await;
+    exec(&mut tgt, "CREATE DATABASE shop; CREATE TABLE shop.notes (id int PRIMARY KEY, note varchar(3))").await;
+    let at: String = src.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    let mut spec = pair.spec(TaskType::IncrTrans, &["notes"]);
+    spec.start_position = Some(at);
+    let (_stop, job) = pair.spawn("t/not-stored", spec.clone());
+    exec(&mut src, "INSERT INTO shop.notes VALUES (1, 'abc'), (2, 'a secret too long')").await;
+    let err = tokio::time::timeout(Duration::from_secs(60), job).await.expect("the job stops").unwrap().unwrap_err();
+    assert_eq!(err.code(), "VALUE_NOT_STORED", "{err}");
+    assert!(ferry::engine::error::is_unrecoverable(err.code()), "not retried");
+    let message = err.to_string();
+    assert!(message.contains("in column note of `shop`.`notes`") && message.contains("warning 1265"), "{message}");
+    assert!(!message.contains("secret"), "{message}");
+    let rows: Vec<i32> = tgt.query("SELECT id FROM shop.notes").await.unwrap();
+    assert!(rows.is_empty(), "nothing of the transaction committed: {rows:?}");
+    // Widened, the job resumes from its checkpoint and stores the value whole.
+    exec(&mut tgt, "ALTER TABLE shop.notes MODIFY note varchar(20)").await;
+    let (stop, job) = pair.spawn("t/not-stored", spec);
+    wait_equal(&pair, "shop.notes", "shop.notes", Duration::from_secs(60)).await;
+    stop.send(true).unwrap();
+    assert_eq!(job.await.unwrap().unwrap(), Outcome::Stopped);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_column_narrowed_while_streaming_stops_the_job_before_a_value_is_cut() {
     a_hand_made_change_stops_the_job(

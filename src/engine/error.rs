@@ -130,12 +130,13 @@ pub const OUT_OF_SPACE: &str = "the database server is out of disk space: make r
 /// Error codes no retry can help: the job fails at once instead of retrying `spec.retry.limit`
 /// times. A purged binary log or a lost slot never comes back; a target table dropped or
 /// altered by hand ([`super::drift`]) does not put itself right.
-pub const UNRECOVERABLE: [&str; 5] = [
+pub const UNRECOVERABLE: [&str; 6] = [
     "BINLOG_PURGED",
     "SLOT_LOST",
     super::drift::TARGET_TABLE_MISSING,
     super::drift::TARGET_TABLE_CHANGED,
     super::drift::SOURCE_SCHEMA_CHANGED,
+    super::mysql::target::VALUE_NOT_STORED,
 ];
 
 /// Whether a failure with `code` is one retries cannot help.

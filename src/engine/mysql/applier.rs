@@ -38,7 +38,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Statement, Value};
 
 use super::catalog::{self, ColumnKind, MyTable};
-use super::target::{exec_affected, qualified};
+use super::target::{exec_affected, not_stored, qualified, value_changed};
 use super::values::param;
 use crate::api::ConflictPolicy;
 use crate::engine::apply::ChangeTarget;
@@ -61,11 +61,6 @@ const MANY_PARAMS: usize = 2_000;
 /// Server errors a replayed DDL meets when it already took effect: table exists, unknown table,
 /// duplicate column, duplicate key name, cannot drop column or key, no such table, unknown column.
 const ALREADY_DONE: [u16; 7] = [1050, 1051, 1060, 1061, 1091, 1146, 1054];
-
-/// Warnings of a non-strict session that a value was not stored as sent: column cannot be null,
-/// NULL into NOT NULL, out of range, data truncated, truncated wrong value, incorrect value for
-/// the column, data too long.
-const VALUE_CHANGED: [u32; 7] = [1048, 1263, 1264, 1265, 1292, 1366, 1406];
 
 /// A target table's columns as `information_schema` lists them; `None` when it does not exist.
 async fn shape(conn: &mut Conn, db: &str, table: &str) -> std::result::Result<Option<Shape>, mysql_async::Error> {
@@ -123,14 +118,15 @@ impl Table {
                 let utf8 =
                     m.charset.as_deref().is_none_or(|cs| cs.starts_with("utf8") || cs == "ascii" || cs == "binary");
                 // Bytes in the column's own character set: sent as hex, since the server would
-                // read a string parameter in the session's character set.
-                let hex = m.kind == ColumnKind::Text && !utf8;
-                let placeholder = if hex {
+                // read a string parameter in the session's character set. So are the binary
+                // log's 16 or 4 bytes of a MariaDB UUID, INET6 or INET4, which as text would be
+                // a malformed value (stored wrong, or matching no row).
+                let address = matches!(m.data_type.as_str(), "uuid" | "inet6" | "inet4");
+                let hex = (m.kind == ColumnKind::Text && !utf8) || address;
+                let placeholder = if address {
+                    "UNHEX(?)".to_owned()
+                } else if hex {
                     format!("CONVERT(UNHEX(?) USING {})", m.charset.as_deref().unwrap_or("binary"))
-                } else if matches!(m.data_type.as_str(), "uuid" | "inet6" | "inet4") {
-                    // The binary log's 16 or 4 bytes: as text in the session's character set
-                    // the server would read them as a malformed address.
-                    "CAST(? AS BINARY)".to_owned()
                 } else {
                     "?".to_owned()
                 };
@@ -351,23 +347,13 @@ impl Applier {
     }
 
     /// After a statement on `table` left warnings: stops the job if a value was not stored as
-    /// sent because the table changed; otherwise says so in the log (codes only: the messages
-    /// may quote values).
+    /// sent — naming the change of the table that caused it, or, when the table is as the job
+    /// found it, the warning (codes only: the messages may quote values).
     async fn check_warnings(&mut self, table: usize) -> Result<()> {
-        let warnings: Vec<(String, u32, String)> =
-            self.conn.query("SHOW WARNINGS").await.map_err(self.fail("reading the target's warnings"))?;
-        let Some(code) = warnings.iter().map(|w| w.1).find(|c| VALUE_CHANGED.contains(c)) else { return Ok(()) };
-        if let Some(drift) = self.diagnose(table, &format!("MariaDB/MySQL warning {code}")).await {
-            self.rollback().await;
-            return Err(drift);
-        }
-        let codes: Vec<u32> = warnings.iter().map(|w| w.1).collect();
-        tracing::warn!(
-            table = %self.tables[table].name,
-            ?codes,
-            "the target did not store some values of a change as sent, though the table is as when the job started"
-        );
-        Ok(())
+        let Some(warning) = value_changed(&mut self.conn).await? else { return Ok(()) };
+        let drift = self.diagnose(table, &format!("MariaDB/MySQL warning {}", warning.code)).await;
+        self.rollback().await;
+        Err(drift.unwrap_or_else(|| not_stored(&self.tables[table].name, &warning, "applying a change")))
     }
 
     fn fail(&self, what: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> EngineError {

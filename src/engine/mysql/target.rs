@@ -520,6 +520,10 @@ pub fn load_sql(t: &MyTable) -> String {
         if m.kind == ColumnKind::Bit {
             cols.push(format!("@v{i}"));
             sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", my_ident(&c.target_name)));
+        } else if matches!(m.data_type.as_str(), "uuid" | "inet6" | "inet4") {
+            // Read as MariaDB prints them: text, which a binary string of that length is not.
+            cols.push(format!("@v{i}"));
+            sets.push(format!("{} = CONVERT(@v{i} USING ascii)", my_ident(&c.target_name)));
         } else {
             cols.push(my_ident(&c.target_name));
         }
@@ -635,6 +639,15 @@ impl ChunkTarget<ChunkData> for MyChunkTarget<'_> {
             (Err(e), _) => Err(err(what.clone())(e)),
             (Ok(()), Err(None)) => Err(EngineError::query(T, what.clone(), "the load ended before its input")),
         };
+        // A value the load did not store as read (truncated, changed to a zero date, …).
+        let failed = match failed {
+            Ok(rows) => match value_changed(&mut self.conn).await {
+                Ok(None) => Ok(rows),
+                Ok(Some(warning)) => Err(not_stored(&t.def.display_name(), &warning, &what)),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
         let rows = match failed {
             Ok(rows) => rows,
             Err(e) => {
@@ -656,9 +669,83 @@ impl ChunkTarget<ChunkData> for MyChunkTarget<'_> {
     }
 }
 
+/// Warnings of a non-strict session that a value was not stored as sent: column cannot be null,
+/// NULL into NOT NULL, out of range, data truncated, truncated wrong value, incorrect value for
+/// the column, data too long.
+const VALUE_CHANGED: [u32; 7] = [1048, 1263, 1264, 1265, 1292, 1366, 1406];
+
+/// The error code of a value a MariaDB/MySQL target did not store as sent, its table unchanged.
+pub const VALUE_NOT_STORED: &str = "VALUE_NOT_STORED";
+
+/// A warning that a value was not stored as sent: its code and the column it names.
+pub(crate) struct ValueWarning {
+    /// The server's warning code.
+    pub code: u32,
+    /// The column, when the message names it.
+    pub column: Option<String>,
+}
+
+/// The column a warning's message names (`… for column 'c' at row 1`, ``… for column `db`.`t`.`c` …``,
+/// `Column 'c' cannot be null`), without the value it may quote before.
+fn warned_column(message: &str) -> Option<String> {
+    let name = match message.rsplit_once(" for column ") {
+        Some((_, rest)) => rest.split(" at row").next()?.to_owned(),
+        None => message.strip_prefix("Column '")?.split_once("' ")?.0.to_owned(),
+    };
+    let last = name.rsplit('.').next().unwrap_or(&name);
+    Some(last.trim_matches(|c| c == '\'' || c == '`').to_owned()).filter(|n| !n.is_empty())
+}
+
+/// After a statement that left warnings: the first that says a value was not stored as sent.
+pub(crate) async fn value_changed(conn: &mut Conn) -> Result<Option<ValueWarning>> {
+    if conn.get_warnings() == 0 {
+        return Ok(None);
+    }
+    let warnings: Vec<(String, u32, String)> =
+        conn.query("SHOW WARNINGS").await.map_err(err("reading the target's warnings"))?;
+    Ok(warnings
+        .iter()
+        .find(|w| VALUE_CHANGED.contains(&w.1))
+        .map(|w| ValueWarning { code: w.1, column: warned_column(&w.2) }))
+}
+
+/// The error that stops a job whose target did not store a value of `table` as sent while
+/// `doing`, its table as the job found it: retrying would write the same value again. Names the
+/// column, never the value.
+pub(crate) fn not_stored(table: &str, warning: &ValueWarning, doing: &str) -> EngineError {
+    let column = warning.column.as_ref().map(|c| format!(" in column {c}")).unwrap_or_default();
+    EngineError::Unrecoverable {
+        code: VALUE_NOT_STORED,
+        message: format!(
+            "the target did not store a value{column} of {table} as the source holds it while {doing} \
+             (MariaDB/MySQL warning {}), though the table is as when the job started; nothing of it was committed. \
+             Fix: make the target column and the target server's settings hold the source's values (compare the \
+             column's definition on both sides), then resume the job (spec.paused: true, then false)",
+            warning.code
+        ),
+    }
+}
+
 /// Executes `sql` with `params` and returns the rows it affected.
 pub async fn exec_affected(conn: &mut Conn, sql: &str, params: Vec<Value>) -> Result<u64, mysql_async::Error> {
     let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
     conn.exec_drop(sql, params).await?;
     Ok(conn.affected_rows())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::warned_column;
+
+    #[test]
+    fn a_warning_names_its_column_and_not_the_value_it_quotes() {
+        assert_eq!(warned_column("Data truncated for column 'note' at row 1").as_deref(), Some("note"));
+        assert_eq!(warned_column("Out of range value for column 'n' at row 3").as_deref(), Some("n"));
+        assert_eq!(warned_column("Column 'id' cannot be null").as_deref(), Some("id"));
+        assert_eq!(
+            warned_column("Incorrect uuid value: 'x for column y' for column `shop`.`addr`.`u` at row 1").as_deref(),
+            Some("u")
+        );
+        assert_eq!(warned_column("Truncated incorrect uuid value: 'secret'"), None);
+    }
 }
