@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry::api::{PrecheckResult, SpeedLimit, TaskType, Tuning};
-use ferry::engine::{self, Job, Outcome, Tracker, progress::NoProgress};
+use ferry::engine::{self, Outcome};
 use my_pg_support::{Servers, column_types, exec, until, wait_for};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -416,13 +416,7 @@ async fn the_stream_writes_every_type_as_the_full_transfer_does() {
     let items = engine::precheck(&spec, &servers.credentials()).await;
     assert!(items.iter().all(|i| i.result != PrecheckResult::Failed), "{items:?}");
     assert!(items.iter().any(|i| i.item == "source.binlogFormat"), "{items:?}");
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let credentials = servers.credentials();
-    let run_spec = spec.clone();
-    let mut job = tokio::spawn(async move {
-        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
-        engine::run(Job { id: "stream", spec: &run_spec, credentials: &credentials, tracker, stop }).await
-    });
+    let (_stop_tx, mut job) = servers.spawn("stream", &spec);
     let pg = servers.target().await;
     wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
     // Every row again, through the stream, with ids 10 higher; then updates and deletes.
@@ -641,13 +635,7 @@ async fn an_incremental_job_streams_only_what_changes_after_it_starts_with_its_k
     spec.task_type = TaskType::IncrTrans;
     // Secondary indexes off: the primary key is built all the same.
     spec.policy.indexes = false;
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let credentials = servers.credentials();
-    let run_spec = spec.clone();
-    let mut job = tokio::spawn(async move {
-        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
-        engine::run(Job { id: "incr", spec: &run_spec, credentials: &credentials, tracker, stop }).await
-    });
+    let (stop_tx, mut job) = servers.spawn("incr", &spec);
     let pg = servers.target().await;
     wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
     exec(
@@ -697,13 +685,7 @@ async fn an_incremental_job_started_at_a_gtid_position_applies_what_follows_it()
     spec.task_type = TaskType::IncrTrans;
     spec.start_position = Some(gtid.clone());
     assert!(ferry::api::Validate::validate(&spec).is_empty(), "a GTID start position is valid for the pair");
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let credentials = servers.credentials();
-    let run_spec = spec.clone();
-    let mut job = tokio::spawn(async move {
-        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
-        engine::run(Job { id: "gtid", spec: &run_spec, credentials: &credentials, tracker, stop }).await
-    });
+    let (stop_tx, mut job) = servers.spawn("gtid", &spec);
     let pg = servers.target().await;
     wait_for(&pg, "SELECT count(*) = 2 FROM shop.events", &mut job).await;
     exec(&mut src, "USE shop; INSERT INTO events VALUES (7, 'later')").await;
@@ -903,13 +885,7 @@ async fn an_online_comparison_while_the_stream_applies_writes_is_consistent_and_
     .await;
     let mut spec = servers.spec(&["accounts"]);
     spec.task_type = TaskType::FullIncrTrans;
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let credentials = servers.credentials();
-    let run_spec = spec.clone();
-    let mut job = tokio::spawn(async move {
-        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
-        engine::run(Job { id: "online", spec: &run_spec, credentials: &credentials, tracker, stop }).await
-    });
+    let (stop_tx, mut job) = servers.spawn("online", &spec);
     let pg = servers.target().await;
     wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
 
@@ -1043,13 +1019,7 @@ async fn mariadb_uuid_and_address_columns_arrive_as_uuid_and_inet_through_the_co
     .await;
     let mut spec = servers.spec(&["addr"]);
     spec.task_type = TaskType::FullIncrTrans;
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let credentials = servers.credentials();
-    let run_spec = spec.clone();
-    let mut job = tokio::spawn(async move {
-        let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
-        engine::run(Job { id: "addr", spec: &run_spec, credentials: &credentials, tracker, stop }).await
-    });
+    let (_stop_tx, mut job) = servers.spawn("addr", &spec);
     let pg = servers.target().await;
     wait_for(&pg, "SELECT full_done FROM _ferry.jobs", &mut job).await;
     let types: Vec<String> = pg

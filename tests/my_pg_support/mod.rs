@@ -16,6 +16,9 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::runner::Runner;
 
+/// A job running in the background: the sender that stops it, and its result.
+pub type Running = (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<Result<Outcome, EngineError>>);
+
 /// A MariaDB source and a PostgreSQL target (with a database `shop`).
 pub struct Servers {
     pub source: MariaDbServer,
@@ -95,6 +98,17 @@ impl Servers {
         let credentials = self.credentials();
         let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
         engine::run(Job { id, spec, credentials: &credentials, tracker, stop }).await
+    }
+
+    /// Runs a job of `spec` in the background: the sender that stops it, and its result.
+    pub fn spawn(&self, id: &'static str, spec: &SyncJobSpec) -> Running {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let (spec, credentials) = (spec.clone(), self.credentials());
+        let job = tokio::spawn(async move {
+            let tracker = Tracker::new(std::sync::Arc::new(NoProgress));
+            engine::run(Job { id, spec: &spec, credentials: &credentials, tracker, stop }).await
+        });
+        (stop_tx, job)
     }
 
     /// The manifest `ferry run` reads for `spec`, with its Secret.
