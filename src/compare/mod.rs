@@ -289,10 +289,10 @@ fn diff_rows<S: Side, T: Side>(
 /// Brings rows printed by their servers to canonical forms (comparing across engines).
 type Canon<'a> = dyn Fn(Vec<RawRow>) -> Vec<Row> + Sync + 'a;
 
-/// Online: checks rows that differ (`diffs`) again by key (through `canon` across engines), up to `rechecks` times, each once the
-/// job's checkpoint has passed the previous read (`read_at`); a row in flight agrees then. The
-/// counts (`source rows`, `target rows`) follow each rechecked row's latest reading. Returns the
-/// differences that persist.
+/// Online: checks rows that differ (`diffs`) again by key (through `canon` across engines), up
+/// to `rechecks` times, each once the job's checkpoint has passed the previous read (`read_at`);
+/// a row in flight agrees then. The counts (`source rows`, `target rows`) follow each rechecked
+/// row's latest reading. Returns the differences that persist.
 #[allow(clippy::too_many_arguments)]
 async fn settle<S: Side, T: Side, C: CatchUp>(
     source: &mut S,
@@ -332,10 +332,10 @@ async fn settle<S: Side, T: Side, C: CatchUp>(
     Ok(diffs)
 }
 
-/// For a table whose chunks were looked up on the target by the source's keys: how many rows
-/// the target holds beyond the `found` ones, and up to `room` of them as differences. Only when
-/// the target's count says there are any, the target is read over the source's chunk bounds
-/// (which cover every key in any order, some more than once) and each key not yet seen is
+/// For a table whose chunks were looked up on the target by the source's keys: the rows the
+/// target holds beyond the `found` ones (their number, and up to `room` of them as
+/// differences). Only when the target's count says there are any is the target read over the
+/// source's chunk bounds (which cover every key in any order, some more than once), each key
 /// looked up on the source.
 #[allow(clippy::too_many_arguments)]
 async fn only_in_target<S: Side, T: Side, C: CatchUp>(
@@ -373,12 +373,10 @@ async fn only_in_target<S: Side, T: Side, C: CatchUp>(
             break;
         }
     }
-    let before = listed.len() as u64;
-    let (mut s, mut tg) = (0u64, before);
+    let (mut s, mut tg) = (0u64, listed.len() as u64);
     let listed = settle(source, target, t, Some(canon), listed, rechecks, catch_up, read_at, (&mut s, &mut tg)).await?;
-    // Online: rows that settled (the job caught up) are not extra after all.
-    let extra = extra.saturating_sub(before - listed.len() as u64);
-    Ok((extra, listed.into_iter().map(|(_, d)| d).take(room).collect()))
+    // The rows found, not the count: online, rows in flight settle (the job caught up).
+    Ok((listed.len() as u64, listed.into_iter().map(|(_, d)| d).take(room).collect()))
 }
 
 /// The source structure in target names: unselected columns, and indexes, constraints and
@@ -651,8 +649,9 @@ pub async fn compare_online<S: Side, T: Side, C: CatchUp>(
                     differing += diffs.len() as u64;
                     let room = opts.max_differences.saturating_sub(report.differences.len());
                     report.differences.extend(diffs.into_iter().map(|(_, d)| d).take(room));
-                    if by_keys && i + 1 == chunks.len() {
-                        // Every chunk looked up: the rows the target holds beyond them.
+                    if by_keys && i + 1 == chunks.len() && opts.sample_percent.is_none() {
+                        // Every chunk looked up: the rows the target holds beyond them (a sample
+                        // covers only its chunks).
                         let room = opts.max_differences.saturating_sub(report.differences.len());
                         let (extra, listed) =
                             only_in_target(source, target, t, &canon, &chunks, tgt_rows, room, opts.rechecks, catch_up)
