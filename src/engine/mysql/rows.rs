@@ -30,8 +30,9 @@ struct Column<'a> {
     /// A TIME(1) or TIME(2) column, whose negative values `mysql_common` misreads (see
     /// [`time2_fraction_fix`]).
     time2: bool,
-    /// A `BINARY(n)` column's length (or a MariaDB `UUID`'s, `INET6`'s, `INET4`'s): the binary log drops a value's trailing zero bytes, which
-    /// the column stores (and a row without a key is matched by).
+    /// A `BINARY(n)` column's length (or a MariaDB `UUID`'s, `INET6`'s, `INET4`'s): the binary
+    /// log drops a value's trailing zero bytes, which the column stores (and a row without a key
+    /// is matched by).
     pad: Option<usize>,
 }
 

@@ -689,7 +689,9 @@ pub(crate) struct ValueWarning {
 /// `Column 'c' cannot be null`), without the value it may quote before.
 fn warned_column(message: &str) -> Option<String> {
     let name = match message.rsplit_once(" for column ") {
-        Some((_, rest)) => rest.split(" at row").next()?.to_owned(),
+        // A quoted name follows (not the tail of a quoted value).
+        Some((_, rest)) if rest.starts_with(['\'', '`']) => rest.split(" at row").next()?.to_owned(),
+        Some(_) => return None,
         None => message.strip_prefix("Column '")?.split_once("' ")?.0.to_owned(),
     };
     let last = name.rsplit('.').next().unwrap_or(&name);
@@ -710,15 +712,15 @@ pub(crate) async fn value_changed(conn: &mut Conn) -> Result<Option<ValueWarning
 }
 
 /// The error that stops a job whose target did not store a value of `table` as sent while
-/// `doing`, its table as the job found it: retrying would write the same value again. Names the
-/// column, never the value.
+/// `doing` (a change of the table is reported as such before): retrying would write the same
+/// value again. Names the column, never the value.
 pub(crate) fn not_stored(table: &str, warning: &ValueWarning, doing: &str) -> EngineError {
     let column = warning.column.as_ref().map(|c| format!(" in column {c}")).unwrap_or_default();
     EngineError::Unrecoverable {
         code: VALUE_NOT_STORED,
         message: format!(
             "the target did not store a value{column} of {table} as the source holds it while {doing} \
-             (MariaDB/MySQL warning {}), though the table is as when the job started; nothing of it was committed. \
+             (MariaDB/MySQL warning {}); nothing of it was committed. \
              Fix: make the target column and the target server's settings hold the source's values (compare the \
              column's definition on both sides), then resume the job (spec.paused: true, then false)",
             warning.code
@@ -747,5 +749,6 @@ mod tests {
             Some("u")
         );
         assert_eq!(warned_column("Truncated incorrect uuid value: 'secret'"), None);
+        assert_eq!(warned_column("Truncated incorrect DOUBLE value: 'a for column b'"), None);
     }
 }
